@@ -1,0 +1,51 @@
+// The backup manifest: the sidecar "<blob>.json" (DESIGN.md "The backup blob") and the
+// in-archive "bartl/manifest.json". Pure: JSON only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bartl {
+
+/// One component of a backup: {"kind": "path", "name": "/var/lib/notes"}, later "postgresql".
+struct Component {
+    std::string kind;
+    std::string name;
+};
+
+/// Manifest keys. The sidecar has all of them; the in-archive copy lacks `blob` (unknown
+/// while the archive is written) and the counts.
+struct BackupManifest {
+    int format = 1;
+    std::string app;
+    std::string version;       ///< state version at backup time (SemVer text)
+    std::string created;       ///< RFC 3339 UTC
+    std::string host;
+    std::string id;            ///< short unique id (8 hex chars), last part of the blob name
+    std::string blob_name;     ///< blob.name
+    std::uint64_t blob_size = 0;  ///< blob.size, bytes
+    std::string blob_sha256;   ///< blob.sha256, 64 lower-case hex chars
+    std::string compression;   ///< "zstd:3"
+    std::optional<std::string> encryption;  ///< null or "age"
+    std::vector<Component> components;
+    std::vector<std::string> paths;  ///< state/N/ in the archive holds paths[N]
+    std::uint64_t files = 0;   ///< regular files + dirs + links in the archive (excluding bartl/)
+    std::uint64_t bytes = 0;   ///< bytes of regular file content in the archive
+
+    /// Sidecar JSON (pretty, newline-terminated).
+    std::string to_json() const;
+    /// In-archive JSON: no blob, files, bytes.
+    std::string to_archive_json() const;
+    /// Parses either form. Throws std::invalid_argument naming the missing or bad key.
+    static BackupManifest from_json(const std::string& text);
+};
+
+/// Blob object name: "APP-YYYYMMDDTHHMMSSZ-VERSION-ID.tar.zst" (+".age" when encrypted).
+std::string blob_name(const std::string& app, const std::string& compact_time, const std::string& version,
+                      const std::string& id, bool encrypted);
+/// The sidecar's name for a blob name: blob + ".json".
+std::string sidecar_name(const std::string& blob);
+
+}  // namespace bartl

@@ -1,0 +1,76 @@
+// bartl.toml: loading and validation (DESIGN.md "Configuration").
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/retention.hpp"
+
+namespace bartl {
+
+/// How bartld decides the app is ready ([app] ready).
+struct Readiness {
+    enum class Kind { notify, started, tcp, http } kind = Kind::started;
+    std::string host;  ///< tcp/http: host name or address
+    int port = 0;      ///< tcp/http: port
+    std::string url;   ///< http: the full URL as configured
+};
+
+/// The validated configuration of one instance. Every path is absolute.
+struct Config {
+    std::filesystem::path file;  ///< the file it was loaded from ("" when from a string)
+    std::string instance;        ///< --instance NAME, else app.name
+
+    // [app]
+    std::string app_name;                     ///< [a-z0-9][a-z0-9_-]*
+    std::optional<std::string> version;       ///< literal engine version (exactly one of the three)
+    std::optional<std::filesystem::path> version_file;
+    std::vector<std::string> version_command; ///< argv; empty when not set
+    std::chrono::milliseconds version_command_timeout{10000};  ///< [app] version_timeout, default 10s
+    std::vector<std::string> exec;            ///< argv; empty = state-only instance
+    std::map<std::string, std::string> environment;  ///< [app] environment table, added to the child's env
+    std::optional<std::filesystem::path> working_directory;  ///< [app] working_directory
+    Readiness ready;                          ///< default "started" when exec is set
+    std::chrono::milliseconds ready_timeout{90000};
+    std::chrono::milliseconds stop_timeout{30000};
+
+    // [state]
+    std::vector<std::filesystem::path> state_paths;  ///< absolute, distinct, none inside another
+    std::filesystem::path bartl_dir;  ///< [state] bartl_dir: marker, intent, lock; default /var/lib/bartl/NAME
+
+    // [hooks]
+    std::vector<std::string> hook_init;
+    std::optional<std::filesystem::path> migrations_dir;
+    std::vector<std::string> hook_pre_backup;
+    std::vector<std::string> hook_post_backup;
+    std::vector<std::string> hook_post_restore;
+    std::chrono::milliseconds hook_timeout{3600000};  ///< [hooks] timeout, default 1h
+
+    // [backup]
+    std::string store;                   ///< URL; "" = no store configured
+    std::chrono::milliseconds interval{24LL * 3600 * 1000};
+    bool before_migrate = true;
+    enum class Consistency { live, stop } consistency = Consistency::live;
+    int compression_level = 3;           ///< from "zstd:N", 1..19
+    int compression_threads = 0;         ///< from "zstd:N:T" (0 = one per core)
+    RetentionPolicy retention{7, 7, 4, 12};
+};
+
+/// Loads and validates a config file. `instance` overrides the instance name (else app.name).
+/// Throws ConfigError with "FILE:LINE:COLUMN: message" for syntax errors, unknown keys, wrong
+/// types, relative paths, invalid names, two version sources, missing required keys.
+Config load_config(const std::filesystem::path& file, const std::string& instance = "");
+
+/// As load_config, from TOML text; `source_name` stands for the file name in messages.
+Config parse_config(const std::string& toml_text, const std::string& source_name,
+                    const std::string& instance = "");
+
+/// Path of an instance's config: /etc/bartl/NAME.toml (sysconfdir from the build).
+/// Throws UsageError when NAME is not a valid instance name.
+std::filesystem::path instance_config_path(const std::string& instance);
+
+}  // namespace bartl

@@ -1,0 +1,33 @@
+// Structured logging: to the journal (sd_journal_send) when stderr is connected to it
+// ($JOURNAL_STREAM matches) , else to stderr as "bartld[PID]: <level>: message".
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace bartl::log {
+
+/// syslog(3) priorities used by bartl.
+enum class Level { err = 3, warning = 4, notice = 5, info = 6, debug = 7 };
+
+/// A journal field, e.g. {"BARTL_BACKUP_ID", "3f9a0c1d"}.
+using Field = std::pair<std::string_view, std::string>;
+
+/// Sets fields sent with every entry (BARTL_INSTANCE, BARTL_PHASE, BARTL_STATE_VERSION,
+/// BARTL_ENGINE_VERSION). An empty value removes the field.
+void set_context(std::string_view key, std::string value);
+
+/// Logs one entry. `message_id` is a 128-bit id in 32 hex chars ("" for none); it marks
+/// lifecycle events documented in the journal catalog.
+void write(Level level, std::string_view message, std::initializer_list<Field> fields = {},
+           std::string_view message_id = "");
+
+inline void error(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::err, m, f); }
+inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::warning, m, f); }
+inline void notice(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::notice, m, f); }
+inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::info, m, f); }
+inline void debug(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::debug, m, f); }
+
+}  // namespace bartl::log
