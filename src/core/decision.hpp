@@ -72,7 +72,9 @@ Decision decide(const Observed& o);
 /// Predicts the whole path from these facts without acting ("restore -> migrate -> serve"),
 /// assuming each step succeeds: init yields state at the engine version, restore yields the
 /// candidate's backup_version, migrate yields the engine version, clean_partial yields absent.
-/// Returns the actions in order; the last one is terminal.
+/// Returns the actions in order; the last one is terminal. Throws std::logic_error (as
+/// decide() does) for inconsistent facts: present without state_version, or a restore
+/// predicted without backup_version; also if the table ever failed to reach a terminal action.
 std::vector<Action> predict_path(const Observed& o);
 
 /// Joins actions as "a -> b -> c".

@@ -29,7 +29,8 @@ struct Marker {
 
     /// Serialises to pretty JSON text (ends with a newline).
     std::string to_json() const;
-    /// Parses marker JSON. Throws std::invalid_argument naming the missing/bad key.
+    /// Parses marker JSON. Every key is required (unknown extra keys are ignored). Throws
+    /// std::invalid_argument naming the missing/bad key; unknown format versions are rejected.
     static Marker from_json(const std::string& text);
 };
 
@@ -46,8 +47,11 @@ struct Intent {
     std::string from;                      ///< migrate: version before
     std::string to;                        ///< migrate/init: version after
 
+    /// Serialises to pretty JSON text (ends with a newline).
     std::string to_json() const;
-    /// Throws std::invalid_argument naming the missing/bad key.
+    /// Parses intent JSON. Every key is required; `op` must be init, restore or migrate.
+    /// Throws std::invalid_argument naming the missing/bad key; unknown format versions
+    /// are rejected.
     static Intent from_json(const std::string& text);
 };
 

@@ -1,0 +1,93 @@
+// Retention selection with restic `forget --keep-last/daily/weekly/monthly`
+// semantics: walk the backups newest first; each rule keeps a backup when its
+// calendar bucket differs from the bucket of the last backup that rule kept,
+// until the rule has kept N. Restic >= 0.16 (PR #4366) also keeps the oldest backup while
+// a rule has counts left; bartl does not, as retention.hpp documents
+// "the newest backup of each of the N newest periods" and nothing more.
+#include "core/retention.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <optional>
+
+namespace bartl {
+namespace {
+
+using namespace std::chrono;
+
+std::int64_t day_bucket(sys_seconds t) { return floor<days>(t).time_since_epoch().count(); }
+
+std::int64_t month_bucket(sys_seconds t) {
+    const year_month_day ymd{floor<days>(t)};
+    return std::int64_t{int(ymd.year())} * 12 + unsigned(ymd.month());
+}
+
+// ISO 8601 week: weeks start on Monday and belong to the year of their
+// Thursday, so 2020-12-31 and 2021-01-01 are both in 2020-W53.
+std::int64_t iso_week_bucket(sys_seconds t) {
+    const sys_days d = floor<days>(t);
+    const unsigned iso_weekday = weekday{d}.iso_encoding();  // Monday 1 .. Sunday 7
+    const sys_days thursday = d - days{iso_weekday - 1} + days{3};
+    const year iso_year = year_month_day{thursday}.year();
+    const sys_days jan1 = sys_days{iso_year / January / 1};
+    const std::int64_t week = (thursday - jan1).count() / 7 + 1;
+    return std::int64_t{int(iso_year)} * 100 + week;
+}
+
+}  // namespace
+
+RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy) {
+    std::vector<const RetentionItem*> order;
+    order.reserve(items.size());
+    for (const auto& it : items) order.push_back(&it);
+    // Newest first; equal times are ordered by id so the result does not depend on input order.
+    std::sort(order.begin(), order.end(), [](const RetentionItem* a, const RetentionItem* b) {
+        if (a->created != b->created) return a->created > b->created;
+        return a->id > b->id;
+    });
+
+    std::optional<sys_seconds> newest_verified;
+    for (const auto* it : order)
+        if (it->verified) {
+            newest_verified = it->created;
+            break;
+        }
+
+    struct Rule {
+        unsigned left;
+        std::int64_t (*bucket)(sys_seconds);
+        std::optional<std::int64_t> last;
+    };
+    // keep_last has no bucket function: every backup is its own bucket.
+    std::array<Rule, 3> rules{{{policy.keep_daily, day_bucket, {}},
+                               {policy.keep_weekly, iso_week_bucket, {}},
+                               {policy.keep_monthly, month_bucket, {}}}};
+    unsigned last_left = policy.keep_last;
+    const bool keep_all = policy.keep_last == 0 && policy.keep_daily == 0 && policy.keep_weekly == 0 &&
+                          policy.keep_monthly == 0;
+
+    RetentionResult result;
+    for (const auto* it : order) {
+        bool keep = keep_all;
+        if (last_left > 0) {
+            --last_left;
+            keep = true;
+        }
+        for (auto& r : rules) {
+            if (r.left == 0) continue;
+            const std::int64_t b = r.bucket(it->created);
+            if (r.last != b) {
+                r.last = b;
+                --r.left;
+                keep = true;
+            }
+        }
+        // Invariant 6: only what is strictly older than the newest verified backup may go.
+        if (!newest_verified || it->created >= *newest_verified) keep = true;
+        (keep ? result.keep : result.remove).push_back(it->id);
+    }
+    return result;
+}
+
+}  // namespace bartl

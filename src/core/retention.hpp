@@ -33,7 +33,9 @@ struct RetentionResult {
 /// Applies the policy to `items` (any order). Safety rules (DESIGN.md invariant 6) beat the
 /// policy: a backup may be deleted only when it is older than the newest verified backup,
 /// so the newest verified backup and everything newer are always kept, and with no verified
-/// backup nothing is deleted. When every rule is 0 the policy keeps everything.
+/// backup nothing is deleted. When every rule is 0 the policy keeps everything. Backups with
+/// equal `created` are ordered by id, descending, so the result does not depend on input
+/// order. Unlike restic >= 0.16, a rule with counts left does not also keep the oldest backup.
 RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy);
 
 }  // namespace bartl

@@ -21,7 +21,9 @@ struct Version {
 
     /// Parses a full SemVer string ("1.2.3-rc.1+build.5"); no leading 'v', no
     /// surrounding whitespace. Throws std::invalid_argument whose message says
-    /// what is wrong ("leading zero in minor version", ...).
+    /// what is wrong ("leading zero in minor version", ...). MAJOR, MINOR and PATCH above
+    /// 2^64-1 are rejected although §2 sets no limit; numeric pre-release identifiers have
+    /// no such limit.
     static Version parse(std::string_view text);
     /// As parse(), but returns std::nullopt instead of throwing.
     static std::optional<Version> try_parse(std::string_view text) noexcept;
