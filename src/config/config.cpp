@@ -1,0 +1,724 @@
+// bartl.toml loading and validation. Every error names FILE:LINE:COLUMN of the node at
+// fault (toml++ keeps source positions for keys and values), the key as "[table] key", and
+// what would be accepted, because the operator reads it in the journal with exit code 78
+// and no other context.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "bartl_build_config.h"
+#include "core/duration.hpp"
+#include "core/error.hpp"
+#include "core/semver.hpp"
+
+namespace bartl {
+
+namespace {
+
+using namespace std::string_view_literals;
+namespace fs = std::filesystem;
+
+constexpr std::array app_keys{
+    "name"sv,        "version"sv,           "version_file"sv, "version_command"sv, "version_timeout"sv, "exec"sv,
+    "environment"sv, "working_directory"sv, "ready"sv,        "ready_timeout"sv,   "stop_timeout"sv};
+constexpr std::array state_keys{"paths"sv, "bartl_dir"sv};
+constexpr std::array hooks_keys{"init"sv,        "migrations"sv,   "pre_backup"sv,
+                                "post_backup"sv, "post_restore"sv, "timeout"sv};
+constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
+                                 "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv};
+
+struct Schema {
+    std::string_view table;
+    std::span<const std::string_view> keys;
+};
+const std::array<Schema, 4> schema{{
+    {"app", app_keys},
+    {"state", state_keys},
+    {"hooks", hooks_keys},
+    {"backup", backup_keys},
+}};
+
+// zstd refuses more workers than this (ZSTDMT_NBWORKERS_MAX on 64-bit hosts).
+constexpr int max_compression_threads = 256;
+constexpr std::size_t max_name_length = 64;
+
+/// Optimal-string-alignment distance, case-insensitive: a transposed pair ("nmae") costs one
+/// edit, as it is the most common typo.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; };
+    const std::size_t n = a.size(), m = b.size();
+    std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
+    for (std::size_t i = 0; i <= n; ++i)
+        d[i][0] = i;
+    for (std::size_t j = 0; j <= m; ++j)
+        d[0][j] = j;
+    for (std::size_t i = 1; i <= n; ++i)
+        for (std::size_t j = 1; j <= m; ++j) {
+            const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    return d[n][m];
+}
+
+/// The candidate closest to `word`, when close enough to be a plausible typo of it.
+std::optional<std::string_view> nearest(std::string_view word, std::span<const std::string_view> candidates) {
+    std::optional<std::string_view> best;
+    std::size_t best_distance = SIZE_MAX;
+    for (std::string_view c : candidates) {
+        const std::size_t dist = edit_distance(word, c);
+        if (dist < best_distance) {
+            best = c;
+            best_distance = dist;
+        }
+    }
+    // Up to two edits, but never more than a third of the word: "foo" must not become "ready".
+    if (best && best_distance <= std::min<std::size_t>(2, std::max<std::size_t>(1, best->size() / 3)))
+        return best;
+    return std::nullopt;
+}
+
+std::string type_name(const toml::node& node) {
+    switch (node.type()) {
+        case toml::node_type::table: return "table";
+        case toml::node_type::array: return "array";
+        case toml::node_type::string: return "string";
+        case toml::node_type::integer: return "integer";
+        case toml::node_type::floating_point: return "float";
+        case toml::node_type::boolean: return "boolean";
+        case toml::node_type::date: return "date";
+        case toml::node_type::time: return "time";
+        case toml::node_type::date_time: return "date-time";
+        case toml::node_type::none: break;
+    }
+    return "nothing";
+}
+
+bool valid_name(std::string_view name) {
+    if (name.empty() || name.size() > max_name_length)
+        return false;
+    auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (!lower_or_digit(name.front()))
+        return false;
+    return std::all_of(name.begin(), name.end(), [&](char c) { return lower_or_digit(c) || c == '_' || c == '-'; });
+}
+
+constexpr std::string_view name_rule =
+    "use lowercase letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters";
+
+/// True when `inner` equals `outer` or lies below it, compared component by component
+/// ("/var/lib/notes2" is not inside "/var/lib/notes").
+bool is_within(const fs::path& inner, const fs::path& outer) {
+    return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
+}
+
+/// Parses a decimal integer that must fill `text` completely.
+std::optional<long long> parse_int(std::string_view text) {
+    long long value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
+    return value;
+}
+
+/// One [table] of the file, or an absent one (table == nullptr).
+struct Section {
+    std::string_view name;
+    const toml::table* table = nullptr;
+
+    const toml::node* get(std::string_view key) const { return table ? table->get(key) : nullptr; }
+    std::string label(std::string_view key) const { return fmt::format("[{}] {}", name, key); }
+    toml::source_region where() const { return table ? table->source() : toml::source_region{}; }
+};
+
+class Parser {
+public:
+    explicit Parser(std::string source) : source_(std::move(source)) {}
+
+    /// Throws ConfigError "SOURCE:LINE:COLUMN: message"; an unknown position reads 1:1.
+    [[noreturn]] void fail(const toml::source_region& where, std::string_view message) const {
+        const auto line = where.begin.line ? where.begin.line : 1;
+        const auto column = where.begin.line ? where.begin.column : 1;
+        throw ConfigError(fmt::format("{}:{}:{}: {}", source_, line, column, message));
+    }
+
+    /// Rejects top-level keys and tables that bartl does not know.
+    void check_top_level(const toml::table& doc) const {
+        std::array<std::string_view, schema.size()> tables;
+        std::transform(schema.begin(), schema.end(), tables.begin(), [](const Schema& s) { return s.table; });
+        for (auto&& [key, node] : doc) {
+            if (std::find(tables.begin(), tables.end(), key.str()) != tables.end())
+                continue;
+            if (node.is_table()) {
+                if (auto near = nearest(key.str(), tables))
+                    fail(key.source(), fmt::format("unknown table [{}]; did you mean [{}]?", key.str(), *near));
+                fail(key.source(),
+                     fmt::format("unknown table [{}]; bartl.toml has [app], [state], [hooks] and [backup]", key.str()));
+            }
+            if (auto home = home_of(key.str()))
+                fail(key.source(), fmt::format("key '{}' is outside any table; it belongs in [{}]", key.str(), *home));
+            fail(key.source(), fmt::format("unknown key '{}' outside any table; bartl.toml has [app], [state], "
+                                           "[hooks] and [backup]",
+                                           key.str()));
+        }
+    }
+
+    /// The table `name` of `doc` after checking it holds only known keys.
+    Section section(const toml::table& doc, std::string_view name) const {
+        const Schema& s = *std::find_if(schema.begin(), schema.end(), [&](const Schema& x) { return x.table == name; });
+        const toml::node* node = doc.get(name);
+        if (node == nullptr)
+            return Section{name, nullptr};
+        if (!node->is_table())
+            fail(node->source(), fmt::format("[{}] must be a table, got {}", name, type_name(*node)));
+        const toml::table& table = *node->as_table();
+        for (auto&& [key, value] : table) {
+            if (std::find(s.keys.begin(), s.keys.end(), key.str()) != s.keys.end())
+                continue;
+            // A known key in the wrong table is a likelier mistake than a typo, so say so first.
+            if (auto home = home_of(key.str()))
+                fail(key.source(), fmt::format("unknown key '{}' in [{}]; it belongs in [{}]", key.str(), name, *home));
+            if (auto near = nearest(key.str(), s.keys))
+                fail(key.source(), fmt::format("unknown key '{}' in [{}]; did you mean '{}'?", key.str(), name, *near));
+            fail(key.source(),
+                 fmt::format("unknown key '{}' in [{}]; known keys: {}", key.str(), name, fmt::join(s.keys, ", ")));
+        }
+        return Section{name, &table};
+    }
+
+    std::optional<std::string> string(const Section& sec, std::string_view key) const {
+        const toml::node* node = sec.get(key);
+        if (node == nullptr)
+            return std::nullopt;
+        if (!node->is_string())
+            fail(node->source(), fmt::format("{} must be a string, got {}", sec.label(key), type_name(*node)));
+        const std::string& s = node->as_string()->get();
+        if (s.find('\0') != std::string::npos)
+            fail(node->source(), fmt::format("{} must not contain a NUL character", sec.label(key)));
+        return s;
+    }
+
+    std::optional<bool> boolean(const Section& sec, std::string_view key) const {
+        const toml::node* node = sec.get(key);
+        if (node == nullptr)
+            return std::nullopt;
+        if (!node->is_boolean())
+            fail(node->source(),
+                 fmt::format("{} must be a boolean (true or false), got {}", sec.label(key), type_name(*node)));
+        return node->as_boolean()->get();
+    }
+
+    /// A keep_* count: an integer from 0 up to UINT_MAX.
+    std::optional<unsigned> count(const Section& sec, std::string_view key) const {
+        const toml::node* node = sec.get(key);
+        if (node == nullptr)
+            return std::nullopt;
+        if (!node->is_integer())
+            fail(node->source(),
+                 fmt::format("{} must be a non-negative integer, got {}", sec.label(key), type_name(*node)));
+        const std::int64_t v = node->as_integer()->get();
+        if (v < 0 || v > std::int64_t(UINT_MAX))
+            fail(node->source(), fmt::format("{} must be a non-negative integer, got {}", sec.label(key), v));
+        return unsigned(v);
+    }
+
+    /// A duration string (core/duration.hpp). `zero_ok` for timeouts where 0 means no limit.
+    std::optional<std::chrono::milliseconds> duration(const Section& sec, std::string_view key, bool zero_ok) const {
+        const toml::node* node = sec.get(key);
+        if (node == nullptr)
+            return std::nullopt;
+        if (!node->is_string())
+            fail(node->source(),
+                 fmt::format("{} must be a duration string such as \"90s\", \"5m\" or \"1h30m\", got {}",
+                             sec.label(key), type_name(*node)));
+        std::chrono::milliseconds d;
+        try {
+            d = parse_duration(node->as_string()->get());
+        } catch (const std::invalid_argument& e) {
+            fail(node->source(), fmt::format("{}: {}", sec.label(key), e.what()));
+        }
+        if (d.count() == 0 && !zero_ok)
+            fail(node->source(), fmt::format("{} must be longer than 0", sec.label(key)));
+        return d;
+    }
+
+    /// An absolute path. Only the syntax is checked: the file need not exist yet.
+    std::optional<fs::path> absolute_path(const Section& sec, std::string_view key) const {
+        auto s = string(sec, key);
+        if (!s)
+            return std::nullopt;
+        if (s->empty() || s->front() != '/')
+            fail(sec.get(key)->source(), fmt::format("{} must be an absolute path, got \"{}\"", sec.label(key), *s));
+        return fs::path(*s);
+    }
+
+    /// An argv array. Empty is returned as empty (the caller decides what that means);
+    /// argv[0] must be an absolute path because bartld's PATH under systemd is not the
+    /// operator's shell PATH.
+    std::vector<std::string> argv(const Section& sec, std::string_view key) const {
+        const toml::node* node = sec.get(key);
+        if (node == nullptr)
+            return {};
+        if (!node->is_array())
+            fail(node->source(),
+                 fmt::format("{} must be an array of strings, got {}", sec.label(key), type_name(*node)));
+        std::vector<std::string> out;
+        const toml::array& arr = *node->as_array();
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+            const toml::node& el = arr[i];
+            if (!el.is_string())
+                fail(el.source(), fmt::format("{} must be an array of strings, got {} at index {}", sec.label(key),
+                                              type_name(el), i));
+            const std::string& s = el.as_string()->get();
+            if (s.find('\0') != std::string::npos)
+                fail(el.source(), fmt::format("{}[{}] must not contain a NUL character", sec.label(key), i));
+            if (i == 0 && (s.empty() || s.front() != '/'))
+                fail(el.source(),
+                     fmt::format("{}: the program must be an absolute path, got \"{}\"", sec.label(key), s));
+            out.push_back(s);
+        }
+        return out;
+    }
+
+
+private:
+    /// The table a key belongs to, when it is one of bartl's keys.
+    static std::optional<std::string_view> home_of(std::string_view key) {
+        for (const Schema& s : schema)
+            if (std::find(s.keys.begin(), s.keys.end(), key) != s.keys.end())
+                return s.table;
+        return std::nullopt;
+    }
+
+    std::string source_;
+};
+
+// ---- [app] ----------------------------------------------------------------------------
+
+/// Parses HOST[:PORT] (HOST may be a bracketed IPv6 address) into r.host and r.port.
+/// `label` and `value` name the key and its text in messages.
+void parse_host_port(const Parser& p, const toml::node& node, std::string_view label, std::string_view value,
+                     std::string_view authority, std::optional<int> default_port, Readiness& r) {
+    std::string_view host = authority, port_text;
+    bool has_port = false;
+    if (authority.starts_with('[')) {
+        const auto close = authority.find(']');
+        if (close == std::string_view::npos)
+            p.fail(node.source(), fmt::format("{} \"{}\": unclosed '[' in the host", label, value));
+        host = authority.substr(1, close - 1);
+        const std::string_view rest = authority.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':')
+                p.fail(node.source(), fmt::format("{} \"{}\": expected ':PORT' after the host", label, value));
+            port_text = rest.substr(1);
+            has_port = true;
+        }
+    } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+        host = authority.substr(0, colon);
+        port_text = authority.substr(colon + 1);
+        has_port = true;
+    }
+    if (host.empty())
+        p.fail(node.source(), fmt::format("{} \"{}\": the host is missing", label, value));
+    if (host.find('@') != std::string_view::npos)
+        p.fail(node.source(), fmt::format("{} \"{}\": user names are not supported here", label, value));
+    if (!has_port) {
+        if (!default_port)
+            p.fail(node.source(), fmt::format("{} \"{}\": the port is missing (write tcp://HOST:PORT)", label, value));
+        r.port = *default_port;
+    } else {
+        const auto port = parse_int(port_text);
+        if (!port || *port < 1 || *port > 65535)
+            p.fail(node.source(),
+                   fmt::format("{} \"{}\": port \"{}\" is not a number from 1 to 65535", label, value, port_text));
+        r.port = int(*port);
+    }
+    r.host = std::string(host);
+}
+
+Readiness parse_ready(const Parser& p, const Section& app) {
+    Readiness r;
+    const auto text = p.string(app, "ready");
+    if (!text)
+        return r;
+    const toml::node& node = *app.get("ready");
+    const std::string label = app.label("ready");
+    const std::string_view v = *text;
+    if (v == "notify") {
+        r.kind = Readiness::Kind::notify;
+    } else if (v == "started") {
+        r.kind = Readiness::Kind::started;
+    } else if (v.starts_with("tcp://")) {
+        r.kind = Readiness::Kind::tcp;
+        const std::string_view authority = v.substr(6);
+        if (authority.find('/') != std::string_view::npos)
+            p.fail(node.source(),
+                   fmt::format("{} \"{}\": a tcp check takes no path (write tcp://HOST:PORT)", label, v));
+        parse_host_port(p, node, label, v, authority, std::nullopt, r);
+    } else if (v.starts_with("http://")) {
+        r.kind = Readiness::Kind::http;
+        const std::string_view rest = v.substr(7);
+        const auto slash = rest.find_first_of("/?");
+        const std::string_view authority = rest.substr(0, slash);
+        parse_host_port(p, node, label, v, authority, 80, r);
+        const std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
+        // "http://h:1?x" asks for "/?x": an HTTP request line needs a path before the query.
+        r.path = path.starts_with('/') ? std::string(path) : "/" + std::string(path);
+        r.url = std::string(v);
+    } else {
+        p.fail(node.source(), fmt::format("{} must be \"notify\", \"started\", \"tcp://HOST:PORT\" or "
+                                          "\"http://HOST:PORT/PATH\", got \"{}\"",
+                                          label, v));
+    }
+    return r;
+}
+
+std::map<std::string, std::string> parse_environment(const Parser& p, const Section& app) {
+    std::map<std::string, std::string> env;
+    const toml::node* node = app.get("environment");
+    if (node == nullptr)
+        return env;
+    if (!node->is_table())
+        p.fail(node->source(), fmt::format("[app] environment must be a table of strings, got {}", type_name(*node)));
+    for (auto&& [key, value] : *node->as_table()) {
+        const std::string_view name = key.str();
+        // execve() splits each entry at the first '=', so such a name could never arrive intact.
+        if (name.empty() || name.find('=') != std::string_view::npos || name.find('\0') != std::string_view::npos)
+            p.fail(key.source(), fmt::format("[app] environment: \"{}\" is not a valid variable name", name));
+        if (!value.is_string())
+            p.fail(value.source(),
+                   fmt::format("[app] environment.{} must be a string, got {}", name, type_name(value)));
+        const std::string& s = value.as_string()->get();
+        if (s.find('\0') != std::string::npos)
+            p.fail(value.source(), fmt::format("[app] environment.{} must not contain a NUL character", name));
+        env.emplace(std::string(name), s);
+    }
+    return env;
+}
+
+void parse_app(const Parser& p, const Section& app, Config& c) {
+    if (app.table == nullptr)
+        p.fail({}, "[app] table is missing; it needs at least name and version");
+
+    const auto name = p.string(app, "name");
+    if (!name)
+        p.fail(app.where(), "[app] name is required");
+    if (!valid_name(*name))
+        p.fail(app.get("name")->source(), fmt::format("[app] name \"{}\" is not a valid name: {}", *name, name_rule));
+    c.app_name = *name;
+
+    // Exactly one version source; report at the one that comes later in the file, since
+    // that is usually the line just added.
+    std::vector<std::pair<std::string_view, const toml::node*>> sources;
+    for (std::string_view key : {"version"sv, "version_file"sv, "version_command"sv})
+        if (const toml::node* n = app.get(key))
+            sources.emplace_back(key, n);
+    if (sources.empty())
+        p.fail(app.where(), "[app] version is required: set one of version, version_file or version_command");
+    if (sources.size() > 1) {
+        std::sort(sources.begin(), sources.end(), [](const auto& a, const auto& b) {
+            const auto& x = a.second->source().begin;
+            const auto& y = b.second->source().begin;
+            return std::pair(x.line, x.column) < std::pair(y.line, y.column);
+        });
+        std::vector<std::string> names;
+        for (const auto& s : sources)
+            names.push_back(app.label(s.first));
+        const std::string list = sources.size() == 2 ? fmt::format("{} and {}", names[0], names[1])
+                                                     : fmt::format("{}, {} and {}", names[0], names[1], names[2]);
+        p.fail(sources[1].second->source(),
+               fmt::format("{} version sources: {}; keep exactly one", sources.size() == 2 ? "two" : "three", list));
+    }
+
+    if (auto v = p.string(app, "version")) {
+        try {
+            Version::parse(*v);
+        } catch (const std::invalid_argument& e) {
+            // Version::parse names the text and what is wrong with it; only the key is added.
+            p.fail(app.get("version")->source(), fmt::format("[app] version: {}", e.what()));
+        }
+        c.version = *v;
+    }
+    c.version_file = p.absolute_path(app, "version_file");
+    if (app.get("version_command")) {
+        c.version_command = p.argv(app, "version_command");
+        if (c.version_command.empty())
+            p.fail(app.get("version_command")->source(), "[app] version_command must not be empty");
+    }
+    if (auto d = p.duration(app, "version_timeout", true))
+        c.version_command_timeout = *d;
+
+    c.exec = p.argv(app, "exec");
+    c.environment = parse_environment(p, app);
+    c.working_directory = p.absolute_path(app, "working_directory");
+    c.ready = parse_ready(p, app);
+    if (app.get("ready") && c.exec.empty())
+        p.fail(app.get("ready")->source(),
+               "[app] ready is set but [app] exec is not: a state-only instance has no app to wait for");
+    if (auto d = p.duration(app, "ready_timeout", false))
+        c.ready_timeout = *d;
+    if (auto d = p.duration(app, "stop_timeout", false))
+        c.stop_timeout = *d;
+}
+
+// ---- [state] --------------------------------------------------------------------------
+
+void parse_state(const Parser& p, const Section& state, Config& c) {
+    const toml::node* node = state.get("paths");
+    if (node == nullptr)
+        p.fail(state.where(), "[state] paths is required: the absolute directories that hold the app's state");
+    if (!node->is_array())
+        p.fail(node->source(), fmt::format("[state] paths must be an array of strings, got {}", type_name(*node)));
+    const toml::array& arr = *node->as_array();
+    if (arr.empty())
+        p.fail(node->source(), "[state] paths must name at least one directory");
+
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+        const toml::node& el = arr[i];
+        const std::string label = fmt::format("[state] paths[{}]", i);
+        if (!el.is_string())
+            p.fail(el.source(),
+                   fmt::format("[state] paths must be an array of strings, got {} at index {}", type_name(el), i));
+        const std::string& s = el.as_string()->get();
+        if (s.empty() || s.front() != '/')
+            p.fail(el.source(), fmt::format("{} must be an absolute path, got \"{}\"", label, s));
+        if (s.find('\0') != std::string::npos)
+            p.fail(el.source(), fmt::format("{} must not contain a NUL character", label));
+        // Restore replaces each declared directory as a whole, so "/" would mean the system.
+        if (s.find_first_not_of('/') == std::string::npos)
+            p.fail(el.source(), fmt::format("{} must not be the root directory", label));
+        const fs::path path(s);
+        if (std::find(path.begin(), path.end(), "..") != path.end())
+            p.fail(el.source(), fmt::format("{} \"{}\" must not contain '..'", label, s));
+        std::string normal = path.lexically_normal().string();
+        while (normal.size() > 1 && normal.back() == '/')
+            normal.pop_back();
+        if (s.back() == '/')
+            p.fail(el.source(), fmt::format("{} \"{}\" must not end in '/' (write \"{}\")", label, s, normal));
+        if (normal != s)
+            p.fail(el.source(), fmt::format("{} \"{}\" is not normalised (write \"{}\")", label, s, normal));
+
+        for (std::size_t j = 0; j < c.state_paths.size(); ++j) {
+            const fs::path& other = c.state_paths[j];
+            if (other == path)
+                p.fail(el.source(), fmt::format("{} \"{}\" is listed twice (also paths[{}])", label, s, j));
+            if (is_within(path, other))
+                p.fail(el.source(), fmt::format("{} \"{}\" is inside paths[{}] \"{}\"; list only the outer directory",
+                                                label, s, j, other.string()));
+            if (is_within(other, path))
+                p.fail(el.source(), fmt::format("{} \"{}\" contains paths[{}] \"{}\"; list only the outer directory",
+                                                label, s, j, other.string()));
+        }
+        c.state_paths.push_back(path);
+    }
+
+    // The marker, intent record and lock must survive a restore that replaces the state
+    // directories wholesale, and must not travel inside a backup, so they live outside them.
+    const toml::node* dir_node = state.get("bartl_dir");
+    if (auto dir = p.absolute_path(state, "bartl_dir")) {
+        // Without the trailing '/', which would otherwise hide an overlap from is_within().
+        c.bartl_dir = dir->lexically_normal();
+        if (!c.bartl_dir.has_filename() && c.bartl_dir.has_relative_path())
+            c.bartl_dir = c.bartl_dir.parent_path();
+    } else {
+        c.bartl_dir = fs::path("/var/lib/bartl") / c.instance;  // systemd's StateDirectory= root
+    }
+    for (std::size_t i = 0; i < c.state_paths.size(); ++i) {
+        const fs::path& sp = c.state_paths[i];
+        if (!is_within(c.bartl_dir, sp) && !is_within(sp, c.bartl_dir))
+            continue;
+        if (dir_node)
+            p.fail(dir_node->source(),
+                   fmt::format("[state] bartl_dir \"{}\" overlaps [state] paths[{}] \"{}\"; bartl's own directory "
+                               "must lie outside the declared state",
+                               c.bartl_dir.string(), i, sp.string()));
+        p.fail(arr[i].source(),
+               fmt::format("[state] paths[{}] \"{}\" overlaps bartl's own directory {}; set [state] bartl_dir "
+                           "to a directory outside the declared state",
+                           i, sp.string(), c.bartl_dir.string()));
+    }
+}
+
+// ---- [hooks] --------------------------------------------------------------------------
+
+void parse_hooks(const Parser& p, const Section& hooks, Config& c) {
+    c.hook_init = p.argv(hooks, "init");
+    c.migrations_dir = p.absolute_path(hooks, "migrations");
+    c.hook_pre_backup = p.argv(hooks, "pre_backup");
+    c.hook_post_backup = p.argv(hooks, "post_backup");
+    c.hook_post_restore = p.argv(hooks, "post_restore");
+    if (auto d = p.duration(hooks, "timeout", true))
+        c.hook_timeout = *d;
+}
+
+// ---- [backup] -------------------------------------------------------------------------
+
+void check_store(const Parser& p, const toml::node& node, const std::string& url) {
+    const std::string label = "[backup] store";
+    const auto scheme_end = url.find("://");
+    const std::string_view scheme =
+        scheme_end == std::string::npos ? std::string_view{} : std::string_view(url).substr(0, scheme_end);
+    if (scheme != "file" && scheme != "s3" && scheme != "sftp")
+        p.fail(node.source(), fmt::format("{} \"{}\" must start with file://, s3:// or sftp://", label, url));
+    const std::string_view rest = std::string_view(url).substr(scheme_end + 3);
+    if (scheme == "file") {
+        if (rest.empty() || rest.front() != '/')
+            p.fail(
+                node.source(),
+                fmt::format("{} \"{}\": a file:// store needs an absolute path (file:///var/backups/...)", label, url));
+        return;
+    }
+    const std::string_view authority = rest.substr(0, rest.find('/'));
+    // Secrets come from systemd credentials (DESIGN.md), never from this world-readable file.
+    if (const auto at = authority.find('@');
+        at != std::string_view::npos && authority.substr(0, at).find(':') != std::string_view::npos)
+        p.fail(node.source(), fmt::format("{} holds a password; store secrets in systemd credentials "
+                                          "(LoadCredential=), not in the config file",
+                                          label));
+    const auto at = authority.find('@');
+    const std::string_view host = at == std::string_view::npos ? authority : authority.substr(at + 1);
+    if (host.empty())
+        p.fail(node.source(),
+               fmt::format("{} \"{}\": the {} is missing", label, url, scheme == "s3" ? "bucket" : "host"));
+}
+
+void parse_compression(const Parser& p, const Section& backup, Config& c) {
+    const auto text = p.string(backup, "compression");
+    if (!text)
+        return;
+    const toml::node& node = *backup.get("compression");
+    auto bad = [&](std::string_view why) {
+        p.fail(node.source(), fmt::format("[backup] compression \"{}\": {} (write \"zstd\", \"zstd:LEVEL\" or "
+                                          "\"zstd:LEVEL:THREADS\")",
+                                          *text, why));
+    };
+    std::vector<std::string_view> parts;
+    std::string_view rest = *text;
+    for (;;) {
+        const auto colon = rest.find(':');
+        parts.push_back(rest.substr(0, colon));
+        if (colon == std::string_view::npos)
+            break;
+        rest = rest.substr(colon + 1);
+    }
+    if (parts[0] != "zstd")
+        bad(fmt::format("unsupported algorithm \"{}\"", parts[0]));
+    if (parts.size() > 3)
+        bad("too many parts");
+    if (parts.size() >= 2) {
+        const auto level = parse_int(parts[1]);
+        if (!level || *level < 1 || *level > 19)
+            bad(fmt::format("level \"{}\" is not a number from 1 to 19", parts[1]));
+        c.compression_level = int(*level);
+    }
+    if (parts.size() == 3) {
+        const auto threads = parse_int(parts[2]);
+        if (!threads || *threads < 0 || *threads > max_compression_threads)
+            bad(fmt::format("threads \"{}\" is not a number from 0 (one per core) to {}", parts[2],
+                            max_compression_threads));
+        c.compression_threads = int(*threads);
+    }
+}
+
+void parse_backup(const Parser& p, const Section& backup, Config& c) {
+    if (auto store = p.string(backup, "store")) {
+        if (!store->empty())
+            check_store(p, *backup.get("store"), *store);
+        c.store = *store;
+    }
+    if (auto d = p.duration(backup, "interval", false))
+        c.interval = *d;
+    if (auto b = p.boolean(backup, "before_migrate"))
+        c.before_migrate = *b;
+    if (auto s = p.string(backup, "consistency")) {
+        if (*s == "live")
+            c.consistency = Config::Consistency::live;
+        else if (*s == "stop")
+            c.consistency = Config::Consistency::stop;
+        else
+            p.fail(backup.get("consistency")->source(),
+                   fmt::format("[backup] consistency must be \"live\" or \"stop\", got \"{}\"", *s));
+    }
+    parse_compression(p, backup, c);
+    if (auto n = p.count(backup, "keep_last"))
+        c.retention.keep_last = *n;
+    if (auto n = p.count(backup, "keep_daily"))
+        c.retention.keep_daily = *n;
+    if (auto n = p.count(backup, "keep_weekly"))
+        c.retention.keep_weekly = *n;
+    if (auto n = p.count(backup, "keep_monthly"))
+        c.retention.keep_monthly = *n;
+}
+
+void check_instance_name(const std::string& instance) {
+    if (!valid_name(instance))
+        throw UsageError(fmt::format("invalid instance name \"{}\": {}", instance, name_rule));
+}
+
+}  // namespace
+
+Config parse_config(const std::string& toml_text, const std::string& source_name, const std::string& instance) {
+    if (!instance.empty())
+        check_instance_name(instance);
+    const Parser p(source_name);
+    toml::table doc;
+    try {
+        doc = toml::parse(toml_text, source_name);
+    } catch (const toml::parse_error& e) {
+        p.fail(e.source(), e.description());
+    }
+    p.check_top_level(doc);
+    const Section app = p.section(doc, "app");
+    const Section state = p.section(doc, "state");
+    const Section hooks = p.section(doc, "hooks");
+    const Section backup = p.section(doc, "backup");
+
+    Config c;
+    parse_app(p, app, c);
+    c.instance = instance.empty() ? c.app_name : instance;
+    parse_state(p, state, c);
+    parse_hooks(p, hooks, c);
+    parse_backup(p, backup, c);
+    return c;
+}
+
+Config load_config(const std::filesystem::path& file, const std::string& instance) {
+    // stdio rather than iostreams: errno is reliable after fopen/fread, and the message must
+    // say why the file could not be read.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
+    if (!f)
+        throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(errno)));
+    std::string text;
+    char buf[8192];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0)
+        text.append(buf, n);
+    if (std::ferror(f.get()))
+        throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(errno)));
+    Config c = parse_config(text, file.string(), instance);
+    c.file = file;
+    return c;
+}
+
+std::filesystem::path instance_config_path(const std::string& instance) {
+    check_instance_name(instance);
+    return std::filesystem::path(BARTL_SYSCONFDIR) / "bartl" / (instance + ".toml");
+}
+
+}  // namespace bartl

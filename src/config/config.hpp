@@ -18,6 +18,7 @@ struct Readiness {
     std::string host;  ///< tcp/http: host name or address
     int port = 0;      ///< tcp/http: port
     std::string url;   ///< http: the full URL as configured
+    std::string path;  ///< http: the request path ("/" when the URL has none), including any query
 };
 
 /// The validated configuration of one instance. Every path is absolute.
@@ -30,13 +31,13 @@ struct Config {
     std::optional<std::string> version;       ///< literal engine version (exactly one of the three)
     std::optional<std::filesystem::path> version_file;
     std::vector<std::string> version_command; ///< argv; empty when not set
-    std::chrono::milliseconds version_command_timeout{10000};  ///< [app] version_timeout, default 10s
+    std::chrono::milliseconds version_command_timeout{10000};  ///< [app] version_timeout, default 10s; 0 = no limit
     std::vector<std::string> exec;            ///< argv; empty = state-only instance
     std::map<std::string, std::string> environment;  ///< [app] environment table, added to the child's env
     std::optional<std::filesystem::path> working_directory;  ///< [app] working_directory
     Readiness ready;                          ///< default "started" when exec is set
-    std::chrono::milliseconds ready_timeout{90000};
-    std::chrono::milliseconds stop_timeout{30000};
+    std::chrono::milliseconds ready_timeout{90000};  ///< [app] ready_timeout, default 90s, > 0
+    std::chrono::milliseconds stop_timeout{30000};   ///< [app] stop_timeout, default 30s, > 0
 
     // [state]
     std::vector<std::filesystem::path> state_paths;  ///< absolute, distinct, none inside another
@@ -48,11 +49,11 @@ struct Config {
     std::vector<std::string> hook_pre_backup;
     std::vector<std::string> hook_post_backup;
     std::vector<std::string> hook_post_restore;
-    std::chrono::milliseconds hook_timeout{3600000};  ///< [hooks] timeout, default 1h
+    std::chrono::milliseconds hook_timeout{3600000};  ///< [hooks] timeout, default 1h; 0 = no limit
 
     // [backup]
     std::string store;                   ///< URL; "" = no store configured
-    std::chrono::milliseconds interval{24LL * 3600 * 1000};
+    std::chrono::milliseconds interval{24LL * 3600 * 1000};  ///< [backup] interval, default 24h, > 0
     bool before_migrate = true;
     enum class Consistency { live, stop } consistency = Consistency::live;
     int compression_level = 3;           ///< from "zstd:N", 1..19

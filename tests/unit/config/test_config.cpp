@@ -1,0 +1,469 @@
+// bartl.toml loading and validation (src/config/config.hpp, DESIGN.md "Configuration").
+// Error tests compare whole messages: the FILE:LINE:COLUMN prefix and the wording are what
+// the operator sees, so they are part of the contract.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "bartl_build_config.h"
+#include "config/config.hpp"
+#include "core/error.hpp"
+
+using namespace bartl;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path fixtures = BARTL_CONFIG_FIXTURES;
+
+// The ConfigError message parse_config throws for `text` (source name "notes.toml"), or ""
+// when the text is accepted.
+std::string error_of(const std::string& text) {
+    try {
+        parse_config(text, "notes.toml");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// A valid [app] + [state] head; tests append a table to check one key at a known line.
+const std::string head = R"([app]
+name = "notes"
+version = "1.0.0"
+exec = ["/usr/bin/notes"]
+[state]
+paths = ["/var/lib/notes"]
+)";  // 6 lines: the next line is line 7
+
+// A temporary directory removed at scope exit.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "bartl-config-test-XXXXXX").string();
+        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+// ---- valid configurations -------------------------------------------------------------
+
+TEST_CASE("a config with every key loads into every field", "[config]") {
+    const fs::path file = fixtures / "full.toml";
+    const Config c = load_config(file);
+
+    CHECK(c.file == file);
+    CHECK(c.instance == "notes");
+    CHECK(c.app_name == "notes");
+    REQUIRE(c.version);
+    CHECK(*c.version == "2.1.0-rc.1+build.7");
+    CHECK(!c.version_file);
+    CHECK(c.version_command.empty());
+    CHECK(c.version_command_timeout == 15s);
+    CHECK(c.exec == std::vector<std::string>{"/usr/bin/notes", "--db", "/var/lib/notes/notes.db", ""});
+    CHECK(c.environment == std::map<std::string, std::string>{{"LANG", "C.UTF-8"}, {"NOTES_MODE", "production"}});
+    REQUIRE(c.working_directory);
+    CHECK(*c.working_directory == "/var/lib/notes");
+    CHECK(c.ready.kind == Readiness::Kind::http);
+    CHECK(c.ready.host == "127.0.0.1");
+    CHECK(c.ready.port == 8080);
+    CHECK(c.ready.path == "/healthz?full=1");
+    CHECK(c.ready.url == "http://127.0.0.1:8080/healthz?full=1");
+    CHECK(c.ready_timeout == 2min);
+    CHECK(c.stop_timeout == 45s);
+
+    CHECK(c.state_paths == std::vector<fs::path>{"/var/lib/notes", "/srv/notes-media"});
+    CHECK(c.bartl_dir == "/var/lib/bartl-state/notes");
+
+    CHECK(c.hook_init == std::vector<std::string>{"/usr/lib/notes/bartl/init", "--fresh"});
+    REQUIRE(c.migrations_dir);
+    CHECK(*c.migrations_dir == "/usr/lib/notes/bartl/migrations");
+    CHECK(c.hook_pre_backup == std::vector<std::string>{"/usr/lib/notes/bartl/pre-backup"});
+    CHECK(c.hook_post_backup == std::vector<std::string>{"/usr/lib/notes/bartl/post-backup"});
+    CHECK(c.hook_post_restore == std::vector<std::string>{"/usr/lib/notes/bartl/post-restore"});
+    CHECK(c.hook_timeout == 2h);
+
+    CHECK(c.store == "s3://notes-backups/prod/notes");
+    CHECK(c.interval == 6h);
+    CHECK(c.before_migrate == false);
+    CHECK(c.consistency == Config::Consistency::stop);
+    CHECK(c.compression_level == 19);
+    CHECK(c.compression_threads == 4);
+    CHECK(c.retention.keep_last == 3);
+    CHECK(c.retention.keep_daily == 10);
+    CHECK(c.retention.keep_weekly == 0);
+    CHECK(c.retention.keep_monthly == 24);
+}
+
+TEST_CASE("a minimal config gets the documented defaults", "[config]") {
+    const Config c = load_config(fixtures / "minimal.toml");
+    CHECK(c.app_name == "notes");
+    CHECK(c.instance == "notes");
+    CHECK(*c.version == "1.0.0");
+    CHECK(c.version_command_timeout == 10s);
+    CHECK(c.exec.empty());
+    CHECK(c.environment.empty());
+    CHECK(!c.working_directory);
+    CHECK(c.ready.kind == Readiness::Kind::started);
+    CHECK(c.ready_timeout == 90s);
+    CHECK(c.stop_timeout == 30s);
+    CHECK(c.state_paths == std::vector<fs::path>{"/var/lib/notes"});
+    CHECK(c.bartl_dir == "/var/lib/bartl/notes");
+    CHECK(c.hook_init.empty());
+    CHECK(!c.migrations_dir);
+    CHECK(c.hook_pre_backup.empty());
+    CHECK(c.hook_post_backup.empty());
+    CHECK(c.hook_post_restore.empty());
+    CHECK(c.hook_timeout == 1h);
+    CHECK(c.store.empty());
+    CHECK(c.interval == 24h);
+    CHECK(c.before_migrate == true);
+    CHECK(c.consistency == Config::Consistency::live);
+    CHECK(c.compression_level == 3);
+    CHECK(c.compression_threads == 0);
+    CHECK(c.retention.keep_last == 7);
+    CHECK(c.retention.keep_daily == 7);
+    CHECK(c.retention.keep_weekly == 4);
+    CHECK(c.retention.keep_monthly == 12);
+}
+
+TEST_CASE("the example from DESIGN.md is valid", "[config]") {
+    const Config c = load_config(fixtures / "design-example.toml");
+    CHECK(c.ready.kind == Readiness::Kind::notify);
+    CHECK(c.store == "file:///var/backups/bartl/notes");
+    CHECK(c.hook_pre_backup.empty());  // [] means no hook
+    CHECK(c.compression_level == 3);
+}
+
+TEST_CASE("the instance name overrides app.name and moves bartl_dir", "[config]") {
+    const Config c = load_config(fixtures / "minimal.toml", "notes-staging");
+    CHECK(c.instance == "notes-staging");
+    CHECK(c.app_name == "notes");
+    CHECK(c.bartl_dir == "/var/lib/bartl/notes-staging");
+    CHECK_THROWS_AS(load_config(fixtures / "minimal.toml", "Notes"), UsageError);
+}
+
+TEST_CASE("the other version sources, readiness forms and store schemes parse", "[config]") {
+    Config c = parse_config(R"([app]
+name = "n0_x-y"
+version_command = ["/usr/bin/notes", "--version"]
+version_timeout = "0"
+exec = ["/usr/bin/notes"]
+ready = "tcp://[::1]:5432"
+[state]
+paths = ["/a/b", "/a/bc", "/c"]
+[hooks]
+timeout = "0"
+[backup]
+store = "sftp://backup@host.example:2222/srv/backups"
+compression = "zstd"
+)",
+                            "x.toml");
+    CHECK(c.version_command == std::vector<std::string>{"/usr/bin/notes", "--version"});
+    CHECK(c.version_command_timeout == 0ms);
+    CHECK(c.ready.kind == Readiness::Kind::tcp);
+    CHECK(c.ready.host == "::1");
+    CHECK(c.ready.port == 5432);
+    CHECK(c.hook_timeout == 0ms);
+    CHECK(c.compression_level == 3);
+    CHECK(c.compression_threads == 0);
+    CHECK(c.file.empty());
+
+    c = parse_config(R"([app]
+name = "n"
+version_file = "/usr/share/n/VERSION"
+exec = ["/usr/bin/n"]
+ready = "http://localhost"
+[state]
+paths = ["/var/lib/n"]
+[backup]
+store = ""
+compression = "zstd:7"
+)",
+                     "x.toml");
+    CHECK(*c.version_file == "/usr/share/n/VERSION");
+    CHECK(c.ready.kind == Readiness::Kind::http);
+    CHECK(c.ready.host == "localhost");
+    CHECK(c.ready.port == 80);
+    CHECK(c.ready.path == "/");
+    CHECK(c.store.empty());
+    CHECK(c.compression_level == 7);
+
+    c = parse_config("[app]\nname = \"n\"\nversion = \"1.0.0\"\nexec = [\"/n\"]\nready = \"http://h:81?ok\"\n"
+                     "[state]\npaths = [\"/n\"]\n",
+                     "x.toml");
+    CHECK(c.ready.port == 81);
+    CHECK(c.ready.path == "/?ok");
+}
+
+TEST_CASE("instance_config_path names /etc/bartl/NAME.toml and rejects bad names", "[config]") {
+    CHECK(instance_config_path("notes") == fs::path(BARTL_SYSCONFDIR) / "bartl" / "notes.toml");
+    CHECK_THROWS_AS(instance_config_path(""), UsageError);
+    CHECK_THROWS_AS(instance_config_path("../etc/passwd"), UsageError);
+    CHECK_THROWS_AS(instance_config_path("notes@1"), UsageError);
+    CHECK_THROWS_AS(instance_config_path(std::string(65, 'a')), UsageError);
+    CHECK(instance_config_path(std::string(64, 'a')).filename() == std::string(64, 'a') + ".toml");
+    try {
+        instance_config_path("Notes");
+        FAIL("no UsageError");
+    } catch (const UsageError& e) {
+        CHECK(std::string(e.what()) ==
+              "invalid instance name \"Notes\": use lowercase letters, digits, '_' and '-', starting with a letter "
+              "or digit, at most 64 characters");
+    }
+}
+
+// ---- reading files ----------------------------------------------------------------------
+
+TEST_CASE("load_config names the file it cannot read and why", "[config]") {
+    TempDir dir;
+    const fs::path missing = dir.path / "absent.toml";
+    try {
+        load_config(missing);
+        FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()) == missing.string() + ": cannot read: No such file or directory");
+        CHECK(e.exit_code() == ExitCode::config);
+    }
+    try {
+        load_config(dir.path);
+        FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()) == dir.path.string() + ": cannot read: Is a directory");
+    }
+}
+
+TEST_CASE("errors in a file carry its path, line and column", "[config]") {
+    TempDir dir;
+    const fs::path file = dir.path / "notes.toml";
+    std::ofstream(file) << "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n\n[backup]\nintervall = \"1h\"\n";
+    try {
+        load_config(file);
+        FAIL("no ConfigError");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()) ==
+              file.string() + ":6:1: unknown key 'intervall' in [backup]; did you mean 'interval'?");
+    }
+}
+
+// ---- one test per kind of bad input -------------------------------------------------------
+
+TEST_CASE("TOML syntax errors keep toml++'s position and description", "[config][errors]") {
+    const std::string e = error_of("[app]\nname = \"notes\nversion = \"1.0.0\"\n");
+    CHECK_THAT(e, Catch::StartsWith("notes.toml:2:"));
+    CHECK_THAT(e, Catch::Contains("string"));
+    CHECK(error_of("[app]\nname = \"a\"\nname = \"b\"\n").rfind("notes.toml:3:", 0) == 0);
+}
+
+TEST_CASE("unknown keys and tables are rejected with the nearest known name", "[config][errors]") {
+    CHECK(error_of(head + "[backup]\nintervall = \"1h\"\n") ==
+          "notes.toml:8:1: unknown key 'intervall' in [backup]; did you mean 'interval'?");
+    CHECK(error_of(head + "[backup]\n  kep_last = 1\n") ==
+          "notes.toml:8:3: unknown key 'kep_last' in [backup]; did you mean 'keep_last'?");
+    CHECK(error_of(head + "[hooks]\npre_backpu = []\n") ==
+          "notes.toml:8:1: unknown key 'pre_backpu' in [hooks]; did you mean 'pre_backup'?");
+    CHECK(error_of(head + "[hooks]\nfoo = 1\n") ==
+          "notes.toml:8:1: unknown key 'foo' in [hooks]; known keys: init, migrations, pre_backup, post_backup, "
+          "post_restore, timeout");
+    // A key of another table says where it belongs.
+    CHECK(error_of(head + "[hooks]\ninterval = \"1h\"\n") ==
+          "notes.toml:8:1: unknown key 'interval' in [hooks]; it belongs in [backup]");
+    CHECK(error_of(head + "[bakup]\n") == "notes.toml:7:2: unknown table [bakup]; did you mean [backup]?");
+    CHECK(error_of(head + "[logging]\n") ==
+          "notes.toml:7:2: unknown table [logging]; bartl.toml has [app], [state], [hooks] and [backup]");
+    CHECK(error_of("store = \"file:///b\"\n" + head) ==
+          "notes.toml:1:1: key 'store' is outside any table; it belongs in [backup]");
+    CHECK(error_of(head + "[app.extra]\n") ==
+          "notes.toml:7:6: unknown key 'extra' in [app]; known keys: name, "
+          "version, version_file, version_command, version_timeout, exec, "
+          "environment, working_directory, ready, ready_timeout, stop_timeout");
+}
+
+TEST_CASE("wrong value types name the key, the expected and the actual type", "[config][errors]") {
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = 5\n") ==
+          "notes.toml:4:8: [app] exec must be an array of strings, got integer");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\", 5]\n") ==
+          "notes.toml:4:19: [app] exec must be an array of strings, got integer at index 1");
+    CHECK(error_of("[app]\nname = 7\n") == "notes.toml:2:8: [app] name must be a string, got integer");
+    CHECK(error_of(head + "[backup]\nbefore_migrate = \"yes\"\n") ==
+          "notes.toml:8:18: [backup] before_migrate must be a boolean (true or false), got string");
+    CHECK(error_of(head + "[backup]\nkeep_last = -1\n") ==
+          "notes.toml:8:13: [backup] keep_last must be a non-negative integer, got -1");
+    CHECK(error_of(head + "[backup]\nkeep_daily = 1.5\n") ==
+          "notes.toml:8:14: [backup] keep_daily must be a non-negative integer, got float");
+    CHECK(error_of(head + "[backup]\ninterval = 3600\n") ==
+          "notes.toml:8:12: [backup] interval must be a duration string such as \"90s\", \"5m\" or \"1h30m\", got "
+          "integer");
+    CHECK(error_of("[[app]]\nname = \"x\"\n") == "notes.toml:1:1: [app] must be a table, got array");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nenvironment = [\"A=1\"]\n") ==
+          "notes.toml:4:15: [app] environment must be a table of strings, got array");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nenvironment = { A = 1 }\n") ==
+          "notes.toml:4:21: [app] environment.A must be a string, got integer");
+    CHECK(error_of(head + "[backup]\nconsistency = \"sometimes\"\n") ==
+          "notes.toml:8:15: [backup] consistency must be \"live\" or \"stop\", got \"sometimes\"");
+}
+
+TEST_CASE("relative paths are rejected wherever a path is expected", "[config][errors]") {
+    CHECK(error_of("[app]\nname = \"notes\"\nversion_file = \"VERSION\"\n") ==
+          "notes.toml:3:16: [app] version_file must be an absolute path, got \"VERSION\"");
+    CHECK(error_of(head + "[hooks]\nmigrations = \"migrations\"\n") ==
+          "notes.toml:8:14: [hooks] migrations must be an absolute path, got \"migrations\"");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nworking_directory = \"./\"\n") ==
+          "notes.toml:4:21: [app] working_directory must be an absolute path, got \"./\"");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = [\"/a\"]\nbartl_dir = \"\"\n") ==
+          "notes.toml:6:13: [state] bartl_dir must be an absolute path, got \"\"");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = [\"/a\", \"var/lib\"]\n") ==
+          "notes.toml:5:16: [state] paths[1] must be an absolute path, got \"var/lib\"");
+    CHECK(error_of(head + "[hooks]\ninit = [\"init.sh\"]\n") ==
+          "notes.toml:8:9: [hooks] init: the program must be an absolute path, got \"init.sh\"");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"notes\"]\n") ==
+          "notes.toml:4:9: [app] exec: the program must be an absolute path, got \"notes\"");
+}
+
+TEST_CASE("state paths must be normalised, distinct and not nested", "[config][errors]") {
+    const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\n";  // paths on line 5
+    CHECK(error_of(app + "paths = [\"/var/lib/notes/\"]\n") ==
+          "notes.toml:5:10: [state] paths[0] \"/var/lib/notes/\" must not end in '/' (write \"/var/lib/notes\")");
+    CHECK(error_of(app + "paths = [\"/var/lib/../notes\"]\n") ==
+          "notes.toml:5:10: [state] paths[0] \"/var/lib/../notes\" must not contain '..'");
+    CHECK(error_of(app + "paths = [\"/var//lib/./notes\"]\n") ==
+          "notes.toml:5:10: [state] paths[0] \"/var//lib/./notes\" is not normalised (write \"/var/lib/notes\")");
+    CHECK(error_of(app + "paths = [\"/\"]\n") == "notes.toml:5:10: [state] paths[0] must not be the root directory");
+    CHECK(error_of(app + "paths = [\"/a\", \"/b\", \"/a\"]\n") ==
+          "notes.toml:5:22: [state] paths[2] \"/a\" is listed twice (also paths[0])");
+    CHECK(error_of(app + "paths = [\"/srv/a\", \"/srv/a/db\"]\n") ==
+          "notes.toml:5:20: [state] paths[1] \"/srv/a/db\" is inside paths[0] \"/srv/a\"; list only the outer "
+          "directory");
+    CHECK(error_of(app + "paths = [\"/srv/a/db\", \"/srv/a\"]\n") ==
+          "notes.toml:5:23: [state] paths[1] \"/srv/a\" contains paths[0] \"/srv/a/db\"; list only the outer "
+          "directory");
+    CHECK(error_of(app + "paths = []\n") == "notes.toml:5:9: [state] paths must name at least one directory");
+    // bartl's own directory (marker, intent, lock) must survive a restore of the state.
+    CHECK(error_of(app + "paths = [\"/var/lib\"]\n") ==
+          "notes.toml:5:10: [state] paths[0] \"/var/lib\" overlaps bartl's own directory /var/lib/bartl/notes; set "
+          "[state] bartl_dir to a directory outside the declared state");
+    CHECK(error_of(app + "paths = [\"/srv/a\"]\nbartl_dir = \"/srv/a/.bartl\"\n") ==
+          "notes.toml:6:13: [state] bartl_dir \"/srv/a/.bartl\" overlaps [state] paths[0] \"/srv/a\"; bartl's own "
+          "directory must lie outside the declared state");
+    CHECK(error_of(app + "paths = [\"/srv/a/db\"]\nbartl_dir = \"/srv/a/\"\n") ==
+          "notes.toml:6:13: [state] bartl_dir \"/srv/a\" overlaps [state] paths[0] \"/srv/a/db\"; bartl's own "
+          "directory must lie outside the declared state");
+    CHECK(parse_config(app + "paths = [\"/srv/a\"]\nbartl_dir = \"/srv//b/\"\n", "x").bartl_dir == "/srv/b");
+}
+
+TEST_CASE("app and instance names are checked", "[config][errors]") {
+    const std::string rule =
+        "use lowercase letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters";
+    CHECK(error_of("[app]\nname = \"Notes\"\n") == "notes.toml:2:8: [app] name \"Notes\" is not a valid name: " + rule);
+    CHECK(error_of("[app]\nname = \"-notes\"\n") ==
+          "notes.toml:2:8: [app] name \"-notes\" is not a valid name: " + rule);
+    CHECK(error_of("[app]\nname = \"" + std::string(65, 'n') + "\"\n").rfind("notes.toml:2:8: [app] name ", 0) == 0);
+    CHECK(error_of("[app]\nname = \"\"\n") == "notes.toml:2:8: [app] name \"\" is not a valid name: " + rule);
+    CHECK_THROWS_AS(parse_config(head, "notes.toml", "a/b"), UsageError);
+}
+
+TEST_CASE("missing required keys point at their table or at 1:1", "[config][errors]") {
+    CHECK(error_of("[app]\nversion = \"1.0.0\"\n") == "notes.toml:1:1: [app] name is required");
+    CHECK(error_of("# comment\n\n[app]\nversion = \"1.0.0\"\n") == "notes.toml:3:1: [app] name is required");
+    CHECK(error_of("") == "notes.toml:1:1: [app] table is missing; it needs at least name and version");
+    CHECK(error_of("[app]\nname = \"notes\"\n") ==
+          "notes.toml:1:1: [app] version is required: set one of version, version_file or version_command");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n") ==
+          "notes.toml:1:1: [state] paths is required: the absolute directories that hold the app's state");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\n") ==
+          "notes.toml:4:1: [state] paths is required: the absolute directories that hold the app's state");
+}
+
+TEST_CASE("exactly one version source is allowed", "[config][errors]") {
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nversion_file = \"/usr/share/notes/VERSION\"\n") ==
+          "notes.toml:4:16: two version sources: [app] version and [app] version_file; keep exactly one");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion_command = [\"/bin/v\"]\nversion = \"1.0.0\"\n"
+                   "version_file = \"/v\"\n") ==
+          "notes.toml:4:11: three version sources: [app] version_command, [app] version and [app] version_file; "
+          "keep exactly one");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion_command = []\n") ==
+          "notes.toml:3:19: [app] version_command must not be empty");
+}
+
+TEST_CASE("a literal version must be SemVer", "[config][errors]") {
+    // The reason comes from Version::parse (tested with semver); here: position, key and text.
+    const std::string e = error_of("[app]\nname = \"notes\"\nversion = \"2.1\"\n");
+    CHECK_THAT(e, Catch::StartsWith("notes.toml:3:11: [app] version: ") && Catch::Contains("\"2.1\""));
+    CHECK_THAT(error_of("[app]\nname = \"notes\"\nversion = \"v1.0.0\"\n"),
+               Catch::StartsWith("notes.toml:3:11: [app] version: ") && Catch::Contains("\"v1.0.0\""));
+    CHECK_THAT(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0-\"\n"),
+               Catch::StartsWith("notes.toml:3:11: [app] version: "));
+}
+
+TEST_CASE("bad durations carry parse_duration's explanation", "[config][errors]") {
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\nready_timeout = \"1.5m\"\n") ==
+          "notes.toml:5:17: [app] ready_timeout: invalid duration \"1.5m\": fractions are not allowed (write "
+          "\"1h30m\", not \"1.5h\")");
+    CHECK(error_of(head + "[backup]\ninterval = \"5x\"\n") ==
+          "notes.toml:8:12: [backup] interval: invalid duration \"5x\": unknown unit \"x\" (units: ms, s, m, h, d, w)");
+    CHECK(error_of(head + "[backup]\ninterval = \"0\"\n") ==
+          "notes.toml:8:12: [backup] interval must be longer than 0");
+    CHECK(error_of(head + "[hooks]\ntimeout = \"-1h\"\n") ==
+          "notes.toml:8:11: [hooks] timeout: invalid duration \"-1h\": negative durations are not allowed");
+}
+
+TEST_CASE("readiness must be a known form with a valid host and port", "[config][errors]") {
+    const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\n";  // ready on line 5
+    const std::string forms = "must be \"notify\", \"started\", \"tcp://HOST:PORT\" or \"http://HOST:PORT/PATH\", got ";
+    CHECK(error_of(app + "ready = \"https://localhost/\"\n") ==
+          "notes.toml:5:9: [app] ready " + forms + "\"https://localhost/\"");
+    CHECK(error_of(app + "ready = \"ready\"\n") == "notes.toml:5:9: [app] ready " + forms + "\"ready\"");
+    CHECK(error_of(app + "ready = \"tcp://localhost\"\n") ==
+          "notes.toml:5:9: [app] ready \"tcp://localhost\": the port is missing (write tcp://HOST:PORT)");
+    CHECK(error_of(app + "ready = \"tcp://localhost:99999\"\n") ==
+          "notes.toml:5:9: [app] ready \"tcp://localhost:99999\": port \"99999\" is not a number from 1 to 65535");
+    CHECK(error_of(app + "ready = \"tcp://:80\"\n") ==
+          "notes.toml:5:9: [app] ready \"tcp://:80\": the host is missing");
+    CHECK(error_of(app + "ready = \"tcp://h:80/x\"\n") ==
+          "notes.toml:5:9: [app] ready \"tcp://h:80/x\": a tcp check takes no path (write tcp://HOST:PORT)");
+    CHECK(error_of(app + "ready = \"http://h:x/\"\n") ==
+          "notes.toml:5:9: [app] ready \"http://h:x/\": port \"x\" is not a number from 1 to 65535");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nready = \"notify\"\n") ==
+          "notes.toml:4:9: [app] ready is set but [app] exec is not: a state-only instance has no app to wait for");
+}
+
+TEST_CASE("compression must be zstd with a valid level and thread count", "[config][errors]") {
+    const std::string hint = " (write \"zstd\", \"zstd:LEVEL\" or \"zstd:LEVEL:THREADS\")";
+    CHECK(error_of(head + "[backup]\ncompression = \"gzip\"\n") ==
+          "notes.toml:8:15: [backup] compression \"gzip\": unsupported algorithm \"gzip\"" + hint);
+    CHECK(error_of(head + "[backup]\ncompression = \"zstd:20\"\n") ==
+          "notes.toml:8:15: [backup] compression \"zstd:20\": level \"20\" is not a number from 1 to 19" + hint);
+    CHECK(error_of(head + "[backup]\ncompression = \"zstd:0\"\n") ==
+          "notes.toml:8:15: [backup] compression \"zstd:0\": level \"0\" is not a number from 1 to 19" + hint);
+    CHECK(error_of(head + "[backup]\ncompression = \"zstd:\"\n") ==
+          "notes.toml:8:15: [backup] compression \"zstd:\": level \"\" is not a number from 1 to 19" + hint);
+    CHECK(error_of(head + "[backup]\ncompression = \"zstd:3:-1\"\n") ==
+          "notes.toml:8:15: [backup] compression \"zstd:3:-1\": threads \"-1\" is not a number from 0 (one per "
+          "core) to 256" +
+              hint);
+    CHECK(error_of(head + "[backup]\ncompression = \"zstd:3:2:1\"\n") ==
+          "notes.toml:8:15: [backup] compression \"zstd:3:2:1\": too many parts" + hint);
+}
+
+TEST_CASE("the store must be file://, s3:// or sftp:// without secrets", "[config][errors]") {
+    CHECK(error_of(head + "[backup]\nstore = \"http://backups.example/notes\"\n") ==
+          "notes.toml:8:9: [backup] store \"http://backups.example/notes\" must start with file://, s3:// or sftp://");
+    CHECK(error_of(head + "[backup]\nstore = \"/var/backups\"\n") ==
+          "notes.toml:8:9: [backup] store \"/var/backups\" must start with file://, s3:// or sftp://");
+    CHECK(error_of(head + "[backup]\nstore = \"file://var/backups\"\n") ==
+          "notes.toml:8:9: [backup] store \"file://var/backups\": a file:// store needs an absolute path "
+          "(file:///var/backups/...)");
+    CHECK(error_of(head + "[backup]\nstore = \"s3:///prefix\"\n") ==
+          "notes.toml:8:9: [backup] store \"s3:///prefix\": the bucket is missing");
+    CHECK(error_of(head + "[backup]\nstore = \"sftp://me:hunter2@host/b\"\n") ==
+          "notes.toml:8:9: [backup] store holds a password; store secrets in systemd credentials (LoadCredential=), "
+          "not in the config file");
+}
