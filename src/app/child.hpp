@@ -35,12 +35,16 @@ public:
     AppProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                const std::optional<std::filesystem::path>& cwd, const Readiness& ready,
                const std::filesystem::path& runtime_dir);
-    /// Stops the child if still running (stop(5 s)).
+    /// Stops the child if still running (stop() with the stop timeout, 5 s unless set).
     ~AppProcess();
     AppProcess(const AppProcess&) = delete;
     AppProcess& operator=(const AppProcess&) = delete;
 
     pid_t pid() const noexcept { return pid_; }
+
+    /// The grace wait_ready() and the destructor give the child when they have to stop it
+    /// (default 5 s; bartld sets [app] stop_timeout).
+    void set_stop_timeout(std::chrono::milliseconds timeout) noexcept { stop_timeout_ = timeout; }
 
     /// Waits until the app is ready per its Readiness (notify: READY=1 from the child;
     /// started: at once; tcp: a connect succeeds; http: a GET answers 2xx), polling every
@@ -67,6 +71,11 @@ private:
     Readiness ready_;
     std::unique_ptr<notify::Listener> listener_;
     std::optional<ChildExit> exit_;
+    std::chrono::milliseconds stop_timeout_{5000};
+    std::optional<std::string> pending_status_;  ///< STATUS= seen by wait_ready, not yet drained
 };
+
+/// Text for a Readiness in messages: "notify", "started", "tcp://HOST:PORT" or the http URL.
+std::string describe_readiness(const Readiness& ready);
 
 }  // namespace bartl

@@ -1,0 +1,87 @@
+// The per-instance lock (see lock.hpp). flock(2) rather than fcntl(2) record locks: flock
+// locks belong to the open file description, so a second InstanceLock in the same process
+// conflicts too, and they are not dropped when some unrelated fd of the file is closed.
+#include "util/lock.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace bartl {
+namespace {
+
+/// mkdir -p with mode 0755 for each directory created.
+void make_dirs(const std::filesystem::path& dir) {
+    std::filesystem::path cur;
+    for (const auto& part : dir) {
+        cur /= part;
+        if (::mkdir(cur.c_str(), 0755) < 0 && errno != EEXIST)
+            throw RuntimeError(fmt::format("cannot create directory {}: {}", cur.string(), std::strerror(errno)));
+    }
+}
+
+/// The PID the holder wrote into the lock file, or "" when it cannot be read (the holder
+/// may be between truncate and write).
+std::string read_holder(int fd) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return "";
+    std::string s(buf, std::size_t(n));
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
+    return s.find_first_not_of("0123456789") == std::string::npos ? s : "";
+}
+
+}  // namespace
+
+InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::string& instance) {
+    make_dirs(bartl_dir);
+    const auto file = bartl_dir / "lock";
+    fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0)
+        throw RuntimeError(fmt::format("cannot open lock file {}: {}", file.string(), std::strerror(errno)));
+
+    int rc;
+    do
+        rc = ::flock(fd_, LOCK_EX | LOCK_NB);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        const int err = errno;
+        const std::string holder = err == EWOULDBLOCK ? read_holder(fd_) : "";
+        ::close(fd_);
+        fd_ = -1;
+        if (err != EWOULDBLOCK)
+            throw RuntimeError(fmt::format("cannot lock {}: {}", file.string(), std::strerror(err)));
+        throw LockedError(fmt::format(
+            "instance {} is locked by {} (another bartld is working on it; when it is serving, use "
+            "`bartlctl -i {} backup` instead of `bartld --backup`)",
+            instance, holder.empty() ? "another process" : "PID " + holder, instance));
+    }
+
+    // The PID is only informational (for the message above); the flock is the lock.
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) < 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
+        const int err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        throw RuntimeError(fmt::format("cannot write our PID to {}: {}", file.string(), std::strerror(err)));
+    }
+}
+
+InstanceLock::~InstanceLock() {
+    // Closing the only descriptor releases the flock; the file stays (removing it would race
+    // with a process that has it open and is about to lock it).
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+}  // namespace bartl

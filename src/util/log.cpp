@@ -1,0 +1,143 @@
+// Structured logging to the journal or stderr (see log.hpp).
+#include "util/log.hpp"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <vector>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION  // CODE_FILE= etc. would all point at this file
+#include <systemd/sd-journal.h>
+
+#include <fmt/format.h>
+
+namespace bartl::log {
+namespace {
+
+struct Sink {
+    std::mutex mutex;
+    bool initialised = false;
+    bool journal = false;
+    Level max_level = Level::info;
+    std::map<std::string, std::string, std::less<>> context;
+};
+
+Sink& sink() {
+    static Sink s;
+    return s;
+}
+
+const char* level_name(Level l) {
+    switch (l) {
+    case Level::err: return "error";
+    case Level::warning: return "warning";
+    case Level::notice: return "notice";
+    case Level::info: return "info";
+    case Level::debug: return "debug";
+    }
+    return "info";
+}
+
+/// Called with the mutex held.
+void initialise(Sink& s) {
+    if (s.initialised)
+        return;
+    s.initialised = true;
+    s.max_level = Level::info;
+    s.journal = stderr_is_journal();
+    if (const char* env = std::getenv("BARTL_LOG_LEVEL"); env && *env) {
+        if (auto l = parse_level(env))
+            s.max_level = *l;
+        else {
+            // Not fatal: a typo in a debugging aid must not stop the service.
+            const std::string line = fmt::format(
+                "bartld: warning: BARTL_LOG_LEVEL={} is not one of error, warning, notice, info, "
+                "debug; using info\n",
+                env);
+            [[maybe_unused]] auto r = ::write(STDERR_FILENO, line.data(), line.size());
+        }
+    }
+}
+
+}  // namespace
+
+std::optional<Level> parse_level(std::string_view name) {
+    for (Level l : {Level::err, Level::warning, Level::notice, Level::info, Level::debug})
+        if (name == level_name(l))
+            return l;
+    return std::nullopt;
+}
+
+bool stderr_is_journal() {
+    const char* env = std::getenv("JOURNAL_STREAM");
+    if (!env || !*env)
+        return false;
+    struct stat st {};
+    if (::fstat(STDERR_FILENO, &st) < 0)
+        return false;
+    // A child of ours that inherited the variable but had stderr redirected must not log to
+    // the journal; hence the comparison rather than the mere presence of the variable.
+    return fmt::format("{}:{}", static_cast<unsigned long long>(st.st_dev),
+                       static_cast<unsigned long long>(st.st_ino)) == env;
+}
+
+void reinitialise() {
+    Sink& s = sink();
+    std::lock_guard lock(s.mutex);
+    s.initialised = false;
+    initialise(s);
+}
+
+void set_context(std::string_view key, std::string value) {
+    Sink& s = sink();
+    std::lock_guard lock(s.mutex);
+    if (value.empty()) {
+        if (auto it = s.context.find(key); it != s.context.end())
+            s.context.erase(it);
+    } else {
+        s.context.insert_or_assign(std::string(key), std::move(value));
+    }
+}
+
+void write(Level level, std::string_view message, std::initializer_list<Field> fields,
+           std::string_view message_id) {
+    Sink& s = sink();
+    std::lock_guard lock(s.mutex);
+    initialise(s);
+    if (int(level) > int(s.max_level))
+        return;
+
+    if (!s.journal) {
+        const std::string line = fmt::format("bartld: {}: {}\n", level_name(level), message);
+        // One write(2) per entry: lines stay whole even with other writers on the same fd.
+        [[maybe_unused]] auto r = ::write(STDERR_FILENO, line.data(), line.size());
+        return;
+    }
+
+    std::vector<std::string> items;
+    items.reserve(4 + s.context.size() + fields.size());
+    items.push_back(fmt::format("MESSAGE={}", message));
+    items.push_back(fmt::format("PRIORITY={}", int(level)));
+    items.push_back("SYSLOG_IDENTIFIER=bartld");
+    if (!message_id.empty())
+        items.push_back(fmt::format("MESSAGE_ID={}", message_id));
+    for (const auto& [k, v] : s.context)
+        items.push_back(k + "=" + v);
+    for (const auto& [k, v] : fields)
+        items.push_back(fmt::format("{}={}", k, v));
+    std::vector<iovec> iov;
+    iov.reserve(items.size());
+    for (auto& i : items)
+        iov.push_back({i.data(), i.size()});
+    if (sd_journal_sendv(iov.data(), int(iov.size())) < 0) {
+        // The journal went away (journald restart): keep the message on stderr, which
+        // systemd still forwards.
+        const std::string line = fmt::format("bartld: {}: {}\n", level_name(level), message);
+        [[maybe_unused]] auto r = ::write(STDERR_FILENO, line.data(), line.size());
+    }
+}
+
+}  // namespace bartl::log

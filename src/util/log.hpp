@@ -1,8 +1,11 @@
 // Structured logging: to the journal (sd_journal_send) when stderr is connected to it
-// ($JOURNAL_STREAM matches) , else to stderr as "bartld[PID]: <level>: message".
+// ($JOURNAL_STREAM matches), else to stderr as "bartld: <level>: message" (level names:
+// error, warning, notice, info, debug). $BARTL_LOG_LEVEL (one of those names, default info)
+// drops entries less severe than it. Both are read once, at the first entry. Thread-safe.
 #pragma once
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +26,17 @@ void set_context(std::string_view key, std::string value);
 /// lifecycle events documented in the journal catalog.
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {},
            std::string_view message_id = "");
+
+/// Reads $JOURNAL_STREAM and $BARTL_LOG_LEVEL again (otherwise read once, at the first
+/// entry): after fd 2 was replaced, or in a forked test child.
+void reinitialise();
+
+/// True when fd 2 is the journal stream systemd connected us to: $JOURNAL_STREAM
+/// ("DEVICE:INODE", systemd.exec(5)) equals fstat(2)'s st_dev:st_ino. Evaluated on each call.
+bool stderr_is_journal();
+
+/// Parses a level name (error, warning, notice, info, debug); std::nullopt when unknown.
+std::optional<Level> parse_level(std::string_view name);
 
 inline void error(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::err, m, f); }
 inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::warning, m, f); }

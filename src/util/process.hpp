@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace bartl {
@@ -14,6 +15,7 @@ struct CommandResult {
     int exit_status = -1;   ///< exit code when exited normally, else -1
     int term_signal = 0;    ///< signal number when killed by a signal, else 0
     bool timed_out = false; ///< killed by us after the timeout
+    std::chrono::milliseconds timeout{0};  ///< the timeout that applied (for describe())
     std::string out;        ///< captured stdout (when requested), capped at max_output bytes
     std::string err;        ///< captured stderr, capped at max_output bytes (the tail is kept)
 
@@ -30,11 +32,45 @@ struct CommandSpec {
     std::chrono::milliseconds timeout{0};       ///< 0 = no timeout; on expiry SIGTERM, then SIGKILL after 5 s
     bool capture_stdout = false;                ///< else stdout is inherited
     std::size_t max_output = 64 * 1024;         ///< bytes kept of each captured stream
+    /// Grace between SIGTERM and SIGKILL after a timeout (5 s; tests shorten it).
+    std::chrono::milliseconds kill_grace{5000};
 };
 
 /// Runs a command to completion. stderr is always captured (and also copied to our stderr
 /// line by line when `echo_stderr`). Throws RuntimeError when it cannot be started
 /// (naming argv[0] and errno text); a non-zero exit is reported in the result, not thrown.
+/// The child gets stdin from /dev/null, its own process group (a timeout signals the whole
+/// group, so grandchildren die too), an empty signal mask, default signal dispositions and
+/// no file descriptors above 2. A name without '/' in argv[0] is looked up in our PATH.
 CommandResult run_command(const CommandSpec& spec, bool echo_stderr = true);
+
+/// How to start a child with spawn_process(): the building block of run_command() and
+/// AppProcess.
+struct SpawnSpec {
+    std::vector<std::string> argv;           ///< argv[0] is a path or a name looked up in our PATH
+    std::map<std::string, std::string> env;  ///< added to (overriding) the inherited environment
+    std::vector<std::string> unset_env;      ///< names removed from the inherited environment
+    std::optional<std::string> cwd;          ///< working directory of the child
+    int stdin_fd = -1;   ///< becomes the child's fd 0; -1 = /dev/null
+    int stdout_fd = -1;  ///< becomes the child's fd 1; -1 = inherit ours
+    int stderr_fd = -1;  ///< becomes the child's fd 2; -1 = inherit ours
+};
+
+/// Starts a child with posix_spawn(3) as the leader of a new process group (pgid == pid),
+/// with an empty signal mask, every signal at its default disposition and every fd above 2
+/// closed. Returns its PID; the caller must reap it. glibc reports exec failures from the
+/// child itself, so a missing or non-executable program throws RuntimeError
+/// "cannot start ARGV0: <strerror>" and leaves no child behind; a missing cwd throws
+/// RuntimeError naming the directory.
+pid_t spawn_process(const SpawnSpec& spec);
+
+/// Waits up to `timeout` for child `pid` to exit, without reaping it (waitid(WNOWAIT)), so its
+/// PID and process group id stay reserved for a following kill(-pid, ...). Returns true when
+/// it has exited. Throws RuntimeError when `pid` is not our child.
+bool wait_exited(pid_t pid, std::chrono::milliseconds timeout);
+
+/// Text for how a process ended, used in operator messages: "exited with status 3" when
+/// `term_signal` is 0, else "killed by signal 9 (SIGKILL)".
+std::string describe_exit(int exit_status, int term_signal);
 
 }  // namespace bartl

@@ -1,0 +1,133 @@
+// Logging to stderr, the level filter and journal detection. The logger reads its settings
+// once per process, so each case logs from a fresh fork()ed child.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <functional>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "temp_dir.hpp"
+#include "util/log.hpp"
+
+using namespace bartl;
+
+namespace {
+
+/// Runs `fn` in a forked child whose stderr is a pipe; returns what it wrote there.
+std::string stderr_of(const std::function<void()>& fn, const char* level_env = nullptr) {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::dup2(p[1], 2);
+        ::close(p[0]);
+        ::close(p[1]);
+        ::unsetenv("JOURNAL_STREAM");
+        if (level_env)
+            ::setenv("BARTL_LOG_LEVEL", level_env, 1);
+        else
+            ::unsetenv("BARTL_LOG_LEVEL");
+        // The parent may have logged already (other test cases): settings are per process.
+        log::reinitialise();
+        fn();
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+        out.append(buf, std::size_t(n));
+    ::close(p[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    return out;
+}
+
+void every_level() {
+    log::error("e");
+    log::warn("w");
+    log::notice("n");
+    log::info("i");
+    log::debug("d");
+}
+
+}  // namespace
+
+TEST_CASE("log writes 'bartld: level: message' lines to stderr", "[log]") {
+    const auto out = stderr_of([] {
+        log::set_context("BARTL_INSTANCE", "notes");
+        log::write(log::Level::notice, "restored backup 3f9a", {{"BARTL_BACKUP_ID", "3f9a"}},
+                   "b1a5c0f2d3e44f1a9c8e7d6b5a4f3e2d");
+        log::error("hook failed");
+    });
+    // Context and per-entry fields belong to the journal only.
+    CHECK(out == "bartld: notice: restored backup 3f9a\nbartld: error: hook failed\n");
+}
+
+TEST_CASE("log filters by BARTL_LOG_LEVEL, default info", "[log]") {
+    CHECK(stderr_of(every_level) ==
+          "bartld: error: e\nbartld: warning: w\nbartld: notice: n\nbartld: info: i\n");
+    CHECK(stderr_of(every_level, "warning") == "bartld: error: e\nbartld: warning: w\n");
+    CHECK(stderr_of(every_level, "debug") ==
+          "bartld: error: e\nbartld: warning: w\nbartld: notice: n\nbartld: info: i\nbartld: debug: d\n");
+    const auto typo = stderr_of(every_level, "verbose");
+    CHECK(typo.find("BARTL_LOG_LEVEL=verbose") != std::string::npos);
+    CHECK(typo.find("bartld: info: i\n") != std::string::npos);
+    CHECK(typo.find("bartld: debug: d") == std::string::npos);
+}
+
+TEST_CASE("log keeps lines whole under concurrent writers", "[log]") {
+    const auto out = stderr_of([] {
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; ++t)
+            threads.emplace_back([t] {
+                for (int i = 0; i < 300; ++i)
+                    log::info("thread " + std::to_string(t) + " line " + std::to_string(i));
+            });
+        for (auto& th : threads)
+            th.join();
+    });
+    std::istringstream in(out);
+    std::string line;
+    int count = 0;
+    while (std::getline(in, line)) {
+        ++count;
+        CHECK(line.rfind("bartld: info: thread ", 0) == 0);
+        CHECK(line.find("bartld", 1) == std::string::npos);
+    }
+    CHECK(count == 1200);
+}
+
+TEST_CASE("stderr_is_journal compares JOURNAL_STREAM with fd 2", "[log]") {
+    struct stat st {};
+    REQUIRE(::fstat(2, &st) == 0);
+    const char* saved = std::getenv("JOURNAL_STREAM");
+    const std::string keep = saved ? saved : "";
+    ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+    CHECK(log::stderr_is_journal());
+    ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + 1)).c_str(), 1);
+    CHECK_FALSE(log::stderr_is_journal());
+    ::unsetenv("JOURNAL_STREAM");
+    CHECK_FALSE(log::stderr_is_journal());
+    if (saved)
+        ::setenv("JOURNAL_STREAM", keep.c_str(), 1);
+}
+
+TEST_CASE("parse_level knows the five names", "[log]") {
+    CHECK(log::parse_level("error") == log::Level::err);
+    CHECK(log::parse_level("warning") == log::Level::warning);
+    CHECK(log::parse_level("notice") == log::Level::notice);
+    CHECK(log::parse_level("info") == log::Level::info);
+    CHECK(log::parse_level("debug") == log::Level::debug);
+    CHECK_FALSE(log::parse_level("warn"));
+    CHECK_FALSE(log::parse_level(""));
+}

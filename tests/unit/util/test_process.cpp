@@ -1,0 +1,259 @@
+// run_command / spawn_process against real child processes.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/error.hpp"
+#include "temp_dir.hpp"
+#include "util/process.hpp"
+
+using namespace bartl;
+using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
+using Catch::Matchers::StartsWith;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+CommandResult sh(const std::string& script, CommandSpec spec = {}) {
+    spec.argv = {"/bin/sh", "-c", script};
+    spec.capture_stdout = true;
+    return run_command(spec, false);
+}
+
+std::string message_of(const CommandSpec& spec) {
+    try {
+        run_command(spec, false);
+    } catch (const RuntimeError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+/// Redirects our fd 2 into a file for the scope, to read back what we echoed.
+struct StderrToFile {
+    explicit StderrToFile(const std::filesystem::path& file) {
+        saved = ::dup(2);
+        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(fd, 2);
+        ::close(fd);
+    }
+    ~StderrToFile() {
+        ::dup2(saved, 2);
+        ::close(saved);
+    }
+    int saved;
+};
+
+}  // namespace
+
+TEST_CASE("run_command reports exit codes", "[process]") {
+    auto ok = sh("exit 0");
+    CHECK(ok.ok());
+    CHECK(ok.exit_status == 0);
+
+    auto r = sh("exit 3");
+    CHECK_FALSE(r.ok());
+    CHECK(r.exit_status == 3);
+    CHECK(r.term_signal == 0);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.describe() == "exited with status 3");
+}
+
+TEST_CASE("run_command reports death by signal", "[process]") {
+    auto r = sh("kill -TERM $$");
+    CHECK_FALSE(r.ok());
+    CHECK(r.exit_status == -1);
+    CHECK(r.term_signal == SIGTERM);
+    CHECK(r.describe() == "killed by signal 15 (SIGTERM)");
+    CHECK(describe_exit(-1, SIGKILL) == "killed by signal 9 (SIGKILL)");
+}
+
+TEST_CASE("run_command passes environment overrides on top of ours", "[process]") {
+    ::setenv("BARTL_TEST_INHERITED", "from-parent", 1);
+    ::setenv("BARTL_TEST_OVERRIDDEN", "old", 1);
+    CommandSpec spec;
+    spec.env = {{"BARTL_TEST_OVERRIDDEN", "new value"}, {"BARTL_TEST_ADDED", "x=y"}};
+    auto r = sh(R"(printf '%s|%s|%s' "$BARTL_TEST_INHERITED" "$BARTL_TEST_OVERRIDDEN" "$BARTL_TEST_ADDED")", spec);
+    ::unsetenv("BARTL_TEST_INHERITED");
+    ::unsetenv("BARTL_TEST_OVERRIDDEN");
+    REQUIRE(r.ok());
+    CHECK(r.out == "from-parent|new value|x=y");
+}
+
+TEST_CASE("run_command runs in the given working directory", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.cwd = dir.path().string();
+    auto r = sh("pwd -P", spec);
+    REQUIRE(r.ok());
+    CHECK(r.out == std::filesystem::canonical(dir.path()).string() + "\n");
+
+    spec.cwd = (dir / "missing").string();
+    spec.argv = {"/bin/true"};
+    CHECK_THAT(message_of(spec), Contains("working directory") && Contains("missing") &&
+                                     Contains("No such file or directory"));
+}
+
+TEST_CASE("run_command captures stderr, keeping the tail", "[process]") {
+    CommandSpec spec;
+    spec.max_output = 100;
+    auto r = sh("i=0; while [ $i -lt 1000 ]; do echo line$i >&2; i=$((i+1)); done; echo done", spec);
+    REQUIRE(r.ok());
+    CHECK(r.err.size() == 100);
+    CHECK_THAT(r.err, EndsWith("line998\nline999\n"));
+    CHECK(r.out == "done\n");
+}
+
+TEST_CASE("run_command reads both streams without deadlock on large output", "[process]") {
+    CommandSpec spec;
+    spec.max_output = 1 << 20;
+    auto r = sh("head -c 600000 /dev/zero; head -c 300000 /dev/zero >&2; head -c 400000 /dev/zero", spec);
+    REQUIRE(r.ok());
+    CHECK(r.out.size() == 1000000);
+    CHECK(r.err.size() == 300000);
+}
+
+TEST_CASE("run_command without stdout capture leaves out empty", "[process]") {
+    CommandSpec spec;
+    spec.argv = {"/bin/sh", "-c", "echo to-inherited-stdout >/dev/null; echo err >&2"};
+    auto r = run_command(spec, false);
+    CHECK(r.ok());
+    CHECK(r.out.empty());
+    CHECK(r.err == "err\n");
+}
+
+TEST_CASE("run_command echoes stderr lines with the program name", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.argv = {"/bin/sh", "-c", "printf 'first\\nsecond' >&2"};
+    CommandResult r;
+    {
+        StderrToFile redirect(dir / "stderr");
+        r = run_command(spec, true);
+    }
+    CHECK(r.err == "first\nsecond");
+    CHECK(test::read_file(dir / "stderr") == "[sh] first\n[sh] second\n");
+}
+
+TEST_CASE("run_command timeout kills the whole process group", "[process]") {
+    CommandSpec spec;
+    spec.timeout = milliseconds(300);
+    const auto start = Clock::now();
+    auto r = sh("sleep 30 & echo $!; wait", spec);
+    const auto took = Clock::now() - start;
+    CHECK(r.timed_out);
+    CHECK_FALSE(r.ok());
+    CHECK(r.describe() == "timed out after 300ms");
+    CHECK(took >= milliseconds(300));
+    CHECK(took < milliseconds(3000));
+    const pid_t grandchild = std::atoi(r.out.c_str());
+    REQUIRE(grandchild > 0);
+    CHECK(test::gone_soon(grandchild));
+}
+
+TEST_CASE("run_command escalates to SIGKILL when SIGTERM is ignored", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.timeout = milliseconds(200);
+    spec.kill_grace = milliseconds(300);
+    const auto start = Clock::now();
+    // The trap is inherited as "ignored" by the sleep too: only SIGKILL ends either.
+    auto r = sh("trap '' TERM; sleep 30 & echo $!; wait", spec);
+    const auto took = Clock::now() - start;
+    CHECK(r.timed_out);
+    CHECK(r.term_signal == SIGKILL);
+    CHECK(took >= milliseconds(500));
+    CHECK(took < milliseconds(3000));
+    const pid_t grandchild = std::atoi(r.out.c_str());
+    REQUIRE(grandchild > 0);
+    CHECK(test::gone_soon(grandchild));
+}
+
+TEST_CASE("run_command does not wait for a daemonised grandchild holding the pipes", "[process]") {
+    const auto start = Clock::now();
+    auto r = sh("sleep 2 & echo started");
+    CHECK(r.ok());
+    CHECK(r.out == "started\n");
+    CHECK(Clock::now() - start < milliseconds(1500));
+}
+
+TEST_CASE("run_command reports exec failures naming the program", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.argv = {(dir / "no-such-program").string()};
+    CHECK_THAT(message_of(spec), StartsWith("cannot start " + spec.argv[0]) && Contains("No such file or directory"));
+
+    test::write_file(dir / "not-executable", "#!/bin/sh\nexit 0\n", 0644);
+    spec.argv = {(dir / "not-executable").string()};
+    CHECK_THAT(message_of(spec), Contains(spec.argv[0]) && Contains("Permission denied"));
+
+    spec.argv = {"bartl-no-such-command-anywhere"};
+    CHECK_THAT(message_of(spec), Contains("bartl-no-such-command-anywhere") && Contains("No such file"));
+
+    spec.argv = {};
+    CHECK_THAT(message_of(spec), Contains("argv is empty"));
+}
+
+TEST_CASE("run_command looks names up in PATH", "[process]") {
+    CommandSpec spec;
+    spec.argv = {"sh", "-c", "exit 4"};
+    CHECK(run_command(spec, false).exit_status == 4);
+}
+
+TEST_CASE("the child gets no inherited fds, a clean signal state and its own group", "[process]") {
+    const int leaked = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+    REQUIRE(leaked > 2);
+    struct sigaction ign {}, old_usr1 {};
+    ign.sa_handler = SIG_IGN;
+    ::sigaction(SIGUSR1, &ign, &old_usr1);
+    sigset_t usr2, old_mask;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    ::sigprocmask(SIG_BLOCK, &usr2, &old_mask);
+
+    CommandSpec spec;
+    spec.argv = {"/bin/grep", "^Sig\\(Blk\\|Ign\\)", "/proc/self/status"};
+    spec.capture_stdout = true;
+    auto status = run_command(spec, false);
+    auto fds = sh("[ -e /proc/$$/fd/" + std::to_string(leaked) + " ] && echo open || echo closed");
+    // Field 5 of /proc/PID/stat is the process group.
+    auto group = sh("echo $$ $(cut -d' ' -f5 /proc/$$/stat)");
+
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    ::sigaction(SIGUSR1, &old_usr1, nullptr);
+    ::close(leaked);
+
+    REQUIRE(status.ok());
+    const auto mask_of = [&](const std::string& key) {
+        const auto at = status.out.find(key);
+        REQUIRE(at != std::string::npos);
+        return std::stoull(status.out.substr(at + key.size()), nullptr, 16);
+    };
+    CHECK((mask_of("SigBlk:\t") & (1ull << (SIGUSR2 - 1))) == 0);
+    CHECK((mask_of("SigIgn:\t") & (1ull << (SIGUSR1 - 1))) == 0);
+    CHECK(fds.out == "closed\n");
+    const auto space = group.out.find(' ');
+    REQUIRE(space != std::string::npos);
+    CHECK(group.out.substr(0, space) + "\n" == group.out.substr(space + 1));
+    CHECK(group.out.substr(0, space) != std::to_string(::getpgrp()));
+}
+
+TEST_CASE("wait_exited waits without reaping", "[process]") {
+    SpawnSpec spec;
+    spec.argv = {"/bin/sh", "-c", "sleep 0.2"};
+    const pid_t pid = spawn_process(spec);
+    CHECK_FALSE(wait_exited(pid, milliseconds(10)));
+    CHECK(wait_exited(pid, milliseconds(3000)));
+    // Still reapable: wait_exited must not have consumed the status.
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
