@@ -1,1 +1,169 @@
-int main(){return 0;}
+// bartld: parse arguments, build the objects, run (DESIGN.md "Binaries and exit codes").
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <pthread.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "bartl_build_config.h"
+#include "config/config.hpp"
+#include "core/error.hpp"
+#include "daemon/heartbeat.hpp"
+#include "daemon/serve.hpp"
+#include "ops/backup.hpp"
+#include "ops/catalog.hpp"
+#include "ops/engine.hpp"
+#include "ops/events.hpp"
+#include "ops/instance.hpp"
+#include "ops/lifecycle.hpp"
+#include "util/lock.hpp"
+#include "util/log.hpp"
+#include "util/notify.hpp"
+
+using namespace bartl;
+
+namespace {
+
+struct Args {
+    std::string config_file;
+    std::string instance;
+    bool plan = false;
+    bool prepare = false;
+    bool backup = false;
+    bool check_config = false;
+    bool verify = false;
+    std::string verify_id;
+    std::string restore_from;
+};
+
+Reporter daemon_reporter() {
+    Reporter r;
+    r.status = [](const std::string& s) { notify::status(s); };
+    r.phase = [](Phase p) { log::set_context("BARTL_PHASE", phase_name(p)); };
+    return r;
+}
+
+int run(const Args& a) {
+    if (a.config_file.empty() == a.instance.empty())
+        throw UsageError("exactly one of --config FILE or --instance NAME is required");
+    const auto file = a.config_file.empty() ? instance_config_path(a.instance) : std::filesystem::path(a.config_file);
+    const Config config = load_config(file, a.instance);
+    log::set_context("BARTL_INSTANCE", config.instance);
+    const Version engine = resolve_engine_version(config);
+    log::set_context("BARTL_ENGINE_VERSION", engine.str());
+
+    if (a.check_config) {
+        std::cout << fmt::format("{}: OK (instance {}, app {}, engine {})\n", file.string(), config.instance,
+                                 config.app_name, engine.str());
+        return 0;
+    }
+    std::unique_ptr<Store> store;
+    if (!config.store.empty()) store = open_store(config.store);
+    std::optional<std::string> pin;
+    if (!a.restore_from.empty()) pin = a.restore_from;
+
+    if (a.plan) {
+        std::cout << plan_text(config, engine, store.get(), pin);
+        return 0;
+    }
+    const Reporter reporter = daemon_reporter();
+    if (a.verify) {
+        if (!store) throw UsageError(fmt::format("{}: no [backup] store configured: nothing to verify", file.string()));
+        std::string id = a.verify_id;
+        if (id.empty()) {
+            auto all = list_backups(*store, config.app_name);
+            if (all.empty()) throw NotFound(fmt::format("store {} holds no backup of {}", store->url(), config.app_name));
+            id = all.front().id;
+        }
+        auto b = verify_backup(config, *store, id, reporter);
+        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data, blob {} bytes, sha256 {})\n", b.id,
+                                 b.blob_name, b.files, format_bytes(b.bytes), b.blob_size, b.blob_sha256);
+        return 0;
+    }
+
+    InstanceLock lock(config.bartl_dir, config.instance);
+
+    if (a.backup) {
+        if (!store) throw UsageError(fmt::format("{}: no [backup] store configured", file.string()));
+        auto o = observe(config, engine, store.get(), {}, std::nullopt);
+        if (o.facts.state != StateFact::present)
+            throw RuntimeError(fmt::format("no state to back up: {}", o.state_detail));
+        Heartbeat heartbeat;
+        auto b = take_backup(config, *store, o.marker->version, engine.str(), reporter);
+        std::cout << fmt::format("backup {} taken: {} ({} bytes)\n", b.id, b.blob_name, b.blob_size);
+        return 0;
+    }
+
+    LoopOptions options;
+    options.restore_from = pin;
+    if (pin) Instance(config).write_pin(*pin);  // survives a crash mid-restore
+    LoopResult result;
+    {
+        Heartbeat heartbeat;
+        result = run_lifecycle(config, engine, store.get(), reporter, options);
+    }
+    if (pin) Instance(config).clear_pin();
+    log::set_context("BARTL_STATE_VERSION", result.marker.version);
+    if (a.prepare) {
+        std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path(result.path),
+                                 result.marker.version);
+        return 0;
+    }
+    Server server(config, engine, store.get(), result.marker, result.path);
+    return server.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Block the signals the server waits for on a signalfd, before any thread exists, so every
+    // thread inherits the mask; children reset it before exec.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    CLI::App cli{"bartld: one startup decision for an application's whole lifecycle", "bartld"};
+    Args a;
+    cli.add_option("-c,--config", a.config_file, "configuration file");
+    cli.add_option("-i,--instance", a.instance, "instance NAME: reads " BARTL_SYSCONFDIR "/bartl/NAME.toml");
+    auto* modes = cli.add_option_group("modes");
+    modes->add_flag("--plan", a.plan, "print what the loop would do now; change nothing");
+    modes->add_flag("--prepare", a.prepare, "run the loop until the state is ready, then exit without serving");
+    modes->add_flag("--backup", a.backup, "take one backup of the present state and exit");
+    modes->add_flag("--check-config", a.check_config, "validate the configuration and exit");
+    modes->add_option("--verify", a.verify_id, "verify backup ID (default: the newest) and exit")
+        ->expected(0, 1)
+        ->each([&](const std::string&) { a.verify = true; });
+    modes->require_option(0, 1);
+    cli.add_option("--restore-from", a.restore_from, "when no state exists, restore backup ID instead of the newest");
+    cli.set_version_flag("--version", "bartld " BARTL_VERSION);
+    try {
+        cli.parse(argc, argv);
+        if (cli.count("--verify")) a.verify = true;
+    } catch (const CLI::CallForHelp& e) {
+        return cli.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return cli.exit(e);
+    } catch (const CLI::ParseError& e) {
+        cli.exit(e);
+        return static_cast<int>(ExitCode::usage);
+    }
+    try {
+        return run(a);
+    } catch (const Error& e) {
+        log::error(e.what());
+        notify::send(fmt::format("STATUS=Failed: {}", std::string(e.what()).substr(0, 400)));
+        return static_cast<int>(e.exit_code());
+    } catch (const std::exception& e) {
+        log::write(log::Level::err, fmt::format("unexpected error: {}", e.what()), {}, event::lifecycle_failed);
+        notify::send(fmt::format("STATUS=Failed: {}", e.what()));
+        return static_cast<int>(ExitCode::runtime);
+    }
+}

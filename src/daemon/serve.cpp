@@ -1,0 +1,191 @@
+#include "daemon/serve.hpp"
+
+#include <csignal>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/duration.hpp"
+#include "ops/backup.hpp"
+#include "ops/events.hpp"
+#include "util/log.hpp"
+#include "util/notify.hpp"
+
+namespace bartl {
+
+namespace {
+
+std::filesystem::path runtime_dir() {
+    if (const char* d = std::getenv("RUNTIME_DIRECTORY")) return std::string(d).substr(0, std::string(d).find(':'));
+    if (const char* d = std::getenv("XDG_RUNTIME_DIR")) return d;
+    return "/tmp";
+}
+
+/// A failed backup is retried sooner than a full interval, so one bad night does not widen the RPO to two days.
+constexpr auto kBackupRetry = std::chrono::minutes(15);
+
+}  // namespace
+
+Server::Server(const Config& config, const Version& engine, Store* store, Marker marker, std::vector<Action> path)
+    : config_(config), engine_(engine), store_(store), marker_(std::move(marker)), path_(std::move(path)) {
+    reporter_.status = [](const std::string& s) { notify::status(s); };
+    reporter_.phase = [](Phase p) { log::set_context("BARTL_PHASE", phase_name(p)); };
+    backup_event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (backup_event_fd_ < 0) throw RuntimeError(fmt::format("eventfd: {}", std::strerror(errno)));
+}
+
+Server::~Server() {
+    backup_cancel_ = true;
+    if (backup_thread_.joinable()) backup_thread_.join();
+    if (backup_event_fd_ >= 0) ::close(backup_event_fd_);
+}
+
+std::string Server::serving_status() const {
+    return fmt::format("Serving {} {} (state {})", config_.instance, engine_.str(), marker_.version);
+}
+
+void Server::start_app() {
+    if (config_.exec.empty()) return;
+    notify::status(fmt::format("Starting {}: {}", config_.instance, config_.exec.front()));
+    app_ = std::make_unique<AppProcess>(config_.exec, config_.environment, config_.working_directory, config_.ready,
+                                        runtime_dir());
+    app_->set_stop_timeout(config_.stop_timeout);
+    const auto watchdog = notify::watchdog_interval();
+    auto last_extend = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    app_->wait_ready(config_.ready_timeout, [&] {
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_extend >= std::chrono::seconds(10)) {
+            notify::send("EXTEND_TIMEOUT_USEC=30000000");
+            last_extend = now;
+        }
+        if (watchdog) notify::send("WATCHDOG=1");
+    });
+    log::info(fmt::format("app {} ready (PID {})", config_.exec.front(), app_->pid()));
+}
+
+void Server::start_backup() {
+    if (backup_running_ || !store_) return;
+    if (backup_thread_.joinable()) backup_thread_.join();
+    backup_running_ = true;
+    backup_cancel_ = false;
+    log::set_context("BARTL_PHASE", phase_name(Phase::backing_up));
+    const bool stop_app = config_.consistency == Config::Consistency::stop && app_;
+    if (stop_app) {
+        // consistency = "stop": the copy is taken with the app down; READY stays (systemd
+        // sees a reload-free pause, the app comes back before the next status).
+        notify::status(fmt::format("Stopping {} for a consistent backup", config_.instance));
+        auto how = app_->stop(config_.stop_timeout);
+        log::info(fmt::format("app stopped for backup: {}", how.describe()));
+        app_.reset();
+    }
+    backup_thread_ = std::thread([this] {
+        try {
+            auto m = take_backup(config_, *store_, marker_.version, engine_.str(), reporter_, &backup_cancel_);
+            std::lock_guard<std::mutex> lock(backup_mutex_);
+            backup_result_ = m;
+            backup_error_.clear();
+        } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(backup_mutex_);
+            backup_result_.reset();
+            backup_error_ = e.what();
+        }
+        std::uint64_t one = 1;
+        (void)!::write(backup_event_fd_, &one, sizeof one);
+    });
+}
+
+void Server::finish_backup() {
+    std::uint64_t v;
+    (void)!::read(backup_event_fd_, &v, sizeof v);
+    if (backup_thread_.joinable()) backup_thread_.join();
+    backup_running_ = false;
+    log::set_context("BARTL_PHASE", phase_name(Phase::serving));
+    std::lock_guard<std::mutex> lock(backup_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (backup_result_) {
+        next_backup_ = now + config_.interval;
+    } else {
+        log::write(log::Level::err, fmt::format("backup of {} failed: {}", config_.instance, backup_error_), {},
+                   event::backup_failed);
+        next_backup_ = now + std::min<std::chrono::steady_clock::duration>(config_.interval, kBackupRetry);
+    }
+    if (config_.consistency == Config::Consistency::stop && !config_.exec.empty() && !app_) start_app();
+    notify::status(serving_status());
+}
+
+int Server::run() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) throw RuntimeError(fmt::format("signalfd: {}", std::strerror(errno)));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{sfd};
+
+    log::set_context("BARTL_PHASE", phase_name(Phase::serving));
+    start_app();
+    next_backup_ = std::chrono::steady_clock::now() + config_.interval;
+    notify::send("READY=1\nSTATUS=" + serving_status());
+    log::write(log::Level::notice,
+               fmt::format("{} serving (decision: {}; engine {}, state {}{})", config_.instance, format_path(path_),
+                           engine_.str(), marker_.version,
+                           store_ ? fmt::format(", next backup in {}", format_duration(config_.interval)) : ""),
+               {}, event::serving);
+    const auto watchdog = notify::watchdog_interval();
+
+    for (;;) {
+        if (app_) {
+            if (auto ex = app_->poll_exit()) {
+                backup_cancel_ = true;
+                throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", config_.exec.front(), app_->pid(),
+                                               ex->describe()));
+            }
+        }
+        auto now = std::chrono::steady_clock::now();
+        if (store_ && !backup_running_ && now >= next_backup_) start_backup();
+
+        std::chrono::milliseconds wait{1000};
+        if (store_ && !backup_running_)
+            wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next_backup_ - now),
+                              std::chrono::milliseconds(0), wait);
+        if (watchdog) wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2));
+
+        pollfd fds[3] = {{sfd, POLLIN, 0}, {backup_event_fd_, POLLIN, 0}, {app_ ? app_->notify_fd() : -1, POLLIN, 0}};
+        int n = ::poll(fds, 3, static_cast<int>(wait.count()));
+        if (n < 0 && errno != EINTR) throw RuntimeError(fmt::format("poll: {}", std::strerror(errno)));
+        if (watchdog) notify::send("WATCHDOG=1");
+        if (n <= 0) continue;
+        if (fds[2].revents & POLLIN) {
+            if (auto s = app_->drain_notify()) log::debug(fmt::format("app status: {}", *s));
+        }
+        if (fds[1].revents & POLLIN) finish_backup();
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo si;
+            while (::read(sfd, &si, sizeof si) == sizeof si) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                    log::set_context("BARTL_PHASE", phase_name(Phase::stopping));
+                    notify::send(fmt::format("STOPPING=1\nSTATUS=Stopping {}", config_.instance));
+                    log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
+                                            config_.instance));
+                    backup_cancel_ = true;
+                    if (backup_thread_.joinable()) backup_thread_.join();
+                    if (app_) {
+                        auto how = app_->stop(config_.stop_timeout);
+                        log::info(fmt::format("app stopped: {}", how.describe()));
+                    }
+                    return 0;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace bartl

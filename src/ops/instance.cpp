@@ -1,0 +1,133 @@
+#include "ops/instance.hpp"
+
+#include <chrono>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/time.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+#include "util/process.hpp"
+
+namespace bartl {
+
+namespace {
+
+std::string now_rfc3339() {
+    return format_rfc3339(std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
+}
+
+}  // namespace
+
+Instance::Instance(const Config& config) : config_(config) {}
+
+MarkerRead Instance::read_marker() const {
+    MarkerRead r;
+    auto text = fs::read_file(marker_path());
+    if (!text) return r;
+    r.exists = true;
+    try {
+        r.marker = Marker::from_json(*text);
+    } catch (const std::exception& e) {
+        r.error = e.what();
+    }
+    return r;
+}
+
+void Instance::write_marker(const Marker& m) const {
+    fs::make_dirs(config_.bartl_dir);
+    fs::write_file_atomic(marker_path(), m.to_json());
+}
+
+std::filesystem::path Instance::retire_marker(const std::string& reason) const {
+    auto stamp = format_compact(std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
+    auto to = config_.bartl_dir / ("marker.json.stale-" + stamp);
+    fs::rename_durable(marker_path(), to);
+    log::warn(fmt::format("state marker moved aside to {}: {}", to.string(), reason));
+    return to;
+}
+
+std::optional<Intent> Instance::read_intent() const {
+    auto text = fs::read_file(intent_path());
+    if (!text) return std::nullopt;
+    try {
+        return Intent::from_json(*text);
+    } catch (const std::exception& e) {
+        throw RuntimeError(fmt::format("intent record {} does not parse: {}; it records an operation bartl "
+                                       "had started: inspect it and the state paths before removing it",
+                                       intent_path().string(), e.what()));
+    }
+}
+
+void Instance::write_intent(const Intent& i) const {
+    fs::make_dirs(config_.bartl_dir);
+    fs::write_file_atomic(intent_path(), i.to_json());
+}
+
+void Instance::clear_intent() const { fs::remove_durable(intent_path()); }
+
+std::optional<std::string> Instance::read_pin() const {
+    auto text = fs::read_file(pin_path());
+    if (!text) return std::nullopt;
+    auto s = *text;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    if (s.empty()) return std::nullopt;
+    return s;
+}
+
+void Instance::write_pin(const std::string& backup_id) const {
+    fs::make_dirs(config_.bartl_dir);
+    fs::write_file_atomic(pin_path(), backup_id + "\n");
+}
+
+void Instance::clear_pin() const { fs::remove_durable(pin_path()); }
+
+std::vector<std::filesystem::path> Instance::paths_with_data() const {
+    std::vector<std::filesystem::path> out;
+    for (const auto& p : config_.state_paths)
+        if (!fs::is_missing_or_empty(p)) out.push_back(p);
+    return out;
+}
+
+void add_history(Marker& m, const std::string& event, const std::string& from, const std::string& to,
+                 const std::string& detail) {
+    m.history.push_back(HistoryEntry{now_rfc3339(), event, from, to, detail});
+}
+
+std::map<std::string, std::string> hook_env(const Config& config, const std::string& engine_version,
+                                            const std::string& state_version) {
+    std::string paths;
+    for (const auto& p : config.state_paths) {
+        if (!paths.empty()) paths += ':';
+        paths += p.string();
+    }
+    std::map<std::string, std::string> env{
+        {"BARTL_INSTANCE", config.instance},
+        {"BARTL_APP", config.app_name},
+        {"BARTL_ENGINE_VERSION", engine_version},
+        {"BARTL_STATE_PATHS", paths},
+    };
+    if (!state_version.empty()) env["BARTL_STATE_VERSION"] = state_version;
+    return env;
+}
+
+void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
+              const std::map<std::string, std::string>& env) {
+    if (argv.empty()) return;
+    CommandSpec spec;
+    spec.argv = argv;
+    spec.env = env;
+    spec.timeout = config.hook_timeout;
+    auto r = run_command(spec);
+    if (!r.ok()) {
+        std::string tail = r.err;
+        while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+        if (tail.size() > 2000) tail = "..." + tail.substr(tail.size() - 2000);
+        throw RuntimeError(fmt::format("{} hook {} failed: {}{}{}", name, argv.front(), r.describe(),
+                                       tail.empty() ? "" : ": ", tail));
+    }
+}
+
+}  // namespace bartl

@@ -1,0 +1,23 @@
+// The backups of one app in a store, as listed by their sidecar manifests (DESIGN.md: a
+// backup without its sidecar does not exist).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blob/manifest.hpp"
+#include "store/store.hpp"
+
+namespace bartl {
+
+/// Complete backups of `app`, newest first (by `created`, then name). Sidecars that do not
+/// parse, belong to another app, or whose blob is missing are skipped with a warning in the
+/// log. Throws StoreUnavailable when the store does not answer.
+std::vector<BackupManifest> list_backups(Store& store, const std::string& app);
+
+/// Finds a backup by id (or full blob name). Throws StoreUnavailable; returns nullptr-like
+/// std::nullopt when absent.
+std::optional<BackupManifest> find_backup(const std::vector<BackupManifest>& backups, const std::string& id);
+
+}  // namespace bartl

@@ -1,0 +1,71 @@
+// One instance's bookkeeping files in [state] bartl_dir: the state marker (commit point),
+// the intent record, the pinned restore, and the declared paths' facts. Thin I/O around
+// core/marker.hpp.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/marker.hpp"
+
+namespace bartl {
+
+/// What the marker file holds.
+struct MarkerRead {
+    bool exists = false;
+    std::optional<Marker> marker;  ///< set when it exists and parses
+    std::string error;             ///< why it does not parse
+};
+
+/// Files of one instance. All writes are atomic and durable (util/fs).
+class Instance {
+public:
+    explicit Instance(const Config& config);
+
+    const Config& config() const noexcept { return config_; }
+    std::filesystem::path marker_path() const { return config_.bartl_dir / "marker.json"; }
+    std::filesystem::path intent_path() const { return config_.bartl_dir / "intent.json"; }
+    /// Backup id pinned for the next restore (bartld --restore-from / bartlctl restore-from).
+    std::filesystem::path pin_path() const { return config_.bartl_dir / "restore-from"; }
+
+    /// Reads the marker. Throws RuntimeError on I/O errors other than "missing".
+    MarkerRead read_marker() const;
+    /// Writes the marker atomically (creates bartl_dir). This is the commit point.
+    void write_marker(const Marker& m) const;
+    /// Moves a marker aside to marker.json.stale-<time> (state lost); returns the new path.
+    std::filesystem::path retire_marker(const std::string& reason) const;
+
+    /// Reads the intent record; std::nullopt when none. A record that does not parse throws
+    /// RuntimeError naming the file (it is never guessed away).
+    std::optional<Intent> read_intent() const;
+    void write_intent(const Intent& i) const;
+    void clear_intent() const;
+
+    std::optional<std::string> read_pin() const;
+    void write_pin(const std::string& backup_id) const;
+    void clear_pin() const;
+
+    /// Declared paths that hold data (exist and are not empty directories).
+    std::vector<std::filesystem::path> paths_with_data() const;
+
+private:
+    const Config& config_;
+};
+
+/// Appends a history entry stamped now.
+void add_history(Marker& m, const std::string& event, const std::string& from, const std::string& to,
+                 const std::string& detail);
+
+/// Environment for hooks: BARTL_INSTANCE, BARTL_APP, BARTL_ENGINE_VERSION, BARTL_STATE_VERSION
+/// (when known), BARTL_STATE_PATHS (colon-separated).
+std::map<std::string, std::string> hook_env(const Config& config, const std::string& engine_version,
+                                            const std::string& state_version);
+
+/// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3: <stderr tail>".
+void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
+              const std::map<std::string, std::string>& env);
+
+}  // namespace bartl

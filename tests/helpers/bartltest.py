@@ -1,0 +1,261 @@
+"""Integration-test helpers: real processes, real sockets, no mocks.
+
+Every integration test builds on these: a temporary stack of the example notes app rendered
+for a private root directory, a real sd_notify datagram listener standing in for systemd, and
+bartld started as a child process. Paths come from the environment meson sets:
+BARTLD (the built daemon), BARTL_SOURCE_ROOT (the checkout).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+SOURCE_ROOT = os.environ.get("BARTL_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BARTLD = os.environ.get("BARTLD", os.path.join(SOURCE_ROOT, "build", "src", "daemon", "bartld"))
+EXAMPLES = os.path.join(SOURCE_ROOT, "examples", "notes")
+
+# Exit codes of DESIGN.md.
+EXIT_RUNTIME, EXIT_USAGE, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_CONFIG = 1, 64, 65, 66, 78
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NotifyListener:
+    """A real NOTIFY_SOCKET: an AF_UNIX datagram socket recording every message with its arrival time."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages = []  # (monotonic time, text)
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.messages.append((time.monotonic(), data.decode(errors="replace")))
+
+    def texts(self):
+        with self.lock:
+            return [m for _, m in self.messages]
+
+    def first_time(self, line):
+        """Arrival time of the first message holding `line` (e.g. "READY=1"), or None."""
+        with self.lock:
+            for t, m in self.messages:
+                if line in m.split("\n"):
+                    return t
+        return None
+
+    def statuses(self):
+        out = []
+        for m in self.texts():
+            for line in m.split("\n"):
+                if line.startswith("STATUS="):
+                    out.append(line[len("STATUS="):])
+        return out
+
+    def wait_for(self, line, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.first_time(line) is not None:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+
+
+class Stack:
+    """One instance of the example notes app under a private root directory."""
+
+    def __init__(self, root, version="1.0.0", port=None, name="notes"):
+        self.root = root
+        self.port = port or free_port()
+        self.config = os.path.join(root, "etc", f"{name}.toml")
+        os.makedirs(os.path.dirname(self.config), exist_ok=True)
+        self.render(version)
+        self.state = os.path.join(root, "var", "lib", "notes")
+        self.bartl_dir = os.path.join(root, "var", "lib", "bartl", "notes")
+        self.store = os.path.join(root, "backups")
+        # The backup disk is mounted and empty, as after installing the package; tests of an
+        # unreachable store remove it.
+        os.makedirs(self.store, exist_ok=True)
+        self.notify = NotifyListener(root)
+        self.proc = None
+        self.log_path = os.path.join(root, "bartld.log")
+
+    def render(self, version, **overrides):
+        subprocess.run([os.path.join(EXAMPLES, "render-config"), self.root, str(self.port), version, self.config],
+                       check=True)
+        if overrides:
+            edit_config(self.config, overrides)
+        self.version = version
+
+    def env(self, notify=True, extra=None):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        if notify:
+            env["NOTIFY_SOCKET"] = self.notify.path
+        env["BARTL_LOG_LEVEL"] = "debug"
+        env.update(extra or {})
+        return env
+
+    def run(self, *args, timeout=120, notify=False, extra_env=None):
+        """Runs bartld --config CONFIG ARGS to completion; returns CompletedProcess (text)."""
+        return subprocess.run([BARTLD, "--config", self.config, *args], capture_output=True, text=True,
+                              timeout=timeout, env=self.env(notify, extra_env))
+
+    def start(self, *args, extra_env=None):
+        """Starts the daemon in the background (stdout+stderr to bartld.log)."""
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([BARTLD, "--config", self.config, *args], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env(True, extra_env))
+        return self.proc
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.notify.first_time("READY=1") is not None:
+                return True
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"bartld exited {self.proc.returncode} before READY:\n{self.read_log()}")
+            time.sleep(0.02)
+        raise AssertionError(f"no READY=1 within {timeout}s:\n{self.read_log()}")
+
+    def stop(self, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        self.notify.messages.clear()
+        return rc
+
+    def read_log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def marker(self):
+        with open(os.path.join(self.bartl_dir, "marker.json")) as f:
+            return json.load(f)
+
+    def backups(self):
+        """Sidecar manifests in the store, newest first."""
+        out = []
+        if not os.path.isdir(self.store):
+            return out
+        for n in os.listdir(self.store):
+            if n.endswith(".json") and not n.startswith("."):
+                with open(os.path.join(self.store, n)) as f:
+                    out.append(json.load(f))
+        return sorted(out, key=lambda m: (m["created"], m["blob"]["name"]), reverse=True)
+
+    # The notes app's HTTP API.
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+            return r.status, json.loads(r.read())
+
+    def post_note(self, text, **extra):
+        body = json.dumps({"text": text, **extra}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/notes", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+
+    def close(self):
+        self.stop()
+        self.notify.close()
+
+
+def edit_config(path, overrides):
+    """Replaces or adds `key = value` lines: overrides maps "section.key" to a TOML value text."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        start = lines.index(f"[{section}]") if f"[{section}]" in lines else None
+        if start is None:
+            lines += ["", f"[{section}]", f"{key} = {value}"]
+            continue
+        end = start + 1
+        while end < len(lines) and not lines[end].startswith("["):
+            end += 1
+        for i in range(start + 1, end):
+            if lines[i].split("=")[0].strip() == key:
+                if value is None:
+                    del lines[i]
+                else:
+                    lines[i] = f"{key} = {value}"
+                break
+        else:
+            if value is not None:
+                lines.insert(start + 1, f"{key} = {value}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def tree_digest(path):
+    """{relative path: (type, mode, content-or-target)} for comparing directory trees."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, path)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[rel] = ("l", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("d", st.st_mode & 0o7777)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("f", st.st_mode & 0o7777, f.read())
+    return out
+
+
+class StackTest(unittest.TestCase):
+    """Base class: self.tmp is a fresh directory, removed afterwards; self.stack(...) makes stacks."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="bartl-it-")
+        self.stacks = []
+
+    def tearDown(self):
+        for s in self.stacks:
+            s.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def stack(self, version="1.0.0", root=None, **kw):
+        s = Stack(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), version, **kw)
+        self.stacks.append(s)
+        return s

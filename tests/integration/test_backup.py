@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Backups on a file:// store: blob + sidecar, portability, schedule while serving, retention, verify."""
+import hashlib
+import json
+import os
+import subprocess
+import time
+import unittest
+
+from bartltest import EXIT_RUNTIME, StackTest, edit_config, tree_digest
+
+
+class Backup(StackTest):
+    def test_backup_writes_blob_and_sidecar_with_design_keys(self):
+        s = self.stack("1.0.0")
+        s.start(); s.wait_ready(); s.post_note("to back up"); s.stop()
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [m] = s.backups()
+        for k in ["format", "app", "version", "created", "host", "id", "blob", "compression", "encryption", "components"]:
+            self.assertIn(k, m)
+        self.assertEqual((m["format"], m["app"], m["version"], m["encryption"]), (1, "notes", "1.0.0", None))
+        self.assertRegex(m["blob"]["name"], r"^notes-\d{8}T\d{6}Z-1\.0\.0-[0-9a-f]{8}\.tar\.zst$")
+        self.assertTrue(m["blob"]["name"].endswith(m["id"] + ".tar.zst"))
+        blob = os.path.join(s.store, m["blob"]["name"])
+        with open(blob, "rb") as f:
+            data = f.read()
+        self.assertEqual(len(data), m["blob"]["size"])
+        self.assertEqual(hashlib.sha256(data).hexdigest(), m["blob"]["sha256"])
+        self.assertEqual(m["components"], [{"kind": "path", "name": s.state}])
+        # No temporary names left in the store.
+        self.assertEqual(sorted(os.listdir(s.store)), sorted([m["blob"]["name"], m["blob"]["name"] + ".json"]))
+
+    def test_blob_is_portable_with_plain_zstd_and_tar(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        with open(os.path.join(s.state, "big.bin"), "wb") as f:
+            f.write(os.urandom(3 << 20))
+        os.symlink("notes.db", os.path.join(s.state, "link"))
+        self.assertEqual(s.run("--backup").returncode, 0)
+        [m] = s.backups()
+        out = os.path.join(self.tmp, "by-hand")
+        os.makedirs(out)
+        blob = os.path.join(s.store, m["blob"]["name"])
+        subprocess.run(f"zstd -dc '{blob}' | tar -x -C '{out}'", shell=True, check=True)
+        listing = subprocess.run(f"zstd -dc '{blob}' | tar -t", shell=True, check=True, capture_output=True,
+                                 text=True).stdout.split("\n")
+        self.assertEqual(listing[0], "bartl/manifest.json")
+        self.assertEqual(tree_digest(os.path.join(out, "state", "0")), tree_digest(s.state))
+        with open(os.path.join(out, "bartl", "manifest.json")) as f:
+            inner = json.load(f)
+        self.assertEqual((inner["id"], inner["version"]), (m["id"], "1.0.0"))
+
+    def test_scheduled_backups_while_serving_and_retention(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"backup.interval": '"1s"', "backup.keep_last": "2", "backup.keep_daily": "0",
+                               "backup.keep_weekly": "0", "backup.keep_monthly": "0"})
+        s.start()
+        t0 = time.monotonic()
+        s.wait_ready()
+        self.assertEqual(s.backups(), [], "the first scheduled backup comes after one interval, not at start")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(s.read_log().split("backup ")) < 5:
+            time.sleep(0.2)
+        time.sleep(3.5)
+        s.post_note("still serving")
+        self.assertEqual(s.stop(), 0)
+        log = s.read_log()
+        self.assertGreaterEqual(log.count("finished: notes-"), 3, log)
+        self.assertIn("retention: deleted backup", log)
+        self.assertEqual(len(s.backups()), 2)
+        self.assertGreater(time.monotonic() - t0, 1)
+
+    def test_consistency_stop_restarts_app_and_keeps_serving(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"backup.interval": '"1s"', "backup.consistency": '"stop"'})
+        s.start()
+        s.wait_ready()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not s.backups():
+            time.sleep(0.1)
+        self.assertTrue(s.backups())
+        time.sleep(1.5)
+        self.assertIsNone(s.proc.poll())
+        self.assertIn("app stopped for backup", s.read_log())
+        for _ in range(50):
+            try:
+                self.assertEqual(s.get("/health")[0], 200)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.fail("app did not come back after a consistency=stop backup")
+
+    def test_backup_hooks_get_env(self):
+        s = self.stack("1.0.0")
+        out = os.path.join(self.tmp, "hooks.log")
+        hook = f'["/bin/sh", "-c", "echo $0 $BARTL_APP $BARTL_STATE_VERSION $BARTL_BACKUP_ID >> {out}"]'
+        edit_config(s.config, {"hooks.pre_backup": hook.replace("$0", "pre"), "hooks.post_backup": hook.replace("$0", "post")})
+        s.run("--prepare")
+        self.assertEqual(s.run("--backup").returncode, 0)
+        [m] = s.backups()
+        with open(out) as f:
+            self.assertEqual(f.read().split("\n")[:-1], ["pre notes 1.0.0", f"post notes 1.0.0 {m['id']}"])
+
+    def test_failing_pre_backup_hook_makes_no_backup(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"hooks.pre_backup": '["/bin/false"]'})
+        s.run("--prepare")
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn("pre_backup hook /bin/false failed", r.stderr)
+        self.assertEqual(os.listdir(s.store), [])
+
+    def test_backup_to_missing_store_fails_clearly_state_untouched(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        os.rmdir(s.store)
+        before = tree_digest(s.state)
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn(s.store, r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+
+    def test_backup_to_unwritable_store_fails_clearly(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        # A regular file where the store directory should be: unwritable even for root.
+        os.rmdir(s.store)
+        with open(s.store, "w") as f:
+            f.write("not a directory")
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn(s.store, r.stderr)
+
+    def test_verify_round_trips_and_detects_corruption(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        s.run("--backup")
+        [m] = s.backups()
+        r = s.run("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"backup {m['id']} OK", r.stdout)
+        blob = os.path.join(s.store, m["blob"]["name"])
+        with open(blob, "r+b") as f:
+            f.seek(m["blob"]["size"] // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+        r = s.run("--verify", m["id"])
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn(m["id"], r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""The startup decision end to end: init, reboot, migrate, downgrade, foreign, partial, config errors."""
+import json
+import os
+import subprocess
+import unittest
+
+from bartltest import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_RUNTIME, EXIT_USAGE, BARTLD, StackTest,
+                       edit_config, tree_digest)
+
+
+class Lifecycle(StackTest):
+    def test_fresh_install_then_reboot_serves_same_state(self):
+        s = self.stack("1.0.0")
+        self.assertIn("plan: init -> serve", s.run("--plan").stdout)
+        self.assertFalse(os.path.exists(s.bartl_dir), "--plan must change nothing")
+        s.start()
+        s.wait_ready()
+        self.assertEqual(s.get("/health")[1]["version"], "1.0.0")
+        s.post_note("first")
+        self.assertIn("Serving notes 1.0.0 (state 1.0.0)", s.notify.statuses())
+        self.assertTrue(any(st.startswith("Initializing notes 1.0.0") for st in s.notify.statuses()), s.notify.statuses())
+        self.assertEqual(s.stop(), 0)
+        m = s.marker()
+        self.assertEqual((m["version"], m["origin"], m["app"]), ("1.0.0", "init", "notes"))
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "intent.json")))
+        # Reboot: state present, versions equal -> serve, data kept, marker unchanged.
+        self.assertIn("plan: serve", s.run("--plan").stdout)
+        s.start()
+        s.wait_ready()
+        self.assertEqual([n["text"] for n in s.get("/notes")[1]], ["first"])
+        self.assertEqual(s.marker()["history"], m["history"])
+
+    def test_upgrade_migrates_with_data_and_history(self):
+        s = self.stack("1.0.0")
+        s.start(); s.wait_ready(); s.post_note("kept"); s.stop()
+        s.render("2.0.0")
+        self.assertIn("plan: migrate -> serve", s.run("--plan").stdout)
+        s.start()
+        s.wait_ready()
+        notes = s.get("/notes")[1]
+        self.assertEqual([(n["text"], n["tags"]) for n in notes], [("kept", [])])
+        s.stop()
+        m = s.marker()
+        self.assertEqual(m["version"], "2.0.0")
+        self.assertEqual(m["origin"], "init")
+        events = [(h["event"], h["from"], h["to"]) for h in m["history"]]
+        self.assertIn(("migrate", "1.0.0", "2.0.0"), events)
+        # before_migrate = true: a backup of the 1.0.0 state exists.
+        self.assertEqual([b["version"] for b in s.backups()], ["1.0.0"])
+
+    def test_migration_runs_every_step_in_order_and_ends_at_engine(self):
+        s = self.stack("1.0.0")
+        mig = os.path.join(self.tmp, "migrations")
+        os.makedirs(mig)
+        log = os.path.join(self.tmp, "steps.log")
+        # "1.2.0-rc.1" is version 1.2.0 with slug "rc.1": scripts are named by release versions.
+        for name in ["1.1.0-a", "1.10.0", "1.2.0-rc.1", "2.0.0", "3.0.0-too-new", "0.9.0-old"]:
+            p = os.path.join(mig, name)
+            with open(p, "w") as f:
+                f.write(f"#!/bin/sh\necho \"{name} $BARTL_STATE_VERSION $BARTL_MIGRATION_VERSION\" >> {log}\n")
+            os.chmod(p, 0o755)
+        s.run("--prepare")
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "app.version": '"2.0.0-beta.1"',
+                                     "backup.before_migrate": "false"})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(log) as f:
+            self.assertEqual(f.read().split("\n")[:-1],
+                             ["1.1.0-a 1.0.0 1.1.0", "1.2.0-rc.1 1.1.0 1.2.0", "1.10.0 1.2.0 1.10.0"])
+        self.assertEqual(s.marker()["version"], "2.0.0-beta.1")
+
+    def test_failing_migration_stops_at_last_completed_step(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        mig = os.path.join(self.tmp, "migrations")
+        os.makedirs(mig)
+        for name, body in [("1.5.0", "exit 0"), ("2.0.0", "echo 'schema change exploded' >&2; exit 3")]:
+            p = os.path.join(mig, name)
+            with open(p, "w") as f:
+                f.write(f"#!/bin/sh\n{body}\n")
+            os.chmod(p, 0o755)
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig)})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn("schema change exploded", r.stderr)
+        self.assertIn("exited with status 3", r.stderr)
+        self.assertEqual(s.marker()["version"], "1.5.0")
+
+    def test_downgrade_refused_and_nothing_touched(self):
+        s = self.stack("2.0.0")
+        s.start(); s.wait_ready(); s.post_note("v2 data", tags=["x"]); s.stop()
+        before = (tree_digest(s.state), s.marker())
+        s.render("1.0.0")
+        self.assertIn("refuse_downgrade", s.run("--plan").stdout)
+        s.start()
+        self.assertEqual(s.proc.wait(30), EXIT_DOWNGRADE)
+        self.assertIsNone(s.notify.first_time("READY=1"))
+        log = s.read_log()
+        self.assertIn("state 2.0.0 of notes is newer than engine 1.0.0", log)
+        self.assertIn("--restore-from", log)
+        self.assertEqual((tree_digest(s.state), s.marker()), before)
+
+    def test_foreign_state_refused_untouched(self):
+        s = self.stack("1.0.0")
+        os.makedirs(s.state)
+        with open(os.path.join(s.state, "notes.db"), "w") as f:
+            f.write("someone else's data")
+        before = tree_digest(s.state)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_FOREIGN, r.stderr)
+        self.assertIn("bartlctl -i notes adopt", r.stderr)
+        self.assertIn(s.state, r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+
+    def test_partial_init_proven_by_intent_is_cleaned_and_redone(self):
+        s = self.stack("1.0.0")
+        staging = os.path.join(os.path.dirname(s.state), ".notes.bartl-staging")
+        os.makedirs(staging)
+        os.makedirs(s.state)
+        with open(os.path.join(s.state, "half.db"), "w") as f:
+            f.write("half-written by a killed init")
+        os.makedirs(s.bartl_dir)
+        with open(os.path.join(s.bartl_dir, "intent.json"), "w") as f:
+            json.dump({"format": 1, "op": "init", "started": "2026-11-30T00:00:00Z", "pid": 1, "staging": [staging],
+                       "targets": [s.state], "backup_id": "", "from": "", "to": "1.0.0"}, f)
+        self.assertIn("plan: clean_partial -> init -> serve", s.run("--plan").stdout)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(s.state)), ["notes.db"])
+        self.assertFalse(os.path.exists(staging))
+        self.assertEqual(s.marker()["origin"], "init")
+
+    def test_init_hook_failure_leaves_no_state(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"hooks.init": '["/bin/sh", "-c", "echo disk on fire >&2; exit 7"]'})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn("disk on fire", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
+        # The failed init rolled itself back: no staging, no intent, no half state.
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "intent.json")))
+        self.assertFalse(os.path.exists(s.state) and os.listdir(s.state))
+        self.assertEqual([n for n in os.listdir(os.path.dirname(s.state)) if "staging" in n], [])
+        edit_config(s.config, {"hooks.init": json.dumps([os.path.join(os.environ["BARTL_SOURCE_ROOT"], "examples", "notes", "bartl", "init")])})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["origin"], "init")
+
+    def test_without_init_hook_state_is_empty_directories(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"hooks.init": None, "app.exec": None, "app.ready": None,
+                               "state.paths": json.dumps([s.state, s.root + "/var/lib/notes-media"])})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.listdir(s.state), [])
+        self.assertEqual(os.listdir(s.root + "/var/lib/notes-media"), [])
+
+    def test_config_errors_exit_78_with_position(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"backup.intervall": '"1h"'})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG)
+        self.assertRegex(r.stderr, s.config.replace(".", r"\.") + r":\d+:\d+: .*intervall.*interval")
+        s.render("1.0.0", **{"app.version": '"1.0"'})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_CONFIG)
+        self.assertIn("1.0", r.stderr)
+        self.assertFalse(os.path.exists(s.state))
+
+    def test_version_from_file_and_command(self):
+        s = self.stack("1.0.0")
+        vf = os.path.join(self.tmp, "VERSION")
+        with open(vf, "w") as f:
+            f.write("  1.0.0\n")
+        edit_config(s.config, {"app.version": None, "app.version_file": json.dumps(vf)})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("engine 1.0.0", r.stdout)
+        with open(vf, "w") as f:
+            f.write("one point oh\n")
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG)
+        self.assertIn(vf, r.stderr)
+        edit_config(s.config, {"app.version_file": None, "app.version_command": '["/bin/echo", "1.2.3-rc.1"]'})
+        r = s.run("--check-config")
+        self.assertIn("engine 1.2.3-rc.1", r.stdout)
+
+    def test_usage_errors_exit_64(self):
+        r = subprocess.run([BARTLD, "--plan"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        r = subprocess.run([BARTLD, "--bogus"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        s = self.stack()
+        r = s.run("--plan", "--prepare")
+        self.assertEqual(r.returncode, EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
