@@ -158,7 +158,10 @@ int main(int argc, char** argv) {
     try {
         return run(a);
     } catch (const Error& e) {
-        log::error(e.what());
+        const char* id = e.exit_code() == ExitCode::downgrade ? event::downgrade_refused
+                         : e.exit_code() == ExitCode::foreign ? event::foreign_refused
+                                                              : event::lifecycle_failed;
+        log::write(log::Level::err, e.what(), {}, id);
         notify::send(fmt::format("STATUS=Failed: {}", std::string(e.what()).substr(0, 400)));
         return static_cast<int>(e.exit_code());
     } catch (const std::exception& e) {

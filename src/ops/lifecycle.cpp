@@ -1,5 +1,6 @@
 #include "ops/lifecycle.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include <fmt/format.h>
@@ -47,7 +48,8 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 // The marker committed but the process died before removing the intent.
                 inst.clear_intent();
             }
-            if (pin && options.restore_from)
+            const bool restored = std::find(result.path.begin(), result.path.end(), Action::restore) != result.path.end();
+            if (pin && options.restore_from && !restored)
                 log::warn(fmt::format("--restore-from {} ignored: state {} exists", *pin, o.marker->version));
             result.path.push_back(Action::serve);
             result.marker = *o.marker;
@@ -100,8 +102,7 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 "them; bartl takes one before every migration)",
                 sv, config.instance, engine.str(), sv, join(config.state_paths), inst.marker_path().string(),
                 engine.str());
-            log::write(log::Level::err, msg, {}, event::downgrade_refused);
-            throw DowngradeError(msg);
+            throw DowngradeError(msg);  // logged by main() with its MESSAGE_ID
         }
         case Action::refuse_foreign: {
             auto msg = fmt::format(
@@ -109,8 +110,7 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 "existing installation under bartl, run `bartlctl -i {} adopt VERSION` with the version of the data; "
                 "to start fresh, move the data away",
                 o.state_detail, config.instance);
-            log::write(log::Level::err, msg, {}, event::foreign_refused);
-            throw ForeignStateError(msg);
+            throw ForeignStateError(msg);  // logged by main() with its MESSAGE_ID
         }
         case Action::fail_unreachable:
             throw StoreUnavailable(fmt::format(
