@@ -65,10 +65,7 @@ void do_init(const Config& config, const Version& engine, const Reporter& report
     log::write(log::Level::notice, fmt::format("init of {} at {} started", config.instance, engine.str()), {},
                event::init_started);
     auto staging = staging_dirs(config);
-    Intent intent;
-    intent.op = "init";
-    intent.started = format_rfc3339(std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
-    intent.pid = getpid();
+    Intent intent = new_intent("init");
     intent.staging = path_strings(staging);
     intent.targets = path_strings(config.state_paths);
     intent.to = engine.str();

@@ -91,6 +91,14 @@ std::vector<std::filesystem::path> Instance::paths_with_data() const {
     return out;
 }
 
+Intent new_intent(const std::string& op) {
+    Intent i;
+    i.op = op;
+    i.started = now_rfc3339();
+    i.pid = static_cast<int>(getpid());
+    return i;
+}
+
 void add_history(Marker& m, const std::string& event, const std::string& from, const std::string& to,
                  const std::string& detail) {
     m.history.push_back(HistoryEntry{now_rfc3339(), event, from, to, detail});

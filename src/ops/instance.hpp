@@ -55,6 +55,9 @@ private:
     const Config& config_;
 };
 
+/// An intent record for `op` ("init", "restore", "migrate") stamped now with our PID.
+Intent new_intent(const std::string& op);
+
 /// Appends a history entry stamped now.
 void add_history(Marker& m, const std::string& event, const std::string& from, const std::string& to,
                  const std::string& detail);

@@ -71,10 +71,7 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
         const std::string current = marker.version;
         reporter.set_status(fmt::format("Migrating {} from {} to {} ({})", config.instance, current,
                                         step.version.str(), step.file_name));
-        Intent intent;
-        intent.op = "migrate";
-        intent.started = format_rfc3339(std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
-        intent.pid = getpid();
+        Intent intent = new_intent("migrate");
         intent.from = current;
         intent.to = step.version.str();
         inst.write_intent(intent);
@@ -95,7 +92,7 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
         inst.write_marker(marker);
         log::info(fmt::format("migration step {} done: state {}", step.file_name, marker.version));
     }
-    if (Version::parse(marker.version) != engine || marker.version != engine.str()) {
+    if (marker.version != engine.str()) {
         const std::string current = marker.version;
         marker.version = engine.str();
         add_history(marker, "migrate", current, marker.version, "no migration script");

@@ -30,10 +30,7 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
                                          backup.paths.size(), config.state_paths.size()));
 
     auto staging = staging_dirs(config);
-    Intent intent;
-    intent.op = "restore";
-    intent.started = format_rfc3339(std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
-    intent.pid = getpid();
+    Intent intent = new_intent("restore");
     intent.staging = path_strings(staging);
     intent.targets = path_strings(config.state_paths);
     intent.backup_id = backup.id;

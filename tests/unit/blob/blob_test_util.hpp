@@ -17,44 +17,11 @@
 #include <vector>
 
 #include "store/store.hpp"
+#include "../test_util.hpp"
 
 namespace bartl::test {
 
 namespace stdfs = std::filesystem;
-
-/// A fresh directory under $TMPDIR (or /tmp), removed at scope end.
-class TempDir {
-public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string templ = std::string(base && *base ? base : "/tmp") + "/bartl-blob-test-XXXXXX";
-        if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed for " + templ);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        stdfs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const stdfs::path& path() const { return path_; }
-    stdfs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    stdfs::path path_;
-};
-
-inline void write_file(const stdfs::path& path, const std::string& content, unsigned mode = 0644) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-    if (::chmod(path.c_str(), mode) != 0) throw std::runtime_error("chmod " + path.string());
-}
-
-inline std::string read_file(const stdfs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 /// ByteSink appending to a file.
 class FileSink : public ByteSink {

@@ -13,44 +13,9 @@
 #include <sys/types.h>
 #include <thread>
 
+#include "../test_util.hpp"
+
 namespace bartl::test {
-
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at scope end.
-class TempDir {
-public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string templ = std::string(base && *base ? base : "/tmp") + "/bartl-test-XXXXXX";
-        if (!::mkdtemp(templ.data()))
-            throw std::runtime_error("mkdtemp failed for " + templ);
-        path_ = templ;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::filesystem::path& path() const { return path_; }
-    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    std::filesystem::path path_;
-};
-
-/// Writes `content` to `path`, with mode `mode` (0755 for scripts).
-inline void write_file(const std::filesystem::path& path, const std::string& content, unsigned mode = 0644) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-    ::chmod(path.c_str(), mode);
-}
-
-/// Whole file content, "" when it does not exist.
-inline std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 /// True while `pid` runs. A killed orphan may linger as a zombie until PID 1 reaps it, so
 /// zombies count as gone (kill(pid, 0) alone would still succeed on them).
