@@ -6,13 +6,17 @@
 #include <pthread.h>
 
 #include <CLI/CLI.hpp>
+
+#include "util/cli.hpp"
 #include <fmt/format.h>
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
 #include "core/error.hpp"
+#include "daemon/bus.hpp"
 #include "daemon/heartbeat.hpp"
 #include "daemon/serve.hpp"
+#include "daemon/status.hpp"
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
 #include "ops/engine.hpp"
@@ -39,10 +43,17 @@ struct Args {
     std::string restore_from;
 };
 
-Reporter daemon_reporter() {
+/// Reports to systemd and the journal, and to `status` (D-Bus) when given.
+Reporter daemon_reporter(Status* status = nullptr) {
     Reporter r;
-    r.status = [](const std::string& s) { notify::status(s); };
-    r.phase = [](Phase p) { log::set_context("BARTL_PHASE", phase_name(p)); };
+    r.status = [status](const std::string& s) {
+        notify::status(s);
+        if (status) status->update([&](StatusSnapshot& st) { st.status_text = s; });
+    };
+    r.phase = [status](Phase p) {
+        log::set_context("BARTL_PHASE", phase_name(p));
+        if (status) status->set_phase(p);
+    };
     return r;
 }
 
@@ -97,22 +108,39 @@ int run(const Args& a) {
         return 0;
     }
 
+    // The bus name is taken before the loop so that `bartlctl status` shows restoring or
+    // migrating while they run; without a system bus bartld works on without it.
+    Status status;
+    status.update([&](StatusSnapshot& s) {
+        s.instance = config.instance;
+        s.app = config.app_name;
+        s.engine_version = engine.str();
+        s.store = config.store;
+    });
+    const auto bus = Bus::open(config, status);
+    const Reporter loop_reporter = daemon_reporter(&status);
+
     LoopOptions options;
     options.restore_from = pin;
     if (pin) Instance(config).write_pin(*pin);  // survives a crash mid-restore
     LoopResult result;
     {
         Heartbeat heartbeat;
-        result = run_lifecycle(config, engine, store.get(), reporter, options);
+        result = run_lifecycle(config, engine, store.get(), loop_reporter, options);
     }
     if (pin) Instance(config).clear_pin();
     log::set_context("BARTL_STATE_VERSION", result.marker.version);
+    status.update([&](StatusSnapshot& s) {
+        s.state_version = result.marker.version;
+        s.state_origin = result.marker.origin;
+        s.last_decision = format_path(result.path);
+    });
     if (a.prepare) {
         std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path(result.path),
                                  result.marker.version);
         return 0;
     }
-    Server server(config, engine, store.get(), result.marker, result.path);
+    Server server(config, engine, store.get(), result.marker, result.path, status);
     return server.run();
 }
 
@@ -144,17 +172,8 @@ int main(int argc, char** argv) {
     modes->require_option(0, 1);
     cli.add_option("--restore-from", a.restore_from, "when no state exists, restore backup ID instead of the newest");
     cli.set_version_flag("--version", "bartld " BARTL_VERSION);
-    try {
-        cli.parse(argc, argv);
-        if (cli.count("--verify")) a.verify = true;
-    } catch (const CLI::CallForHelp& e) {
-        return cli.exit(e);
-    } catch (const CLI::CallForVersion& e) {
-        return cli.exit(e);
-    } catch (const CLI::ParseError& e) {
-        cli.exit(e);
-        return static_cast<int>(ExitCode::usage);
-    }
+    if (auto code = parse_command_line(cli, argc, argv)) return *code;
+    if (cli.count("--verify")) a.verify = true;
     try {
         return run(a);
     } catch (const Error& e) {

@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/duration.hpp"
+#include "core/time.hpp"
 #include "ops/backup.hpp"
 #include "ops/events.hpp"
 #include "util/log.hpp"
@@ -30,9 +31,21 @@ constexpr auto kBackupRetry = std::chrono::minutes(15);
 
 }  // namespace
 
-Server::Server(const Config& config, const Version& engine, Store* store, Marker marker, std::vector<Action> path)
-    : config_(config), engine_(engine), store_(store), marker_(std::move(marker)), path_(std::move(path)) {
-    reporter_.status = [](const std::string& s) { notify::status(s); };
+/// `t` on the steady clock as microseconds since the epoch (D-Bus NextBackup).
+static std::uint64_t to_realtime_usec(std::chrono::steady_clock::time_point t) {
+    const auto in = std::chrono::duration_cast<std::chrono::microseconds>(t - std::chrono::steady_clock::now());
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, static_cast<std::int64_t>(realtime_usec()) + in.count()));
+}
+
+Server::Server(const Config& config, const Version& engine, Store* store, Marker marker, std::vector<Action> path,
+               Status& status)
+    : config_(config), engine_(engine), store_(store), marker_(std::move(marker)), path_(std::move(path)),
+      status_(status) {
+    reporter_.status = [this](const std::string& s) {
+        notify::status(s);
+        status_.update([&](StatusSnapshot& st) { st.status_text = s; });
+    };
+    reporter_.progress = [this](std::uint64_t done, std::uint64_t) { status_.backup_progress(done); };
     reporter_.phase = [](Phase p) { log::set_context("BARTL_PHASE", phase_name(p)); };
     backup_event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (backup_event_fd_ < 0) throw RuntimeError(fmt::format("eventfd: {}", std::strerror(errno)));
@@ -51,6 +64,7 @@ std::string Server::serving_status() const {
 void Server::start_app() {
     if (config_.exec.empty()) return;
     notify::status(fmt::format("Starting {}: {}", config_.instance, config_.exec.front()));
+    status_.update([&](StatusSnapshot& s) { s.status_text = fmt::format("Starting {}", config_.exec.front()); });
     app_ = std::make_unique<AppProcess>(config_.exec, config_.environment, config_.working_directory, config_.ready,
                                         runtime_dir());
     app_->set_stop_timeout(config_.stop_timeout);
@@ -65,6 +79,7 @@ void Server::start_app() {
         if (watchdog) notify::send("WATCHDOG=1");
     });
     log::info(fmt::format("app {} ready (PID {})", config_.exec.front(), app_->pid()));
+    status_.update([&](StatusSnapshot& s) { s.app_pid = static_cast<std::uint32_t>(app_->pid()); });
 }
 
 void Server::start_backup() {
@@ -72,6 +87,7 @@ void Server::start_backup() {
     if (backup_thread_.joinable()) backup_thread_.join();
     backup_running_ = true;
     backup_cancel_ = false;
+    const std::string id = status_.begin_backup(new_backup_id());
     log::set_context("BARTL_PHASE", phase_name(Phase::backing_up));
     const bool stop_app = config_.consistency == Config::Consistency::stop && app_;
     if (stop_app) {
@@ -81,17 +97,28 @@ void Server::start_backup() {
         auto how = app_->stop(config_.stop_timeout);
         log::info(fmt::format("app stopped for backup: {}", how.describe()));
         app_.reset();
+        status_.update([](StatusSnapshot& s) { s.app_pid = 0; });
     }
-    backup_thread_ = std::thread([this] {
+    backup_thread_ = std::thread([this, id] {
+        const auto started = std::chrono::steady_clock::now();
+        const auto created = format_rfc3339_ms(
+            std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
+        auto ms = [&] {
+            return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::steady_clock::now() - started).count());
+        };
         try {
-            auto m = take_backup(config_, *store_, marker_.version, engine_.str(), reporter_, &backup_cancel_);
+            auto m = take_backup(config_, *store_, marker_.version, engine_.str(), reporter_, &backup_cancel_, id);
+            status_.backup_progress(m.bytes);
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_ = m;
             backup_error_.clear();
+            backup_outcome_ = BackupOutcome{m.id, m.created, m.blob_size, m.bytes, ms(), "success", ""};
         } catch (const std::exception& e) {
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
             backup_error_ = e.what();
+            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what()};
         }
         std::uint64_t one = 1;
         (void)!::write(backup_event_fd_, &one, sizeof one);
@@ -113,8 +140,12 @@ void Server::finish_backup() {
                    event::backup_failed);
         next_backup_ = now + std::min<std::chrono::steady_clock::duration>(config_.interval, kBackupRetry);
     }
+    auto outcome = backup_outcome_;
+    if (!backup_result_) outcome.bytes = status_.snapshot().last_backup.bytes;  // keep the estimate
+    status_.end_backup(outcome, to_realtime_usec(next_backup_));
     if (config_.consistency == Config::Consistency::stop && !config_.exec.empty() && !app_) start_app();
     notify::status(serving_status());
+    status_.update([&](StatusSnapshot& s) { s.status_text = serving_status(); });
 }
 
 int Server::run() {
@@ -134,6 +165,11 @@ int Server::run() {
     start_app();
     next_backup_ = std::chrono::steady_clock::now() + config_.interval;
     notify::send("READY=1\nSTATUS=" + serving_status());
+    status_.update([&](StatusSnapshot& s) {
+        s.status_text = serving_status();
+        if (store_) s.next_backup = to_realtime_usec(next_backup_);
+    });
+    status_.set_phase(Phase::serving);
     log::write(log::Level::notice,
                fmt::format("{} serving (decision: {}; engine {}, state {}{})", config_.instance, format_path(path_),
                            engine_.str(), marker_.version,
@@ -158,8 +194,11 @@ int Server::run() {
                               std::chrono::milliseconds(0), wait);
         if (watchdog) wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2));
 
-        pollfd fds[3] = {{sfd, POLLIN, 0}, {backup_event_fd_, POLLIN, 0}, {app_ ? app_->notify_fd() : -1, POLLIN, 0}};
-        int n = ::poll(fds, 3, static_cast<int>(wait.count()));
+        pollfd fds[4] = {{sfd, POLLIN, 0},
+                         {backup_event_fd_, POLLIN, 0},
+                         {app_ ? app_->notify_fd() : -1, POLLIN, 0},
+                         {status_.trigger_fd(), POLLIN, 0}};
+        int n = ::poll(fds, 4, static_cast<int>(wait.count()));
         if (n < 0 && errno != EINTR) throw RuntimeError(fmt::format("poll: {}", std::strerror(errno)));
         if (watchdog) notify::send("WATCHDOG=1");
         if (n <= 0) continue;
@@ -167,11 +206,14 @@ int Server::run() {
             if (auto s = app_->drain_notify()) log::debug(fmt::format("app status: {}", *s));
         }
         if (fds[1].revents & POLLIN) finish_backup();
+        // A request that arrives while a backup runs was answered with the running id.
+        if ((fds[3].revents & POLLIN) && status_.take_request() && store_ && !backup_running_) start_backup();
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo si;
             while (::read(sfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                     log::set_context("BARTL_PHASE", phase_name(Phase::stopping));
+                    status_.set_phase(Phase::stopping);
                     notify::send(fmt::format("STOPPING=1\nSTATUS=Stopping {}", config_.instance));
                     log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
                                             config_.instance));
@@ -180,6 +222,7 @@ int Server::run() {
                     if (app_) {
                         auto how = app_->stop(config_.stop_timeout);
                         log::info(fmt::format("app stopped: {}", how.describe()));
+                        status_.update([](StatusSnapshot& s) { s.app_pid = 0; });
                     }
                     return 0;
                 }

@@ -16,6 +16,7 @@
 #include "core/decision.hpp"
 #include "core/marker.hpp"
 #include "core/semver.hpp"
+#include "daemon/status.hpp"
 #include "ops/report.hpp"
 #include "store/store.hpp"
 
@@ -24,8 +25,10 @@ namespace bartl {
 /// The serving phase of one bartld process.
 class Server {
 public:
-    /// `store` may be null (no backups). `path` is the decision path of this start.
-    Server(const Config& config, const Version& engine, Store* store, Marker marker, std::vector<Action> path);
+    /// `store` may be null (no backups). `path` is the decision path of this start. `status`
+    /// (shown on D-Bus) is kept up to date, and its trigger_fd() starts requested backups.
+    Server(const Config& config, const Version& engine, Store* store, Marker marker, std::vector<Action> path,
+           Status& status);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -37,7 +40,7 @@ public:
 
 private:
     void start_app();
-    void start_backup();
+    void start_backup();  // a requested job's id if one waits, else a new one
     void finish_backup();
     std::string serving_status() const;
 
@@ -48,6 +51,7 @@ private:
     std::vector<Action> path_;
     std::unique_ptr<AppProcess> app_;
     Reporter reporter_;
+    Status& status_;
 
     // Backup job (one at a time) on its own thread so signals, the watchdog and the app are
     // never blocked by it.
@@ -58,6 +62,7 @@ private:
     std::mutex backup_mutex_;
     std::optional<BackupManifest> backup_result_;
     std::string backup_error_;
+    BackupOutcome backup_outcome_;
     std::chrono::steady_clock::time_point next_backup_;
 };
 

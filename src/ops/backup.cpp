@@ -18,12 +18,12 @@
 
 namespace bartl {
 
-namespace {
-
 std::string new_backup_id() {
     std::random_device rd;
     return fmt::format("{:08x}", static_cast<std::uint32_t>(rd()));
 }
+
+namespace {
 
 std::string host_name() {
     char buf[256] = {};
@@ -40,6 +40,7 @@ ProgressFn make_progress(const Reporter& reporter, const std::string& what, cons
         if (now - *last < std::chrono::seconds(1)) return;
         *last = now;
         reporter.alive();
+        if (reporter.progress) reporter.progress(done, total);
         reporter.set_status(total ? fmt::format("{}: {} of {}", what, format_bytes(done), format_bytes(total))
                                   : fmt::format("{}: {}", what, format_bytes(done)));
     };
@@ -67,7 +68,7 @@ BlobReadOptions read_options(const BackupManifest& b) {
 
 BackupManifest take_backup(const Config& config, Store& store, const std::string& state_version,
                            const std::string& engine_version, const Reporter& reporter,
-                           const std::atomic<bool>* cancel) {
+                           const std::atomic<bool>* cancel, const std::string& id) {
     const auto started = std::chrono::steady_clock::now();
     auto env = hook_env(config, engine_version, state_version);
     run_hook(config, "pre_backup", config.hook_pre_backup, env);
@@ -79,7 +80,7 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
     m.version = state_version;
     m.created = format_rfc3339_ms(now_ms);
     m.host = host_name();
-    m.id = new_backup_id();
+    m.id = id.empty() ? new_backup_id() : id;
     m.compression = fmt::format("zstd:{}", config.compression_level);
     for (const auto& p : config.state_paths) {
         m.components.push_back(Component{"path", p.string()});

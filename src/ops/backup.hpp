@@ -19,11 +19,15 @@ BlobReadOptions read_options(const BackupManifest& b);
 /// Takes one backup of the present state (version `state_version`) into `store`: pre_backup
 /// hook, blob under a temporary name, commit, sidecar last, post_backup hook, then retention.
 /// `cancel` (may be null) aborts it between chunks (RuntimeError "backup cancelled"); nothing
-/// partial becomes visible. Returns the sidecar manifest. Throws StoreUnavailable,
-/// RuntimeError (hook failed, read error, ENOSPC).
+/// partial becomes visible. `id` is the backup id to use ("" = a new one), so a job can
+/// announce its id before it starts (D-Bus Backup()). Returns the sidecar manifest. Throws
+/// StoreUnavailable, RuntimeError (hook failed, read error, ENOSPC).
 BackupManifest take_backup(const Config& config, Store& store, const std::string& state_version,
                            const std::string& engine_version, const Reporter& reporter,
-                           const std::atomic<bool>* cancel = nullptr);
+                           const std::atomic<bool>* cancel = nullptr, const std::string& id = "");
+
+/// A fresh backup id: 8 lower-case hex chars from std::random_device.
+std::string new_backup_id();
 
 /// Applies [backup] keep_* to the app's backups (core/retention); verifies the newest backup
 /// (size, SHA-256) before deleting anything. Returns the number of backups deleted.

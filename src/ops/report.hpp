@@ -2,6 +2,7 @@
 // sd_notify STATUS=/EXTEND_TIMEOUT_USEC= and D-Bus properties; tests record them).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -18,6 +19,8 @@ struct Reporter {
     std::function<void(Phase)> phase;               ///< entering a phase
     std::function<void(const std::string&)> status; ///< one-line status ("Restoring ...: 312 MiB of 1.2 GiB")
     std::function<void()> keepalive;                ///< called at least every few seconds during long work
+    /// Bytes processed and expected (0 = unknown), at most about once a second (D-Bus BackupProgress).
+    std::function<void(std::uint64_t done, std::uint64_t total)> progress;
 
     void set_phase(Phase p) const { if (phase) phase(p); }
     void set_status(const std::string& s) const { if (status) status(s); }

@@ -1,0 +1,711 @@
+// bartlctl: see and steer running bartld instances over D-Bus (dbus/app.bartl.Instance1.xml),
+// and prepare an instance while no bartld runs (adopt, restore-from).
+//
+// Exit status: 0 success; 1 failure (a backup or verification failed, the store did not
+// answer, a refusal); 3 the daemon is not running (no such name on the bus, no bus at all, or
+// it went away mid-call; LSB "program is not running"); 4 access denied by the bus policy
+// (LSB "insufficient privilege"); 64 usage error; 78 configuration error.
+//
+// --json output (stable keys; times are RFC 3339 UTC strings, null when none; sizes bytes):
+//   status, and each element of instances:
+//     {"instance", "bus_name", "phase", "phase_since", "status", "app", "engine_version",
+//      "state_version", "state_origin", "app_pid", "last_decision", "serving_since",
+//      "last_backup": null | {"id", "created", "size", "duration_ms", "result", "error"},
+//      "next_backup", "backup_job" (null when none), "store" (null when none)}
+//   backups: [{"id", "created", "version", "host", "blob", "encryption", "size", "bytes", "files"}]
+//   history: [{"time", "event", "from", "to", "detail"}]
+//   plan: {"instance", "plan"}
+//   verify: {"id", "blob", "files", "bytes", "result": "ok"}
+//   backup: {"id"} (with --wait also "result" ("success"/"failed") and "error")
+//   adopt: {"instance", "version", "marker", "paths": [{"path", "files", "bytes"}]}
+//   restore-from: {"instance", "pin": ID or null, "file"}
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <poll.h>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "util/cli.hpp"
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "instance1_proxy.h"  // generated from dbus/app.bartl.Instance1.xml
+
+#include "bartl_build_config.h"
+#include "config/config.hpp"
+#include "core/error.hpp"
+#include "core/marker.hpp"
+#include "core/semver.hpp"
+#include "core/time.hpp"
+#include "daemon/bus_name.hpp"
+#include "ops/catalog.hpp"
+#include "ops/instance.hpp"
+#include "ops/report.hpp"
+#include "store/store.hpp"
+#include "util/lock.hpp"
+
+using namespace bartl;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr int kExitNotRunning = 3;
+constexpr int kExitDenied = 4;
+
+/// The daemon is not running or not reachable (exit 3).
+class NotRunning : public Error {
+public:
+    using Error::Error;
+};
+
+/// The bus policy refused the call (exit 4).
+class Denied : public Error {
+public:
+    using Error::Error;
+};
+
+std::string bus_address() {
+    const char* a = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+    return a && *a ? a : "unix:path=/run/dbus/system_bus_socket";
+}
+
+/// Proxy of one bartld: the generated interface plus org.freedesktop.DBus.Properties.
+class InstanceProxy final : public sdbus::ProxyInterfaces<app::bartl::Instance1_proxy, sdbus::Properties_proxy> {
+public:
+    InstanceProxy(sdbus::IConnection& conn, std::string destination)
+        : ProxyInterfaces(conn, std::move(destination), bus::object_path) {
+        registerProxy();
+    }
+    ~InstanceProxy() { unregisterProxy(); }
+
+    std::function<void(const std::string&, std::uint64_t, std::uint64_t)> on_progress;
+    std::function<void(const std::string&, const std::string&, const std::string&)> on_finished;
+
+private:
+    void onBackupProgress(const std::string& id, const std::uint64_t& done, const std::uint64_t& estimated) override {
+        if (on_progress) on_progress(id, done, estimated);
+    }
+    void onBackupFinished(const std::string& id, const std::string& result, const std::string& error) override {
+        if (on_finished) on_finished(id, result, error);
+    }
+    void onPropertiesChanged(const std::string&, const std::map<std::string, sdbus::Variant>&,
+                             const std::vector<std::string>&) override {}
+};
+
+/// The properties of one instance (one GetAll round trip).
+struct Info {
+    std::string bus_name;
+    std::string instance, phase, status_text, app, engine, state, origin, decision, job, store;
+    std::uint64_t phase_since = 0, serving_since = 0, next_backup = 0;
+    std::uint32_t app_pid = 0;
+    std::string last_id, last_created, last_result, last_error;
+    std::uint64_t last_size = 0, last_duration_ms = 0;
+};
+
+template <typename T>
+T prop(const std::map<std::string, sdbus::Variant>& m, const char* name) {
+    auto it = m.find(name);
+    if (it == m.end() || !it->second.containsValueOfType<T>()) return T{};
+    return it->second.get<T>();
+}
+
+Info read_info(InstanceProxy& p, const std::string& bus_name) {
+    const auto m = p.GetAll(bus::interface_name);
+    Info i;
+    i.bus_name = bus_name;
+    i.instance = prop<std::string>(m, "Instance");
+    i.phase = prop<std::string>(m, "Phase");
+    i.phase_since = prop<std::uint64_t>(m, "PhaseSince");
+    i.status_text = prop<std::string>(m, "StatusText");
+    i.app = prop<std::string>(m, "App");
+    i.engine = prop<std::string>(m, "EngineVersion");
+    i.state = prop<std::string>(m, "StateVersion");
+    i.origin = prop<std::string>(m, "StateOrigin");
+    i.app_pid = prop<std::uint32_t>(m, "AppPID");
+    i.decision = prop<std::string>(m, "LastDecision");
+    i.serving_since = prop<std::uint64_t>(m, "ServingSince");
+    i.next_backup = prop<std::uint64_t>(m, "NextBackup");
+    i.job = prop<std::string>(m, "BackupJob");
+    i.store = prop<std::string>(m, "Store");
+    using Last = sdbus::Struct<std::string, std::string, std::uint64_t, std::uint64_t, std::string, std::string>;
+    const auto last = prop<Last>(m, "LastBackup");
+    std::tie(i.last_id, i.last_created, i.last_size, i.last_duration_ms, i.last_result, i.last_error) = last;
+    return i;
+}
+
+std::int64_t now_usec() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+json time_json(std::uint64_t usec) {
+    if (usec == 0) return nullptr;
+    return format_rfc3339(std::chrono::sys_seconds(std::chrono::seconds(usec / 1000000)));
+}
+
+std::string time_text(std::uint64_t usec) {
+    return format_rfc3339(std::chrono::sys_seconds(std::chrono::seconds(usec / 1000000)));
+}
+
+/// "45s", "12min", "3h 5min", "2d 4h".
+std::string span_text(std::int64_t seconds) {
+    if (seconds < 0) seconds = -seconds;
+    if (seconds < 60) return fmt::format("{}s", seconds);
+    if (seconds < 3600) return fmt::format("{}min", seconds / 60);
+    if (seconds < 86400) return fmt::format("{}h {}min", seconds / 3600, seconds % 3600 / 60);
+    return fmt::format("{}d {}h", seconds / 86400, seconds % 86400 / 3600);
+}
+
+std::string ago(std::uint64_t usec) {
+    return span_text((now_usec() - static_cast<std::int64_t>(usec)) / 1000000) + " ago";
+}
+
+/// Age of an RFC 3339 time as "5min ago", or the text itself when it does not parse.
+std::string ago(const std::string& rfc3339) {
+    try {
+        auto t = parse_rfc3339(rfc3339);
+        return ago(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   t.time_since_epoch()).count()));
+    } catch (const std::exception&) {
+        return rfc3339;
+    }
+}
+
+json info_json(const Info& i) {
+    json last = nullptr;
+    if (!i.last_id.empty())
+        last = json{{"id", i.last_id},          {"created", i.last_created},
+                    {"size", i.last_size},      {"duration_ms", i.last_duration_ms},
+                    {"result", i.last_result},  {"error", i.last_error}};
+    return json{{"instance", i.instance},
+                {"bus_name", i.bus_name},
+                {"phase", i.phase},
+                {"phase_since", time_json(i.phase_since)},
+                {"status", i.status_text},
+                {"app", i.app},
+                {"engine_version", i.engine},
+                {"state_version", i.state},
+                {"state_origin", i.origin},
+                {"app_pid", i.app_pid},
+                {"last_decision", i.decision},
+                {"serving_since", time_json(i.serving_since)},
+                {"last_backup", last},
+                {"next_backup", time_json(i.next_backup)},
+                {"backup_job", i.job.empty() ? json(nullptr) : json(i.job)},
+                {"store", i.store.empty() ? json(nullptr) : json(i.store)}};
+}
+
+/// systemctl-status-like text.
+std::string info_text(const Info& i) {
+    std::string out;
+    const char* bullet = i.phase == "failed" ? "×" : "●";
+    std::string head = fmt::format("{} {} - {}", bullet, i.instance, i.phase);
+    if (i.phase == "serving" || i.phase == "backing-up")
+        head += fmt::format(" since {}; {}", time_text(i.serving_since), ago(i.serving_since));
+    else if (i.phase_since)
+        head += fmt::format(" since {}; {}", time_text(i.phase_since), ago(i.phase_since));
+    out += head + "\n";
+    auto line = [&](const char* label, const std::string& value) { out += fmt::format("{:>12} {}\n", label, value); };
+    if (!i.status_text.empty()) line("Status:", i.status_text);
+    line("App:", i.app_pid ? fmt::format("{} (PID {})", i.app, i.app_pid) : i.app);
+    line("Versions:", fmt::format("engine {}, state {}", i.engine, i.state.empty() ? "-" : i.state));
+    if (!i.origin.empty()) line("Origin:", i.origin);
+    if (!i.decision.empty()) line("Decision:", i.decision);
+    if (!i.job.empty()) line("Backup job:", fmt::format("{} running", i.job));
+    if (i.last_id.empty()) {
+        line("Last backup:", "none known");
+    } else {
+        std::string v = fmt::format("{} at {} ({})", i.last_id, i.last_created, ago(i.last_created));
+        if (i.last_result == "success")
+            v += fmt::format(": success, {}", format_bytes(i.last_size));
+        else
+            v += fmt::format(": {}: {}", i.last_result, i.last_error);
+        if (i.last_duration_ms) v += fmt::format(" in {:.1f}s", static_cast<double>(i.last_duration_ms) / 1000);
+        line("Last backup:", v);
+    }
+    if (i.next_backup)
+        line("Next backup:",
+             fmt::format("{} (in {})", time_text(i.next_backup),
+                         span_text((static_cast<std::int64_t>(i.next_backup) - now_usec()) / 1000000)));
+    line("Store:", i.store.empty() ? "none configured" : i.store);
+    return out;
+}
+
+/// Maps a D-Bus error of a call to a bartl error with the exit code it stands for.
+[[noreturn]] void rethrow_dbus(const sdbus::Error& e, const std::string& what) {
+    const auto& n = e.getName();
+    if (n == "org.freedesktop.DBus.Error.ServiceUnknown" || n == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
+        n == "org.freedesktop.DBus.Error.NoReply" || n == "org.freedesktop.DBus.Error.Disconnected" ||
+        n == "org.freedesktop.DBus.Error.UnknownObject")
+        throw NotRunning(fmt::format("{}: bartld is not running ({})", what, e.getMessage()));
+    if (n == "org.freedesktop.DBus.Error.AccessDenied")
+        throw Denied(fmt::format("{}: access denied by the bus policy (Backup and Verify need root or group "
+                                 "bartl): {}", what, e.getMessage()));
+    if (n == "app.bartl.Error.Usage") throw UsageError(e.getMessage());
+    if (n == "app.bartl.Error.Config") throw ConfigError(e.getMessage());
+    throw RuntimeError(e.getMessage().empty() ? n : e.getMessage());
+}
+
+/// The bus connection and the instance chosen by -i (or the only one running).
+class Client {
+public:
+    explicit Client(const std::string& instance) {
+        try {
+            conn_ = sdbus::createSystemBusConnection();
+        } catch (const sdbus::Error& e) {
+            throw NotRunning(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartld is not running "
+                                         "there", bus_address(), e.getMessage()));
+        }
+        if (instance.empty()) {
+            auto all = instances();
+            if (all.empty()) throw NotRunning(fmt::format("no bartld is running on the system bus {}", bus_address()));
+            if (all.size() > 1) {
+                std::string names;
+                for (const auto& [inst, name] : all) names += (names.empty() ? "" : ", ") + inst;
+                throw UsageError(fmt::format("{} bartld instances are running ({}): choose one with -i NAME",
+                                             all.size(), names));
+            }
+            instance_ = all.front().first;
+            name_ = all.front().second;
+        } else {
+            instance_ = instance;
+            name_ = bus::bus_name(instance);
+            if (!has_owner(name_))
+                throw NotRunning(fmt::format("bartld instance {} is not running (no {} on the system bus {})",
+                                             instance, name_, bus_address()));
+        }
+        proxy_ = std::make_unique<InstanceProxy>(*conn_, name_);
+    }
+
+    /// Creates a connection for listing only (instances).
+    Client() {
+        try {
+            conn_ = sdbus::createSystemBusConnection();
+        } catch (const sdbus::Error& e) {
+            throw NotRunning(fmt::format("cannot connect to the D-Bus system bus at {} ({}): no bartld is running "
+                                         "there", bus_address(), e.getMessage()));
+        }
+    }
+
+    /// (instance, bus name) of every bartld on the bus, sorted by instance.
+    std::vector<std::pair<std::string, std::string>> instances() {
+        std::vector<std::string> names;
+        call("list bus names", [&] {
+            auto dbus = sdbus::createProxy(*conn_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+            dbus->callMethod("ListNames").onInterface("org.freedesktop.DBus").storeResultsTo(names);
+        });
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const auto& n : names)
+            if (auto inst = bus::instance_of(n)) out.emplace_back(*inst, n);
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    bool has_owner(const std::string& name) {
+        bool has = false;
+        call("look up " + name, [&] {
+            auto dbus = sdbus::createProxy(*conn_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+            dbus->callMethod("NameHasOwner").onInterface("org.freedesktop.DBus").withArguments(name).storeResultsTo(has);
+        });
+        return has;
+    }
+
+    /// Runs a bus call, turning D-Bus errors into bartl errors (rethrow_dbus).
+    template <typename F>
+    void call(const std::string& what, F f) {
+        try {
+            f();
+        } catch (const sdbus::Error& e) {
+            rethrow_dbus(e, what);
+        }
+    }
+
+    sdbus::IConnection& conn() { return *conn_; }
+    InstanceProxy& proxy() { return *proxy_; }
+    const std::string& instance() const { return instance_; }
+    const std::string& name() const { return name_; }
+
+private:
+    std::unique_ptr<sdbus::IConnection> conn_;
+    std::string instance_, name_;
+    std::unique_ptr<InstanceProxy> proxy_;
+};
+
+/// sdbus::Struct as the std::tuple it is, for structured bindings.
+template <typename... T>
+const std::tuple<T...>& as_tuple(const sdbus::Struct<T...>& s) {
+    return s;
+}
+
+void print_json(const json& j) { std::cout << j.dump(2) << "\n"; }
+
+struct Options {
+    std::string instance;
+    bool json = false;
+    bool wait = false;
+    std::string id;
+    std::string version;
+    std::string config_file;
+    bool clear = false;
+};
+
+int cmd_status(const Options& o) {
+    Client c(o.instance);
+    Info i;
+    c.call("status of " + c.instance(), [&] { i = read_info(c.proxy(), c.name()); });
+    if (o.json)
+        print_json(info_json(i));
+    else
+        std::cout << info_text(i);
+    return 0;
+}
+
+int cmd_instances(const Options& o) {
+    Client c;
+    json all = json::array();
+    std::vector<Info> infos;
+    for (const auto& [inst, name] : c.instances()) {
+        try {
+            InstanceProxy p(c.conn(), name);
+            infos.push_back(read_info(p, name));
+        } catch (const sdbus::Error&) {
+            continue;  // it stopped between listing and asking
+        }
+    }
+    if (o.json) {
+        for (const auto& i : infos) all.push_back(info_json(i));
+        print_json(all);
+        return 0;
+    }
+    std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {}\n", "INSTANCE", "PHASE", "ENGINE", "STATE", "LAST BACKUP");
+    for (const auto& i : infos) {
+        std::string last = i.last_id.empty() ? "-" : fmt::format("{} ({})", ago(i.last_created), i.last_result);
+        std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {}\n", i.instance, i.phase, i.engine,
+                                 i.state.empty() ? "-" : i.state, last);
+    }
+    std::cout << fmt::format("\n{} instance{} listed.\n", infos.size(), infos.size() == 1 ? "" : "s");
+    return 0;
+}
+
+int cmd_backups(const Options& o) {
+    Client c(o.instance);
+    std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, std::string,
+                              std::uint64_t, std::uint64_t, std::uint64_t>>
+        rows;
+    c.call("list backups of " + c.instance(), [&] { rows = c.proxy().ListBackups(); });
+    if (o.json) {
+        json all = json::array();
+        for (const auto& r : rows) {
+            const auto& [id, created, version, host, blob, enc, size, bytes, files] = as_tuple(r);
+            all.push_back(json{{"id", id}, {"created", created}, {"version", version}, {"host", host},
+                               {"blob", blob}, {"encryption", enc.empty() ? json(nullptr) : json(enc)},
+                               {"size", size}, {"bytes", bytes}, {"files", files}});
+        }
+        print_json(all);
+        return 0;
+    }
+    std::cout << fmt::format("{:<9} {:<25} {:<10} {:>9} {:>9}  {}\n", "ID", "CREATED", "VERSION", "SIZE", "DATA",
+                             "HOST");
+    for (const auto& r : rows) {
+        const auto& [id, created, version, host, blob, enc, size, bytes, files] = as_tuple(r);
+        std::cout << fmt::format("{:<9} {:<25} {:<10} {:>9} {:>9}  {}\n", id, created, version, format_bytes(size),
+                                 format_bytes(bytes), host);
+    }
+    std::cout << fmt::format("\n{} backup{}.\n", rows.size(), rows.size() == 1 ? "" : "s");
+    return 0;
+}
+
+int cmd_history(const Options& o) {
+    Client c(o.instance);
+    std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string>> rows;
+    c.call("history of " + c.instance(), [&] { rows = c.proxy().History(); });
+    if (o.json) {
+        json all = json::array();
+        for (const auto& r : rows) {
+            const auto& [time, event, from, to, detail] = as_tuple(r);
+            all.push_back(json{{"time", time}, {"event", event}, {"from", from}, {"to", to}, {"detail", detail}});
+        }
+        print_json(all);
+        return 0;
+    }
+    for (const auto& r : rows) {
+        const auto& [time, event, from, to, detail] = as_tuple(r);
+        std::string versions = from.empty() ? to : fmt::format("{} -> {}", from, to);
+        std::cout << fmt::format("{}  {:<10} {:<18} {}\n", time, event, versions, detail);
+    }
+    return 0;
+}
+
+int cmd_plan(const Options& o) {
+    Client c(o.instance);
+    std::string text;
+    c.call("plan of " + c.instance(), [&] { text = c.proxy().Plan(); });
+    if (o.json)
+        print_json(json{{"instance", c.instance()}, {"plan", text}});
+    else
+        std::cout << text;
+    return 0;
+}
+
+int cmd_verify(const Options& o) {
+    Client c(o.instance);
+    // A verification reads the whole backup: let it take as long as it needs.
+    c.conn().setMethodCallTimeout(std::uint64_t{24} * 3600 * 1000000);
+    std::tuple<std::string, std::string, std::uint64_t, std::uint64_t> r;
+    c.call(fmt::format("verify {} of {}", o.id.empty() ? "the newest backup" : o.id, c.instance()),
+           [&] { r = c.proxy().Verify(o.id); });
+    const auto& [id, blob, files, bytes] = r;
+    if (o.json)
+        print_json(json{{"id", id}, {"blob", blob}, {"files", files}, {"bytes", bytes}, {"result", "ok"}});
+    else
+        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data)\n", id, blob, files, format_bytes(bytes));
+    return 0;
+}
+
+/// Progress as a bar on a terminal, as plain lines otherwise.
+void show_progress(const std::string& id, std::uint64_t done, std::uint64_t estimated, bool tty) {
+    const std::string amount =
+        estimated ? fmt::format("{} of ~{}", format_bytes(done), format_bytes(estimated)) : format_bytes(done);
+    if (!tty) {
+        std::cout << fmt::format("backup {}: {}\n", id, amount) << std::flush;
+        return;
+    }
+    constexpr int width = 30;
+    const double f = estimated ? std::min(1.0, static_cast<double>(done) / static_cast<double>(estimated)) : 0.0;
+    const int filled = static_cast<int>(f * width);
+    std::cout << fmt::format("\r[{}{}] {:3.0f}% {}\033[K", std::string(filled, '#'), std::string(width - filled, '.'),
+                             f * 100, amount)
+              << std::flush;
+}
+
+int cmd_backup(const Options& o) {
+    Client c(o.instance);
+    const bool tty = isatty(STDOUT_FILENO) && !o.json;
+    std::string id;
+    std::optional<std::pair<std::string, std::string>> finished;  // result, error
+    auto& p = c.proxy();
+    if (o.wait) {
+        // Subscribed before the call, so no signal of this job can be missed.
+        p.on_progress = [&](const std::string& job, std::uint64_t done, std::uint64_t est) {
+            if (job == id && !o.json) show_progress(job, done, est, tty);
+        };
+        p.on_finished = [&](const std::string& job, const std::string& result, const std::string& error) {
+            if (job == id) finished = {result, error};
+        };
+    }
+    c.call("start a backup of " + c.instance(), [&] { id = p.Backup(); });
+    if (!o.wait) {
+        if (o.json)
+            print_json(json{{"id", id}});
+        else
+            std::cout << fmt::format("backup {} of {} started\n", id, c.instance());
+        return 0;
+    }
+    if (!o.json) std::cout << fmt::format("backup {} of {} running\n", id, c.instance()) << std::flush;
+    auto last_check = std::chrono::steady_clock::now();
+    while (!finished) {
+        try {
+            while (!finished && c.conn().processPendingRequest()) {
+            }
+        } catch (const sdbus::Error& e) {
+            rethrow_dbus(e, "wait for backup " + id);
+        }
+        if (finished) break;
+        const auto pd = c.conn().getEventLoopPollData();
+        pollfd fd{pd.fd, pd.events, 0};
+        int timeout = pd.getPollTimeout();
+        if (timeout < 0 || timeout > 1000) timeout = 1000;
+        ::poll(&fd, 1, timeout);
+        if (std::chrono::steady_clock::now() - last_check >= std::chrono::seconds(1)) {
+            // Signals are the normal path; this catches a daemon that stopped mid-backup.
+            last_check = std::chrono::steady_clock::now();
+            if (!c.has_owner(c.name()))
+                throw NotRunning(fmt::format("bartld {} went away while backup {} ran", c.instance(), id));
+            Info i;
+            c.call("status of " + c.instance(), [&] { i = read_info(p, c.name()); });
+            if (i.job != id && i.last_id == id) finished = {i.last_result, i.last_error};
+        }
+    }
+    if (tty) std::cout << "\n";
+    const bool ok = finished->first == "success";
+    if (o.json)
+        print_json(json{{"id", id}, {"result", finished->first}, {"error", finished->second}});
+    else if (ok)
+        std::cout << fmt::format("backup {} of {} finished: success\n", id, c.instance());
+    else
+        std::cerr << fmt::format("bartlctl: backup {} of {} failed: {}\n", id, c.instance(), finished->second);
+    return ok ? 0 : 1;
+}
+
+Config load_instance_config(const Options& o) {
+    if (o.config_file.empty() && o.instance.empty())
+        throw UsageError("this verb works without a running bartld and needs the instance: -i NAME (reads "
+                         BARTL_SYSCONFDIR "/bartl/NAME.toml) or -c FILE");
+    const auto file = o.config_file.empty() ? instance_config_path(o.instance) : std::filesystem::path(o.config_file);
+    return load_config(file, o.instance);
+}
+
+/// Regular files and their bytes under `p` (for showing what adopt takes over).
+std::pair<std::uint64_t, std::uint64_t> tree_size(const std::filesystem::path& p) {
+    std::uint64_t files = 0, bytes = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != decltype(it)();
+         it.increment(ec)) {
+        if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+            ++files;
+            bytes += it->file_size(ec);
+        }
+    }
+    return {files, bytes};
+}
+
+int cmd_adopt(const Options& o) {
+    const Config config = load_instance_config(o);
+    const Version version = Version::parse(o.version);
+    // bartld must not start on the data while the marker is being written.
+    InstanceLock lock(config.bartl_dir, config.instance);
+    Instance inst(config);
+    auto mr = inst.read_marker();
+    if (mr.exists)
+        throw RuntimeError(fmt::format("instance {} already has a state marker {} ({}): its state is bartl's, "
+                                       "nothing to adopt", config.instance, inst.marker_path().string(),
+                                       mr.marker ? fmt::format("state {}, origin {}", mr.marker->version,
+                                                               mr.marker->origin)
+                                                 : "does not parse: " + mr.error));
+    if (auto intent = inst.read_intent())
+        throw RuntimeError(fmt::format("instance {} has an unfinished {} of bartl ({}): that data is bartl's own "
+                                       "half-done work, which bartld cleans up at its next start; nothing to adopt",
+                                       config.instance, intent->op, inst.intent_path().string()));
+    const auto paths = inst.paths_with_data();
+    if (paths.empty())
+        throw RuntimeError(fmt::format("instance {}: the declared state paths hold no data; nothing to adopt (bartld "
+                                       "restores or initialises empty state by itself)", config.instance));
+    json found = json::array();
+    std::string summary;
+    if (!o.json) std::cout << fmt::format("Instance {} (app {}): found data bartl did not create:\n", config.instance,
+                                          config.app_name);
+    for (const auto& p : paths) {
+        auto [files, bytes] = tree_size(p);
+        found.push_back(json{{"path", p.string()}, {"files", files}, {"bytes", bytes}});
+        summary += fmt::format("{}{} ({} files, {})", summary.empty() ? "" : ", ", p.string(), files,
+                               format_bytes(bytes));
+        if (!o.json) std::cout << fmt::format("  {}: {} files, {}\n", p.string(), files, format_bytes(bytes));
+    }
+    Marker m;
+    m.app = config.app_name;
+    m.version = version.str();
+    m.origin = "adopt";
+    for (const auto& p : config.state_paths) m.state_paths.push_back(p.string());
+    add_history(m, "adopt", "", m.version, "adopted by bartlctl: " + summary);
+    inst.write_marker(m);
+    if (o.json)
+        print_json(json{{"instance", config.instance}, {"version", m.version},
+                        {"marker", inst.marker_path().string()}, {"paths", found}});
+    else
+        std::cout << fmt::format("Adopted as state {} (marker {}); bartld now serves it (migrating when its engine "
+                                 "is newer).\n", m.version, inst.marker_path().string());
+    return 0;
+}
+
+int cmd_restore_from(const Options& o) {
+    const Config config = load_instance_config(o);
+    Instance inst(config);
+    if (o.clear) {
+        inst.clear_pin();
+        if (o.json)
+            print_json(json{{"instance", config.instance}, {"pin", nullptr}, {"file", inst.pin_path().string()}});
+        else
+            std::cout << fmt::format("instance {}: no backup pinned; the next restore takes the newest\n",
+                                     config.instance);
+        return 0;
+    }
+    if (o.id.empty()) throw UsageError("restore-from needs a backup ID (see `bartlctl backups`) or --clear");
+    if (config.store.empty())
+        throw UsageError(fmt::format("{}: no [backup] store configured: nothing to restore from", config.file.string()));
+    // Pinning a backup the store does not hold would make the next start fail: check first.
+    auto store = open_store(config.store);
+    auto all = list_backups(*store, config.app_name);
+    auto b = find_backup(all, o.id);
+    if (!b)
+        throw RuntimeError(fmt::format("store {} holds no backup '{}' of {} (see `bartlctl backups`)", store->url(),
+                                       o.id, config.app_name));
+    inst.write_pin(b->id);
+    if (o.json) {
+        print_json(json{{"instance", config.instance}, {"pin", b->id}, {"file", inst.pin_path().string()}});
+        return 0;
+    }
+    std::cout << fmt::format("instance {}: backup {} (state {}, created {}) pinned in {}\n", config.instance, b->id,
+                             b->version, b->created, inst.pin_path().string());
+    auto mr = inst.read_marker();
+    if (mr.marker)
+        std::cout << fmt::format("note: state {} exists; the pin is used only when no state exists (move the state "
+                                 "away, then restart bartld)\n", mr.marker->version);
+    else
+        std::cout << "the next start of bartld restores it\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App cli{"bartlctl: see and steer running bartld instances", "bartlctl"};
+    Options o;
+    cli.add_option("-i,--instance", o.instance, "instance NAME (default: the only one running)");
+    cli.add_flag("--json", o.json, "machine-readable output (stable keys, see bartlctl(1))");
+    cli.set_version_flag("--version", "bartlctl " BARTL_VERSION);
+    cli.require_subcommand(1);
+    cli.fallthrough();
+
+    auto* status = cli.add_subcommand("status", "phase, versions, decision, last/next backup of one instance");
+    auto* backup = cli.add_subcommand("backup", "start a backup now");
+    backup->add_flag("--wait", o.wait, "wait for the result, showing progress; exit 1 when it fails");
+    auto* backups = cli.add_subcommand("backups", "list the instance's backups in its store");
+    auto* verify = cli.add_subcommand("verify", "verify a backup (default: the newest)");
+    verify->add_option("ID", o.id, "backup id");
+    auto* plan = cli.add_subcommand("plan", "what a restart would do now (re-reads the engine version)");
+    auto* history = cli.add_subcommand("history", "the state's history: init, restores, migrations, adoption");
+    auto* instances = cli.add_subcommand("instances", "every bartld on the bus: phase, versions, last backup");
+    auto* adopt = cli.add_subcommand("adopt", "put existing data under bartl as state VERSION (bartld stopped)");
+    adopt->add_option("VERSION", o.version, "state version of the data (SemVer)")->required();
+    adopt->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    auto* restore_from = cli.add_subcommand("restore-from", "restore backup ID at the next start without state");
+    restore_from->add_option("ID", o.id, "backup id");
+    restore_from->add_flag("--clear", o.clear, "remove the pin: restore the newest backup");
+    restore_from->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    if (auto code = parse_command_line(cli, argc, argv)) return *code;
+    try {
+        if (status->parsed()) return cmd_status(o);
+        if (backup->parsed()) return cmd_backup(o);
+        if (backups->parsed()) return cmd_backups(o);
+        if (verify->parsed()) return cmd_verify(o);
+        if (plan->parsed()) return cmd_plan(o);
+        if (history->parsed()) return cmd_history(o);
+        if (instances->parsed()) return cmd_instances(o);
+        if (adopt->parsed()) return cmd_adopt(o);
+        if (restore_from->parsed()) return cmd_restore_from(o);
+        return static_cast<int>(ExitCode::usage);
+    } catch (const NotRunning& e) {
+        std::cerr << "bartlctl: " << e.what() << "\n";
+        return kExitNotRunning;
+    } catch (const Denied& e) {
+        std::cerr << "bartlctl: " << e.what() << "\n";
+        return kExitDenied;
+    } catch (const Error& e) {
+        std::cerr << "bartlctl: " << e.what() << "\n";
+        return static_cast<int>(e.exit_code());
+    } catch (const sdbus::Error& e) {
+        std::cerr << "bartlctl: D-Bus: " << e.getName() << ": " << e.getMessage() << "\n";
+        return static_cast<int>(ExitCode::runtime);
+    } catch (const std::exception& e) {
+        std::cerr << "bartlctl: " << e.what() << "\n";
+        return static_cast<int>(ExitCode::runtime);
+    }
+}

@@ -1,0 +1,437 @@
+#include "daemon/bus.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <list>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <tuple>
+#include <unistd.h>
+#include <vector>
+
+#include <fmt/format.h>
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "instance1_adaptor.h"  // generated from dbus/app.bartl.Instance1.xml
+
+#include "core/error.hpp"
+#include "daemon/bus_name.hpp"
+#include "ops/backup.hpp"
+#include "ops/catalog.hpp"
+#include "ops/engine.hpp"
+#include "ops/instance.hpp"
+#include "ops/lifecycle.hpp"
+#include "store/store.hpp"
+#include "util/log.hpp"
+
+namespace bartl {
+
+namespace {
+
+/// Concurrent ListBackups/Verify/Plan workers; more callers get Busy rather than more threads.
+constexpr std::size_t kMaxWorkers = 8;
+
+std::string system_bus_address() {
+    const char* a = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+    return a && *a ? a : "unix:path=/run/dbus/system_bus_socket";
+}
+
+/// The D-Bus error answering a call that failed with the current exception (core/error.hpp
+/// maps each bartl error to one name).
+sdbus::Error to_dbus_error(const std::exception_ptr& p) {
+    try {
+        std::rethrow_exception(p);
+    } catch (const sdbus::Error& e) {
+        return e;
+    } catch (const NotFound& e) {
+        return sdbus::Error("app.bartl.Error.NotFound", e.what());
+    } catch (const Error& e) {
+        return sdbus::Error(e.dbus_name(), e.what());
+    } catch (const std::exception& e) {
+        return sdbus::Error("app.bartl.Error.Failed", e.what());
+    }
+}
+
+/// PID of the process owning `name`, or std::nullopt when nobody owns it (or the bus does not say).
+std::optional<std::uint32_t> owner_pid(sdbus::IConnection& conn, const std::string& name) {
+    try {
+        auto dbus = sdbus::createProxy(conn, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+        std::uint32_t pid = 0;
+        dbus->callMethod("GetConnectionUnixProcessID").onInterface("org.freedesktop.DBus").withArguments(name)
+            .storeResultsTo(pid);
+        return pid;
+    } catch (const sdbus::Error&) {
+        return std::nullopt;
+    }
+}
+
+std::unique_ptr<::bartl::Store> open_configured_store(const Config& config) {
+    if (config.store.empty())
+        throw StoreUnavailable(fmt::format("instance {} has no [backup] store configured", config.instance));
+    return open_store(config.store);
+}
+
+}  // namespace
+
+/// Holds the connection so that it outlives the exported object (base classes are destroyed
+/// in reverse order of declaration).
+struct ConnectionHolder {
+    std::unique_ptr<sdbus::IConnection> connection;
+};
+
+using BackupRow = sdbus::Struct<std::string, std::string, std::string, std::string, std::string, std::string,
+                                std::uint64_t, std::uint64_t, std::uint64_t>;
+using HistoryRow = sdbus::Struct<std::string, std::string, std::string, std::string, std::string>;
+
+/// The exported object and the D-Bus thread. Every sd-bus call happens on that thread: other
+/// threads only queue closures (post()) and wake it, since sd-bus connections are not
+/// thread-safe.
+class BusService final : private ConnectionHolder,
+                         public sdbus::AdaptorInterfaces<app::bartl::Instance1_adaptor>,
+                         public StatusListener {
+public:
+    BusService(std::unique_ptr<sdbus::IConnection> conn, std::string name, const Config& config, Status& status)
+        : ConnectionHolder{std::move(conn)},
+          AdaptorInterfaces(*connection, bus::object_path),
+          name_(std::move(name)),
+          config_(config),
+          status_(status) {
+        wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake_fd_ < 0) throw RuntimeError(fmt::format("eventfd for the D-Bus thread: {}", std::strerror(errno)));
+        registerAdaptor();
+    }
+
+    ~BusService() override {
+        status_.set_listener(nullptr);
+        stopping_ = true;
+        wake();
+        if (thread_.joinable()) thread_.join();
+        {
+            std::lock_guard<std::mutex> lock(workers_mutex_);
+            for (auto& w : workers_) w->thread.join();
+        }
+        unregisterAdaptor();
+        ::close(wake_fd_);
+    }
+
+    void start() {
+        published_ = status_.snapshot();
+        status_.set_listener(this);
+        thread_ = std::thread([this] { loop(); });
+        if (!config_.store.empty()) fill_last_backup();
+    }
+
+    const std::string& name() const noexcept { return name_; }
+
+    // StatusListener: called from any thread; only queue and wake.
+    void status_changed() override { wake(); }
+    void backup_progress(const std::string& id, std::uint64_t done, std::uint64_t estimated) override {
+        post([this, id, done, estimated] { emitBackupProgress(id, done, estimated); });
+    }
+    void backup_finished(const std::string& id, const std::string& result, const std::string& error) override {
+        post([this, id, result, error] { emitBackupFinished(id, result, error); });
+    }
+
+private:
+    // Methods (dbus/app.bartl.Instance1.xml documents each).
+    std::string Backup() override {
+        try {
+            return status_.request_backup();
+        } catch (const Error&) {
+            throw to_dbus_error(std::current_exception());
+        }
+    }
+
+    void ListBackups(sdbus::Result<std::vector<BackupRow>>&& result) override {
+        reply_async(std::move(result), [this] {
+            auto store = open_configured_store(config_);
+            std::vector<BackupRow> rows;
+            for (const auto& b : list_backups(*store, config_.app_name))
+                rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
+                                  b.blob_size, b.bytes, b.files);
+            return std::make_tuple(std::move(rows));
+        });
+    }
+
+    void Verify(sdbus::Result<std::string, std::string, std::uint64_t, std::uint64_t>&& result,
+                std::string id) override {
+        if (verifying_.exchange(true)) {
+            result.returnError(to_dbus_error(std::make_exception_ptr(
+                BusyError(fmt::format("a verification of instance {} is already running", config_.instance)))));
+            return;
+        }
+        reply_async(std::move(result), [this, id] {
+            struct Done {
+                std::atomic<bool>& flag;
+                ~Done() { flag = false; }
+            } done{verifying_};
+            auto store = open_configured_store(config_);
+            std::string which = id;
+            if (which.empty()) {
+                auto all = list_backups(*store, config_.app_name);
+                if (all.empty())
+                    throw NotFound(fmt::format("store {} holds no backup of {}", store->url(), config_.app_name));
+                which = all.front().id;
+            }
+            Reporter reporter;
+            // verify_backup has no cancel flag; its keepalive runs every second or so, and
+            // throwing there ends a long verification when bartld stops.
+            reporter.keepalive = [this] {
+                if (stopping_) throw RuntimeError("verification cancelled: bartld is stopping");
+            };
+            auto b = verify_backup(config_, *store, which, reporter);
+            log::info(fmt::format("backup {} verified on request: {} entries, {}", b.id, b.files,
+                                  format_bytes(b.bytes)),
+                      {{"BARTL_BACKUP_ID", b.id}});
+            return std::make_tuple(b.id, b.blob_name, b.files, b.bytes);
+        });
+    }
+
+    void Plan(sdbus::Result<std::string>&& result) override {
+        reply_async(std::move(result), [this] {
+            const Version engine = resolve_engine_version(config_);
+            std::unique_ptr<::bartl::Store> store;
+            if (!config_.store.empty()) store = open_store(config_.store);
+            auto pin = ::bartl::Instance(config_).read_pin();
+            return std::make_tuple(plan_text(config_, engine, store.get(), pin));
+        });
+    }
+
+    std::vector<HistoryRow> History() override {
+        MarkerRead r;
+        try {
+            r = ::bartl::Instance(config_).read_marker();
+        } catch (const Error&) {
+            throw to_dbus_error(std::current_exception());
+        }
+        if (r.exists && !r.marker)
+            throw sdbus::Error("app.bartl.Error.Failed", fmt::format("marker {} does not parse: {}",
+                                                                    ::bartl::Instance(config_).marker_path().string(),
+                                                                    r.error));
+        std::vector<HistoryRow> rows;
+        if (r.marker)
+            for (const auto& h : r.marker->history) rows.emplace_back(h.time, h.event, h.from, h.to, h.detail);
+        return rows;
+    }
+
+    // Properties: read the newest snapshot; a getter never waits for anything but the status lock.
+    std::string Instance() override { return status_.snapshot().instance; }
+    std::string Phase() override { return status_.snapshot().phase; }
+    std::uint64_t PhaseSince() override { return status_.snapshot().phase_since; }
+    std::string StatusText() override { return status_.snapshot().status_text; }
+    std::string App() override { return status_.snapshot().app; }
+    std::string EngineVersion() override { return status_.snapshot().engine_version; }
+    std::string StateVersion() override { return status_.snapshot().state_version; }
+    std::string StateOrigin() override { return status_.snapshot().state_origin; }
+    std::uint32_t AppPID() override { return status_.snapshot().app_pid; }
+    std::string LastDecision() override { return status_.snapshot().last_decision; }
+    std::uint64_t ServingSince() override { return status_.snapshot().serving_since; }
+    sdbus::Struct<std::string, std::string, std::uint64_t, std::uint64_t, std::string, std::string> LastBackup()
+        override {
+        const auto b = status_.snapshot().last_backup;
+        return {b.id, b.created, b.blob_size, b.duration_ms, b.result, b.error};
+    }
+    std::uint64_t NextBackup() override { return status_.snapshot().next_backup; }
+    std::string BackupJob() override { return status_.snapshot().backup_job; }
+    std::string Store() override { return status_.snapshot().store; }
+
+    /// Runs `compute` (returning std::tuple<T...>) on a worker thread and replies from the
+    /// D-Bus thread with its values or its error.
+    template <typename... T, typename F>
+    void reply_async(sdbus::Result<T...>&& result, F compute) {
+        auto r = std::make_shared<sdbus::Result<T...>>(std::move(result));
+        try {
+            // The Result (a reference to the call message) is moved into the reply closure,
+            // so its last reference is dropped on the D-Bus thread, never on the worker.
+            run_worker([this, r, compute = std::move(compute)]() mutable {
+                try {
+                    auto values = compute();
+                    post([r = std::move(r), values = std::move(values)] {
+                        std::apply([&](const auto&... v) { r->returnResults(v...); }, values);
+                    });
+                } catch (...) {
+                    auto e = to_dbus_error(std::current_exception());
+                    post([r = std::move(r), e] { r->returnError(e); });
+                }
+            });
+        } catch (...) {
+            r->returnError(to_dbus_error(std::current_exception()));
+        }
+    }
+
+    struct Worker {
+        std::thread thread;
+        std::atomic<bool> done{false};
+    };
+
+    /// Starts `work` on a new thread (joining finished ones first). Throws BusyError at kMaxWorkers.
+    void run_worker(std::function<void()> work) {
+        std::lock_guard<std::mutex> lock(workers_mutex_);
+        for (auto it = workers_.begin(); it != workers_.end();) {
+            if ((*it)->done) {
+                (*it)->thread.join();
+                it = workers_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        if (workers_.size() >= kMaxWorkers)
+            throw BusyError(fmt::format("{} requests of instance {} are running; try again later", workers_.size(),
+                                        config_.instance));
+        auto w = std::make_unique<Worker>();
+        auto* raw = w.get();
+        raw->thread = std::thread([raw, work = std::move(work)] {
+            try {
+                work();
+            } catch (const std::exception& e) {
+                log::warn(fmt::format("D-Bus worker failed: {}", e.what()));
+            }
+            raw->done = true;
+        });
+        workers_.push_back(std::move(w));
+    }
+
+    /// LastBackup after a restart: the newest backup in the store (duration unknown), unless a
+    /// backup of this process has already finished.
+    void fill_last_backup() {
+        try {
+            run_worker([this] {
+                try {
+                    auto store = open_store(config_.store);
+                    auto all = list_backups(*store, config_.app_name);
+                    if (all.empty()) return;
+                    const auto& b = all.front();
+                    status_.update([&](StatusSnapshot& s) {
+                        if (!s.last_backup.id.empty()) return;
+                        s.last_backup = BackupOutcome{b.id, b.created, b.blob_size, b.bytes, 0, "success", ""};
+                    });
+                } catch (const Error& e) {
+                    log::debug(fmt::format("D-Bus: last backup not known: {}", e.what()));
+                }
+            });
+        } catch (const Error&) {
+        }
+    }
+
+    void post(std::function<void()> f) {
+        {
+            std::lock_guard<std::mutex> lock(queue_mutex_);
+            queue_.push_back(std::move(f));
+        }
+        wake();
+    }
+
+    void wake() {
+        std::uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof one);
+    }
+
+    /// PropertiesChanged for every property whose value differs from the last one published.
+    void publish() {
+        const auto s = status_.snapshot();
+        std::vector<std::string> names;
+        auto changed = [&](bool differs, const char* n) {
+            if (differs) names.emplace_back(n);
+        };
+        const auto& p = published_;
+        changed(s.instance != p.instance, "Instance");
+        changed(s.phase != p.phase, "Phase");
+        changed(s.phase_since != p.phase_since, "PhaseSince");
+        changed(s.status_text != p.status_text, "StatusText");
+        changed(s.app != p.app, "App");
+        changed(s.engine_version != p.engine_version, "EngineVersion");
+        changed(s.state_version != p.state_version, "StateVersion");
+        changed(s.state_origin != p.state_origin, "StateOrigin");
+        changed(s.app_pid != p.app_pid, "AppPID");
+        changed(s.last_decision != p.last_decision, "LastDecision");
+        changed(s.serving_since != p.serving_since, "ServingSince");
+        changed(!(s.last_backup == p.last_backup), "LastBackup");
+        changed(s.next_backup != p.next_backup, "NextBackup");
+        changed(s.backup_job != p.backup_job, "BackupJob");
+        changed(s.store != p.store, "Store");
+        published_ = s;
+        if (!names.empty()) getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);
+    }
+
+    void loop() {
+        auto& conn = *connection;
+        while (!stopping_) {
+            try {
+                while (conn.processPendingRequest()) {
+                }
+                std::uint64_t v;
+                (void)!::read(wake_fd_, &v, sizeof v);
+                publish();
+                std::vector<std::function<void()>> jobs;
+                {
+                    std::lock_guard<std::mutex> lock(queue_mutex_);
+                    jobs.swap(queue_);
+                }
+                for (auto& j : jobs) j();
+                if (!jobs.empty()) continue;  // let sd-bus write what the jobs queued first
+                auto pd = conn.getEventLoopPollData();
+                pollfd fds[2] = {{pd.fd, pd.events, 0}, {wake_fd_, POLLIN, 0}};
+                if (::poll(fds, 2, pd.getPollTimeout()) < 0 && errno != EINTR)
+                    throw RuntimeError(fmt::format("poll: {}", std::strerror(errno)));
+            } catch (const std::exception& e) {
+                // The bus went away (dbus-daemon restarted) or broke: the app keeps being
+                // served; only the D-Bus interface is gone until the next start.
+                log::warn(fmt::format("D-Bus connection lost ({}): {} serves on without its D-Bus interface",
+                                      e.what(), config_.instance));
+                return;
+            }
+        }
+    }
+
+    std::string name_;
+    const Config& config_;
+    Status& status_;
+    StatusSnapshot published_;
+    int wake_fd_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> verifying_{false};
+    std::thread thread_;
+    std::mutex queue_mutex_;
+    std::vector<std::function<void()>> queue_;
+    std::mutex workers_mutex_;
+    std::list<std::unique_ptr<Worker>> workers_;
+};
+
+std::unique_ptr<Bus> Bus::open(const Config& config, Status& status) {
+    const std::string name = bus::bus_name(config.instance);
+    const std::string address = system_bus_address();
+    std::unique_ptr<sdbus::IConnection> conn;
+    try {
+        conn = sdbus::createSystemBusConnection();
+    } catch (const sdbus::Error& e) {
+        log::warn(fmt::format("no D-Bus system bus at {} ({}): serving without the D-Bus interface; bartlctl "
+                              "cannot reach instance {}", address, e.getMessage(), config.instance));
+        return nullptr;
+    }
+    try {
+        conn->requestName(name);
+    } catch (const sdbus::Error& e) {
+        if (auto pid = owner_pid(*conn, name))
+            throw LockedError(fmt::format("D-Bus name {} on {} is owned by PID {}: another bartld serves instance "
+                                          "{} (use `bartlctl -i {} status`)", name, address, *pid, config.instance,
+                                          config.instance));
+        log::warn(fmt::format("cannot own D-Bus name {} on {} ({}: {}): serving without the D-Bus interface; is the "
+                              "bus policy app.bartl.Instance1.conf installed and bartld running as root?",
+                              name, address, e.getName(), e.getMessage()));
+        return nullptr;
+    }
+    auto service = std::make_unique<BusService>(std::move(conn), name, config, status);
+    service->start();
+    log::info(fmt::format("D-Bus: {} on {}", name, address));
+    return std::unique_ptr<Bus>(new Bus(std::move(service)));
+}
+
+Bus::Bus(std::unique_ptr<BusService> service) : service_(std::move(service)) {}
+Bus::~Bus() = default;
+
+const std::string& Bus::name() const noexcept { return service_->name(); }
+
+}  // namespace bartl

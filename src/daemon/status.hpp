@@ -1,0 +1,132 @@
+// What a running bartld shows on D-Bus (dbus/app.bartl.Instance1.xml properties), as one
+// mutex-protected snapshot written by the lifecycle Reporter and the Server and read by the
+// D-Bus thread, plus the hand-off of backup requests from the D-Bus thread to the Server's
+// main loop. Nothing here blocks on a backup, the app or the lifecycle: every call takes
+// one short lock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/error.hpp"
+#include "ops/report.hpp"
+
+namespace bartl {
+
+/// Backup() while the state is not ready (deciding, restoring, ...) or while stopping.
+class NotServingError : public RuntimeError {
+public:
+    using RuntimeError::RuntimeError;
+    const char* dbus_name() const noexcept override { return "app.bartl.Error.NotServing"; }
+};
+
+/// A request that would need a second instance of a one-at-a-time job (e.g. Verify).
+class BusyError : public RuntimeError {
+public:
+    using RuntimeError::RuntimeError;
+    const char* dbus_name() const noexcept override { return "app.bartl.Error.Busy"; }
+};
+
+/// The latest backup known to this bartld (LastBackup property).
+struct BackupOutcome {
+    std::string id;
+    std::string created;            ///< RFC 3339 UTC
+    std::uint64_t blob_size = 0;    ///< bytes
+    std::uint64_t bytes = 0;        ///< file content bytes (the next backup's progress estimate)
+    std::uint64_t duration_ms = 0;  ///< 0 = unknown (found in the store at start)
+    std::string result;             ///< "success", "failed", "" = none known
+    std::string error;              ///< failure message
+
+    bool operator==(const BackupOutcome&) const = default;
+};
+
+/// One consistent view of the properties. Times are microseconds since the Unix epoch, 0 = none.
+struct StatusSnapshot {
+    std::string instance;
+    std::string app;
+    std::string phase = "deciding";
+    std::uint64_t phase_since = 0;
+    std::string status_text;
+    std::string engine_version;
+    std::string state_version;
+    std::string state_origin;
+    std::uint32_t app_pid = 0;
+    std::string last_decision;
+    std::uint64_t serving_since = 0;
+    BackupOutcome last_backup;
+    std::uint64_t next_backup = 0;
+    std::string backup_job;
+    std::string store;  ///< "" = no store configured
+
+    bool operator==(const StatusSnapshot&) const = default;
+};
+
+/// Receives changes (the D-Bus thread implements it). Called on the thread that made the
+/// change, outside the status lock; implementations only queue and wake, never block.
+class StatusListener {
+public:
+    virtual ~StatusListener() = default;
+    /// Some property may have changed.
+    virtual void status_changed() = 0;
+    /// BackupProgress: file content bytes done and estimated (0 = unknown).
+    virtual void backup_progress(const std::string& id, std::uint64_t done, std::uint64_t estimated) = 0;
+    /// BackupFinished: result "success" or "failed", error "" on success.
+    virtual void backup_finished(const std::string& id, const std::string& result, const std::string& error) = 0;
+};
+
+/// Microseconds since the Unix epoch now (CLOCK_REALTIME).
+std::uint64_t realtime_usec();
+
+/// The shared status of one bartld. Thread-safe.
+class Status {
+public:
+    /// Creates the backup trigger eventfd. Throws RuntimeError when eventfd(2) fails.
+    Status();
+    ~Status();
+    Status(const Status&) = delete;
+    Status& operator=(const Status&) = delete;
+
+    /// A copy of the current values.
+    StatusSnapshot snapshot() const;
+    /// Applies `change` under the lock, then tells the listener. `change` must not block.
+    void update(const std::function<void(StatusSnapshot&)>& change);
+    /// Sets Phase and PhaseSince (now), and ServingSince on the first entry into serving.
+    void set_phase(Phase p);
+    /// Attaches the listener (nullptr detaches; returns only when no call to the old one runs).
+    void set_listener(StatusListener* listener);
+
+    /// D-Bus Backup(): the id of the running or already requested backup job, else a new id
+    /// (ops new_backup_id()) handed to the Server through trigger_fd(). Throws
+    /// NotServingError unless the phase is serving or backing-up, StoreUnavailable when no
+    /// store is configured.
+    std::string request_backup();
+    /// Becomes readable when request_backup() queued a job; the Server polls it.
+    int trigger_fd() const noexcept { return trigger_fd_; }
+    /// Server: drains trigger_fd(); true when a requested job waits to be started.
+    bool take_request();
+    /// Server, starting a backup: claims the requested job's id if one waits, else uses
+    /// `scheduled_id`; sets BackupJob, Phase backing-up, NextBackup 0. Returns the id.
+    std::string begin_backup(const std::string& scheduled_id);
+    /// Backup worker thread: file content bytes done so far (emits BackupProgress).
+    void backup_progress(std::uint64_t done);
+    /// Server, after a backup ended: LastBackup, BackupJob "", Phase serving, NextBackup
+    /// (usec since the epoch); emits BackupFinished.
+    void end_backup(const BackupOutcome& outcome, std::uint64_t next_backup);
+
+private:
+    void notify();
+
+    mutable std::mutex mutex_;
+    StatusSnapshot s_;
+    std::string requested_;       ///< id handed out by request_backup(), not yet started
+    std::uint64_t estimate_ = 0;  ///< bytes estimate of the running job
+    int trigger_fd_ = -1;
+
+    std::mutex listener_mutex_;  ///< held while calling the listener, so detaching is safe
+    StatusListener* listener_ = nullptr;
+};
+
+}  // namespace bartl

@@ -1,0 +1,241 @@
+#!/usr/bin/python3
+"""D-Bus interface and bartlctl (issue 4): a private system-type dbus-daemon with the bus policy
+under test, real bartld serving the example notes app, driven through bartlctl and busctl."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+from bartltest import (DBUS_POLICY, EXIT_FOREIGN, EXIT_USAGE, SOURCE_ROOT, PrivateBus, StackTest, bartlctl, busctl,
+                       edit_config)
+
+EXIT_NOT_RUNNING, EXIT_DENIED = 3, 4
+OBJECT = "/app/bartl/Instance1"
+IFACE = "app.bartl.Instance1"
+
+
+class DBus(StackTest):
+    def setUp(self):
+        super().setUp()
+        self.bus = PrivateBus()
+        self.addCleanup(self.bus.close)
+
+    def serve(self, name=None, root=None):
+        s = self.stack(root=root)
+        if name:
+            edit_config(s.config, {"app.name": json.dumps(name)})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        return s
+
+    def ctl(self, *args, ok=True, **kw):
+        r = bartlctl(*args, bus=self.bus, **kw)
+        if ok:
+            self.assertEqual(r.returncode, 0, f"bartlctl {args}: {r.stdout}{r.stderr}")
+        return r
+
+    def test_status_backup_and_read_verbs(self):
+        s = self.serve()
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual((st["instance"], st["phase"], st["engine_version"], st["state_version"], st["state_origin"],
+                          st["last_decision"], st["backup_job"], st["last_backup"]),
+                         ("notes", "serving", "1.0.0", "1.0.0", "init", "init -> serve", None, None))
+        self.assertEqual(st["bus_name"], "app.bartl.Instance1.notes")
+        self.assertGreater(st["app_pid"], 0)
+        self.assertTrue(os.path.exists(f"/proc/{st['app_pid']}"))
+        self.assertEqual(st["store"], "file://" + s.store)
+        self.assertIsNotNone(st["next_backup"])
+        text = self.ctl("status").stdout
+        self.assertIn("● notes - serving since", text)
+        self.assertIn("engine 1.0.0, state 1.0.0", text)
+        self.assertIn("Decision: init -> serve", text)
+
+        # backup --wait: progress lines (from BackupProgress signals) and the result; a second
+        # one estimates from the first.
+        for n in (1, 2):
+            r = self.ctl("backup", "--wait")
+            lines = r.stdout.splitlines()
+            job = lines[0].split()[1]
+            self.assertRegex(job, "^[0-9a-f]{8}$")
+            self.assertTrue(any(l.startswith(f"backup {job}: ") for l in lines), r.stdout)
+            self.assertEqual(lines[-1], f"backup {job} of notes finished: success")
+            self.assertEqual(s.backups()[0]["id"], job)
+            self.assertEqual(len(s.backups()), n)
+        self.assertIn(" of ~", r.stdout, "the second backup has no estimate from the first")
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual(st["last_backup"]["id"], job)
+        self.assertEqual(st["last_backup"]["result"], "success")
+        self.assertEqual(st["last_backup"]["size"], s.backups()[0]["blob"]["size"])
+
+        listed = json.loads(self.ctl("backups", "--json").stdout)
+        self.assertEqual([b["id"] for b in listed], [b["id"] for b in s.backups()])
+        self.assertEqual(listed[0]["blob"], s.backups()[0]["blob"]["name"])
+        v = json.loads(self.ctl("verify", "--json").stdout)
+        self.assertEqual((v["id"], v["result"]), (job, "ok"))
+        r = self.ctl("verify", "deadbeef", ok=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("holds no backup 'deadbeef'", r.stderr)
+        hist = json.loads(self.ctl("history", "--json").stdout)
+        self.assertEqual([(h["event"], h["to"]) for h in hist], [("init", "1.0.0")])
+        self.assertIn("plan: serve", self.ctl("plan").stdout)
+        plan = json.loads(self.ctl("plan", "--json").stdout)
+        self.assertEqual(plan["instance"], "notes")
+        self.assertIn("state 1.0.0", plan["plan"])
+
+        # A backup job started without --wait returns its id at once; a second call while it
+        # runs returns the same id (busctl shows the D-Bus answer itself).
+        r = busctl("call", "app.bartl.Instance1.notes", OBJECT, IFACE, "Backup", bus=self.bus)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.strip(), r'^s "[0-9a-f]{8}"$')
+
+    def test_introspection_matches_the_xml(self):
+        self.serve()
+        r = busctl("--xml-interface", "introspect", "app.bartl.Instance1.notes", OBJECT, bus=self.bus)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        def members(root):
+            iface = [i for i in root.iter("interface") if i.get("name") == IFACE][0]
+            out = set()
+            for m in iface:
+                if m.tag in ("method", "signal"):
+                    sig = ",".join(f"{a.get('direction', 'out')}:{a.get('type')}" for a in m.iter("arg"))
+                    out.add((m.tag, m.get("name"), sig))
+                elif m.tag == "property":
+                    out.add((m.tag, m.get("name"), m.get("type") + m.get("access")))
+            return out
+
+        source = ET.parse(os.path.join(SOURCE_ROOT, "dbus", "app.bartl.Instance1.xml")).getroot()
+        served = ET.fromstring(r.stdout)
+        self.assertEqual(members(served), members(source))
+        for name in ("Phase", "App", "EngineVersion", "StateVersion", "StateOrigin", "AppPID", "LastDecision",
+                     "LastBackup", "NextBackup", "Store"):
+            self.assertIn(name, {m[1] for m in members(source)})
+
+    def test_unprivileged_caller_reads_but_cannot_trigger(self):
+        s = self.serve()
+        for verb in (["backup"], ["backup", "--wait"], ["verify"]):
+            r = bartlctl(*verb, bus=self.bus, as_nobody=True)
+            self.assertEqual(r.returncode, EXIT_DENIED, f"{verb}: {r.stdout}{r.stderr}")
+            self.assertIn("access denied", r.stderr)
+        r = busctl("call", "app.bartl.Instance1.notes", OBJECT, IFACE, "Backup", bus=self.bus, as_nobody=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Access denied", r.stderr)
+        self.assertEqual(s.backups(), [], "a denied call started a backup")
+        for verb in (["status", "--json"], ["backups"], ["history"], ["plan"], ["instances"]):
+            r = bartlctl(*verb, bus=self.bus, as_nobody=True)
+            self.assertEqual(r.returncode, 0, f"{verb}: {r.stdout}{r.stderr}")
+        self.assertEqual(json.loads(bartlctl("status", "--json", bus=self.bus, as_nobody=True).stdout)["phase"],
+                         "serving")
+        # Nobody may take a bartl name either.
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "dbus-send", "--system",
+                            "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+                            "org.freedesktop.DBus.RequestName", "string:app.bartl.Instance1.evil", "uint32:4"],
+                           capture_output=True, text=True, env={**os.environ, **self.bus.env()})
+        self.assertIn("AccessDenied", r.stderr)
+
+    def test_two_instances_and_one_name_per_instance(self):
+        self.serve()
+        self.serve(name="2nd-notes")
+        listed = json.loads(self.ctl("instances", "--json").stdout)
+        self.assertEqual([(i["instance"], i["bus_name"], i["phase"]) for i in listed],
+                         [("2nd-notes", "app.bartl.Instance1._32nd_2dnotes", "serving"),
+                          ("notes", "app.bartl.Instance1.notes", "serving")])
+        text = self.ctl("instances").stdout
+        self.assertIn("2 instances listed.", text)
+        r = self.ctl("status", ok=False)
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        self.assertIn("choose one with -i", r.stderr)
+        self.assertEqual(json.loads(self.ctl("-i", "2nd-notes", "status", "--json").stdout)["app"], "2nd-notes")
+        # A second bartld for "notes" (another root, so not the same lock) cannot take the name.
+        dup = self.stack()
+        r = dup.run(extra_env=self.bus.env())
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"D-Bus name app\.bartl\.Instance1\.notes .* is owned by PID \d+")
+
+    def test_daemon_gone_and_no_bus(self):
+        s = self.serve()
+        s.stop()
+        for args in (["status"], ["-i", "notes", "status"], ["backup", "--wait"], ["instances", "--json"]):
+            r = self.ctl(*args, ok=False)
+            if args[0] == "instances":
+                self.assertEqual(json.loads(r.stdout), [])
+                continue
+            self.assertEqual(r.returncode, EXIT_NOT_RUNNING, f"{args}: {r.stdout}{r.stderr}")
+            self.assertRegex(r.stderr, "is not running|no bartld is running")
+        no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(self.tmp, "no-such-socket")}
+        r = bartlctl("status", env=no_bus)
+        self.assertEqual(r.returncode, EXIT_NOT_RUNNING)
+        # bartld itself serves on without a bus (containers), saying so.
+        s.start(extra_env=no_bus)
+        s.wait_ready()
+        self.assertEqual(s.get("/health")[0], 200)
+        self.assertIn("no D-Bus system bus", s.read_log())
+
+    def test_adopt_foreign_data_then_serve_it(self):
+        s = self.serve()
+        s.post_note("kept through adoption")
+        s.stop()
+        shutil.rmtree(s.bartl_dir)  # the data now looks like an install bartl did not create
+        self.assertEqual(s.run(extra_env=self.bus.env()).returncode, EXIT_FOREIGN)
+        r = bartlctl("adopt", "1.0.0", "-c", s.config)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(s.state, r.stdout)
+        self.assertIn("Adopted as state 1.0.0", r.stdout)
+        self.assertEqual((s.marker()["origin"], s.marker()["version"]), ("adopt", "1.0.0"))
+        r = bartlctl("adopt", "1.0.0", "-c", s.config)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already has a state marker", r.stderr)
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        self.assertIn("kept through adoption", json.dumps(s.get("/notes")[1]))
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual((st["state_origin"], st["last_decision"]), ("adopt", "serve"))
+        self.assertEqual([h["event"] for h in json.loads(self.ctl("history", "--json").stdout)], ["adopt"])
+        r = bartlctl("adopt", "1.0.0", "-c", s.config)
+        self.assertEqual(r.returncode, 1, "adopt ran while bartld holds the instance")
+
+    def test_restore_from_pins_an_older_backup(self):
+        s = self.serve()
+        s.post_note("first")
+        first = self.ctl("backup", "--wait").stdout.splitlines()[0].split()[1]
+        s.post_note("second")
+        self.ctl("backup", "--wait")
+        s.stop()
+        r = bartlctl("restore-from", "nosuchid", "-c", s.config)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("holds no backup 'nosuchid'", r.stderr)
+        r = bartlctl("restore-from", first, "-c", s.config, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["pin"], first)
+        shutil.rmtree(s.state)  # disaster: the state is gone
+        os.remove(os.path.join(s.bartl_dir, "marker.json"))
+        # A slow post_restore hook keeps the restore running long enough to watch it on the bus:
+        # the name is taken before the loop, so status shows the phase while it runs.
+        edit_config(s.config, {"hooks.post_restore": '["/bin/sleep", "1.5"]'})
+        s.start(extra_env=self.bus.env())
+        phases = set()
+        deadline = time.monotonic() + 30
+        while s.notify.first_time("READY=1") is None and time.monotonic() < deadline:
+            r = self.ctl("-i", "notes", "status", "--json", ok=False)
+            if r.returncode == 0:
+                phases.add(json.loads(r.stdout)["phase"])
+            time.sleep(0.1)
+        s.wait_ready()
+        self.assertIn("restoring", phases)
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual((st["state_origin"], st["last_decision"]), (f"restore:{first}", "restore -> serve"))
+        notes = json.dumps(s.get("/notes")[1])
+        self.assertIn("first", notes)
+        self.assertNotIn("second", notes)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "restore-from")), "the pin outlived its restore")
+        # --clear removes a pin again.
+        self.assertEqual(bartlctl("restore-from", first, "-c", s.config).returncode, 0)
+        self.assertEqual(bartlctl("restore-from", "--clear", "-c", s.config).returncode, 0)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "restore-from")))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
