@@ -33,7 +33,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
-std::vector<BackupManifest> list_backups(Store& store, const std::string& app) {
+std::vector<BackupManifest> list_backups(Store& store, const std::string& app, std::vector<std::string>* damaged) {
+    auto note_damaged = [&](const std::string& why) {
+        if (damaged) damaged->push_back(why);
+    };
     auto names = store.list(app + "-");
     std::set<std::string> present(names.begin(), names.end());
     std::vector<BackupManifest> out;
@@ -42,6 +45,7 @@ std::vector<BackupManifest> list_backups(Store& store, const std::string& app) {
         const std::string blob = name.substr(0, name.size() - 5);
         if (!present.count(blob)) {
             log::warn(fmt::format("store {}: sidecar {} has no blob {}: ignored", store.url(), name, blob));
+            note_damaged(fmt::format("sidecar {} has no blob", name));
             continue;
         }
         BackupManifest m;
@@ -53,6 +57,7 @@ std::vector<BackupManifest> list_backups(Store& store, const std::string& app) {
             continue;  // deleted by retention since the listing
         } catch (const std::exception& e) {
             log::warn(fmt::format("store {}: sidecar {} does not parse: {}: backup ignored", store.url(), name, e.what()));
+            note_damaged(fmt::format("sidecar {} does not parse", name));
             continue;
         }
         if (m.app != app) {
@@ -63,10 +68,12 @@ std::vector<BackupManifest> list_backups(Store& store, const std::string& app) {
             (void)parse_rfc3339_ms(m.created);
         } catch (const std::exception& e) {
             log::warn(fmt::format("store {}: sidecar {}: 'created': {}: backup ignored", store.url(), name, e.what()));
+            note_damaged(fmt::format("sidecar {}: bad 'created'", name));
             continue;
         }
         if (m.blob_name != blob) {
             log::warn(fmt::format("store {}: sidecar {} names blob {}: ignored", store.url(), name, m.blob_name));
+            note_damaged(fmt::format("sidecar {} names blob {}", name, m.blob_name));
             continue;
         }
         out.push_back(std::move(m));

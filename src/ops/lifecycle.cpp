@@ -121,7 +121,7 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
             for (const auto& [id, why] : why_rejected) list += fmt::format("\n  {}: {}", id, why);
             throw IntegrityError(fmt::format(
                 "every backup of {} was rejected; refusing to start a fresh install over them:{}", config.app_name,
-                list.empty() ? std::string(" (no orderable backup)") : list));
+                list.empty() ? " " + o.backup_detail : list));
         }
         case Action::fail_pin_missing:
             throw RuntimeError(fmt::format("{}; list the backups with `bartld --plan` or `bartlctl backups`; remove {} to restore the newest backup instead", o.backup_detail, inst.pin_path().string()));

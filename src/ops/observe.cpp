@@ -24,8 +24,9 @@ void observe_backups(Observation& o, const Config& config, Store* store, const s
         return;
     }
     std::vector<BackupManifest> backups;
+    std::vector<std::string> damaged;
     try {
-        backups = list_backups(*store, config.app_name);
+        backups = list_backups(*store, config.app_name, &damaged);
     } catch (const StoreUnavailable& e) {
         f.backup = BackupFact::unreachable;
         o.backup_detail = e.what();
@@ -47,6 +48,16 @@ void observe_backups(Observation& o, const Config& config, Store* store, const s
             o.backup_detail = fmt::format("store {}: pinned backup {} ({}, state {}, created {})", store->url(), b->id,
                                           b->blob_name, b->version, b->created);
         }
+        return;
+    }
+    if (backups.empty() && !damaged.empty()) {
+        // Sidecars of this app are there but none is usable: the store did not answer "no
+        // backup", so this is never a fresh install (invariant 5).
+        std::string list;
+        for (const auto& d : damaged) list += (list.empty() ? "" : "; ") + d;
+        f.backup = BackupFact::all_rejected;
+        o.backup_detail = fmt::format("store {} holds {} damaged backup sidecar(s) of {} and no usable backup: {}",
+                                      store->url(), damaged.size(), config.app_name, list);
         return;
     }
     if (backups.empty()) {

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Crash anywhere: kill -9 bartld (and its process group) at a uniformly random moment of
+init, restore, each migration step and backup; the next start must converge.
+
+For each operation: measure the duration of an undisturbed run (and the state it leaves:
+the reference), then repeatedly reset to the same starting point, start the operation, SIGKILL
+the whole process group at uniform(0, duration), start `bartld --prepare` again and check:
+
+  converged   the next start exits 0 with a marker at the expected version
+  identical   the state paths hash (names, types, modes, contents, links) equal to the reference
+              (init/restore/migrate: the undisturbed result; backup: the state before)
+  data lost   anything else that loses or hides data: foreign (66), a fresh init where a
+              backup exists, state differing from the reference, a listable backup whose blob
+              does not verify (`bartld --verify ID`), an older backup gone. Must be 0.
+
+Usage: crash.py [--long] [--seed N] [--only init,restore,migrate,backup]
+  CI: 20 kills per operation; --long: 200.  FAULTS_RESTORE_MIB sets the restore data size.
+Exit status 0 when every row has data lost 0 and converged == identical == kills.
+"""
+import json
+import os
+import random
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faultlib as fl  # noqa: E402
+
+INIT_HOOK = r"""#!/bin/sh
+# Fills every staging path with a few files, slowly (~1 s), deterministically.
+set -eu
+IFS=:
+for s in $BARTL_STAGING_PATHS; do
+  mkdir -p "$s/conf" "$s/data"
+  printf 'engine=%s\n' "$BARTL_ENGINE_VERSION" > "$s/conf/engine"
+  i=0
+  while [ $i -lt 6 ]; do
+    seq 1 $((i * 1000 + 1)) > "$s/data/part$i.txt"
+    sleep 0.08
+    i=$((i + 1))
+  done
+  ln -s data/part0.txt "$s/first"
+  chmod 0640 "$s/conf/engine"
+done
+"""
+
+COPY_HOOK = r"""#!/bin/sh
+# Init for the restore/backup scenario: copies the generated data set into staging.
+set -eu
+cp -a "{src0}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f1)/"
+cp -a "{src1}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f2)/"
+"""
+
+# An idempotent migration step of ~0.5 s: derives v<step>/ files from data/ one by one,
+# each written to a temporary name and renamed; a re-run removes its own temporaries and
+# skips finished files.
+MIGRATION = r"""#!/bin/sh
+set -eu
+step="$BARTL_MIGRATION_VERSION"
+d="$(echo "$BARTL_STATE_PATHS" | cut -d: -f1)"
+out="$d/v$step"
+mkdir -p "$out"
+rm -f "$out"/*.tmp
+for f in "$d"/data/*.txt; do
+  b=$(basename "$f")
+  [ -e "$out/$b" ] && continue
+  {{ echo "migrated to $step"; tr '0-9' 'a-j' < "$f"; }} > "$out/$b.tmp"
+  sleep 0.06
+  mv "$out/$b.tmp" "$out/$b"
+done
+echo "$step" > "$d/schema"
+"""
+
+STEPS = ["1.1.0", "1.2.0", "1.3.0"]
+
+
+class Tally:
+    def __init__(self, op):
+        self.op = op
+        self.kills = self.missed = self.converged = self.identical = self.lost = 0
+        self.notes = []
+        self.detail = {}
+
+    def row(self):
+        return [self.op, self.kills, self.converged, self.identical, self.lost, self.missed,
+                "; ".join(f"{k}: {v}" for k, v in sorted(self.detail.items()))]
+
+    def ok(self):
+        return self.lost == 0 and self.converged == self.kills and self.identical == self.kills
+
+
+def fail_note(t, msg, *results):
+    t.notes.append(msg)
+    print(f"  FAIL [{t.op}] {msg}", file=sys.stderr)
+    for r in results:
+        print(f"    {r!r}"[:6000], file=sys.stderr)
+
+
+def measure(inst, reset, args, runs=2):
+    """Duration of an undisturbed run (the max of `runs`) and the Result of the last."""
+    best = 0.0
+    r = None
+    for _ in range(runs):
+        reset()
+        r = inst.run(*args)
+        if r.rc != 0:
+            raise SystemExit(f"undisturbed run failed: {r!r}")
+        best = max(best, r.elapsed)
+    return best, r
+
+
+def staging_left(inst):
+    return [fl.staging_of(p) for p in inst.paths if os.path.lexists(fl.staging_of(p))]
+
+
+def check_converges(t, inst, ref_hash, origin_prefix, version, killed_result):
+    r = inst.run("--prepare")
+    m = inst.marker()
+    conv = r.rc == 0 and m is not None and m["version"] == version
+    if r.rc == fl.EXIT_FOREIGN:
+        t.lost += 1
+        fail_note(t, "restart refused the state as foreign", killed_result, r)
+        return
+    if not conv:
+        fail_note(t, f"restart did not converge (exit {r.rc}, marker {m and m.get('version')})", killed_result, r)
+        t.lost += 1
+        return
+    t.converged += 1
+    h = inst.state_hash()
+    if origin_prefix and not m["origin"].startswith(origin_prefix):
+        t.lost += 1
+        fail_note(t, f"converged by {m['origin']}, expected {origin_prefix}...", killed_result, r)
+        return
+    if h != ref_hash:
+        t.lost += 1
+        fail_note(t, "state differs from the undisturbed run", killed_result, r)
+        return
+    if staging_left(inst):
+        fail_note(t, f"staging left behind: {staging_left(inst)}", r)
+        t.lost += 1
+        return
+    t.identical += 1
+
+
+def scenario_init(rng, n, work):
+    t = Tally("init")
+    inst = fl.Instance(os.path.join(work, "init"), n_paths=2,
+                       init_hook=[fl.write_exec(os.path.join(work, "init", "hooks", "init"), INIT_HOOK)])
+    dur, _ = measure(inst, inst.wipe_state, ["--prepare"])
+    ref = inst.state_hash()
+    t.detail["op s"] = f"{dur:.2f}"
+    while t.kills < n:
+        inst.wipe_state()
+        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
+        if not k.killed:
+            t.missed += 1
+            if t.missed > 5 * n:
+                break
+            continue
+        t.kills += 1
+        check_converges(t, inst, ref, "init", "1.0.0", k)
+    return t
+
+
+def build_dataset(work, mib):
+    src0 = os.path.join(work, "dataset", "0")
+    src1 = os.path.join(work, "dataset", "1")
+    if not os.path.isdir(src0):
+        fl.make_mixed_data(src0, mib, seed=7)
+        os.makedirs(src1)
+        with open(os.path.join(src1, "settings.ini"), "w") as f:
+            f.write("[main]\nkey = value\n")
+        os.symlink("settings.ini", os.path.join(src1, "link.ini"))
+    return src0, src1
+
+
+def big_instance(work, mib, name):
+    src0, src1 = build_dataset(work, mib)
+    root = os.path.join(work, name)
+    hook = fl.write_exec(os.path.join(root, "hooks", "init"), COPY_HOOK.format(src0=src0, src1=src1))
+    inst = fl.Instance(root, n_paths=2, init_hook=[hook], keep_last=0)
+    r = inst.run("--prepare")
+    assert r.rc == 0, r
+    return inst
+
+
+def scenario_restore(rng, n, work, mib):
+    t = Tally("restore")
+    inst = big_instance(work, mib, "restore")
+    r = inst.run("--backup")
+    assert r.rc == 0, r
+    ref = inst.state_hash()
+    dur, res = measure(inst, inst.wipe_state, ["--prepare"])
+    assert inst.marker()["origin"].startswith("restore:"), inst.marker()
+    assert inst.state_hash() == ref
+    t.detail["op s"] = f"{dur:.2f}"
+    t.detail["data MiB"] = mib
+    while t.kills < n:
+        inst.wipe_state()
+        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
+        if not k.killed:
+            t.missed += 1
+            if t.missed > 5 * n:
+                break
+            continue
+        t.kills += 1
+        check_converges(t, inst, ref, "restore:", "1.0.0", k)
+    return t
+
+
+def scenario_migrate(rng, n, work):
+    t = Tally("migrate")
+    root = os.path.join(work, "migrate")
+    mig = os.path.join(root, "migrations")
+    for s in STEPS:
+        fl.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION.format())
+    inst = fl.Instance(root, n_paths=1,
+                       init_hook=[fl.write_exec(os.path.join(root, "hooks", "init"), INIT_HOOK)],
+                       before_migrate=True, keep_last=3)
+    r = inst.run("--prepare")
+    assert r.rc == 0, r
+    snap = os.path.join(root, "snapshot-1.0.0")
+    inst.snapshot(snap)
+    inst.write_config(version=STEPS[-1], migrations=mig)
+    dur, _ = measure(inst, lambda: inst.restore_snapshot(snap), ["--prepare"])
+    ref = inst.state_hash()
+    t.detail["op s"] = f"{dur:.2f}"
+    where = {}
+    while t.kills < n:
+        inst.restore_snapshot(snap)
+        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
+        if not k.killed:
+            t.missed += 1
+            if t.missed > 5 * n:
+                break
+            continue
+        t.kills += 1
+        m = inst.marker()
+        try:
+            with open(os.path.join(inst.bartl_dir, "intent.json")) as f:
+                intent = json.load(f)
+        except FileNotFoundError:
+            intent = None
+        if intent and intent.get("op") == "migrate" and m["version"] != STEPS[-1]:
+            at = "step " + intent.get("to", "?")
+        elif m["version"] == "1.0.0":
+            at = "backup before"
+        else:
+            at = "after " + m["version"]
+        where[at] = where.get(at, 0) + 1
+        check_converges(t, inst, ref, "init", STEPS[-1], k)
+        # Every listed backup (taken before the migration) must still verify.
+        check_store(t, inst, set(), verify_new=False)
+    t.detail["killed in"] = ", ".join(f"{k} {v}" for k, v in sorted(where.items()))
+    return t
+
+
+def check_store(t, inst, before_blobs, verify_new=True):
+    """Listed backups verify; returns (orphan blobs, hidden temporaries) for the table."""
+    sc = inst.sidecars()
+    names = os.listdir(inst.store)
+    hidden = [n for n in names if n.startswith(".")]
+    blobs = [n for n in names if not n.startswith(".") and not n.endswith(".json")]
+    orphans = [b for b in blobs if b not in sc]
+    bad = False
+    for blob, m in sc.items():
+        if m is None:
+            fail_note(t, f"sidecar {blob}.json does not parse")
+            bad = True
+            continue
+        p = os.path.join(inst.store, blob)
+        if not os.path.exists(p) or os.path.getsize(p) != m["blob"]["size"] or fl.sha256_file(p) != m["blob"]["sha256"]:
+            fail_note(t, f"listable backup {m['id']}: blob missing or not matching its sidecar")
+            bad = True
+            continue
+        if verify_new and blob not in before_blobs:
+            r = inst.run("--verify", m["id"])
+            if r.rc != 0:
+                fail_note(t, f"bartld --verify {m['id']} failed", r)
+                bad = True
+    return orphans, hidden, bad
+
+
+def scenario_backup(rng, n, work, mib):
+    t = Tally("backup")
+    inst = big_instance(work, mib, "backup")
+    ref = inst.state_hash()
+    r = inst.run("--backup")
+    assert r.rc == 0, r
+    dur = r.elapsed
+    r = inst.run("--backup")
+    assert r.rc == 0, r
+    dur = max(dur, r.elapsed)
+    t.detail["op s"] = f"{dur:.2f}"
+    orphan_total = hidden_total = 0
+    while t.kills < n:
+        before = dict(inst.sidecars())
+        k = inst.run_killed(rng.uniform(0, dur), "--backup")
+        if not k.killed:
+            t.missed += 1
+            if t.missed > 5 * n:
+                break
+            continue
+        t.kills += 1
+        orphans, hidden, bad = check_store(t, inst, set(before))
+        orphan_total += len(orphans)
+        hidden_total += len(hidden)
+        # Remove what bartl ignores so the disk does not fill over a long run (counted above).
+        for x in orphans + hidden:
+            os.unlink(os.path.join(inst.store, x))
+        gone = [b for b in before if b not in inst.sidecars()]
+        if gone:
+            fail_note(t, f"backups vanished: {gone}", k)
+            bad = True
+        if bad:
+            t.lost += 1
+            continue
+        r = inst.run("--prepare")
+        if r.rc != 0:
+            fail_note(t, f"restart after a killed backup exited {r.rc}", k, r)
+            t.lost += 1
+            continue
+        t.converged += 1
+        if inst.state_hash() != ref:
+            fail_note(t, "state changed by a killed backup", k)
+            t.lost += 1
+            continue
+        t.identical += 1
+    # A killed backup must not block the next one.
+    r = inst.run("--backup")
+    if r.rc != 0:
+        fail_note(t, "a backup after the kills failed", r)
+        t.lost += 1
+    t.detail["orphan blobs"] = orphan_total
+    t.detail["tmp leftovers"] = hidden_total
+    return t
+
+
+def main(argv):
+    long, seed = fl.mode_from_argv(argv)
+    n = 200 if long else 20
+    only = None
+    if "--only" in argv:
+        only = set(argv[argv.index("--only") + 1].split(","))
+    if "--kills" in argv:
+        n = int(argv[argv.index("--kills") + 1])
+    mib = int(os.environ.get("FAULTS_RESTORE_MIB", "300" if long else "100"))
+    rng = random.Random(seed)
+    print(f"crash: {n} kills per operation, seed {seed}, bartld {fl.BARTLD}", flush=True)
+    work = fl.scratch_root()
+    tallies = []
+    try:
+        for name, fn in (("init", lambda: scenario_init(rng, n, work)),
+                         ("restore", lambda: scenario_restore(rng, n, work, mib)),
+                         ("migrate", lambda: scenario_migrate(rng, n, work)),
+                         ("backup", lambda: scenario_backup(rng, n, work, mib))):
+            if only and name not in only:
+                continue
+            tallies.append(fn())
+            print(f"  {name}: done", flush=True)
+    finally:
+        if os.environ.get("FAULTS_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    fl.print_table(f"Crash anywhere (kill -9 at uniform random moments; seed {seed})",
+                   ["operation", "kills", "converged", "identical", "data lost", "missed", "details"],
+                   [t.row() for t in tallies])
+    ok = all(t.ok() for t in tallies)
+    print("crash: PASS" if ok else "crash: FAIL", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
