@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Issue 4 target: `bartlctl status` answers in under 50 ms (median) while a backup runs.
+
+Starts a private system-type dbus-daemon, bartld serving a state-only instance with a data
+set large enough that a backup runs for several seconds, then times `bartlctl status`
+N times while idle (the baseline, same run) and N times while `bartlctl backup` runs.
+Prints medians, p90 and the ratio; PASS/FAIL against 50 ms. Exit 1 on FAIL with --check.
+
+Usage: bench/status.py [--runs N] [--size-mib M] [--check]   (BARTLD/BARTLCTL from build/)
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "helpers"))
+os.environ.setdefault("BARTL_SOURCE_ROOT", os.path.abspath(os.path.join(HERE, "..")))
+build = os.path.join(HERE, "..", "build")
+os.environ.setdefault("BARTLD", os.path.join(build, "src", "daemon", "bartld"))
+os.environ.setdefault("BARTLCTL", os.path.join(build, "src", "ctl", "bartlctl"))
+os.environ.setdefault("BARTL_DBUS_POLICY", os.path.join(build, "dbus", "app.bartl.Instance1.conf"))
+
+import bartltest  # noqa: E402
+
+
+def time_status(bus, runs):
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = bartltest.bartlctl("-i", "bench", "status", bus=bus)
+        out.append((time.perf_counter() - t0) * 1000)
+        if r.returncode != 0:
+            raise SystemExit(f"bartlctl status failed: {r.stderr}")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--size-mib", type=int, default=64)
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="bartl-bench-status-", dir="/var/tmp")
+    bus = bartltest.PrivateBus()
+    proc = None
+    try:
+        state = os.path.join(root, "state")
+        os.makedirs(os.path.join(root, "store"))
+        os.makedirs(state)
+        # Incompressible data so the backup takes a while even at zstd level 1.
+        with open(os.path.join(state, "data.bin"), "wb") as f:
+            for _ in range(a.size_mib):
+                f.write(os.urandom(1 << 20))
+        conf = os.path.join(root, "bench.toml")
+        with open(conf, "w") as f:
+            f.write(f'[app]\nname = "bench"\nversion = "1.0.0"\n[state]\npaths = ["{state}"]\n'
+                    f'bartl_dir = "{root}/bartl"\n[backup]\nstore = "file://{root}/store"\n'
+                    f'compression = "zstd:19"\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n')
+        # Adopt the data (it is not bartl's yet), then serve.
+        r = bartltest.bartlctl("adopt", "-c", conf, "1.0.0", bus=bus)
+        if r.returncode != 0:
+            raise SystemExit(f"adopt failed: {r.stderr}")
+        env = {**os.environ, **bus.env(), "BARTL_LOG_LEVEL": "warning"}
+        proc = subprocess.Popen([os.environ["BARTLD"], "--config", conf], env=env)
+        for _ in range(200):
+            if bartltest.bartlctl("-i", "bench", "status", bus=bus).returncode == 0:
+                break
+            time.sleep(0.05)
+        idle = time_status(bus, a.runs)
+        backup = subprocess.Popen([os.environ["BARTLCTL"], "-i", "bench", "backup", "--wait"],
+                                  env=env, stdout=subprocess.DEVNULL)
+        time.sleep(0.3)
+        busy = time_status(bus, a.runs)
+        still_running = backup.poll() is None
+        backup.wait()
+        med_i, med_b = statistics.median(idle), statistics.median(busy)
+        p90 = lambda v: sorted(v)[int(len(v) * 0.9) - 1]
+        print(f"bartlctl status, {a.runs} runs each, {os.cpu_count()} cores")
+        print(f"  idle:           median {med_i:6.1f} ms   p90 {p90(idle):6.1f} ms   (baseline)")
+        print(f"  backup running: median {med_b:6.1f} ms   p90 {p90(busy):6.1f} ms   ratio {med_b / med_i:.2f}")
+        print(f"  backup still running after the last sample: {still_running}")
+        ok = med_b < 50 and still_running
+        print(f"target median < 50 ms while a backup runs: {'PASS' if ok else 'FAIL'}")
+        return 0 if ok or not a.check else 1
+    finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        bus.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
