@@ -521,7 +521,11 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
     if (archive_write_set_format_option(w.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
         throw RuntimeError(fmt::format("cannot set up pax writer: {}", la_error(w.get())));
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const auto options = fmt::format("zstd:compression-level={},zstd:threads={}", level, threads);
+    // threads=1 would still run zstd's multi-threaded engine with one worker and its 8 MiB
+    // jobs (~60 MiB); leaving the option unset keeps zstd single-threaded and streaming in a
+    // few MiB (invariant 7: memory bounded by configuration, not data).
+    const auto options = threads == 1 ? fmt::format("zstd:compression-level={}", level)
+                                      : fmt::format("zstd:compression-level={},zstd:threads={}", level, threads);
     if (archive_write_set_options(w.get(), options.c_str()) != ARCHIVE_OK)
         throw ConfigError(fmt::format("compression zstd:{} with {} thread(s) is not supported: {}", level, threads,
                                       la_error(w.get())));

@@ -32,7 +32,7 @@ struct BlobWriteResult {
 /// Writes a backup blob of `manifest.paths` to `sink`: pax tar whose first entry is
 /// bartl/manifest.json (manifest.to_archive_json()), then each path N under state/N/, keeping
 /// modes, owners, mtimes, symlinks, hard links, sparse files, xattrs and ACLs; zstd at
-/// `level` with `threads` workers (0 = one per core). Symlinks are stored, never followed;
+/// `level` with `threads` workers (1 = single-threaded streaming, 0 = one per core). Symlinks are stored, never followed;
 /// hard links are kept within one state path. Files that vanish or change while being read
 /// (live backups) are listed in changed_while_read, not errors. `progress` gets file content
 /// bytes so far and 0 (total unknown). Throws RuntimeError (read errors naming the file, a
