@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <csignal>
 #include <fcntl.h>
 #include <string>
 #include <sys/file.h>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "util/process.hpp"
 
 namespace bartl {
 namespace {
@@ -61,12 +63,21 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
         fd_ = -1;
         if (err != EWOULDBLOCK)
             throw RuntimeError(fmt::format("cannot lock {}: {}", file.string(), std::strerror(err)));
+        // Hooks and the app inherit the lock (spawn_process), so a holder PID that is gone
+        // means one of them outlived a killed bartld and still works on the state.
+        const bool holder_alive = !holder.empty() && ::kill(std::stoi(holder), 0) == 0;
+        if (!holder.empty() && !holder_alive)
+            throw LockedError(fmt::format(
+                "instance {} is locked by a hook or app process started by PID {}, which has died; it is "
+                "still running on the state, so bartld waits for it to end (systemd stops it with the unit)",
+                instance, holder));
         throw LockedError(fmt::format(
             "instance {} is locked by {} (another bartld is working on it; when it is serving, use "
             "`bartlctl -i {} backup` instead of `bartld --backup`)",
             instance, holder.empty() ? "another process" : "PID " + holder, instance));
     }
 
+    set_inherited_lock_fd(fd_);
     // The PID is only informational (for the message above); the flock is the lock.
     const std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(fd_, 0) < 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
@@ -80,8 +91,10 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
 InstanceLock::~InstanceLock() {
     // Closing the only descriptor releases the flock; the file stays (removing it would race
     // with a process that has it open and is about to lock it).
-    if (fd_ >= 0)
+    if (fd_ >= 0) {
+        set_inherited_lock_fd(-1);
         ::close(fd_);
+    }
 }
 
 }  // namespace bartl

@@ -1,6 +1,7 @@
 // Child processes: posix_spawn(3) rather than fork()+exec, because bartld is multi-threaded
 // (sd-bus) and glibc's posix_spawn both avoids running our code between fork and exec and
 // reports exec errors from the child (it is the CLOEXEC-pipe trick, done by the library).
+#include <atomic>
 #include "util/process.hpp"
 
 #include <cerrno>
@@ -22,6 +23,12 @@
 extern char** environ;
 
 namespace bartl {
+
+namespace {
+std::atomic<int> g_lock_fd{-1};
+}  // namespace
+
+void set_inherited_lock_fd(int fd) noexcept { g_lock_fd = fd; }
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -241,9 +248,20 @@ pid_t spawn_process(const SpawnSpec& spec) {
         posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, STDOUT_FILENO);
     if (spec.stderr_fd >= 0)
         posix_spawn_file_actions_adddup2(&fa, spec.stderr_fd, STDERR_FILENO);
-    // Inherited descriptors (the lock file, sd-bus, sockets without CLOEXEC) would keep
-    // resources alive and let the child act on them.
-    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+    // The instance lock goes to fd 3 (dup2 clears FD_CLOEXEC; going through fd 4 when it is
+    // already 3, since dup2(3, 3) would keep the flag). Everything else inherited (sd-bus,
+    // sockets without CLOEXEC) would keep resources alive and let the child act on them.
+    int first_closed = STDERR_FILENO + 1;
+    if (const int lock = g_lock_fd.load(); lock >= 0) {
+        if (lock == 3) {
+            posix_spawn_file_actions_adddup2(&fa, lock, 4);
+            posix_spawn_file_actions_adddup2(&fa, 4, 3);
+        } else {
+            posix_spawn_file_actions_adddup2(&fa, lock, 3);
+        }
+        first_closed = 4;
+    }
+    posix_spawn_file_actions_addclosefrom_np(&fa, first_closed);
     if (spec.cwd)
         posix_spawn_file_actions_addchdir_np(&fa, spec.cwd->c_str());
 

@@ -56,9 +56,15 @@ struct SpawnSpec {
     int stderr_fd = -1;  ///< becomes the child's fd 2; -1 = inherit ours
 };
 
+/// Registers the instance lock's fd (-1 to forget it): every child spawned from then on gets
+/// it as fd 3, so the flock(2) lasts as long as any hook or app process bartld started. A
+/// bartld killed with SIGKILL therefore cannot be replaced by a second one while its hook
+/// still changes the state.
+void set_inherited_lock_fd(int fd) noexcept;
+
 /// Starts a child with posix_spawn(3) as the leader of a new process group (pgid == pid),
 /// with an empty signal mask, every signal at its default disposition and every fd above 2
-/// closed. Returns its PID; the caller must reap it. glibc reports exec failures from the
+/// closed except the instance lock (fd 3, see set_inherited_lock_fd()). Returns its PID; the caller must reap it. glibc reports exec failures from the
 /// child itself, so a missing or non-executable program throws RuntimeError
 /// "cannot start ARGV0: <strerror>" and leaves no child behind; a missing cwd throws
 /// RuntimeError naming the directory.

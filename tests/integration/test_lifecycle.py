@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import time
 import unittest
 
 from bartltest import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_RUNTIME, EXIT_USAGE, BARTLD, StackTest,
@@ -145,6 +146,32 @@ class Lifecycle(StackTest):
         edit_config(s.config, {"hooks.init": json.dumps([os.path.join(os.environ["BARTL_SOURCE_ROOT"], "examples", "notes", "bartl", "init")])})
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["origin"], "init")
+
+    def test_hook_outliving_a_killed_bartld_keeps_the_instance_locked(self):
+        s = self.stack("1.0.0")
+        done = os.path.join(self.tmp, "hook-done")
+        edit_config(s.config, {"hooks.init": json.dumps(["/bin/sh", "-c", f"sleep 2; touch {done}"])})
+        p = subprocess.Popen([BARTLD, "--config", s.config, "--prepare"], env=s.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(s.bartl_dir, "intent.json")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        p.kill()  # bartld alone: its init hook (own process group) runs on
+        p.wait()
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"started by PID {p.pid}, which has died", r.stderr)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        # The hook ended and released the lock: the next start cleans the half init and redoes it.
+        edit_config(s.config, {"hooks.init": None})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("clean_partial", r.stderr)
         self.assertEqual(s.marker()["origin"], "init")
 
     def test_without_init_hook_state_is_empty_directories(self):

@@ -103,8 +103,14 @@ class Serve(StackTest):
         # A killed holder does not block the next start.
         s.proc.kill()
         s.proc.wait()
-        subprocess.run(["pkill", "-f", f"notes.py .*--port {s.port}"])
-        time.sleep(0.3)
+        # The orphaned app inherited the lock; it is the last holder.
+        r = s.run("--prepare")
+        self.assertIn("started by PID", r.stderr)
+        subprocess.run(["pkill", "-KILL", "-f", f"notes.py .*--port {s.port}"])
+        deadline = time.monotonic() + 10
+        while subprocess.run(["pgrep", "-f", f"notes.py .*--port {s.port}"], capture_output=True).returncode == 0:
+            self.assertLess(time.monotonic(), deadline, "app did not die")
+            time.sleep(0.05)
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
 
