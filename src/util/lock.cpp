@@ -58,7 +58,13 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
     while (rc < 0 && errno == EINTR);
     if (rc < 0) {
         const int err = errno;
-        const std::string holder = err == EWOULDBLOCK ? read_holder(fd_) : "";
+        std::string holder = err == EWOULDBLOCK ? read_holder(fd_) : "";
+        // Two starts at once: the holder may not have written its PID yet (it locks, then
+        // truncates and writes). Give it a moment so the message can name it.
+        for (int i = 0; err == EWOULDBLOCK && holder.empty() && i < 50; ++i) {
+            ::usleep(2000);
+            holder = read_holder(fd_);
+        }
         ::close(fd_);
         fd_ = -1;
         if (err != EWOULDBLOCK)
