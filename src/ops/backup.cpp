@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <random>
+#include <set>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -121,6 +122,8 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
     run_hook(config, "post_backup", config.hook_post_backup, env);
     try {
         apply_retention(config, store);
+        // A day is far longer than any upload or the gap between a blob and its sidecar.
+        remove_incomplete_backups(config, store, std::chrono::hours(24));
     } catch (const Error& e) {
         log::warn(fmt::format("retention after backup {} failed: {}", m.id, e.what()));
     }
@@ -157,6 +160,32 @@ unsigned apply_retention(const Config& config, Store& store) {
         store.remove(b->blob_name);
         log::info(fmt::format("retention: deleted backup {} ({}, created {})", b->id, b->blob_name, b->created),
                   {{"BARTL_BACKUP_ID", b->id}});
+        ++n;
+    }
+    return n;
+}
+
+unsigned remove_incomplete_backups(const Config& config, Store& store, std::chrono::seconds age) {
+    const std::string prefix = config.app_name + "-";
+    unsigned n = store.remove_abandoned_uploads(prefix, age);
+    const auto names = store.list(prefix);
+    const std::set<std::string> present(names.begin(), names.end());
+    const auto cutoff = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) - age;
+    for (const auto& name : names) {
+        if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) continue;
+        if (present.count(sidecar_name(name))) continue;
+        // The name's creation time: "APP-YYYYMMDDTHHMMSSZ-...". A name we did not write
+        // (no such time) is not ours to delete.
+        if (name.size() < prefix.size() + 16) continue;
+        std::chrono::sys_seconds created;
+        try {
+            created = parse_compact(name.substr(prefix.size(), 16));
+        } catch (const std::invalid_argument&) {
+            continue;
+        }
+        if (created >= cutoff) continue;
+        store.remove(name);
+        log::info(fmt::format("store {}: removed {}, a backup blob whose sidecar was never written", store.url(), name));
         ++n;
     }
     return n;

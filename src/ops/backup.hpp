@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <string>
 
 #include "blob/blob.hpp"
@@ -33,6 +34,11 @@ std::string new_backup_id();
 /// (size, SHA-256) before deleting anything. Returns the number of backups deleted.
 /// Throws StoreUnavailable.
 unsigned apply_retention(const Config& config, Store& store);
+
+/// Removes what killed backups of this app left in the store, once older than `age`: blobs
+/// whose sidecar was never written (never listed, never restored) and abandoned uploads.
+/// Returns how many objects were removed. Throws StoreUnavailable.
+unsigned remove_incomplete_backups(const Config& config, Store& store, std::chrono::seconds age);
 
 /// Verifies a backup: streams it checking size and SHA-256, test-extracts it into a temporary
 /// directory under bartl_dir and compares file count and bytes with the sidecar. Throws

@@ -148,6 +148,24 @@ std::vector<std::string> FileStore::list(const std::string& prefix) {
     return names;
 }
 
+unsigned FileStore::remove_abandoned_uploads(const std::string& prefix, std::chrono::seconds age) {
+    DIR* d = ::opendir(dir_.c_str());
+    if (d == nullptr) unavailable("cannot read directory " + dir_.string(), errno);
+    const auto cutoff = ::time(nullptr) - static_cast<time_t>(age.count());
+    const std::string hidden = "." + prefix;
+    unsigned removed = 0;
+    while (dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.compare(0, hidden.size(), hidden) != 0 || name.find(".tmp-") == std::string::npos) continue;
+        struct stat st {};
+        if (::fstatat(::dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (st.st_mtime >= cutoff) continue;  // may be an upload in progress
+        if (::unlinkat(::dirfd(d), name.c_str(), 0) == 0) ++removed;
+    }
+    ::closedir(d);
+    return removed;
+}
+
 std::unique_ptr<ByteSource> FileStore::open(const std::string& name) {
     if (!valid_name(name)) throw NotFound(fmt::format("store {}: {} not found (not a valid object name)", url_, name));
     const auto path = dir_ / name;

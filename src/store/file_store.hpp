@@ -27,6 +27,8 @@ public:
     std::uint64_t size(const std::string& name) override;
     std::unique_ptr<ObjectWriter> create(const std::string& name) override;
     void remove(const std::string& name) override;
+    /// Unlinks hidden ".PREFIX….tmp-XXXXXXXX" files whose mtime is older than `age`.
+    unsigned remove_abandoned_uploads(const std::string& prefix, std::chrono::seconds age) override;
 
 private:
     /// StoreUnavailable for a failure on the store directory itself (errno `err`).

@@ -13,6 +13,7 @@
 // - remove() of a missing object is not an error (idempotent).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,6 +69,15 @@ public:
     virtual std::unique_ptr<ObjectWriter> create(const std::string& name) = 0;
     /// Deletes an object; missing is fine. Throws StoreUnavailable.
     virtual void remove(const std::string& name) = 0;
+    /// Removes what uploads of objects beginning with `prefix` left behind when their writer
+    /// was killed before commit() (never listed, never restored), if older than `age`, so a
+    /// store does not fill up with them. Returns how many were removed. The default does
+    /// nothing, for stores whose uploads leave nothing behind. Throws StoreUnavailable.
+    virtual unsigned remove_abandoned_uploads(const std::string& prefix, std::chrono::seconds age) {
+        (void)prefix;
+        (void)age;
+        return 0;
+    }
 };
 
 /// Opens the store for a URL from [backup] store. Throws ConfigError for an unsupported

@@ -133,6 +133,32 @@ class Backup(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME)
         self.assertIn(s.store, r.stderr)
 
+    def test_leftovers_of_killed_backups_are_removed_after_a_day(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        old = time.time() - 2 * 86400
+        leftovers = {
+            "orphan_old": "notes-20200101T000000Z-1.0.0-0badc0de.tar.zst",   # blob, sidecar never written
+            "tmp_old": ".notes-20200101T000000Z-1.0.0-1badc0de.tar.zst.tmp-abcdef12",
+        }
+        fresh_orphan = time.strftime("notes-%Y%m%dT%H%M%SZ-1.0.0-2badc0de.tar.zst", time.gmtime())
+        fresh_tmp = ".notes-x.tar.zst.tmp-12345678"
+        for n in list(leftovers.values()) + [fresh_orphan, fresh_tmp]:
+            with open(os.path.join(s.store, n), "w") as f:
+                f.write("partial")
+        os.utime(os.path.join(s.store, leftovers["tmp_old"]), (old, old))
+        other_app = "notesy-20200101T000000Z-1.0.0-3badc0de.tar.zst"
+        with open(os.path.join(s.store, other_app), "w") as f:
+            f.write("not ours")
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = set(os.listdir(s.store))
+        for n in leftovers.values():
+            self.assertNotIn(n, names)
+        for n in (fresh_orphan, fresh_tmp, other_app):
+            self.assertIn(n, names, "a possibly running upload or another app's object was removed")
+        self.assertEqual(len(s.backups()), 1)
+
     def test_verify_round_trips_and_detects_corruption(self):
         s = self.stack("1.0.0")
         s.run("--prepare")
