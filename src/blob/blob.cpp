@@ -240,6 +240,17 @@ void write_tree(archive* w, WriteCtx& ctx, const std::string& root_in, std::size
             rel = src.substr(dir_prefix.size());
         }
         archive_entry_set_pathname(entry.get(), (prefix + rel).c_str());
+        if (type == AE_IFLNK) {
+            // Refused here rather than at restore: a backup that cannot be restored is worse
+            // than a failed backup the operator sees today.
+            const char* t = archive_entry_symlink(entry.get());
+            const std::string target = t != nullptr ? t : "";
+            if (const auto why = symlink_target_problem(target, rel))
+                throw RuntimeError(fmt::format(
+                    "cannot back up symlink {} -> {}: {}; restores refuse such links (they could point outside "
+                    "the state), so make it relative and inside {}",
+                    src, target, *why, root));
+        }
 
         const la_int64_t size = archive_entry_size(entry.get());
         const time_t mtime = archive_entry_mtime(entry.get());
@@ -419,6 +430,30 @@ Placement place(const std::string& name, std::size_t roots, const std::string& l
 /// A symlink target must be relative and, read lexically from the link's directory, stay
 /// inside its state/N tree. (Links through other links are covered by SECURE_SYMLINKS at
 /// extraction time: nothing is ever written through a symlink.)
+}  // namespace
+
+std::optional<std::string> symlink_target_problem(const std::string& target, const std::string& link_rel) {
+    if (target.empty()) return "empty target";
+    if (target.front() == '/') return "absolute target";
+    long depth = static_cast<long>(std::count(link_rel.begin(), link_rel.end(), '/'));  // dirs above the link
+    bool descended = false;
+    for (const auto& p : split(target)) {
+        if (p.empty() || p == ".") continue;
+        if (p == "..") {
+            // "a/.." is not lexically "" when a is itself a link ("here -> ."): the kernel
+            // climbs from wherever a leads. Only leading ".." components can be counted.
+            if (descended) return "\"..\" after a path component (a link chain could climb out of the tree)";
+            if (--depth < 0) return "target points outside the restored tree";
+        } else {
+            descended = true;
+            ++depth;
+        }
+    }
+    return std::nullopt;
+}
+
+namespace {
+
 void check_symlink(const std::string& name, const Placement& pl, const std::string& target,
                    const std::string& label) {
     auto reject = [&](const std::string& why) -> IntegrityError {
@@ -427,15 +462,7 @@ void check_symlink(const std::string& name, const Placement& pl, const std::stri
     };
     if (target.empty()) throw reject("empty target");
     if (target.front() == '/') throw reject("absolute target");
-    long depth = static_cast<long>(std::count(pl.rel.begin(), pl.rel.end(), '/'));  // dirs above the link
-    for (auto p : split(target)) {
-        if (p.empty() || p == ".") continue;
-        if (p == "..") {
-            if (--depth < 0) throw reject("target points outside the restored tree");
-        } else {
-            ++depth;
-        }
-    }
+    if (const auto why = symlink_target_problem(target, pl.rel)) throw reject(*why);
 }
 
 bool is_resource_error(int err) {
@@ -616,7 +643,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
             }
             try {
                 result.archive_manifest = BackupManifest::from_json(text);
-            } catch (const std::invalid_argument& ex) {
+            } catch (const std::exception& ex) {  // whatever the parser says: this backup is bad
                 throw IntegrityError(fmt::format("{}: {}: {}", label, kManifestEntry, ex.what()));
             }
             seen_manifest = true;

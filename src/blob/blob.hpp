@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ struct BlobWriteResult {
 /// ConfigError when libarchive rejects the zstd level/threads.
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress = {});
+
+/// Why a symlink with `target`, at `link_rel` (its path below a state root, "a/b/link"), may
+/// not be restored: absolute, empty, climbing above the root, or ".." after a path component
+/// (a chain through a link like "here -> ." could then climb out). std::nullopt when it is
+/// fine. write_blob refuses to back up such links; extract_blob rejects them.
+std::optional<std::string> symlink_target_problem(const std::string& target, const std::string& link_rel);
 
 /// What extracting a blob found.
 struct BlobExtractResult {

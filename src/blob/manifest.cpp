@@ -91,7 +91,7 @@ BackupManifest BackupManifest::from_json(const std::string& text) {
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
         throw std::invalid_argument(std::string("backup manifest: not valid JSON: ") + e.what());
     }
     if (!j.is_object()) throw std::invalid_argument("backup manifest: not a JSON object");

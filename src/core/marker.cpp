@@ -25,7 +25,7 @@ json parse_object(const std::string& what, const std::string& text) {
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
         throw std::invalid_argument(what + ": not valid JSON: " + e.what());
     }
     if (!j.is_object()) throw std::invalid_argument(what + ": expected a JSON object at the top level");

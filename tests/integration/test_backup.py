@@ -159,6 +159,16 @@ class Backup(StackTest):
             self.assertIn(n, names, "a possibly running upload or another app's object was removed")
         self.assertEqual(len(s.backups()), 1)
 
+    def test_backup_refuses_a_symlink_a_restore_would_refuse(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        os.symlink("/etc/passwd", os.path.join(s.state, "abs"))
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn("cannot back up symlink " + os.path.join(s.state, "abs") + " -> /etc/passwd", r.stderr)
+        self.assertEqual(s.backups(), [], "an unrestorable backup was written")
+        self.assertEqual([n for n in os.listdir(s.store) if not n.startswith(".")], [])
+
     def test_verify_round_trips_and_detects_corruption(self):
         s = self.stack("1.0.0")
         s.run("--prepare")

@@ -201,6 +201,15 @@ TEST_CASE("links leaving the tree are rejected", "[blob][hostile]") {
             },
             "symlink");
     }
+    SECTION("a symlink that climbs out through a chain of dot links, with nothing written through it") {
+        // Found by tests/fuzz: "here/here/../.." is contained as text, but here -> . so the
+        // kernel climbs above the root. The link itself must not be restored.
+        expect_rejected(
+            [](Builder& b, Scene&) {
+                b.manifest().symlink("state/0/here", ".").symlink("state/0/passwd", "here/here/../../../etc/passwd");
+            },
+            "after a path component");
+    }
     SECTION("a file written through an inside symlink") {
         expect_rejected(
             [](Builder& b, Scene&) { b.manifest().dir("state/0/d").symlink("state/0/l", "d").file("state/0/l/f", "x"); },
@@ -257,6 +266,9 @@ TEST_CASE("archives not shaped like a bartl backup are rejected", "[blob][hostil
     }
     SECTION("invalid manifest") {
         expect_rejected([](Builder& b, Scene&) { b.manifest("{\"format\": 1}"); }, "\"app\" is missing");
+    }
+    SECTION("manifest with a number overflowing a double (tests/fuzz) is an integrity error") {
+        expect_rejected([](Builder& b, Scene&) { b.manifest("{\"format\": 1e999}"); }, "not valid JSON");
     }
     SECTION("duplicate entry") {
         expect_rejected([](Builder& b, Scene&) { b.manifest().file("state/0/f", "a").file("state/0/f", "b"); },

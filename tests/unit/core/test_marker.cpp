@@ -126,6 +126,12 @@ TEST_CASE("marker: from_json names what is wrong", "[marker]") {
     CHECK(contains(msg, "history[0]: must be an object"));
 }
 
+TEST_CASE("marker and intent: a number overflowing a double is invalid input, not a crash", "[marker]") {
+    // Found by tests/fuzz (tests/fuzz/crashes/fuzz_marker-json-number-overflow.json).
+    CHECK_THROWS_AS(bartl::Marker::from_json(R"({"format": 9E999})"), std::invalid_argument);
+    CHECK_THROWS_AS(bartl::Intent::from_json(R"({"format": 4e444})"), std::invalid_argument);
+}
+
 TEST_CASE("marker: unknown extra keys are ignored", "[marker]") {
     json j = json::parse(sample_marker().to_json());
     j["added_by_a_newer_bartl"] = {1, 2};
