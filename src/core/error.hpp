@@ -64,6 +64,13 @@ public:
     const char* dbus_name() const noexcept override { return "app.bartl.Error.Locked"; }
 };
 
+/// SIGTERM/SIGINT arrived before serving: a clean stop between steps (exit 0).
+class StopRequested : public Error {
+public:
+    using Error::Error;
+    ExitCode exit_code() const noexcept override { return ExitCode::ok; }
+};
+
 /// Bad command line (exit 64).
 class UsageError : public Error {
 public:

@@ -44,6 +44,14 @@ struct Args {
 };
 
 /// Reports to systemd and the journal, and to `status` (D-Bus) when given.
+/// True when SIGTERM or SIGINT is pending. They stay blocked until the serving loop reads
+/// them from a signalfd, so the lifecycle asks between its steps instead.
+bool stop_pending() {
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return false;
+    return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+}
+
 Reporter daemon_reporter(Status* status = nullptr) {
     Reporter r;
     r.status = [status](const std::string& s) {
@@ -122,6 +130,7 @@ int run(const Args& a) {
 
     LoopOptions options;
     options.restore_from = pin;
+    options.stop_requested = stop_pending;
     if (pin) Instance(config).write_pin(*pin);  // survives a crash mid-restore
     LoopResult result;
     {
@@ -138,6 +147,11 @@ int run(const Args& a) {
     if (a.prepare) {
         std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path(result.path),
                                  result.marker.version);
+        return 0;
+    }
+    if (stop_pending()) {
+        log::notice(fmt::format("stop requested during the start: {} is ready (state {}) but not started",
+                                config.instance, result.marker.version));
         return 0;
     }
     Server server(config, engine, store.get(), result.marker, result.path, status);
@@ -176,6 +190,9 @@ int main(int argc, char** argv) {
     if (cli.count("--verify")) a.verify = true;
     try {
         return run(a);
+    } catch (const StopRequested& e) {
+        log::notice(e.what());
+        return 0;
     } catch (const Error& e) {
         const char* id = e.exit_code() == ExitCode::downgrade ? event::downgrade_refused
                          : e.exit_code() == ExitCode::foreign ? event::foreign_refused

@@ -218,12 +218,15 @@ int Server::run() {
                     log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
                                             config_.instance));
                     backup_cancel_ = true;
-                    if (backup_thread_.joinable()) backup_thread_.join();
+                    // The app first: systemd (KillMode=mixed) signalled only us, and a backup's
+                    // last steps (hooks, retention) cannot be cancelled mid-way; the app must
+                    // get its clean SIGTERM before TimeoutStopSec runs out.
                     if (app_) {
                         auto how = app_->stop(config_.stop_timeout);
                         log::info(fmt::format("app stopped: {}", how.describe()));
                         status_.update([](StatusSnapshot& s) { s.app_pid = 0; });
                     }
+                    if (backup_thread_.joinable()) backup_thread_.join();
                     return 0;
                 }
             }

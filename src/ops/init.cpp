@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,6 +28,29 @@ std::vector<std::string> path_strings(const std::vector<std::filesystem::path>& 
     std::vector<std::string> out;
     for (const auto& p : v) out.push_back(p.string());
     return out;
+}
+
+void check_targets(const Config& config) {
+    for (const auto& t : config.state_paths) {
+        struct stat st {};
+        if (::lstat(t.c_str(), &st) != 0) {
+            if (errno == ENOENT) continue;
+            throw RuntimeError(fmt::format("cannot inspect state path {}: {}", t.string(), std::strerror(errno)));
+        }
+        if (S_ISLNK(st.st_mode))
+            throw ConfigError(fmt::format(
+                "state path {} is a symlink: bartl renames staged state into place, which would replace the link; "
+                "declare the directory it points to in [state] paths",
+                t.string()));
+        if (!S_ISDIR(st.st_mode))
+            throw ConfigError(fmt::format("state path {} exists and is not a directory", t.string()));
+        struct stat parent {};
+        if (::stat(t.parent_path().c_str(), &parent) == 0 && parent.st_dev != st.st_dev)
+            throw ConfigError(fmt::format(
+                "state path {} is a mount point: bartl stages state beside it and renames it into place, which "
+                "cannot replace a mount point; declare a directory inside it (e.g. {}/data) in [state] paths",
+                t.string(), t.string()));
+    }
 }
 
 void prepare_staging(const std::vector<std::filesystem::path>& staging) {
@@ -64,6 +88,7 @@ void do_init(const Config& config, const Version& engine, const Reporter& report
     reporter.set_status(fmt::format("Initializing {} {}", config.instance, engine.str()));
     log::write(log::Level::notice, fmt::format("init of {} at {} started", config.instance, engine.str()), {},
                event::init_started);
+    check_targets(config);
     auto staging = staging_dirs(config);
     Intent intent = new_intent("init");
     intent.staging = path_strings(staging);

@@ -34,6 +34,11 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
     LoopResult result;
 
     for (unsigned iteration = 0; iteration < options.max_iterations; ++iteration) {
+        if (options.stop_requested && options.stop_requested())
+            throw StopRequested(fmt::format("stop requested during the start: {} stopped after {}; the next start "
+                                            "goes on from there",
+                                            config.instance,
+                                            result.path.empty() ? std::string("no step") : format_path(result.path)));
         reporter.set_phase(Phase::deciding);
         auto o = observe(config, engine, store, rejected, pin);
         auto d = decide(o.facts);
@@ -49,8 +54,12 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 inst.clear_intent();
             }
             const bool restored = std::find(result.path.begin(), result.path.end(), Action::restore) != result.path.end();
-            if (pin && options.restore_from && !restored)
-                log::warn(fmt::format("--restore-from {} ignored: state {} exists", *pin, o.marker->version));
+            if (pin && !restored)
+                log::warn(fmt::format("restore pin {} ignored and cleared: state {} exists (a pin only applies "
+                                      "when no state exists)", *pin, o.marker->version));
+            // A pin left behind (state existed, or a crash right after the restore committed)
+            // must not pick the backup of some later disaster recovery.
+            if (inst.read_pin()) inst.clear_pin();
             result.path.push_back(Action::serve);
             result.marker = *o.marker;
             return result;

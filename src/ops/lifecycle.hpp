@@ -2,6 +2,7 @@
 // the state is ready to serve, or a refusal/failure ends it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -21,6 +22,8 @@ namespace bartl {
 struct LoopOptions {
     std::optional<std::string> restore_from;  ///< --restore-from ID: restore this backup when no state exists
     unsigned max_iterations = 12;             ///< bound: the loop throws if it has not converged by then
+    /// Asked between steps; true ends the loop with StopRequested (SIGTERM during a long start).
+    std::function<bool()> stop_requested;
 };
 
 /// The facts observed, with the details behind them (for --plan and the log).

@@ -55,7 +55,17 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
                            engine.str(), steps.size()),
                {}, event::migrate_started);
 
-    if (config.before_migrate && store) {
+    // A retry after a failed step must not back up again: the state may hold that step's
+    // partial changes, and repeated "pre-migration" backups of it would push the clean one
+    // out through retention. The clean one is the backup recorded at this version.
+    const bool have_clean_backup =
+        !marker.history.empty() && marker.history.back().event == "backup" &&
+        marker.history.back().to == marker.version &&
+        marker.history.back().detail.rfind("before migration: ", 0) == 0;
+    if (have_clean_backup)
+        log::notice(fmt::format("pre-migration backup of state {} already taken ({}): not taking another",
+                                marker.version, marker.history.back().detail.substr(18)));
+    if (config.before_migrate && store && !have_clean_backup) {
         reporter.set_phase(Phase::backing_up);
         auto b = take_backup(config, *store, marker.version, engine.str(), reporter);
         log::notice(fmt::format("pre-migration backup {} of state {} taken: the way back to {} is "

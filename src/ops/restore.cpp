@@ -29,6 +29,7 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
         throw IntegrityError(fmt::format("backup {} holds {} state path(s), the configuration declares {}", backup.id,
                                          backup.paths.size(), config.state_paths.size()));
 
+    check_targets(config);
     auto staging = staging_dirs(config);
     Intent intent = new_intent("restore");
     intent.staging = path_strings(staging);

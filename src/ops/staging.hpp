@@ -13,6 +13,11 @@ namespace bartl {
 std::vector<std::filesystem::path> staging_dirs(const Config& config);
 /// Paths as strings (for intent records).
 std::vector<std::string> path_strings(const std::vector<std::filesystem::path>& v);
+/// Refuses (ConfigError, exit 78) state paths that staging cannot replace by rename: a
+/// symlink (the rename would replace the link, moving the data to the wrong disk), a
+/// non-directory, or a mount point (EBUSY, and a rollback would empty the volume).
+/// Called before the intent is written, so nothing is touched.
+void check_targets(const Config& config);
 /// Removes leftovers and creates each staging directory empty. Throws RuntimeError.
 void prepare_staging(const std::vector<std::filesystem::path>& staging);
 /// syncfs(2) the filesystems holding the staging directories. Throws RuntimeError.

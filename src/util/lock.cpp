@@ -4,6 +4,7 @@
 #include "util/lock.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <csignal>
 #include <fcntl.h>
@@ -71,7 +72,10 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
             throw RuntimeError(fmt::format("cannot lock {}: {}", file.string(), std::strerror(err)));
         // Hooks and the app inherit the lock (spawn_process), so a holder PID that is gone
         // means one of them outlived a killed bartld and still works on the state.
-        const bool holder_alive = !holder.empty() && ::kill(std::stoi(holder), 0) == 0;
+        // The file is writable by whatever inherited the lock: parse defensively. EPERM
+        // means the process exists.
+        const long holder_pid = holder.empty() || holder.size() > 9 ? 0 : std::strtol(holder.c_str(), nullptr, 10);
+        const bool holder_alive = holder_pid > 0 && (::kill(static_cast<pid_t>(holder_pid), 0) == 0 || errno == EPERM);
         if (!holder.empty() && !holder_alive)
             throw LockedError(fmt::format(
                 "instance {} is locked by a hook or app process started by PID {}, which has died; it is "

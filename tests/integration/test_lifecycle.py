@@ -174,6 +174,68 @@ class Lifecycle(StackTest):
         self.assertIn("clean_partial", r.stderr)
         self.assertEqual(s.marker()["origin"], "init")
 
+    def test_retried_migration_keeps_the_clean_pre_migration_backup(self):
+        # Found in review: each retry of a failing step took another "pre-migration" backup
+        # of the half-migrated state, and retention pushed the clean one out.
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        mig = os.path.join(self.tmp, "migrations")
+        os.makedirs(mig)
+        with open(os.path.join(mig, "2.0.0"), "w") as f:
+            f.write(f"#!/bin/sh\necho half >> {s.state}/half; exit 1\n")
+        os.chmod(os.path.join(mig, "2.0.0"), 0o755)
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.keep_last": "1",
+                             "backup.keep_daily": "0", "backup.keep_weekly": "0", "backup.keep_monthly": "0"})
+        for _ in range(3):
+            self.assertEqual(s.run("--prepare").returncode, EXIT_RUNTIME)
+        [b] = s.backups()
+        blob = os.path.join(s.store, b["blob"]["name"])
+        listing = subprocess.run(f"zstd -dc '{blob}' | tar -t", shell=True, capture_output=True, text=True).stdout
+        self.assertNotIn("half", listing, "the kept backup holds the half-migrated state")
+
+    def test_symlinked_or_mounted_state_path_is_refused_untouched(self):
+        s = self.stack("1.0.0")
+        real = os.path.join(self.tmp, "real")
+        os.makedirs(real)
+        os.makedirs(os.path.dirname(s.state), exist_ok=True)
+        os.symlink(real, s.state)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn("is a symlink", r.stderr)
+        self.assertTrue(os.path.islink(s.state), "the operator's symlink was removed")
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "intent.json")))
+        os.remove(s.state)
+        os.makedirs(s.state)
+        if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "tmpfs", s.state]).returncode == 0:
+            try:
+                r = s.run("--prepare")
+                self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+                self.assertIn("is a mount point", r.stderr)
+                self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "intent.json")))
+            finally:
+                subprocess.run(["umount", s.state])
+
+    def test_stale_restore_pin_is_cleared_when_state_exists(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        with open(os.path.join(s.bartl_dir, "restore-from"), "w") as f:
+            f.write("deadbeef\n")
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("restore pin deadbeef ignored and cleared", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "restore-from")))
+
+    def test_sigterm_during_a_long_start_stops_between_steps_without_serving(self):
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"hooks.init": '["/bin/sh", "-c", "sleep 1.5"]'})
+        s.start()
+        time.sleep(0.5)
+        s.proc.terminate()
+        self.assertEqual(s.proc.wait(20), 0)
+        self.assertIsNone(s.notify.first_time("READY=1"))
+        self.assertIn("stop requested during the start", s.read_log())
+        self.assertEqual(s.marker()["origin"], "init")  # the step in progress finished and committed
+
     def test_without_init_hook_state_is_empty_directories(self):
         s = self.stack("1.0.0")
         edit_config(s.config, {"hooks.init": None, "app.exec": None, "app.ready": None,
