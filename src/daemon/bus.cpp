@@ -372,6 +372,9 @@ private:
                 }
                 for (auto& j : jobs) j();
                 if (!jobs.empty()) continue;  // let sd-bus write what the jobs queued first
+                // The read above may have consumed the wake() of ~BusService, which set
+                // stopping_ before it: look again before sleeping, or poll() never returns.
+                if (stopping_) break;
                 auto pd = conn.getEventLoopPollData();
                 pollfd fds[2] = {{pd.fd, pd.events, 0}, {wake_fd_, POLLIN, 0}};
                 if (::poll(fds, 2, pd.getPollTimeout()) < 0 && errno != EINTR)

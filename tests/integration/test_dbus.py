@@ -9,7 +9,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from bartltest import (DBUS_POLICY, EXIT_FOREIGN, EXIT_USAGE, SOURCE_ROOT, PrivateBus, StackTest, bartlctl, busctl,
+from bartltest import (EXIT_DOWNGRADE, DBUS_POLICY, EXIT_FOREIGN, EXIT_USAGE, SOURCE_ROOT, PrivateBus, StackTest, bartlctl, busctl,
                        edit_config)
 
 EXIT_NOT_RUNNING, EXIT_DENIED = 3, 4
@@ -90,6 +90,16 @@ class DBus(StackTest):
         r = busctl("call", "app.bartl.Instance1.notes", OBJECT, IFACE, "Backup", bus=self.bus)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout.strip(), r'^s "[0-9a-f]{8}"$')
+
+    def test_failing_start_with_the_bus_name_taken_always_exits(self):
+        # Found by tests/system: the D-Bus thread could swallow the stop wake-up and poll
+        # forever, so a refused downgrade hung instead of exiting 65 (2 in 400 runs).
+        s = self.stack("2.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        s.render("1.0.0")
+        for i in range(400):
+            r = s.run("--prepare", timeout=10, extra_env={**self.bus.env(), "BARTL_LOG_LEVEL": "error"})
+            self.assertEqual(r.returncode, EXIT_DOWNGRADE, f"run {i}: {r.stderr}")
 
     def test_introspection_matches_the_xml(self):
         self.serve()
