@@ -378,10 +378,10 @@ CommandResult run_command(const CommandSpec& spec, bool echo_stderr) {
         }
     }
 
-    // The leader is a zombie, so its pgid cannot have been reused yet: after a timeout, make
-    // sure nothing of the group survives it.
-    if (result.timed_out)
-        ::kill(-pid, SIGKILL);
+    // The leader is a zombie, so its pgid cannot have been reused yet: make sure nothing of
+    // the group survives it. A hook's leftovers would go on changing the state after bartld
+    // moved on, and hold the instance lock they inherited (set_inherited_lock_fd()).
+    ::kill(-pid, SIGKILL);
     if (err.fd.get() >= 0)
         err.read_some();
     if (out.fd.get() >= 0)

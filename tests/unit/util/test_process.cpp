@@ -257,3 +257,15 @@ TEST_CASE("wait_exited waits without reaping", "[process]") {
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("run_command: what a command leaves running in its group is killed when it exits", "[process]") {
+    // A hook's leftovers would go on changing the state and hold the inherited instance lock.
+    bartl::CommandSpec spec;
+    spec.argv = {"/bin/sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"};
+    spec.capture_stdout = true;
+    auto r = bartl::run_command(spec, false);
+    REQUIRE(r.ok());
+    const pid_t leftover = static_cast<pid_t>(std::atoi(r.out.c_str()));
+    REQUIRE(leftover > 0);
+    CHECK(bartl::test::gone_soon(leftover));
+}
