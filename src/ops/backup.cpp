@@ -47,14 +47,12 @@ ProgressFn make_progress(const Reporter& reporter, const std::string& what, cons
     };
 }
 
-class SinkWriter {
-public:
-    static void put_text(Store& store, const std::string& name, const std::string& text) {
-        auto w = store.create(name);
-        w->write(text.data(), text.size());
-        w->commit();
-    }
-};
+/// Writes a small object (a sidecar) through the store's temp-name + commit path.
+void put_text(Store& store, const std::string& name, const std::string& text) {
+    auto w = store.create(name);
+    w->write(text.data(), text.size());
+    w->commit();
+}
 
 }  // namespace
 
@@ -107,7 +105,7 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
                               "backup may be inconsistent", m.id, f), {{"BARTL_BACKUP_ID", m.id}});
     try {
         // The sidecar is written last: only now does the backup exist (invariant 3).
-        SinkWriter::put_text(store, sidecar_name(m.blob_name), m.to_json());
+        put_text(store, sidecar_name(m.blob_name), m.to_json());
     } catch (...) {
         try { store.remove(m.blob_name); } catch (...) {}
         throw;
