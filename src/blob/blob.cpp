@@ -14,14 +14,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <exception>
 #include <optional>
 #include <memory>
-#include <set>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
@@ -29,6 +30,7 @@
 
 #include <fmt/format.h>
 
+#include "blob/pipe.hpp"
 #include "core/error.hpp"
 
 namespace bartl {
@@ -119,12 +121,18 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-struct WriteCtx {
+/// What a libarchive callback could not throw through the C library: the exception is kept
+/// here and rethrown by the caller when libarchive reports the failure.
+struct CallbackState {
+    std::exception_ptr error;
+};
+
+/// The compressed blob's way out: every byte is hashed, counted and written to the sink.
+struct WriteCtx : CallbackState {
     explicit WriteCtx(ByteSink& s) : sink(s) {}
     ByteSink& sink;
     Sha256 sha;
     std::uint64_t written = 0;
-    std::exception_ptr error;  // C callbacks cannot throw through libarchive
 };
 
 la_ssize_t write_cb(archive* a, void* p, const void* buf, size_t n) {
@@ -141,20 +149,33 @@ la_ssize_t write_cb(archive* a, void* p, const void* buf, size_t n) {
     }
 }
 
+/// The tar stream's way out: the pipe to the compressor thread.
+struct TarOut : CallbackState {
+    explicit TarOut(ChunkPipe& p) : pipe(p) {}
+    ChunkPipe& pipe;
+};
+
+la_ssize_t tar_out_cb(archive* a, void* p, const void* buf, size_t n) {
+    auto* t = static_cast<TarOut*>(p);
+    if (t->pipe.push(buf, n)) return static_cast<la_ssize_t>(n);
+    archive_set_error(a, ECANCELED, "the compressor stopped");
+    return -1;
+}
+
 /// Turns a failed libarchive write call into the exception that caused it (a sink error
 /// captured in the callback) or a RuntimeError describing `what`.
-[[noreturn]] void write_failed(archive* w, WriteCtx& ctx, const std::string& what) {
+[[noreturn]] void write_failed(archive* w, CallbackState& ctx, const std::string& what) {
     if (ctx.error) std::rethrow_exception(ctx.error);
     throw RuntimeError(fmt::format("{}: {}", what, la_error(w)));
 }
 
-void write_data(archive* w, WriteCtx& ctx, const void* data, std::size_t n, const std::string& what) {
+void write_data(archive* w, CallbackState& ctx, const void* data, std::size_t n, const std::string& what) {
     // archive_write_data returns less than n only when the entry's declared size is reached
     // (the file grew while read): the rest is dropped, and the size check reports the change.
     if (n > 0 && archive_write_data(w, data, n) < 0) write_failed(w, ctx, what);
 }
 
-void write_manifest_entry(archive* w, WriteCtx& ctx, const std::string& json) {
+void write_manifest_entry(archive* w, CallbackState& ctx, const std::string& json) {
     Entry e(archive_entry_new());
     archive_entry_set_pathname(e.get(), kManifestEntry);
     archive_entry_set_filetype(e.get(), AE_IFREG);
@@ -177,7 +198,7 @@ const char* unsupported_kind(mode_t type) {
 }
 
 /// Archives the tree at `root` as state/N/.
-void write_tree(archive* w, WriteCtx& ctx, const std::string& root_in, std::size_t n, BlobWriteResult& result,
+void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std::size_t n, BlobWriteResult& result,
                 Throttle& progress) {
     std::string root = stdfs::path(root_in).lexically_normal().string();
     while (root.size() > 1 && root.back() == '/') root.pop_back();
@@ -312,28 +333,28 @@ void write_tree(archive* w, WriteCtx& ctx, const std::string& root_in, std::size
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-struct ReadCtx {
-    ReadCtx(ByteSource& s, std::uint64_t expected, const std::string& l, const ProgressFn& p)
-        : source(s), expected_size(expected), label(l), buf(kBlock), progress(p, expected) {}
+/// The blob's way in: every byte read from the source is hashed and counted.
+struct ReadCtx : CallbackState {
+    ReadCtx(ByteSource& s, std::uint64_t expected, const std::string& l)
+        : source(s), expected_size(expected), label(l), buf(kBlock) {}
     ByteSource& source;
     std::uint64_t expected_size;
     const std::string& label;
     Sha256 sha;
     std::uint64_t consumed = 0;
+    std::atomic<std::uint64_t> consumed_shared{0};  // for progress reports from another thread
     std::vector<char> buf;
-    Throttle progress;
-    std::exception_ptr error;
 
     /// Reads the next chunk of the blob, hashing and counting it. Returns 0 at the end.
     std::size_t pull() {
         std::size_t n = source.read(buf.data(), buf.size());
         sha.update(buf.data(), n);
         consumed += n;
+        consumed_shared.store(consumed, std::memory_order_relaxed);
         // A source longer than the sidecar says is already known bad; stopping here keeps an
         // endless or oversized stream from being read (and extracted) to its end.
         if (consumed > expected_size)
             throw IntegrityError(fmt::format("{}: blob is longer than the expected {} bytes", label, expected_size));
-        progress.update(consumed);
         return n;
     }
 };
@@ -355,7 +376,6 @@ la_ssize_t read_cb(archive* a, void* p, const void** out) {
 void finish_and_verify(ReadCtx& ctx, std::uint64_t expected_size, const std::string& expected_sha256) {
     while (ctx.pull() > 0) {
     }
-    ctx.progress.finish(ctx.consumed);
     const std::string got = ctx.sha.hex();
     if (ctx.consumed != expected_size)
         throw IntegrityError(fmt::format("{}: size mismatch: expected {} bytes, got {}", ctx.label, expected_size,
@@ -366,12 +386,79 @@ void finish_and_verify(ReadCtx& ctx, std::uint64_t expected_size, const std::str
         throw IntegrityError(fmt::format("{}: SHA-256 mismatch: expected {}, got {}", ctx.label, want, got));
 }
 
-/// A failed libarchive read: the source's own exception when it caused it, else corruption.
-[[noreturn]] void read_failed(archive* a, ReadCtx& ctx, const std::string& entry) {
+/// A failed libarchive read: the exception of the stage feeding it when that caused it, else
+/// corruption of the archive (IntegrityError naming `entry`, the last entry read).
+[[noreturn]] void read_failed(archive* a, CallbackState& ctx, const std::string& label, const std::string& entry) {
     if (ctx.error) std::rethrow_exception(ctx.error);
     if (entry.empty())
-        throw IntegrityError(fmt::format("{}: corrupt archive before its first entry: {}", ctx.label, la_error(a)));
-    throw IntegrityError(fmt::format("{}: corrupt archive at entry \"{}\": {}", ctx.label, entry, la_error(a)));
+        throw IntegrityError(fmt::format("{}: corrupt archive before its first entry: {}", label, la_error(a)));
+    throw IntegrityError(fmt::format("{}: corrupt archive at entry \"{}\": {}", label, entry, la_error(a)));
+}
+
+/// The fetch stage of a restore: reads the blob (hashing and counting it), decompresses it with
+/// a libarchive "raw" reader + zstd filter into the pipe, stops a stream that unpacks to more
+/// than `limit` bytes, then drains the source and checks size and SHA-256. The pipe ends with
+/// close() only if all of that held, else with fail(the reason).
+void fetch_stage(ChunkPipe& pipe, ReadCtx& ctx, const std::string& expected_sha256, std::uint64_t limit) {
+    try {
+        ReadArchive z(archive_read_new());
+        if (!z) throw RuntimeError("cannot allocate a libarchive reader");
+        // Only what bartl writes: one decoder, less attack surface.
+        archive_read_support_filter_zstd(z.get());
+        archive_read_support_format_raw(z.get());
+        if (archive_read_open(z.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK)
+            read_failed(z.get(), ctx, ctx.label, "");
+        archive_entry* e = nullptr;
+        const int rc = archive_read_next_header(z.get(), &e);
+        if (rc == ARCHIVE_EOF)
+            throw IntegrityError(fmt::format("{}: archive holds no {}", ctx.label, kManifestEntry));
+        if (rc < ARCHIVE_WARN) read_failed(z.get(), ctx, ctx.label, "");
+        std::uint64_t unpacked = 0;
+        for (;;) {
+            const void* buf = nullptr;
+            size_t len = 0;
+            la_int64_t off = 0;
+            const int r = archive_read_data_block(z.get(), &buf, &len, &off);
+            if (r == ARCHIVE_EOF) break;
+            if (r < ARCHIVE_WARN) {
+                if (ctx.error) std::rethrow_exception(ctx.error);
+                throw IntegrityError(fmt::format("{}: corrupt compressed stream after {} unpacked bytes: {}",
+                                                 ctx.label, unpacked, la_error(z.get())));
+            }
+            unpacked += len;
+            if (unpacked > limit)
+                throw IntegrityError(fmt::format(
+                    "{}: archive unpacks to more than {} bytes: refusing a possible decompression bomb", ctx.label,
+                    limit));
+            if (!pipe.push(buf, len)) return;  // the extractor stopped; it reports why
+        }
+        finish_and_verify(ctx, ctx.expected_size, expected_sha256);
+        pipe.close();
+    } catch (...) {
+        pipe.fail(std::current_exception());
+    }
+}
+
+/// The extractor's side of the pipe, as a libarchive read callback.
+struct PipeIn : CallbackState {
+    explicit PipeIn(ChunkPipe& p, ReadCtx& f, Throttle& t) : pipe(p), fetch(f), progress(t) {}
+    ChunkPipe& pipe;
+    ReadCtx& fetch;
+    Throttle& progress;
+};
+
+la_ssize_t pipe_in_cb(archive* a, void* p, const void** out) {
+    auto* c = static_cast<PipeIn*>(p);
+    try {
+        const auto chunk = c->pipe.pop();
+        c->progress.update(c->fetch.consumed_shared.load(std::memory_order_relaxed));
+        *out = chunk.data();
+        return static_cast<la_ssize_t>(chunk.size());
+    } catch (...) {
+        c->error = std::current_exception();
+        archive_set_error(a, EIO, "reading the backup blob failed");
+        return -1;
+    }
 }
 
 /// Where an archive entry goes.
@@ -533,46 +620,194 @@ std::vector<std::string> prepare_staging(const std::vector<stdfs::path>& staging
 
 }  // namespace
 
+namespace {
+
+/// Joins a pipeline thread on every way out of its scope, cancelling the pipe first so a
+/// producer blocked on a full pipe returns.
+class PipelineThread {
+public:
+    PipelineThread(ChunkPipe& pipe, std::thread t) : pipe_(pipe), t_(std::move(t)) {}
+    ~PipelineThread() { join(); }
+    PipelineThread(const PipelineThread&) = delete;
+    PipelineThread& operator=(const PipelineThread&) = delete;
+    /// Waits for the thread; cancels the pipe first unless the stream was finished normally.
+    void join(bool cancel = true) {
+        if (!t_.joinable()) return;
+        if (cancel) pipe_.cancel();
+        t_.join();
+    }
+
+private:
+    ChunkPipe& pipe_;
+    std::thread t_;
+};
+
+/// The compressor stage of a backup: a libarchive "raw" writer with the zstd filter turns the
+/// tar stream from the pipe into the blob, hashing it on the way to the sink.
+void compress_stage(ChunkPipe& pipe, WriteCtx& ctx, int level, int threads, std::exception_ptr& error) {
+    try {
+        WriteArchive z(archive_write_new());
+        if (!z) throw RuntimeError("cannot allocate a libarchive writer");
+        if (archive_write_set_format_raw(z.get()) != ARCHIVE_OK || archive_write_add_filter_zstd(z.get()) != ARCHIVE_OK)
+            throw RuntimeError(fmt::format("cannot set up the zstd compressor: {}", la_error(z.get())));
+        // threads=1 would still run zstd's multi-threaded engine with one worker and its 8 MiB
+        // jobs (~60 MiB); leaving the option unset keeps zstd single-threaded and streaming in a
+        // few MiB (invariant 7: memory bounded by configuration, not data).
+        const auto options = threads == 1 ? fmt::format("zstd:compression-level={}", level)
+                                          : fmt::format("zstd:compression-level={},zstd:threads={}", level, threads);
+        if (archive_write_set_options(z.get(), options.c_str()) != ARCHIVE_OK)
+            throw ConfigError(fmt::format("compression zstd:{} with {} thread(s) is not supported: {}", level,
+                                          threads, la_error(z.get())));
+        archive_write_set_bytes_per_block(z.get(), kBlock);
+        // No padding after the zstd frame: `zstd -dc` would reject trailing zeros.
+        archive_write_set_bytes_in_last_block(z.get(), 1);
+        if (archive_write_open(z.get(), &ctx, nullptr, write_cb, nullptr) != ARCHIVE_OK)
+            write_failed(z.get(), ctx, "cannot start the backup blob");
+        Entry e(archive_entry_new());
+        archive_entry_set_pathname(e.get(), "blob.tar");
+        archive_entry_set_filetype(e.get(), AE_IFREG);
+        if (archive_write_header(z.get(), e.get()) != ARCHIVE_OK)
+            write_failed(z.get(), ctx, "cannot start the backup blob");
+        for (;;) {
+            const auto chunk = pipe.pop();
+            if (chunk.empty()) break;
+            if (archive_write_data(z.get(), chunk.data(), chunk.size()) < 0)
+                write_failed(z.get(), ctx, "cannot compress the backup blob");
+        }
+        if (archive_write_close(z.get()) != ARCHIVE_OK) write_failed(z.get(), ctx, "cannot finish the backup blob");
+    } catch (const PipeCancelled&) {
+        // The tar side failed and reports why.
+    } catch (...) {
+        error = std::current_exception();
+        pipe.cancel();
+    }
+}
+
+}  // namespace
+
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress) {
+    if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     BlobWriteResult result;
     WriteCtx ctx(sink);
-    WriteArchive w(archive_write_new());
-    if (!w) throw RuntimeError("cannot allocate a libarchive writer");
-    if (archive_write_set_format_pax_restricted(w.get()) != ARCHIVE_OK ||
-        archive_write_add_filter_zstd(w.get()) != ARCHIVE_OK)
-        throw RuntimeError(fmt::format("cannot set up pax + zstd writer: {}", la_error(w.get())));
-    // Linux names are bytes, and bartld may run in the C locale where libarchive cannot
-    // convert them to UTF-8: store them as they are (pax hdrcharset=BINARY) instead of
-    // warning about every non-ASCII name. GNU tar and bsdtar restore the same bytes.
-    if (archive_write_set_format_option(w.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
-        throw RuntimeError(fmt::format("cannot set up pax writer: {}", la_error(w.get())));
-    if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    // threads=1 would still run zstd's multi-threaded engine with one worker and its 8 MiB
-    // jobs (~60 MiB); leaving the option unset keeps zstd single-threaded and streaming in a
-    // few MiB (invariant 7: memory bounded by configuration, not data).
-    const auto options = threads == 1 ? fmt::format("zstd:compression-level={}", level)
-                                      : fmt::format("zstd:compression-level={},zstd:threads={}", level, threads);
-    if (archive_write_set_options(w.get(), options.c_str()) != ARCHIVE_OK)
-        throw ConfigError(fmt::format("compression zstd:{} with {} thread(s) is not supported: {}", level, threads,
-                                      la_error(w.get())));
-    archive_write_set_bytes_per_block(w.get(), kBlock);
-    // No padding after the zstd frame: `zstd -dc` would reject trailing zeros.
-    archive_write_set_bytes_in_last_block(w.get(), 1);
-    if (archive_write_open(w.get(), &ctx, nullptr, write_cb, nullptr) != ARCHIVE_OK)
-        write_failed(w.get(), ctx, "cannot start the backup blob");
+    ChunkPipe pipe;
+    std::exception_ptr compress_error;
+    PipelineThread compressor(pipe, std::thread([&] { compress_stage(pipe, ctx, level, threads, compress_error); }));
 
-    Throttle throttle(progress, 0);
-    write_manifest_entry(w.get(), ctx, manifest.to_archive_json());
-    for (std::size_t n = 0; n < manifest.paths.size(); ++n)
-        write_tree(w.get(), ctx, manifest.paths[n], n, result, throttle);
-    if (archive_write_close(w.get()) != ARCHIVE_OK) write_failed(w.get(), ctx, "cannot finish the backup blob");
-    throttle.finish(result.bytes);
+    TarOut out(pipe);
+    try {
+        WriteArchive w(archive_write_new());
+        if (!w) throw RuntimeError("cannot allocate a libarchive writer");
+        if (archive_write_set_format_pax_restricted(w.get()) != ARCHIVE_OK)
+            throw RuntimeError(fmt::format("cannot set up the pax writer: {}", la_error(w.get())));
+        // Linux names are bytes, and bartld may run in the C locale where libarchive cannot
+        // convert them to UTF-8: store them as they are (pax hdrcharset=BINARY) instead of
+        // warning about every non-ASCII name. GNU tar and bsdtar restore the same bytes.
+        if (archive_write_set_format_option(w.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
+            throw RuntimeError(fmt::format("cannot set up the pax writer: {}", la_error(w.get())));
+        archive_write_set_bytes_per_block(w.get(), kBlock);
+        archive_write_set_bytes_in_last_block(w.get(), 1);
+        if (archive_write_open(w.get(), &out, nullptr, tar_out_cb, nullptr) != ARCHIVE_OK)
+            write_failed(w.get(), out, "cannot start the backup blob");
+
+        Throttle throttle(progress, 0);
+        write_manifest_entry(w.get(), out, manifest.to_archive_json());
+        for (std::size_t n = 0; n < manifest.paths.size(); ++n)
+            write_tree(w.get(), out, manifest.paths[n], n, result, throttle);
+        if (archive_write_close(w.get()) != ARCHIVE_OK) write_failed(w.get(), out, "cannot finish the backup blob");
+        pipe.close();
+        compressor.join(false);
+        throttle.finish(result.bytes);
+    } catch (...) {
+        compressor.join();
+        // A stopped compressor (full disk, unreachable store) is the cause of the tar side's error.
+        if (compress_error) std::rethrow_exception(compress_error);
+        throw;
+    }
+    if (compress_error) std::rethrow_exception(compress_error);
 
     result.blob_size = ctx.written;
     result.sha256 = ctx.sha.hex();
     return result;
 }
+
+namespace {
+
+constexpr std::size_t kMaxWarnings = 100;
+
+/// Appends a warning, keeping at most kMaxWarnings (memory bounded by configuration, not by
+/// the archive: a hostile one could carry millions of setuid files).
+void add_warning(BlobExtractResult& result, std::string text, std::uint64_t& dropped) {
+    if (result.warnings.size() < kMaxWarnings)
+        result.warnings.push_back(std::move(text));
+    else
+        ++dropped;
+}
+
+struct FileClose {
+    void operator()(FILE* f) const noexcept { std::fclose(f); }
+};
+
+/// Symlink entries are set aside in an unlinked temporary pax file and created after every
+/// other entry: while the other entries are written, staging holds no symlink at all, so
+/// nothing can be written through one, and libarchive's SECURE_SYMLINKS walk (an openat()
+/// per component of every absolute path) is needed only for the links themselves.
+class DeferredSymlinks {
+public:
+    /// Adds a (validated) symlink entry.
+    void add(archive_entry* e) {
+        if (!w_) open();
+        if (archive_write_header(w_.get(), e) < ARCHIVE_WARN || archive_write_finish_entry(w_.get()) < ARCHIVE_WARN)
+            throw RuntimeError(fmt::format("cannot set a symlink aside for extraction: {}", la_error(w_.get())));
+    }
+    /// Calls `fn(entry)` for every symlink added, in order.
+    template <typename Fn>
+    void replay(Fn&& fn) {
+        if (!w_) return;
+        if (archive_write_close(w_.get()) != ARCHIVE_OK)
+            throw RuntimeError(fmt::format("cannot set symlinks aside for extraction: {}", la_error(w_.get())));
+        std::rewind(f_.get());
+        ReadArchive r(archive_read_new());
+        if (!r) throw RuntimeError("cannot allocate a libarchive reader");
+        archive_read_support_format_tar(r.get());
+        if (archive_read_open_FILE(r.get(), f_.get()) != ARCHIVE_OK)
+            throw RuntimeError(fmt::format("cannot read the symlinks set aside: {}", la_error(r.get())));
+        for (;;) {
+            archive_entry* e = nullptr;
+            const int rc = archive_read_next_header(r.get(), &e);
+            if (rc == ARCHIVE_EOF) break;
+            if (rc < ARCHIVE_WARN)
+                throw RuntimeError(fmt::format("cannot read the symlinks set aside: {}", la_error(r.get())));
+            fn(e);
+        }
+    }
+
+private:
+    void open() {
+        f_.reset(std::tmpfile());
+        if (!f_) throw RuntimeError(fmt::format("cannot create a temporary file: {}", std::strerror(errno)));
+        w_.reset(archive_write_new());
+        if (!w_ || archive_write_set_format_pax_restricted(w_.get()) != ARCHIVE_OK ||
+            archive_write_set_format_option(w_.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
+            archive_write_open_FILE(w_.get(), f_.get()) != ARCHIVE_OK)
+            throw RuntimeError("cannot set up a temporary archive for symlinks");
+    }
+    std::unique_ptr<FILE, FileClose> f_;
+    WriteArchive w_;
+};
+
+/// lstat(2) of `path`: its type (S_IFMT bits), or 0 if it does not exist (ENOENT, ENOTDIR:
+/// a file where a directory would be, which extraction then refuses). A path too long for
+/// the kernel to resolve (ENAMETOOLONG; libarchive extracts those piecewise) counts as not
+/// existing: a duplicate there stays inside staging. Throws RuntimeError for other errors.
+mode_t existing_type(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) return st.st_mode & S_IFMT;
+    if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return 0;
+    throw RuntimeError(fmt::format("cannot examine {}: {}", path, std::strerror(errno)));
+}
+
+}  // namespace
 
 BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                                const std::vector<std::filesystem::path>& staging, const ProgressFn& progress,
@@ -584,48 +819,80 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
                                     : std::max(kMinUnpackedLimit, kUnpackedRatio * expected_size);
 
     BlobExtractResult result;
-    ReadCtx ctx(source, expected_size, label, progress);
+    std::uint64_t dropped_warnings = 0;
+    // Two stages on two cores: the fetch thread reads, hashes and decompresses; this one
+    // validates and extracts. Staging is only committed by the caller after we return, and we
+    // return only after the fetch stage has verified size and SHA-256.
+    ReadCtx ctx(source, expected_size, label);
+    ChunkPipe pipe;
+    PipelineThread fetcher(pipe, std::thread([&] { fetch_stage(pipe, ctx, expected_sha256, limit); }));
+    Throttle throttle(progress, expected_size);
+    PipeIn in(pipe, ctx, throttle);
+
     ReadArchive r(archive_read_new());
     if (!r) throw RuntimeError("cannot allocate a libarchive reader");
-    // Only what bartl writes: fewer decoders, less attack surface.
-    archive_read_support_filter_zstd(r.get());
     archive_read_support_format_tar(r.get());
-    if (archive_read_open(r.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK) read_failed(r.get(), ctx, "");
+    if (archive_read_open(r.get(), &in, nullptr, pipe_in_cb, nullptr) != ARCHIVE_OK)
+        read_failed(r.get(), in, label, "");
 
     WriteArchive disk(archive_write_disk_new());
     if (!disk) throw RuntimeError("cannot allocate a libarchive disk writer");
     int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_XATTR |
-                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
+                ARCHIVE_EXTRACT_SECURE_NODOTDOT;
     if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
+    // No symlink exists in staging until the deferred ones are created at the end.
     archive_write_disk_set_options(disk.get(), flags);
     // By name: a restore on another host maps "notes" to that host's uid for "notes".
     archive_write_disk_set_standard_lookup(disk.get());
 
-    auto check_limit = [&](const std::string& entry) {
-        if (static_cast<std::uint64_t>(archive_filter_bytes(r.get(), 0)) > limit)
-            throw IntegrityError(fmt::format(
-                "{}: archive unpacks to more than {} bytes (at entry \"{}\"): refusing a possible "
-                "decompression bomb",
-                label, limit, entry));
-    };
-
     // libarchive sets an existing directory's mtime at once (not deferred like the ones it
     // creates), so extracting its children would overwrite it: staging roots get theirs last.
     std::vector<std::optional<timespec>> root_mtimes(roots.size());
+    DeferredSymlinks symlinks;
     bool seen_manifest = false;
     std::string last_entry;
-    std::set<std::string> seen;            // duplicates could replace a checked entry
-    std::set<std::string> regular_files;   // the only acceptable hard link targets
+
+    // Writes one validated entry (pathname already rewritten to `dest`) and its data.
+    auto extract = [&](archive_entry* e, const std::string& name, const std::string& dest, archive* data) {
+        // Duplicates could replace an entry checked before: a non-directory never lands on an
+        // existing path (staging starts empty), a directory only on a directory.
+        const mode_t there = existing_type(dest);
+        const bool is_dir = archive_entry_filetype(e) == AE_IFDIR && archive_entry_hardlink(e) == nullptr;
+        if (there != 0 && !(is_dir && there == S_IFDIR))
+            throw IntegrityError(fmt::format(
+                "{}: rejected {} \"{}\": the path already exists (the entry appears twice, or an earlier entry "
+                "was written below it)",
+                label, archive_entry_filetype(e) == AE_IFLNK ? "symlink" : "entry", name));
+        int rc = archive_write_header(disk.get(), e);
+        if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
+        if (rc == ARCHIVE_WARN) add_warning(result, fmt::format("{}: {}", name, la_error(disk.get())), dropped_warnings);
+        while (data != nullptr) {
+            const void* buf = nullptr;
+            size_t len = 0;
+            la_int64_t off = 0;
+            rc = archive_read_data_block(data, &buf, &len, &off);
+            if (rc == ARCHIVE_EOF) break;
+            if (rc < ARCHIVE_WARN) read_failed(data, in, label, name);
+            // write_disk reports a failed write(2) (ENOSPC, EIO) as ARCHIVE_WARN, not FATAL:
+            // anything but OK here means the file on disk is not the file in the archive.
+            if (archive_write_data_block(disk.get(), buf, len, off) != ARCHIVE_OK)
+                extract_failed(disk.get(), label, name);
+        }
+        rc = archive_write_finish_entry(disk.get());
+        if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
+        if (rc == ARCHIVE_WARN) add_warning(result, fmt::format("{}: {}", name, la_error(disk.get())), dropped_warnings);
+        ++result.files;
+    };
+
     for (bool first = true;; first = false) {
         archive_entry* e = nullptr;
         int rc = archive_read_next_header(r.get(), &e);
         if (rc == ARCHIVE_EOF) break;
-        if (rc < ARCHIVE_WARN) read_failed(r.get(), ctx, last_entry);
+        if (rc < ARCHIVE_WARN) read_failed(r.get(), in, label, last_entry);
         const char* pn = archive_entry_pathname(e);
         if (pn == nullptr) throw IntegrityError(fmt::format("{}: entry after \"{}\" has no name", label, last_entry));
         const std::string name = pn;
         last_entry = name;
-        check_limit(name);
 
         if (name == kManifestEntry) {
             if (!first) throw IntegrityError(fmt::format("{}: {} is not the first entry", label, kManifestEntry));
@@ -637,7 +904,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
             char buf[16384];
             for (;;) {
                 la_ssize_t n = archive_read_data(r.get(), buf, sizeof buf);
-                if (n < 0) read_failed(r.get(), ctx, name);
+                if (n < 0) read_failed(r.get(), in, label, name);
                 if (n == 0) break;
                 text.append(buf, static_cast<std::size_t>(n));
             }
@@ -654,8 +921,6 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
                 fmt::format("{}: first entry is \"{}\", expected {}: not a bartl backup", label, name, kManifestEntry));
 
         const Placement pl = place(name, roots.size(), label);
-        if (!seen.insert(pl.key).second)
-            throw IntegrityError(fmt::format("{}: entry \"{}\" appears twice", label, name));
         const std::string& root = roots[pl.root];
         const std::string dest = pl.rel.empty() ? root : root + "/" + pl.rel;
 
@@ -666,12 +931,14 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
             if (symlink != nullptr || (type != AE_IFREG && type != 0))
                 throw IntegrityError(fmt::format("{}: rejected entry \"{}\": malformed hard link", label, name));
             const Placement target = place(hardlink, roots.size(), label, "hard link target");
-            if (target.root != pl.root || !regular_files.count(target.key))
+            const std::string target_path = roots[target.root] + "/" + target.rel;
+            // No symlink exists in staging yet, so this names the file itself.
+            if (target.root != pl.root || target.rel.empty() || existing_type(target_path) != S_IFREG)
                 throw IntegrityError(fmt::format(
                     "{}: rejected hard link \"{}\" -> \"{}\": target is not a file extracted earlier in the same "
                     "state/{}/ tree",
                     label, name, hardlink, pl.root));
-            archive_entry_set_hardlink(e, (roots[target.root] + "/" + target.rel).c_str());
+            archive_entry_set_hardlink(e, target_path.c_str());
         } else if (type == AE_IFLNK) {
             if (pl.rel.empty())
                 throw IntegrityError(fmt::format("{}: rejected entry \"{}\": a state root must be a directory",
@@ -686,36 +953,43 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
             throw IntegrityError(fmt::format("{}: rejected entry \"{}\": {} not allowed in a backup", label, name,
                                              kind != nullptr ? kind : "unknown file type"));
         }
-        neutralise(e, name, result.warnings);
-        archive_entry_set_pathname(e, dest.c_str());
+        std::vector<std::string> neutralised;
+        neutralise(e, name, neutralised);
+        for (auto& w : neutralised) add_warning(result, std::move(w), dropped_warnings);
         if (pl.rel.empty() && archive_entry_mtime_is_set(e))
             root_mtimes[pl.root] = timespec{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
-
-        rc = archive_write_header(disk.get(), e);
-        if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
-        if (rc == ARCHIVE_WARN) result.warnings.push_back(fmt::format("{}: {}", name, la_error(disk.get())));
-        if (type == AE_IFREG && hardlink == nullptr) {
-            regular_files.insert(pl.key);
+        if (type == AE_IFLNK && hardlink == nullptr) {
+            symlinks.add(e);  // by its archive name; placed again when replayed
+            continue;
+        }
+        archive_entry_set_pathname(e, dest.c_str());
+        if (type == AE_IFREG && hardlink == nullptr)
             result.bytes += static_cast<std::uint64_t>(std::max<la_int64_t>(0, archive_entry_size(e)));
-        }
-        for (;;) {
-            const void* buf = nullptr;
-            size_t len = 0;
-            la_int64_t off = 0;
-            rc = archive_read_data_block(r.get(), &buf, &len, &off);
-            if (rc == ARCHIVE_EOF) break;
-            if (rc < ARCHIVE_WARN) read_failed(r.get(), ctx, name);
-            check_limit(name);
-            // write_disk reports a failed write(2) (ENOSPC, EIO) as ARCHIVE_WARN, not FATAL:
-            // anything but OK here means the file on disk is not the file in the archive.
-            if (archive_write_data_block(disk.get(), buf, len, off) != ARCHIVE_OK)
-                extract_failed(disk.get(), label, name);
-        }
-        rc = archive_write_finish_entry(disk.get());
-        if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
-        if (rc == ARCHIVE_WARN) result.warnings.push_back(fmt::format("{}: {}", name, la_error(disk.get())));
-        ++result.files;
+        extract(e, name, dest, r.get());
     }
+    // Whatever follows the tar end-of-archive blocks (padding) is read, and the fetch stage's
+    // verdict on size and SHA-256 arrives with the end of the pipe.
+    try {
+        while (!pipe.pop().empty()) {
+        }
+    } catch (...) {
+        fetcher.join();
+        throw;
+    }
+    fetcher.join(false);
+    throttle.finish(ctx.consumed);
+    if (!seen_manifest) throw IntegrityError(fmt::format("{}: archive holds no {}", label, kManifestEntry));
+
+    // Now the symlinks, with libarchive refusing any path that leads through one.
+    archive_write_disk_set_options(disk.get(), flags | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+    symlinks.replay([&](archive_entry* e) {
+        const std::string name = archive_entry_pathname(e);
+        const Placement pl = place(name, roots.size(), label);
+        const std::string dest = roots[pl.root] + "/" + pl.rel;
+        archive_entry_set_pathname(e, dest.c_str());
+        extract(e, name, dest, nullptr);
+    });
+
     // Applies the deferred directory modes and mtimes.
     if (archive_write_close(disk.get()) < ARCHIVE_WARN)
         throw RuntimeError(fmt::format("{}: cannot finish extraction: {}", label, la_error(disk.get())));
@@ -723,16 +997,17 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
         if (!root_mtimes[i]) continue;
         const timespec times[2] = {{0, UTIME_OMIT}, *root_mtimes[i]};
         if (::utimensat(AT_FDCWD, roots[i].c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
-            result.warnings.push_back(fmt::format("{}: cannot set mtime: {}", roots[i], std::strerror(errno)));
+            add_warning(result, fmt::format("{}: cannot set mtime: {}", roots[i], std::strerror(errno)),
+                        dropped_warnings);
     }
-    if (!seen_manifest) throw IntegrityError(fmt::format("{}: archive holds no {}", label, kManifestEntry));
-    finish_and_verify(ctx, expected_size, expected_sha256);
+    if (dropped_warnings > 0)
+        result.warnings.push_back(fmt::format("... and {} more warnings like these", dropped_warnings));
     return result;
 }
 
 void check_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                 const BlobReadOptions& options) {
-    ReadCtx ctx(source, expected_size, options.label, {});
+    ReadCtx ctx(source, expected_size, options.label);
     finish_and_verify(ctx, expected_size, expected_sha256);
 }
 
