@@ -12,8 +12,15 @@
 #include "ops/staging.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/writeback.hpp"
 
 namespace bartl {
+namespace {
+
+/// Blob bytes between two background syncs of the staging filesystem during a restore.
+constexpr std::uint64_t kWritebackEvery = 32ull << 20;
+
+}  // namespace
 
 void do_restore(const Config& config, Store& store, const BackupManifest& backup, const Version& engine,
                 const Reporter& reporter) {
@@ -46,8 +53,11 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
         prepare_staging(staging);
         auto src = store.open(backup.blob_name);
         auto last = std::chrono::steady_clock::now();
+        // The disk writes back while we extract, so sync_staging() below finds little left.
+        fs::BackgroundSync writeback(staging.front(), kWritebackEvery);
         auto r = extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
                               [&](std::uint64_t done, std::uint64_t total) {
+                                  writeback.written(done);
                                   auto now = std::chrono::steady_clock::now();
                                   if (now - last < std::chrono::seconds(1)) return;
                                   last = now;
@@ -89,6 +99,10 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
         // Before the marker: a failing post_restore leaves the restore uncommitted, so it is
         // rolled back and done again rather than a half-prepared state served.
         run_hook(config, "post_restore", config.hook_post_restore, env);
+        // The staged files were synced before the commit; what the hook changed since must be
+        // on disk before the marker commits it too.
+        if (!config.hook_post_restore.empty())
+            for (const auto& p : config.state_paths) fs::sync_filesystem(p);
         inst.write_marker(m);
     } catch (...) {
         rollback_uncommitted(config, staging);
