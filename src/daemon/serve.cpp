@@ -82,8 +82,20 @@ void Server::start_app() {
     status_.update([&](StatusSnapshot& s) { s.app_pid = static_cast<std::uint32_t>(app_->pid()); });
 }
 
+void Server::check_app_alive() {
+    if (!app_) return;
+    if (auto ex = app_->poll_exit()) {
+        backup_cancel_ = true;
+        throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", config_.exec.front(), app_->pid(),
+                                       ex->describe()));
+    }
+}
+
 void Server::start_backup() {
     if (backup_running_ || !store_) return;
+    // An app that died since the last look is a failure of the service, not a stop for the
+    // backup (consistency = "stop" would otherwise take its exit for our SIGTERM's).
+    check_app_alive();
     if (backup_thread_.joinable()) backup_thread_.join();
     backup_running_ = true;
     backup_cancel_ = false;
@@ -178,13 +190,7 @@ int Server::run() {
     const auto watchdog = notify::watchdog_interval();
 
     for (;;) {
-        if (app_) {
-            if (auto ex = app_->poll_exit()) {
-                backup_cancel_ = true;
-                throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", config_.exec.front(), app_->pid(),
-                                               ex->describe()));
-            }
-        }
+        check_app_alive();
         auto now = std::chrono::steady_clock::now();
         if (store_ && !backup_running_ && now >= next_backup_) start_backup();
 

@@ -40,6 +40,9 @@ public:
 
 private:
     void start_app();
+    /// Throws RuntimeError ("app X (PID N) exited with status 3 while serving") if the app
+    /// has exited; reaps it.
+    void check_app_alive();
     void start_backup();  // a requested job's id if one waits, else a new one
     void finish_backup();
     std::string serving_status() const;
