@@ -1,6 +1,4 @@
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -63,14 +61,7 @@ void prepare_staging(const std::vector<std::filesystem::path>& staging) {
 
 void sync_staging(const std::vector<std::filesystem::path>& staging) {
     // The renames below are only worth something if the staged files are on disk first.
-    for (const auto& s : staging) {
-        int fd = ::open(s.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) throw RuntimeError(fmt::format("cannot open {}: {}", s.string(), std::strerror(errno)));
-        int rc = ::syncfs(fd);
-        int err = errno;
-        ::close(fd);
-        if (rc != 0) throw RuntimeError(fmt::format("syncfs {}: {}", s.string(), std::strerror(err)));
-    }
+    for (const auto& s : staging) fs::sync_filesystem(s);
 }
 
 void commit_staging(const std::vector<std::filesystem::path>& staging, const std::vector<std::filesystem::path>& targets) {

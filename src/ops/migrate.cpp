@@ -10,6 +10,7 @@
 #include "ops/backup.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
 
 namespace bartl {
@@ -90,6 +91,10 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
         const auto script = (*config.migrations_dir / step.file_name).string();
         try {
             run_hook(config, "migration", {script}, env);
+            // What the step wrote must be on disk before the marker says it is done: after a
+            // power loss the marker would record the new version over the old files, and the
+            // step would never run again.
+            for (const auto& p : config.state_paths) fs::sync_filesystem(p);
         } catch (const Error& e) {
             log::write(log::Level::err,
                        fmt::format("migration step {} failed; state stays at {}: {}", step.file_name, current, e.what()),

@@ -182,6 +182,13 @@ void fsync_dir(const std::filesystem::path& dir) {
         throw RuntimeError(fmt::format("cannot fsync directory {}: {}", dir.string(), errno_text(errno)));
 }
 
+void sync_filesystem(const std::filesystem::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) throw RuntimeError(fmt::format("cannot open {}: {}", path.string(), errno_text(errno)));
+    if (::syncfs(fd.get()) != 0)
+        throw RuntimeError(fmt::format("cannot sync the filesystem of {}: {}", path.string(), errno_text(errno)));
+}
+
 void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to) {
     if (::rename(from.c_str(), to.c_str()) != 0)
         throw RuntimeError(fmt::format("cannot rename {} to {}: {}", from.string(), to.string(), errno_text(errno)));

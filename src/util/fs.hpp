@@ -18,6 +18,11 @@ std::optional<std::string> read_file(const std::filesystem::path& path);
 /// fsync(2) a directory, making renames/creates/unlinks in it durable. Throws RuntimeError.
 void fsync_dir(const std::filesystem::path& dir);
 
+/// syncfs(2) of the filesystem holding `path`: every write there, by bartld or by a hook it
+/// ran, is on disk afterwards. Called before a marker records what a hook wrote. Throws
+/// RuntimeError.
+void sync_filesystem(const std::filesystem::path& path);
+
 /// rename(2) then fsync of the parent directory (or both parents when they differ).
 /// Throws RuntimeError naming both paths.
 void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to);
