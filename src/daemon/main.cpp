@@ -131,6 +131,7 @@ int run(const Args& a) {
     LoopOptions options;
     options.restore_from = pin;
     options.stop_requested = stop_pending;
+    set_stop_check(stop_pending);
     if (pin) Instance(config).write_pin(*pin);  // survives a crash mid-restore
     LoopResult result;
     {

@@ -121,6 +121,17 @@ std::map<std::string, std::string> hook_env(const Config& config, const std::str
     return env;
 }
 
+namespace {
+std::function<bool()>& stop_check() {
+    static std::function<bool()> check;
+    return check;
+}
+}  // namespace
+
+void set_stop_check(std::function<bool()> check) { stop_check() = std::move(check); }
+
+bool stop_requested() { return stop_check() && stop_check()(); }
+
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
               const std::map<std::string, std::string>& env) {
     if (argv.empty()) return;
@@ -128,7 +139,11 @@ void run_hook(const Config& config, const std::string& name, const std::vector<s
     spec.argv = argv;
     spec.env = env;
     spec.timeout = config.hook_timeout;
+    spec.stop_requested = stop_check();
     auto r = run_command(spec);
+    if (r.stopped)
+        throw StopRequested(fmt::format("stop requested: {} hook {} was stopped ({})", name, argv.front(),
+                                        describe_exit(r.exit_status, r.term_signal)));
     if (!r.ok()) {
         std::string tail = r.err;
         while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -67,7 +68,17 @@ void add_history(Marker& m, const std::string& event, const std::string& from, c
 std::map<std::string, std::string> hook_env(const Config& config, const std::string& engine_version,
                                             const std::string& state_version);
 
-/// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3: <stderr tail>".
+/// Sets what the long steps of a start poll to end early (bartld: a pending SIGTERM): hooks
+/// and migration scripts are then stopped (SIGTERM to their process group, SIGKILL after 5 s)
+/// and a restore's extraction is abandoned, each throwing StopRequested. Empty = never.
+/// Process-wide; not thread-safe against concurrent calls of run_hook().
+void set_stop_check(std::function<bool()> check);
+
+/// What the stop check set by set_stop_check() says now (false when none is set).
+bool stop_requested();
+
+/// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3:
+/// <stderr tail>", or StopRequested when the stop check ended it.
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
               const std::map<std::string, std::string>& env);
 

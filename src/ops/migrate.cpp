@@ -80,6 +80,10 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
     reporter.set_phase(Phase::migrating);
     for (const auto& step : steps) {
         const std::string current = marker.version;
+        // SIGTERM during the pre-migration backup or a step that ignored it: stop before the next.
+        if (stop_requested())
+            throw StopRequested(fmt::format("stop requested: migration of {} stopped before step {}; state stays at {}",
+                                            config.instance, step.file_name, current));
         reporter.set_status(fmt::format("Migrating {} from {} to {} ({})", config.instance, current,
                                         step.version.str(), step.file_name));
         Intent intent = new_intent("migrate");
@@ -95,6 +99,10 @@ void do_migrate(const Config& config, Store* store, Marker marker, const Version
             // power loss the marker would record the new version over the old files, and the
             // step would never run again.
             for (const auto& p : config.state_paths) fs::sync_filesystem(p);
+        } catch (const StopRequested& e) {
+            // Scripts are idempotent: the next start runs this step again.
+            log::notice(fmt::format("migration step {} stopped; state stays at {}", step.file_name, current));
+            throw;
         } catch (const Error& e) {
             log::write(log::Level::err,
                        fmt::format("migration step {} failed; state stays at {}: {}", step.file_name, current, e.what()),

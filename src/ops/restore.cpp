@@ -57,6 +57,10 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
         fs::BackgroundSync writeback(staging.front(), kWritebackEvery);
         auto r = extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
                               [&](std::uint64_t done, std::uint64_t total) {
+                                  if (stop_requested())  // staging is discarded below
+                                      throw StopRequested(fmt::format(
+                                          "stop requested: restore of backup {} abandoned after {} of {}", backup.id,
+                                          format_bytes(done), format_bytes(total)));
                                   writeback.written(done);
                                   auto now = std::chrono::steady_clock::now();
                                   if (now - last < std::chrono::seconds(1)) return;

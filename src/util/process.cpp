@@ -205,6 +205,7 @@ std::string describe_exit(int exit_status, int term_signal) {
 }
 
 std::string CommandResult::describe() const {
+    if (stopped) return "stopped on request";
     if (timed_out)
         return fmt::format("timed out after {}", format_duration(timeout));
     return describe_exit(exit_status, term_signal);
@@ -354,6 +355,8 @@ CommandResult run_command(const CommandSpec& spec, bool echo_stderr) {
         // open must not hide it.
         if (pidfd.get() < 0 && (wait_ms < 0 || wait_ms > 100))
             wait_ms = 100;
+        if (spec.stop_requested && (wait_ms < 0 || wait_ms > 250))
+            wait_ms = 250;
         if (::poll(fds, n, wait_ms) < 0 && errno != EINTR)
             throw RuntimeError(fmt::format("cannot poll the output of {}: {}", name, errno_text(errno)));
         if (err.fd.get() >= 0)
@@ -365,8 +368,12 @@ CommandResult run_command(const CommandSpec& spec, bool echo_stderr) {
         // open for ever. Whatever the child wrote is already in the pipes and read below.
         if (has_exited(pid))
             break;
-        if (deadline && Clock::now() >= *deadline) {
-            if (!result.timed_out) {
+        if (!result.timed_out && !result.stopped && spec.stop_requested && spec.stop_requested()) {
+            result.stopped = true;
+            ::kill(-pid, SIGTERM);
+            deadline = Clock::now() + spec.kill_grace;
+        } else if (deadline && Clock::now() >= *deadline) {
+            if (!result.timed_out && !result.stopped) {
                 result.timed_out = true;
                 ::kill(-pid, SIGTERM);
                 deadline = Clock::now() + spec.kill_grace;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,12 +16,14 @@ struct CommandResult {
     int exit_status = -1;   ///< exit code when exited normally, else -1
     int term_signal = 0;    ///< signal number when killed by a signal, else 0
     bool timed_out = false; ///< killed by us after the timeout
+    bool stopped = false;   ///< stopped by us because CommandSpec::stop_requested said so
     std::chrono::milliseconds timeout{0};  ///< the timeout that applied (for describe())
     std::string out;        ///< captured stdout (when requested), capped at max_output bytes
     std::string err;        ///< captured stderr, capped at max_output bytes (the tail is kept)
 
-    bool ok() const noexcept { return exit_status == 0 && !timed_out; }
-    /// "exited with status 3", "killed by signal 9 (SIGKILL)", "timed out after 10s".
+    bool ok() const noexcept { return exit_status == 0 && !timed_out && !stopped; }
+    /// "exited with status 3", "killed by signal 9 (SIGKILL)", "timed out after 10s",
+    /// "stopped on request".
     std::string describe() const;
 };
 
@@ -32,8 +35,12 @@ struct CommandSpec {
     std::chrono::milliseconds timeout{0};       ///< 0 = no timeout; on expiry SIGTERM, then SIGKILL after 5 s
     bool capture_stdout = false;                ///< else stdout is inherited
     std::size_t max_output = 64 * 1024;         ///< bytes kept of each captured stream
-    /// Grace between SIGTERM and SIGKILL after a timeout (5 s; tests shorten it).
+    /// Grace between SIGTERM and SIGKILL after a timeout or a stop request (5 s; tests shorten it).
     std::chrono::milliseconds kill_grace{5000};
+    /// Polled at least every 250 ms while the command runs; once it returns true the process
+    /// group gets SIGTERM, then SIGKILL after kill_grace, and the result is `stopped`
+    /// (SIGTERM to bartld during a long hook or migration step). Empty = never.
+    std::function<bool()> stop_requested;
 };
 
 /// Runs a command to completion. stderr is always captured (and also copied to our stderr

@@ -158,6 +158,32 @@ TEST_CASE("run_command timeout kills the whole process group", "[process]") {
     CHECK(test::gone_soon(grandchild));
 }
 
+TEST_CASE("run_command stops the whole group when stop_requested says so", "[process]") {
+    CommandSpec spec;
+    spec.capture_stdout = true;
+    const auto start = Clock::now();
+    spec.stop_requested = [&] { return Clock::now() - start > milliseconds(200); };
+    auto r = sh("sleep 30 & echo $!; wait", spec);
+    const auto took = Clock::now() - start;
+    CHECK(r.stopped);
+    CHECK_FALSE(r.timed_out);
+    CHECK_FALSE(r.ok());
+    CHECK(r.describe() == "stopped on request");
+    CHECK(took >= milliseconds(200));
+    CHECK(took < milliseconds(3000));
+    const pid_t grandchild = std::atoi(r.out.c_str());
+    REQUIRE(grandchild > 0);
+    CHECK(test::gone_soon(grandchild));
+}
+
+TEST_CASE("run_command: a command that ends before a stop request is not stopped", "[process]") {
+    CommandSpec spec;
+    spec.stop_requested = [] { return false; };
+    auto r = sh("exit 0", spec);
+    CHECK(r.ok());
+    CHECK_FALSE(r.stopped);
+}
+
 TEST_CASE("run_command escalates to SIGKILL when SIGTERM is ignored", "[process]") {
     test::TempDir dir;
     CommandSpec spec;
