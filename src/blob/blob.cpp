@@ -9,6 +9,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -116,6 +117,30 @@ private:
     ProgressFn fn_;
     std::uint64_t total_;
     std::uint64_t last_ = 0;
+};
+
+/// Makes libarchive read and write names as UTF-8 on this thread, whatever the process
+/// locale (bartld runs in the C locale under systemd): pax stores a name as a UTF-8 `path`
+/// record, which GNU tar and bsdtar read without warnings; a name that is not valid UTF-8 is
+/// stored as its raw bytes with `hdrcharset=BINARY` for that entry alone (libarchive warns).
+/// Restoring those headers under the same locale gives back the same bytes. Per thread
+/// (uselocale(3)): other threads of bartld are not affected.
+class Utf8Names {
+public:
+    Utf8Names() : loc_(::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr))) {
+        if (loc_ != static_cast<locale_t>(nullptr)) old_ = ::uselocale(loc_);
+    }
+    ~Utf8Names() {
+        if (loc_ == static_cast<locale_t>(nullptr)) return;
+        ::uselocale(old_);
+        ::freelocale(loc_);
+    }
+    Utf8Names(const Utf8Names&) = delete;
+    Utf8Names& operator=(const Utf8Names&) = delete;
+
+private:
+    locale_t loc_;
+    locale_t old_ = static_cast<locale_t>(nullptr);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -284,7 +309,14 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
 
         r = archive_write_header(w, e);
         if (r < ARCHIVE_WARN) write_failed(w, ctx, fmt::format("cannot archive {}", src));
-        if (r == ARCHIVE_WARN) result.warnings.push_back(fmt::format("{}: {}", src, la_error(w)));
+        if (r == ARCHIVE_WARN) {
+            const std::string why = la_error(w);
+            if (why.rfind("Can't translate", 0) == 0)  // see Utf8Names
+                result.warnings.push_back(fmt::format(
+                    "{}: name is not valid UTF-8: stored as its raw bytes (pax hdrcharset=BINARY)", src));
+            else
+                result.warnings.push_back(fmt::format("{}: {}", src, why));
+        }
         ++result.files;
 
         if (type == AE_IFREG && archive_entry_hardlink(e) == nullptr && size > 0) {
@@ -695,15 +727,11 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
     PipelineThread compressor(pipe, std::thread([&] { compress_stage(pipe, ctx, level, threads, compress_error); }));
 
     TarOut out(pipe);
+    const Utf8Names utf8_names;
     try {
         WriteArchive w(archive_write_new());
         if (!w) throw RuntimeError("cannot allocate a libarchive writer");
         if (archive_write_set_format_pax_restricted(w.get()) != ARCHIVE_OK)
-            throw RuntimeError(fmt::format("cannot set up the pax writer: {}", la_error(w.get())));
-        // Linux names are bytes, and bartld may run in the C locale where libarchive cannot
-        // convert them to UTF-8: store them as they are (pax hdrcharset=BINARY) instead of
-        // warning about every non-ASCII name. GNU tar and bsdtar restore the same bytes.
-        if (archive_write_set_format_option(w.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK)
             throw RuntimeError(fmt::format("cannot set up the pax writer: {}", la_error(w.get())));
         archive_write_set_bytes_per_block(w.get(), kBlock);
         archive_write_set_bytes_in_last_block(w.get(), 1);
@@ -754,6 +782,10 @@ struct FileClose {
 /// per component of every absolute path) is needed only for the links themselves.
 class DeferredSymlinks {
 public:
+    /// The temporary file goes in `dir` (a staging root: writable, on the state's filesystem,
+    /// O_TMPFILE so it has no name), else in tmpfile(3)'s directory.
+    explicit DeferredSymlinks(std::string dir) : dir_(std::move(dir)) {}
+
     /// Adds a (validated) symlink entry.
     void add(archive_entry* e) {
         if (!w_) open();
@@ -784,14 +816,19 @@ public:
 
 private:
     void open() {
-        f_.reset(std::tmpfile());
+        const int fd = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            f_.reset(::fdopen(fd, "w+"));
+            if (!f_) ::close(fd);
+        }
+        if (!f_) f_.reset(std::tmpfile());
         if (!f_) throw RuntimeError(fmt::format("cannot create a temporary file: {}", std::strerror(errno)));
         w_.reset(archive_write_new());
         if (!w_ || archive_write_set_format_pax_restricted(w_.get()) != ARCHIVE_OK ||
-            archive_write_set_format_option(w_.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
             archive_write_open_FILE(w_.get(), f_.get()) != ARCHIVE_OK)
             throw RuntimeError("cannot set up a temporary archive for symlinks");
     }
+    std::string dir_;
     std::unique_ptr<FILE, FileClose> f_;
     WriteArchive w_;
 };
@@ -820,6 +857,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
 
     BlobExtractResult result;
     std::uint64_t dropped_warnings = 0;
+    const Utf8Names utf8_names;
     // Two stages on two cores: the fetch thread reads, hashes and decompresses; this one
     // validates and extracts. Staging is only committed by the caller after we return, and we
     // return only after the fetch stage has verified size and SHA-256.
@@ -848,7 +886,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
     // libarchive sets an existing directory's mtime at once (not deferred like the ones it
     // creates), so extracting its children would overwrite it: staging roots get theirs last.
     std::vector<std::optional<timespec>> root_mtimes(roots.size());
-    DeferredSymlinks symlinks;
+    DeferredSymlinks symlinks(roots.empty() ? std::string("/tmp") : roots.front());
     bool seen_manifest = false;
     std::string last_entry;
 

@@ -20,6 +20,20 @@ namespace bartl::test {
 
 namespace stdfs = std::filesystem;
 
+/// True in an AddressSanitizer build (meson -Db_sanitize=address...): its shadow memory and
+/// quarantine make RSS figures meaningless, so memory-bound checks are skipped with a WARN.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 /// A fresh directory under $TMPDIR (or /tmp), removed at scope end (after unmounting
 /// anything a test mounted inside it).
 class TempDir {

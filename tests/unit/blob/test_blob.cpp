@@ -3,6 +3,7 @@
 // bounded memory.
 #include <archive.h>
 #include <archive_entry.h>
+#include <locale.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -135,7 +136,14 @@ std::vector<std::string> archive_names(const stdfs::path& file) {
     archive_read_support_format_tar(a);
     REQUIRE(archive_read_open_filename(a, file.c_str(), 65536) == ARCHIVE_OK);
     archive_entry* e;
+    // Names are UTF-8 in the archive: read them as a UTF-8 locale does (this test process is in
+    // the C locale, where libarchive cannot convert them).
+    locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    REQUIRE(utf8 != static_cast<locale_t>(nullptr));
+    locale_t old = ::uselocale(utf8);
     while (archive_read_next_header(a, &e) == ARCHIVE_OK) names.push_back(archive_entry_pathname(e));
+    ::uselocale(old);
+    ::freelocale(utf8);
     archive_read_free(a);
     return names;
 }
@@ -218,11 +226,16 @@ TEST_CASE("a blob unpacks with stock zstd and GNU tar", "[blob][portability]") {
     auto w = write_to_file(manifest_for({(tmp / "src").string()}), tmp / "b.tar.zst");
     const auto blob = (tmp / "b.tar.zst").string();
 
-    auto listing = run("zstd -dc '" + blob + "' | tar -t --warning=no-unknown-keyword");
+    auto listing = run("zstd -dc '" + blob + "' | tar -t");
     CHECK(listing.substr(0, listing.find('\n')) == "bartl/manifest.json");
 
+    // In the C locale, as bartld runs under systemd and as a rescue shell may: GNU tar must
+    // not warn about any entry (UTF-8 names are pax UTF-8 path records, nothing else is used).
     stdfs::create_directories(tmp / "out");
-    run("zstd -dc '" + blob + "' | tar -x --warning=no-unknown-keyword -C '" + (tmp / "out").string() + "'");
+    // Only the xattr keyword libarchive writes besides SCHILY.xattr is unknown to GNU tar.
+    const auto warnings = run("zstd -dc '" + blob + "' | LC_ALL=C tar -x -C '" + (tmp / "out").string() +
+                              "' 2>&1 | grep -v \"keyword 'LIBARCHIVE.xattr.\" || true");
+    CHECK(warnings == "");
     auto manifest = BackupManifest::from_json(read_file(tmp / "out/bartl/manifest.json"));
     CHECK(manifest.paths == std::vector<std::string>{(tmp / "src").string()});
 
@@ -240,6 +253,28 @@ TEST_CASE("a blob unpacks with stock zstd and GNU tar", "[blob][portability]") {
             CHECK(stdfs::is_directory(out / rel));
         }
     }
+}
+
+TEST_CASE("names that are not UTF-8 keep their bytes through bartl and GNU tar", "[blob][portability]") {
+    TempDir tmp;
+    const std::string raw = "raw \xff\xfe name";  // not valid UTF-8 in any position
+    stdfs::create_directories(tmp / "src/d");
+    write_file(tmp / "src" / raw, "raw\n");
+    write_file(tmp / "src/d/caf\xc3\xa9", "utf8\n");
+    auto w = write_to_file(manifest_for({(tmp / "src").string()}), tmp / "b.tar.zst");
+    REQUIRE(w.result.warnings.size() == 1);  // the raw name, stored with hdrcharset=BINARY
+    CHECK_THAT(w.result.warnings[0], Catch::Contains("not valid UTF-8"));
+
+    stdfs::create_directories(tmp / "stage");
+    extract_file(w, {tmp / "stage"});
+    CHECK(read_file(tmp / "stage" / raw) == "raw\n");
+    CHECK(read_file(tmp / "stage/d/caf\xc3\xa9") == "utf8\n");
+
+    stdfs::create_directories(tmp / "out");
+    run("zstd -dc '" + (tmp / "b.tar.zst").string() + "' | LC_ALL=C tar -x --warning=no-unknown-keyword -C '" +
+        (tmp / "out").string() + "'");
+    CHECK(read_file(tmp / "out/state/0" / raw) == "raw\n");
+    CHECK(read_file(tmp / "out/state/0/d/caf\xc3\xa9") == "utf8\n");
 }
 
 TEST_CASE("a corrupted blob is refused", "[blob][integrity]") {
@@ -444,7 +479,10 @@ TEST_CASE("writing and extracting a 200 MiB file keeps memory bounded", "[blob][
     CHECK(w.blob_size > 200ull << 20);  // random data does not compress
     const long write_grew_kib = after.ru_maxrss - before.ru_maxrss;
     INFO("peak RSS grew by " << write_grew_kib << " KiB while writing");
-    CHECK(write_grew_kib < 64 * 1024);
+    if (kAddressSanitizer)
+        WARN("SKIPPED under AddressSanitizer: peak RSS bound while writing (grew by " << write_grew_kib << " KiB)");
+    else
+        CHECK(write_grew_kib < 64 * 1024);
 
     // ru_maxrss is a high-water mark: extraction passes if it stays within 64 MiB of it.
     stdfs::remove(tmp / "src/big");  // keep the disk footprint of the test at 400 MiB
@@ -454,6 +492,9 @@ TEST_CASE("writing and extracting a 200 MiB file keeps memory bounded", "[blob][
     ::getrusage(RUSAGE_SELF, &after);
     const long read_grew_kib = after.ru_maxrss - before.ru_maxrss;
     INFO("peak RSS grew by " << read_grew_kib << " KiB while extracting");
-    CHECK(read_grew_kib < 64 * 1024);
+    if (kAddressSanitizer)
+        WARN("SKIPPED under AddressSanitizer: peak RSS bound while extracting (grew by " << read_grew_kib << " KiB)");
+    else
+        CHECK(read_grew_kib < 64 * 1024);
     CHECK(stdfs::file_size(tmp / "stage/big") == 200ull << 20);
 }
