@@ -202,10 +202,7 @@ def main(argv):
             rows.append([kind, row["variants"], row["rejected"], row["wrong"], row["none-intact exit 1"]])
             print(f"  {kind}: done", flush=True)
     finally:
-        if os.environ.get("FAULTS_KEEP"):
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        fl.remove_scratch(work)
     tot = [sum(r[i] for r in rows) for i in range(1, 5)]
     rows.append(["total", *tot])
     fl.print_table(f"Corrupt backups ({N_BACKUPS} backups, random damaged subsets; seed {seed})",

@@ -20,36 +20,10 @@ Exit status 0 when every row has data lost 0 and converged == identical == kills
 import json
 import os
 import random
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faultlib as fl  # noqa: E402
-
-INIT_HOOK = r"""#!/bin/sh
-# Fills every staging path with a few files, slowly (~1 s), deterministically.
-set -eu
-IFS=:
-for s in $BARTL_STAGING_PATHS; do
-  mkdir -p "$s/conf" "$s/data"
-  printf 'engine=%s\n' "$BARTL_ENGINE_VERSION" > "$s/conf/engine"
-  i=0
-  while [ $i -lt 6 ]; do
-    seq 1 $((i * 1000 + 1)) > "$s/data/part$i.txt"
-    sleep 0.08
-    i=$((i + 1))
-  done
-  ln -s data/part0.txt "$s/first"
-  chmod 0640 "$s/conf/engine"
-done
-"""
-
-COPY_HOOK = r"""#!/bin/sh
-# Init for the restore/backup scenario: copies the generated data set into staging.
-set -eu
-cp -a "{src0}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f1)/"
-cp -a "{src1}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f2)/"
-"""
 
 # An idempotent migration step of ~0.5 s: derives v<step>/ files from data/ one by one,
 # each written to a temporary name and renamed; a re-run removes its own temporaries and
@@ -145,7 +119,7 @@ def check_converges(t, inst, ref_hash, origin_prefix, version, killed_result):
 def scenario_init(rng, n, work):
     t = Tally("init")
     inst = fl.Instance(os.path.join(work, "init"), n_paths=2,
-                       init_hook=[fl.write_exec(os.path.join(work, "init", "hooks", "init"), INIT_HOOK)])
+                       init_hook=fl.init_hook(os.path.join(work, "init"), pause=0.08))
     dur, _ = measure(inst, inst.wipe_state, ["--prepare"])
     ref = inst.state_hash()
     t.detail["op s"] = f"{dur:.2f}"
@@ -162,31 +136,9 @@ def scenario_init(rng, n, work):
     return t
 
 
-def build_dataset(work, mib):
-    src0 = os.path.join(work, "dataset", "0")
-    src1 = os.path.join(work, "dataset", "1")
-    if not os.path.isdir(src0):
-        fl.make_mixed_data(src0, mib, seed=7)
-        os.makedirs(src1)
-        with open(os.path.join(src1, "settings.ini"), "w") as f:
-            f.write("[main]\nkey = value\n")
-        os.symlink("settings.ini", os.path.join(src1, "link.ini"))
-    return src0, src1
-
-
-def big_instance(work, mib, name):
-    src0, src1 = build_dataset(work, mib)
-    root = os.path.join(work, name)
-    hook = fl.write_exec(os.path.join(root, "hooks", "init"), COPY_HOOK.format(src0=src0, src1=src1))
-    inst = fl.Instance(root, n_paths=2, init_hook=[hook], keep_last=0)
-    r = inst.run("--prepare")
-    assert r.rc == 0, r
-    return inst
-
-
 def scenario_restore(rng, n, work, mib):
     t = Tally("restore")
-    inst = big_instance(work, mib, "restore")
+    inst = fl.dataset_instance(work, mib, "restore")
     r = inst.run("--backup")
     assert r.rc == 0, r
     ref = inst.state_hash()
@@ -215,7 +167,7 @@ def scenario_migrate(rng, n, work):
     for s in STEPS:
         fl.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION.format())
     inst = fl.Instance(root, n_paths=1,
-                       init_hook=[fl.write_exec(os.path.join(root, "hooks", "init"), INIT_HOOK)],
+                       init_hook=fl.init_hook(root, pause=0.08),
                        before_migrate=True, keep_last=3)
     r = inst.run("--prepare")
     assert r.rc == 0, r
@@ -256,34 +208,16 @@ def scenario_migrate(rng, n, work):
 
 
 def check_store(t, inst, before_blobs, verify_new=True):
-    """Listed backups verify; returns (orphan blobs, hidden temporaries) for the table."""
-    sc = inst.sidecars()
-    names = os.listdir(inst.store)
-    hidden = [n for n in names if n.startswith(".")]
-    blobs = [n for n in names if not n.startswith(".") and not n.endswith(".json")]
-    orphans = [b for b in blobs if b not in sc]
-    bad = False
-    for blob, m in sc.items():
-        if m is None:
-            fail_note(t, f"sidecar {blob}.json does not parse")
-            bad = True
-            continue
-        p = os.path.join(inst.store, blob)
-        if not os.path.exists(p) or os.path.getsize(p) != m["blob"]["size"] or fl.sha256_file(p) != m["blob"]["sha256"]:
-            fail_note(t, f"listable backup {m['id']}: blob missing or not matching its sidecar")
-            bad = True
-            continue
-        if verify_new and blob not in before_blobs:
-            r = inst.run("--verify", m["id"])
-            if r.rc != 0:
-                fail_note(t, f"bartld --verify {m['id']} failed", r)
-                bad = True
-    return orphans, hidden, bad
+    """Listed backups verify; returns (orphan blobs, hidden temporaries, bad) for the table."""
+    orphans, hidden, problems = fl.check_store(inst, before_blobs, verify_new)
+    for msg, r in problems:
+        fail_note(t, msg, *([r] if r else []))
+    return orphans, hidden, bool(problems)
 
 
 def scenario_backup(rng, n, work, mib):
     t = Tally("backup")
-    inst = big_instance(work, mib, "backup")
+    inst = fl.dataset_instance(work, mib, "backup")
     ref = inst.state_hash()
     r = inst.run("--backup")
     assert r.rc == 0, r
@@ -339,36 +273,19 @@ def scenario_backup(rng, n, work, mib):
 def main(argv):
     long, seed = fl.mode_from_argv(argv)
     n = 200 if long else 20
-    only = None
-    if "--only" in argv:
-        only = set(argv[argv.index("--only") + 1].split(","))
+    only = fl.only_from_argv(argv)
     if "--kills" in argv:
         n = int(argv[argv.index("--kills") + 1])
     mib = int(os.environ.get("FAULTS_RESTORE_MIB", "300" if long else "100"))
     rng = random.Random(seed)
     print(f"crash: {n} kills per operation, seed {seed}, bartld {fl.BARTLD}", flush=True)
     work = fl.scratch_root()
-    tallies = []
-    try:
-        for name, fn in (("init", lambda: scenario_init(rng, n, work)),
-                         ("restore", lambda: scenario_restore(rng, n, work, mib)),
-                         ("migrate", lambda: scenario_migrate(rng, n, work)),
-                         ("backup", lambda: scenario_backup(rng, n, work, mib))):
-            if only and name not in only:
-                continue
-            tallies.append(fn())
-            print(f"  {name}: done", flush=True)
-    finally:
-        if os.environ.get("FAULTS_KEEP"):
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    fl.print_table(f"Crash anywhere (kill -9 at uniform random moments; seed {seed})",
-                   ["operation", "kills", "converged", "identical", "data lost", "missed", "details"],
-                   [t.row() for t in tallies])
-    ok = all(t.ok() for t in tallies)
-    print("crash: PASS" if ok else "crash: FAIL", flush=True)
-    return 0 if ok else 1
+    tallies = fl.run_each(work, (("init", lambda: scenario_init(rng, n, work)),
+                                 ("restore", lambda: scenario_restore(rng, n, work, mib)),
+                                 ("migrate", lambda: scenario_migrate(rng, n, work)),
+                                 ("backup", lambda: scenario_backup(rng, n, work, mib))), only)
+    return fl.finish("crash", f"Crash anywhere (kill -9 at uniform random moments; seed {seed})",
+                     ["operation", "kills", "converged", "identical", "data lost", "missed", "details"], tallies)
 
 
 if __name__ == "__main__":

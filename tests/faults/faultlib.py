@@ -57,7 +57,8 @@ class Instance:
     """One bartl instance under `root`: config, state paths, bartl_dir, file:// store."""
 
     def __init__(self, root, name="fapp", version="1.0.0", n_paths=1, init_hook=None, migrations=None,
-                 store=True, store_dir=None, before_migrate=False, keep_last=0, extra=None, state_dir=None):
+                 store=True, store_dir=None, before_migrate=False, keep_last=0, extra=None, state_dir=None,
+                 hooks=None):
         self.root = root
         self.name = name
         self.version = version
@@ -71,6 +72,7 @@ class Instance:
         self.before_migrate = before_migrate
         self.keep_last = keep_last
         self.extra = extra or []
+        self.hooks = hooks or {}  # more [hooks] keys: {"post_restore": [argv...]}
         self.config = os.path.join(root, "etc", f"{name}.toml")
         self.log_dir = os.path.join(root, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
@@ -88,6 +90,7 @@ class Instance:
             lines.append(f"init = {toml_list(self.init_hook)}")
         if self.migrations:
             lines.append(f"migrations = {toml_str(self.migrations)}")
+        lines += [f"{k} = {toml_list(v)}" for k, v in self.hooks.items()]
         if self.use_store:
             lines += ["", "[backup]", f"store = {toml_str('file://' + self.store)}",
                       f"before_migrate = {'true' if self.before_migrate else 'false'}",
@@ -151,6 +154,16 @@ class Instance:
             time.sleep(0.005)
         r = self._collect(p, out, err, t0)
         r.maxrss_kib = hwm
+        return r
+
+    def run_session(self, *args, env=None):
+        """Runs bartld to completion like run(), then waits until nothing of its session is
+        left, SIGKILLing stragglers: a process that kills the session from inside (the
+        crashsim power loss) may still be dying, holding the instance lock, when bartld is."""
+        t0 = time.monotonic()
+        p, out, err = self._spawn(args, env)
+        r = self._collect(p, out, err, t0)
+        kill_session(p.pid)
         return r
 
     def start(self, *args, env=None):
@@ -366,6 +379,96 @@ def make_mixed_data(dest, mib, seed=1):
     os.chmod(os.path.join(dest, "secret.conf"), 0o600)
 
 
+INIT_HOOK = r"""#!/bin/sh
+# Fills every staging path with a few files, deterministically, pausing {pause} s after each of
+# the six parts.
+set -eu
+IFS=:
+for s in $BARTL_STAGING_PATHS; do
+  mkdir -p "$s/conf" "$s/data"
+  printf 'engine=%s\n' "$BARTL_ENGINE_VERSION" > "$s/conf/engine"
+  i=0
+  while [ $i -lt 6 ]; do
+    seq 1 $((i * 1000 + 1)) > "$s/data/part$i.txt"
+    sleep {pause}
+    i=$((i + 1))
+  done
+  ln -s data/part0.txt "$s/first"
+  chmod 0640 "$s/conf/engine"
+done
+"""
+
+
+def init_hook(root, pause=0.0):
+    """Writes root/hooks/init (INIT_HOOK: a few directories and files per staging path, a
+    symlink, a chmod; `pause` seconds after each of six parts) and returns its argv."""
+    return [write_exec(os.path.join(root, "hooks", "init"), INIT_HOOK.format(pause=pause))]
+
+
+COPY_HOOK = r"""#!/bin/sh
+# Init for the data-set instances: copies the generated data set into staging.
+set -eu
+cp -a "{src0}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f1)/"
+cp -a "{src1}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f2)/"
+"""
+
+
+def build_dataset(work, mib):
+    """The mixed data set of two state paths under work/dataset (made once): path 0 is
+    make_mixed_data(mib), path 1 a small settings file and a symlink to it."""
+    src0 = os.path.join(work, "dataset", "0")
+    src1 = os.path.join(work, "dataset", "1")
+    if not os.path.isdir(src0):
+        make_mixed_data(src0, mib, seed=7)
+        os.makedirs(src1)
+        with open(os.path.join(src1, "settings.ini"), "w") as f:
+            f.write("[main]\nkey = value\n")
+        os.symlink("settings.ini", os.path.join(src1, "link.ini"))
+    return src0, src1
+
+
+def dataset_instance(work, mib, name, **kw):
+    """An instance under work/name with two state paths initialised (--prepare) from the data
+    set; keyword arguments go to Instance (default keep_last=0: every backup stays)."""
+    src0, src1 = build_dataset(work, mib)
+    root = os.path.join(work, name)
+    hook = write_exec(os.path.join(root, "hooks", "init"), COPY_HOOK.format(src0=src0, src1=src1))
+    kw.setdefault("keep_last", 0)
+    inst = Instance(root, n_paths=2, init_hook=[hook], **kw)
+    r = inst.run("--prepare")
+    assert r.rc == 0, r
+    return inst
+
+
+def check_store(inst, before_blobs, verify_new=True, verified=None):
+    """Every listable backup is whole: its blob exists and matches the sidecar's size and
+    SHA-256, and (verify_new) `bartld --verify ID` passes for those not in before_blobs.
+    `verified` (a set of (blob, sha256)) skips blobs already verified and collects new ones.
+    Returns (orphan blobs, hidden temporaries, problems: [(message, Result or None)])."""
+    sc = inst.sidecars()
+    names = os.listdir(inst.store)
+    hidden = [n for n in names if n.startswith(".")]
+    blobs = [n for n in names if not n.startswith(".") and not n.endswith(".json")]
+    orphans = [b for b in blobs if b not in sc]
+    problems = []
+    for blob, m in sc.items():
+        if m is None:
+            problems.append((f"sidecar {blob}.json does not parse", None))
+            continue
+        p = os.path.join(inst.store, blob)
+        if not os.path.exists(p) or os.path.getsize(p) != m["blob"]["size"] or sha256_file(p) != m["blob"]["sha256"]:
+            problems.append((f"listable backup {m['id']}: blob missing or not matching its sidecar", None))
+            continue
+        key = (blob, m["blob"]["sha256"])
+        if verify_new and blob not in before_blobs and (verified is None or key not in verified):
+            r = inst.run("--verify", m["id"])
+            if r.rc != 0:
+                problems.append((f"bartld --verify {m['id']} failed", r))
+            elif verified is not None:
+                verified.add(key)
+    return orphans, hidden, problems
+
+
 def print_table(title, header, rows, file=None):
     file = file or sys.stdout
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
@@ -387,3 +490,40 @@ def mode_from_argv(argv):
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "big")
     return long, seed
+
+
+def only_from_argv(argv):
+    """The names given with --only a,b,c, or None (all)."""
+    return set(argv[argv.index("--only") + 1].split(",")) if "--only" in argv else None
+
+
+def run_each(work, named, only=None):
+    """Runs fn() for each (name, fn) that `only` (None: all) names, printing progress, then
+    removes the scratch directory `work` unless FAULTS_KEEP is set. Returns the results."""
+    out = []
+    try:
+        for name, fn in named:
+            if only and name not in only:
+                continue
+            out.append(fn())
+            print(f"  {name}: done", flush=True)
+    finally:
+        remove_scratch(work)
+    return out
+
+
+def remove_scratch(work):
+    """Removes a scratch directory, or names it when FAULTS_KEEP is set."""
+    if os.environ.get("FAULTS_KEEP"):
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def finish(script, title, header, tallies):
+    """Prints the figures table of tallies (each with row() and ok()) and SCRIPT: PASS/FAIL;
+    returns the exit status."""
+    print_table(title, header, [t.row() for t in tallies])
+    ok = all(t.ok() for t in tallies)
+    print(f"{script}: PASS" if ok else f"{script}: FAIL", flush=True)
+    return 0 if ok else 1

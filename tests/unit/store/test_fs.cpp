@@ -53,6 +53,15 @@ TEST_CASE("rename_durable and remove_durable", "[fs]") {
     CHECK(stdfs::is_directory(tmp / "t/inner"));
 }
 
+TEST_CASE("sync_filesystem syncs the filesystem of a directory or file, naming a missing path", "[fs]") {
+    TempDir tmp;
+    write_file(tmp / "f", "F");
+    CHECK_NOTHROW(fs::sync_filesystem(tmp.path()));
+    CHECK_NOTHROW(fs::sync_filesystem(tmp / "f"));
+    CHECK_THROWS_WITH(fs::sync_filesystem(tmp / "none"),
+                      Catch::Contains((tmp / "none").string()) && Catch::Contains("No such file or directory"));
+}
+
 TEST_CASE("remove_tree never follows symlinks out of the tree", "[fs]") {
     TempDir tmp;
     stdfs::create_directories(tmp / "outside/keep-dir");
