@@ -33,12 +33,14 @@ struct BlobWriteResult {
 /// Writes a backup blob of `manifest.paths` to `sink`: pax tar whose first entry is
 /// bartl/manifest.json (manifest.to_archive_json()), then each path N under state/N/, keeping
 /// modes, owners, mtimes, symlinks, hard links, sparse files, xattrs and ACLs; zstd at
-/// `level` with `threads` workers (1 = single-threaded streaming, 0 = one per core). Symlinks are stored, never followed;
+/// `level` (1-19) with `threads` zstd workers (1 = on a second thread of ours, streaming; 0 =
+/// one per core, at most 4; memory ~5 MiB per worker), one zstd frame with a content
+/// checksum. The tar writer and the compressor run on two threads. Symlinks are stored, never followed;
 /// hard links are kept within one state path. Files that vanish or change while being read
 /// (live backups) are listed in changed_while_read, not errors. `progress` gets file content
 /// bytes so far and 0 (total unknown). Throws RuntimeError (read errors naming the file, a
 /// state path that is missing or not a directory, sink errors as thrown by `sink`),
-/// ConfigError when libarchive rejects the zstd level/threads.
+/// ConfigError when zstd rejects the level/threads.
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress = {});
 

@@ -57,9 +57,9 @@ struct Config {
     bool before_migrate = true;
     enum class Consistency { live, stop } consistency = Consistency::live;
     int compression_level = 3;           ///< from "zstd:N", 1..19
-    /// From "zstd:N:T". Default 1: single-threaded zstd, a few MiB of memory. T > 1 runs T
-    /// zstd workers (faster on idle cores, about 30 MiB more memory each); 0 = one per core.
-    int compression_threads = 1;
+    /// From "zstd:N:T": zstd workers. Default 0: one per core, at most 4 (about 5 MiB of
+    /// memory each); 1 = one compressing thread, streaming in a few MiB.
+    int compression_threads = 0;
     RetentionPolicy retention{7, 7, 4, 12};
 };
 

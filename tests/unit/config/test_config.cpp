@@ -128,7 +128,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.before_migrate == true);
     CHECK(c.consistency == Config::Consistency::live);
     CHECK(c.compression_level == 3);
-    CHECK(c.compression_threads == 1);
+    CHECK(c.compression_threads == 0);
     CHECK(c.retention.keep_last == 7);
     CHECK(c.retention.keep_daily == 7);
     CHECK(c.retention.keep_weekly == 4);
@@ -174,7 +174,7 @@ compression = "zstd"
     CHECK(c.ready.port == 5432);
     CHECK(c.hook_timeout == 0ms);
     CHECK(c.compression_level == 3);
-    CHECK(c.compression_threads == 1);
+    CHECK(c.compression_threads == 0);
     CHECK(c.file.empty());
 
     c = parse_config(R"([app]
