@@ -120,24 +120,27 @@ private:
     std::uint64_t last_ = 0;
 };
 
-/// Makes libarchive read and write names as UTF-8 on this thread, whatever the process
-/// locale (bartld runs in the C locale under systemd): pax stores a name as a UTF-8 `path`
-/// record, which GNU tar and bsdtar read without warnings; a name that is not valid UTF-8 is
-/// stored as its raw bytes with `hdrcharset=BINARY` for that entry alone (libarchive warns).
-/// Restoring those headers under the same locale gives back the same bytes. Per thread
-/// (uselocale(3)): other threads of bartld are not affected.
-class Utf8Names {
+/// Makes libarchive handle names as raw bytes on this thread, whatever the process locale
+/// (uselocale(3) with the C locale; other threads of bartld are not affected). Linux names
+/// are bytes, and restoring them must give the same bytes: an ASCII name needs no pax
+/// header at all, and any other name cannot be converted from the C locale, so libarchive
+/// stores it as it is with `hdrcharset=BINARY` for that entry, which readers (libarchive,
+/// GNU tar) restore byte for byte. The alternative, UTF-8 `path` records, is read back
+/// through libarchive's UTF-8 conversion, which normalises to NFC: a name written in NFD
+/// (macOS, Samba) would come back with other bytes, and an NFC and an NFD name side by
+/// side would collide.
+class RawNames {
 public:
-    Utf8Names() : loc_(::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr))) {
+    RawNames() : loc_(::newlocale(LC_CTYPE_MASK, "C", static_cast<locale_t>(nullptr))) {
         if (loc_ != static_cast<locale_t>(nullptr)) old_ = ::uselocale(loc_);
     }
-    ~Utf8Names() {
+    ~RawNames() {
         if (loc_ == static_cast<locale_t>(nullptr)) return;
         ::uselocale(old_);
         ::freelocale(loc_);
     }
-    Utf8Names(const Utf8Names&) = delete;
-    Utf8Names& operator=(const Utf8Names&) = delete;
+    RawNames(const RawNames&) = delete;
+    RawNames& operator=(const RawNames&) = delete;
 
 private:
     locale_t loc_;
@@ -305,12 +308,10 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
         r = archive_write_header(w, e);
         if (r < ARCHIVE_WARN) write_failed(w, ctx, fmt::format("cannot archive {}", src));
         if (r == ARCHIVE_WARN) {
+            // A non-ASCII name "can't be translated" from the C locale: stored as raw bytes,
+            // as intended (see RawNames); anything else is worth a warning.
             const std::string why = la_error(w);
-            if (why.rfind("Can't translate", 0) == 0)  // see Utf8Names
-                result.warnings.push_back(fmt::format(
-                    "{}: name is not valid UTF-8: stored as its raw bytes (pax hdrcharset=BINARY)", src));
-            else
-                result.warnings.push_back(fmt::format("{}: {}", src, why));
+            if (why.rfind("Can't translate", 0) != 0) result.warnings.push_back(fmt::format("{}: {}", src, why));
         }
         ++result.files;
 
@@ -747,7 +748,7 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
     PipelineThread compressor(pipe, std::thread([&] { compress_stage(pipe, ctx, level, threads, compress_error); }));
 
     TarOut out(pipe);
-    const Utf8Names utf8_names;
+    const RawNames raw_names;
     try {
         WriteArchive w(archive_write_new());
         if (!w) throw RuntimeError("cannot allocate a libarchive writer");
@@ -853,14 +854,19 @@ private:
     WriteArchive w_;
 };
 
-/// lstat(2) of `path`: its type (S_IFMT bits), or 0 if it does not exist (ENOENT, ENOTDIR:
-/// a file where a directory would be, which extraction then refuses). A path too long for
-/// the kernel to resolve (ENAMETOOLONG; libarchive extracts those piecewise) counts as not
-/// existing: a duplicate there stays inside staging. Throws RuntimeError for other errors.
+/// existing_type(): a component of the path is not a directory (ENOTDIR).
+constexpr mode_t kBelowNonDirectory = ~mode_t{0};
+
+/// lstat(2) of `path`: its type (S_IFMT bits); 0 if nothing is there (ENOENT; also
+/// ENAMETOOLONG, a path too long for the kernel to resolve, which libarchive extracts
+/// piecewise: a duplicate there stays inside staging); kBelowNonDirectory if a component is
+/// a file (libarchive would replace that file with a directory). Throws RuntimeError for
+/// other errors.
 mode_t existing_type(const std::string& path) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) return st.st_mode & S_IFMT;
-    if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return 0;
+    if (errno == ENOENT || errno == ENAMETOOLONG) return 0;
+    if (errno == ENOTDIR) return kBelowNonDirectory;
     throw RuntimeError(fmt::format("cannot examine {}: {}", path, std::strerror(errno)));
 }
 
@@ -877,7 +883,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
 
     BlobExtractResult result;
     std::uint64_t dropped_warnings = 0;
-    const Utf8Names utf8_names;
+    const RawNames raw_names;
     // Two stages on two cores: the fetch thread reads, hashes and decompresses; this one
     // validates and extracts. Staging is only committed by the caller after we return, and we
     // return only after the fetch stage has verified size and SHA-256.
@@ -916,6 +922,10 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
         // existing path (staging starts empty), a directory only on a directory.
         const mode_t there = existing_type(dest);
         const bool is_dir = archive_entry_filetype(e) == AE_IFDIR && archive_entry_hardlink(e) == nullptr;
+        if (there == kBelowNonDirectory)
+            throw IntegrityError(fmt::format(
+                "{}: rejected entry \"{}\": an earlier entry is a file where this one needs a directory", label,
+                name));
         if (there != 0 && !(is_dir && there == S_IFDIR))
             throw IntegrityError(fmt::format(
                 "{}: rejected {} \"{}\": the path already exists (the entry appears twice, or an earlier entry "

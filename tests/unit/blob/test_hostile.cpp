@@ -270,6 +270,10 @@ TEST_CASE("archives not shaped like a bartl backup are rejected", "[blob][hostil
     SECTION("manifest with a number overflowing a double (tests/fuzz) is an integrity error") {
         expect_rejected([](Builder& b, Scene&) { b.manifest("{\"format\": 1e999}"); }, "not valid JSON");
     }
+    SECTION("an entry below a file of an earlier entry (libarchive would replace the file)") {
+        expect_rejected([](Builder& b, Scene&) { b.manifest().file("state/0/a", "x").file("state/0/a/x", "y"); },
+                        "an earlier entry is a file where this one needs a directory");
+    }
     SECTION("duplicate entry") {
         expect_rejected([](Builder& b, Scene&) { b.manifest().file("state/0/f", "a").file("state/0/f", "b"); },
                         "appears twice");
