@@ -80,6 +80,7 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
                                              backup.id, r.files, r.bytes, backup.files, backup.bytes));
         for (const auto& w : r.warnings)
             log::warn(fmt::format("restore of backup {}: {}", backup.id, w), {{"BARTL_BACKUP_ID", backup.id}});
+        writeback.finish();  // an error it met is not reported again to sync_staging's syncfs
         sync_staging(staging);
     } catch (...) {
         try {

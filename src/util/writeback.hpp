@@ -12,9 +12,10 @@ namespace bartl::fs {
 
 /// Runs syncfs(2) of one filesystem on a background thread, at most one at a time, each time
 /// at least `every` bytes (as reported by written()) have been written since the last one
-/// started. Purely a speed-up: errors are ignored here (the caller's own final
-/// sync_filesystem() reports them), and nothing is promised durable by it. Stops and joins on
-/// destruction (waiting for a syncfs in progress).
+/// started. A speed-up, promising nothing durable; but since Linux 5.8 syncfs reports a
+/// writeback error once per filesystem and open file, so an error it sees would be hidden
+/// from the caller's final sync_filesystem(): finish() rethrows it. Stops and joins on
+/// finish() or destruction (waiting for a syncfs in progress).
 class BackgroundSync {
 public:
     /// `path`: any file or directory on the filesystem; `every`: bytes between two syncs.
@@ -30,9 +31,16 @@ public:
     /// syncfs calls started so far (for tests).
     unsigned started() const;
 
+    /// Stops the background thread (waiting for a syncfs in progress), then throws
+    /// RuntimeError naming `path` and the errno text if any background syncfs failed.
+    void finish();
+
 private:
     void run();
+    void stop();
+    std::filesystem::path path_;
     int fd_ = -1;
+    int error_ = 0;  // errno of the first failed syncfs
     std::uint64_t every_;
     std::uint64_t next_;
     mutable std::mutex mu_;

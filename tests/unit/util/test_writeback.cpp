@@ -41,3 +41,15 @@ TEST_CASE("a background sync on a path that cannot be opened does nothing", "[wr
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(s.started() == 0);
 }
+
+TEST_CASE("finish() stops the background syncs; later writes start none", "[writeback]") {
+    test::TempDir tmp;
+    fs::BackgroundSync s(tmp.path(), 10);
+    s.written(10);
+    CHECK(wait_started(s, 1));
+    CHECK_NOTHROW(s.finish());  // no syncfs failed on this healthy filesystem
+    const unsigned n = s.started();
+    s.written(1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(s.started() == n);
+}
