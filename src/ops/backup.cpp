@@ -117,7 +117,8 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
                {{"BARTL_BACKUP_ID", m.id}}, event::backup_finished);
     env["BARTL_BACKUP_ID"] = m.id;
     env["BARTL_BACKUP_NAME"] = m.blob_name;
-    run_hook(config, "post_backup", config.hook_post_backup, env);
+    // The backup is committed: stopping its post_backup would leave it half-announced.
+    run_hook(config, "post_backup", config.hook_post_backup, env, /*stoppable=*/false);
     try {
         apply_retention(config, store);
         // A day is far longer than any upload or the gap between a blob and its sidecar.

@@ -133,13 +133,13 @@ void set_stop_check(std::function<bool()> check) { stop_check() = std::move(chec
 bool stop_requested() { return stop_check() && stop_check()(); }
 
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
-              const std::map<std::string, std::string>& env) {
+              const std::map<std::string, std::string>& env, bool stoppable) {
     if (argv.empty()) return;
     CommandSpec spec;
     spec.argv = argv;
     spec.env = env;
     spec.timeout = config.hook_timeout;
-    spec.stop_requested = stop_check();
+    if (stoppable) spec.stop_requested = stop_check();
     auto r = run_command(spec);
     if (r.stopped)
         throw StopRequested(fmt::format("stop requested: {} hook {} was stopped ({})", name, argv.front(),

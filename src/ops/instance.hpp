@@ -78,8 +78,9 @@ void set_stop_check(std::function<bool()> check);
 bool stop_requested();
 
 /// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3:
-/// <stderr tail>", or StopRequested when the stop check ended it.
+/// <stderr tail>", or StopRequested when the stop check ended it (only when `stoppable`: a
+/// hook that runs after its step is committed, like post_backup, always runs to its end).
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
-              const std::map<std::string, std::string>& env);
+              const std::map<std::string, std::string>& env, bool stoppable = true);
 
 }  // namespace bartl

@@ -13,10 +13,11 @@ import subprocess
 import time
 import unittest
 
-from bartltest import StackTest, edit_config, tree_digest
+from bartltest import TIME_FACTOR, StackTest, edit_config, tree_digest
 
-# Under a wrapper (valgrind) everything is slower; BARTL_TEST_TIMEOUT_FACTOR scales waits.
-FACTOR = float(os.environ.get("BARTL_TEST_TIMEOUT_FACTOR", "1"))
+# Under a wrapper (valgrind) everything is slower: waits scale by $BARTL_TEST_TIMEOUT_FACTOR
+# (default 10 under a wrapper, see bartltest).
+FACTOR = TIME_FACTOR
 
 
 def wait_status(s, prefix, timeout=10):
@@ -133,7 +134,11 @@ class StopDuringStart(StackTest):
         with open(os.path.join(mig, "2.0.0"), "w") as f:
             f.write(f"#!/bin/sh\necho run >> {runs}\n")
         os.chmod(os.path.join(mig, "2.0.0"), 0o755)
-        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.before_migrate": "true"})
+        # Found in review: a post_backup hook slower than one poll was stopped too, after the
+        # backup was committed, so it was never recorded and the next start took another.
+        post = os.path.join(self.tmp, "post-backup-ran")
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.before_migrate": "true",
+                             "hooks.post_backup": json.dumps(["/bin/sh", "-c", f"sleep 1; touch {post}"])})
         s.start()
         wait_status(s, "Backing up notes")
         s.proc.send_signal(signal.SIGSTOP)
@@ -142,6 +147,7 @@ class StopDuringStart(StackTest):
         self.assertIn("stop requested: migration of notes stopped before step 2.0.0; state stays at 1.0.0",
                       s.read_log())
         self.assertFalse(os.path.exists(runs), "a step ran after the stop request")
+        self.assertTrue(os.path.exists(post), "post_backup was stopped after its backup was committed")
         self.assertEqual(s.marker()["version"], "1.0.0")
         self.assertEqual(tree_digest(s.state), before)
         [b] = s.backups()  # the pre-migration backup completed and is listed
