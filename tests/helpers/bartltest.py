@@ -4,13 +4,23 @@ Every integration test builds on these: a temporary stack of the example notes a
 for a private root directory, a real sd_notify datagram listener standing in for systemd, and
 bartld started as a child process. Paths come from the environment meson sets:
 BARTLD (the built daemon), BARTL_SOURCE_ROOT (the checkout).
+
+Memory checkers (README.md, Tests): BARTL_TEST_WRAPPER (e.g. "valgrind --leak-check=full ...")
+runs every bartld and bartlctl the tests start under that command, with deadlines stretched by
+BARTL_TEST_TIMEOUT_FACTOR (default 10 with a wrapper, else 1). Valgrind logs and ASan/LSan/UBSan
+reports go to a private directory, and a test during which any process reported an error
+fails with the report (CheckedTest); one reported outside a test fails the program at exit.
 """
+import atexit
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +33,87 @@ EXAMPLES = os.path.join(SOURCE_ROOT, "examples", "notes")
 
 # Exit codes of DESIGN.md.
 EXIT_RUNTIME, EXIT_USAGE, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_CONFIG = 1, 64, 65, 66, 78
+
+
+# --- Memory checkers: sanitizers and BARTL_TEST_WRAPPER (valgrind) -------------------------
+
+WRAPPER = shlex.split(os.environ.get("BARTL_TEST_WRAPPER", ""))
+TIME_FACTOR = float(os.environ.get("BARTL_TEST_TIMEOUT_FACTOR") or (10 if WRAPPER else 1))
+
+# Reports land here, never in the stderr a test reads. World-writable (sticky) because some
+# tests run bartlctl as nobody.
+REPORT_DIR = tempfile.mkdtemp(prefix="bartl-reports-")
+os.chmod(REPORT_DIR, 0o1777)
+for _var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+    # The last log_path wins; the sanitizer appends ".PID". No effect on binaries built
+    # without sanitizers.
+    _opts = os.environ.get(_var, "")
+    os.environ[_var] = (_opts + ":" if _opts else "") + "log_path=" + os.path.join(REPORT_DIR, _var.split("_")[0].lower())
+if WRAPPER and os.path.basename(WRAPPER[0]) == "valgrind" and not any(a.startswith("--log-") for a in WRAPPER):
+    WRAPPER.insert(1, "--log-file=" + os.path.join(REPORT_DIR, "valgrind.%p"))
+
+# Lines of a memcheck error, for logs of processes that died without their ERROR SUMMARY.
+_VALGRIND_ERROR = re.compile(r"^==\d+== (Invalid |Conditional jump|Use of uninitialised|Syscall param|Mismatched free|"
+                             r"Source and destination overlap|Argument .* of function|Process terminating)", re.M)
+
+
+def command(program, *args):
+    """The argv that runs PROGRAM ARGS under BARTL_TEST_WRAPPER, if one is set. For bartld and
+    bartlctl only: tools the tests merely use are not ours to check."""
+    return [*WRAPPER, program, *args]
+
+
+def scaled(seconds):
+    """A deadline of `seconds` stretched by TIME_FACTOR for slow memory checkers. Only for
+    upper bounds (timeouts, deadlines): a lower bound a test asserts stays as it is."""
+    return seconds * TIME_FACTOR
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def memory_reports():
+    """Sanitizer and valgrind error reports written since the last call, as one text ("" for
+    none). Every finished report is consumed; clean valgrind logs are dropped, and logs of
+    processes still running are left for the next call."""
+    out = []
+    for name in sorted(os.listdir(REPORT_DIR)):
+        path = os.path.join(REPORT_DIR, name)
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if name.startswith("valgrind."):
+            summary = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+            if summary is None and _alive(int(name.split(".")[-1])):
+                continue
+            failed = int(summary.group(1)) > 0 if summary else _VALGRIND_ERROR.search(text) is not None
+        else:
+            failed = True  # a sanitizer writes a log only to report an error
+        os.remove(path)
+        if failed:
+            out.append(f"--- {path} ---\n{text}")
+    return "\n".join(out)
+
+
+_outside_tests = []  # reports found when a test began: from module code, setUpClass, ...
+
+
+@atexit.register
+def _reports_at_exit():
+    reports = "\n".join(r for r in _outside_tests + [memory_reports()] if r)
+    if reports:
+        sys.stderr.write(f"memory errors reported outside any test (setUpClass, helpers):\n{reports}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        shutil.rmtree(REPORT_DIR, ignore_errors=True)
+        os._exit(1)
+    shutil.rmtree(REPORT_DIR, ignore_errors=True)
 
 
 def free_port():
@@ -77,7 +168,7 @@ class NotifyListener:
         return out
 
     def wait_for(self, line, timeout=30):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             if self.first_time(line) is not None:
                 return True
@@ -128,17 +219,19 @@ class Stack:
 
     def run(self, *args, timeout=120, notify=False, extra_env=None):
         """Runs bartld --config CONFIG ARGS to completion; returns CompletedProcess (text)."""
-        return subprocess.run([BARTLD, "--config", self.config, *args], capture_output=True, text=True,
-                              timeout=timeout, env=self.env(notify, extra_env))
+        # errors="replace": messages may quote bytes of a corrupt backup or a non-UTF-8 file name.
+        return subprocess.run(command(BARTLD, "--config", self.config, *args), capture_output=True, text=True,
+                              errors="replace", timeout=scaled(timeout), env=self.env(notify, extra_env))
 
     def start(self, *args, extra_env=None):
         """Starts the daemon in the background (stdout+stderr to bartld.log)."""
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([BARTLD, "--config", self.config, *args], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=self.env(True, extra_env))
+        with open(self.log_path, "a") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(command(BARTLD, "--config", self.config, *args), stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env(True, extra_env))
         return self.proc
 
     def wait_ready(self, timeout=60):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.notify.first_time("READY=1") is not None:
@@ -152,7 +245,7 @@ class Stack:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -163,7 +256,7 @@ class Stack:
 
     def read_log(self):
         try:
-            with open(self.log_path) as f:
+            with open(self.log_path, errors="replace") as f:
                 return f.read()
         except FileNotFoundError:
             return ""
@@ -245,10 +338,31 @@ def tree_digest(path):
     return out
 
 
-class StackTest(unittest.TestCase):
+class CheckedTest(unittest.TestCase):
+    """Base class: a test fails when a process it started reported a memory error (a sanitizer
+    report or a valgrind error); one that failed already gets the report on stderr."""
+
+    def setUp(self):
+        _outside_tests.append(memory_reports())
+
+    def tearDown(self):
+        reports = memory_reports()
+        if not reports:
+            return
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        failed = [t for t, _ in getattr(result, "failures", []) + getattr(result, "errors", [])]
+        if any(t is self or getattr(t, "test_case", None) is self for t in failed):
+            # Counted once: the test failed already (likely of this very error).
+            sys.stderr.write(f"memory errors reported during {self.id()}:\n{reports}\n")
+            return
+        self.fail(f"memory errors reported:\n{reports}")
+
+
+class StackTest(CheckedTest):
     """Base class: self.tmp is a fresh directory, removed afterwards; self.stack(...) makes stacks."""
 
     def setUp(self):
+        super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="bartl-it-")
         self.stacks = []
 
@@ -256,6 +370,7 @@ class StackTest(unittest.TestCase):
         for s in self.stacks:
             s.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        super().tearDown()
 
     def stack(self, version="1.0.0", root=None, **kw):
         s = Stack(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), version, **kw)
@@ -336,10 +451,10 @@ def bartlctl(*args, bus=None, env=None, as_nobody=False, timeout=60):
     if bus:
         e.update(bus.env())
     e.update(env or {})
-    argv = [BARTLCTL, *args]
+    argv = command(BARTLCTL, *args)
     if as_nobody:
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e)
+    return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=scaled(timeout), env=e)
 
 
 def busctl(*args, bus, as_nobody=False, timeout=30):

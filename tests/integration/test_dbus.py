@@ -9,8 +9,8 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from bartltest import (EXIT_DOWNGRADE, DBUS_POLICY, EXIT_FOREIGN, EXIT_USAGE, SOURCE_ROOT, PrivateBus, StackTest, bartlctl, busctl,
-                       edit_config)
+from bartltest import (EXIT_DOWNGRADE, DBUS_POLICY, EXIT_FOREIGN, EXIT_USAGE, SOURCE_ROOT, WRAPPER, PrivateBus, StackTest,
+                       bartlctl, busctl, edit_config, scaled)
 
 EXIT_NOT_RUNNING, EXIT_DENIED = 3, 4
 OBJECT = "/app/bartl/Instance1"
@@ -97,7 +97,8 @@ class DBus(StackTest):
         s = self.stack("2.0.0")
         self.assertEqual(s.run("--prepare").returncode, 0)
         s.render("1.0.0")
-        for i in range(400):
+        # Fewer rounds under a wrapper (valgrind): each is a whole start, ~2 s there.
+        for i in range(40 if WRAPPER else 400):
             r = s.run("--prepare", timeout=10, extra_env={**self.bus.env(), "BARTL_LOG_LEVEL": "error"})
             self.assertEqual(r.returncode, EXIT_DOWNGRADE, f"run {i}: {r.stderr}")
 
@@ -224,10 +225,10 @@ class DBus(StackTest):
         os.remove(os.path.join(s.bartl_dir, "marker.json"))
         # A slow post_restore hook keeps the restore running long enough to watch it on the bus:
         # the name is taken before the loop, so status shows the phase while it runs.
-        edit_config(s.config, {"hooks.post_restore": '["/bin/sleep", "1.5"]'})
+        edit_config(s.config, {"hooks.post_restore": f'["/bin/sleep", "{scaled(1.5)}"]'})
         s.start(extra_env=self.bus.env())
         phases = set()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while s.notify.first_time("READY=1") is None and time.monotonic() < deadline:
             r = self.ctl("-i", "notes", "status", "--json", ok=False)
             if r.returncode == 0:

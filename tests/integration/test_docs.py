@@ -10,7 +10,7 @@ import tomllib
 import unittest
 import xml.etree.ElementTree as ET
 
-from bartltest import SOURCE_ROOT, BARTLD
+from bartltest import SOURCE_ROOT, BARTLD, CheckedTest, command
 
 MAN = os.path.join(SOURCE_ROOT, "man")
 BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
@@ -96,9 +96,9 @@ class DBus(unittest.TestCase):
                         self.assertIn(f"*{error}*", section(page, "ERRORS"))
 
 
-class Options(unittest.TestCase):
+class Options(CheckedTest):
     def test_every_bartld_option_in_bartld_8(self):
-        help_text = subprocess.run([BARTLD, "--help"], capture_output=True, text=True, check=True).stdout
+        help_text = subprocess.run(command(BARTLD, "--help"), capture_output=True, text=True, check=True).stdout
         options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", help_text))
         self.assertIn("--restore-from", options)
         page = section(man_source("bartld.8"), "OPTIONS")
@@ -110,7 +110,7 @@ class Options(unittest.TestCase):
         ctl = os.environ.get("BARTLCTL", os.path.join(BUILD_ROOT, "src", "ctl", "bartlctl"))
         if not os.access(ctl, os.X_OK):
             self.skipTest("bartlctl is not built yet")
-        help_text = subprocess.run([ctl, "--help"], capture_output=True, text=True).stdout
+        help_text = subprocess.run(command(ctl, "--help"), capture_output=True, text=True).stdout
         verbs = re.findall(r"^\s{2,}([a-z][a-z-]+)\s{2,}\S", help_text.split("Subcommands:")[-1], re.M) \
             if "Subcommands:" in help_text else []
         if not verbs:

@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import SOURCE_ROOT, BARTLD
+from bartltest import SOURCE_ROOT, BARTLD, command
 
 BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
 CACHE = os.path.join(BUILD_ROOT, "packages-cache")
@@ -198,7 +198,7 @@ class Appliance(unittest.TestCase):
             subprocess.run(["dpkg-deb", "-e", deb, ctl], check=True)
             with open(os.path.join(ctl, "conffiles")) as f:
                 self.assertIn("/etc/bartl/notes.toml", f.read().split())
-            r = subprocess.run([BARTLD, "--check-config", "--config", os.path.join(root, "etc/bartl/notes.toml")],
+            r = subprocess.run(command(BARTLD, "--check-config", "--config", os.path.join(root, "etc/bartl/notes.toml")),
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("engine 2.0.0", r.stdout)

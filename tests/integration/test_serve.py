@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from bartltest import EXIT_RUNTIME, StackTest, edit_config
+from bartltest import EXIT_RUNTIME, StackTest, edit_config, scaled
 
 
 def exec_with(s, *extra):
@@ -79,7 +79,7 @@ class Serve(StackTest):
         s.wait_ready()
         pid = int(subprocess.check_output(["pgrep", "-f", f"notes.py .*--port {s.port}"]).split()[0])
         os.kill(pid, signal.SIGKILL)
-        self.assertEqual(s.proc.wait(30), EXIT_RUNTIME)
+        self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
         self.assertIn("killed by signal 9", s.read_log())
 
     def test_ready_timeout_stops_child_and_exits_1(self):
@@ -87,7 +87,7 @@ class Serve(StackTest):
         s.run("--prepare")
         edit_config(s.config, {"app.exec": exec_with(s, "--ready-delay", "30"), "app.ready_timeout": '"1s"'})
         s.start()
-        self.assertEqual(s.proc.wait(30), EXIT_RUNTIME)
+        self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
         self.assertIsNone(s.notify.first_time("READY=1"))
         self.assertIn("not ready after 1s", s.read_log())
         time.sleep(0.2)

@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import SOURCE_ROOT, BARTLD, StackTest, edit_config
+from bartltest import SOURCE_ROOT, BARTLD, StackTest, edit_config, scaled
 
 BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
 HOST_UNITS = "/lib/systemd/system"
@@ -243,7 +243,7 @@ class NotifyProtocol(StackTest):
         self.assertTrue(any(x.startswith("Initializing notes 1.0.0") for x in statuses), statuses)
         self.assertGreaterEqual(ready - t0, 10.5)
         s.proc.send_signal(15)
-        self.assertEqual(s.proc.wait(30), 0)
+        self.assertEqual(s.proc.wait(scaled(30)), 0)
         time.sleep(0.2)
         texts = s.notify.texts()
         stopping = [m for m in texts if "STOPPING=1" in m.split("\n")]
