@@ -40,18 +40,19 @@ std::string system_bus_address() {
 }
 
 /// The D-Bus error answering a call that failed with the current exception (core/error.hpp
-/// maps each bartl error to one name).
+/// maps each bartl error to one name). D-Bus strings must be valid UTF-8, and messages may
+/// quote corrupt files or raw file names: they go through log::printable().
 sdbus::Error to_dbus_error(const std::exception_ptr& p) {
     try {
         std::rethrow_exception(p);
     } catch (const sdbus::Error& e) {
         return e;
     } catch (const NotFound& e) {
-        return sdbus::Error("app.bartl.Error.NotFound", e.what());
+        return sdbus::Error("app.bartl.Error.NotFound", log::printable(e.what()));
     } catch (const Error& e) {
-        return sdbus::Error(e.dbus_name(), e.what());
+        return sdbus::Error(e.dbus_name(), log::printable(e.what()));
     } catch (const std::exception& e) {
-        return sdbus::Error("app.bartl.Error.Failed", e.what());
+        return sdbus::Error("app.bartl.Error.Failed", log::printable(e.what()));
     }
 }
 
@@ -132,7 +133,7 @@ public:
         post([this, id, done, estimated] { emitBackupProgress(id, done, estimated); });
     }
     void backup_finished(const std::string& id, const std::string& result, const std::string& error) override {
-        post([this, id, result, error] { emitBackupFinished(id, result, error); });
+        post([this, id, result, error = log::printable(error)] { emitBackupFinished(id, result, error); });
     }
 
 private:
@@ -221,7 +222,7 @@ private:
     std::string Instance() override { return status_.snapshot().instance; }
     std::string Phase() override { return status_.snapshot().phase; }
     std::uint64_t PhaseSince() override { return status_.snapshot().phase_since; }
-    std::string StatusText() override { return status_.snapshot().status_text; }
+    std::string StatusText() override { return log::printable(status_.snapshot().status_text); }
     std::string App() override { return status_.snapshot().app; }
     std::string EngineVersion() override { return status_.snapshot().engine_version; }
     std::string StateVersion() override { return status_.snapshot().state_version; }
@@ -232,7 +233,7 @@ private:
     sdbus::Struct<std::string, std::string, std::uint64_t, std::uint64_t, std::string, std::string> LastBackup()
         override {
         const auto b = status_.snapshot().last_backup;
-        return {b.id, b.created, b.blob_size, b.duration_ms, b.result, b.error};
+        return {b.id, b.created, b.blob_size, b.duration_ms, b.result, log::printable(b.error)};
     }
     std::uint64_t NextBackup() override { return status_.snapshot().next_backup; }
     std::string BackupJob() override { return status_.snapshot().backup_job; }

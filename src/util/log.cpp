@@ -102,13 +102,49 @@ void set_context(std::string_view key, std::string value) {
     }
 }
 
-void write(Level level, std::string_view message, std::initializer_list<Field> fields,
+std::string printable(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    auto cont = [&](std::size_t i) { return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        std::size_t len = 0;  // length of a valid sequence starting here, 0 if none
+        if (c >= 0x20 && c < 0x7F) {
+            len = 1;
+        } else if (c == '\n' || c == '\t') {
+            len = 1;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = cont(i + 1) ? 2 : 0;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            const auto c1 = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+            const bool ok1 = c == 0xE0 ? (c1 >= 0xA0 && c1 <= 0xBF) : c == 0xED ? (c1 >= 0x80 && c1 <= 0x9F)
+                                                                                : cont(i + 1);
+            len = ok1 && cont(i + 2) ? 3 : 0;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            const auto c1 = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+            const bool ok1 = c == 0xF0 ? (c1 >= 0x90 && c1 <= 0xBF) : c == 0xF4 ? (c1 >= 0x80 && c1 <= 0x8F)
+                                                                                : cont(i + 1);
+            len = ok1 && cont(i + 2) && cont(i + 3) ? 4 : 0;
+        }
+        if (len == 0) {
+            out += fmt::format("\\x{:02x}", c);
+            ++i;
+        } else {
+            out.append(text.substr(i, len));
+            i += len;
+        }
+    }
+    return out;
+}
+
+void write(Level level, std::string_view raw_message, std::initializer_list<Field> fields,
            std::string_view message_id) {
     Sink& s = sink();
     std::lock_guard lock(s.mutex);
     initialise(s);
     if (int(level) > int(s.max_level))
         return;
+    const std::string message = printable(raw_message);
 
     if (!s.journal) {
         const std::string line = fmt::format("bartld: {}: {}\n", level_name(level), message);

@@ -22,8 +22,14 @@ using Field = std::pair<std::string_view, std::string>;
 /// BARTL_ENGINE_VERSION). An empty value removes the field.
 void set_context(std::string_view key, std::string value);
 
-/// Logs one entry. `message_id` is a 128-bit id in 32 hex chars ("" for none); it marks
-/// lifecycle events documented in the journal catalog.
+/// `text` with every byte that is not part of a valid UTF-8 sequence (RFC 3629), and every
+/// control character but newline and tab, written as "\xNN": messages that quote a corrupt
+/// file or a name that is not UTF-8 stay valid UTF-8 text for the journal, terminals and
+/// tools reading bartld's stderr. Pure.
+std::string printable(std::string_view text);
+
+/// Logs one entry (its message passed through printable()). `message_id` is a 128-bit id in
+/// 32 hex chars ("" for none); it marks lifecycle events documented in the journal catalog.
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {},
            std::string_view message_id = "");
 

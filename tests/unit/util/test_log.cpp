@@ -131,3 +131,19 @@ TEST_CASE("parse_level knows the five names", "[log]") {
     CHECK_FALSE(log::parse_level("warn"));
     CHECK_FALSE(log::parse_level(""));
 }
+
+TEST_CASE("printable keeps valid UTF-8 and escapes everything else", "[log]") {
+    using log::printable;
+    CHECK(printable("plain ASCII, a tab\tand\nnewline") == "plain ASCII, a tab\tand\nnewline");
+    CHECK(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    // Found by the sanitizer runs: a corrupt manifest quoted by the JSON parser put raw bytes
+    // ("last read: '\"\x83'") on stderr.
+    CHECK(printable("last read: '\"\x83'") == "last read: '\"\\x83'");
+    CHECK(printable("bad\xff\xfe name") == "bad\\xff\\xfe name");
+    CHECK(printable("\x1b[31mred") == "\\x1b[31mred");                    // control characters
+    CHECK(printable("\xc3") == "\\xc3");                                  // truncated sequence
+    CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");                         // overlong '/'
+    CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");                // UTF-16 surrogate
+    CHECK(printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");       // above U+10FFFF
+    CHECK(printable(std::string_view("nul\0byte", 8)) == "nul\\x00byte");
+}
