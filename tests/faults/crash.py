@@ -83,6 +83,22 @@ def measure(inst, reset, args, runs=2):
     return best, r
 
 
+def kills(t, n, rng, dur, inst, reset, *args):
+    """Yields the result of each of `n` runs of bartld ARGS killed at a uniform random moment
+    of [0, dur) s, `reset` called before each. Runs the kill missed (the operation had
+    already finished) are retried and counted in t.missed, up to 5n of them."""
+    while t.kills < n:
+        before = reset()
+        k = inst.run_killed(rng.uniform(0, dur), *args)
+        if not k.killed:
+            t.missed += 1
+            if t.missed > 5 * n:
+                return
+            continue
+        t.kills += 1
+        yield k, before
+
+
 def staging_left(inst):
     return [fl.staging_of(p) for p in inst.paths if os.path.lexists(fl.staging_of(p))]
 
@@ -123,15 +139,7 @@ def scenario_init(rng, n, work):
     dur, _ = measure(inst, inst.wipe_state, ["--prepare"])
     ref = inst.state_hash()
     t.detail["op s"] = f"{dur:.2f}"
-    while t.kills < n:
-        inst.wipe_state()
-        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
-        if not k.killed:
-            t.missed += 1
-            if t.missed > 5 * n:
-                break
-            continue
-        t.kills += 1
+    for k, _ in kills(t, n, rng, dur, inst, inst.wipe_state, "--prepare"):
         check_converges(t, inst, ref, "init", "1.0.0", k)
     return t
 
@@ -147,15 +155,7 @@ def scenario_restore(rng, n, work, mib):
     assert inst.state_hash() == ref
     t.detail["op s"] = f"{dur:.2f}"
     t.detail["data MiB"] = mib
-    while t.kills < n:
-        inst.wipe_state()
-        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
-        if not k.killed:
-            t.missed += 1
-            if t.missed > 5 * n:
-                break
-            continue
-        t.kills += 1
+    for k, _ in kills(t, n, rng, dur, inst, inst.wipe_state, "--prepare"):
         check_converges(t, inst, ref, "restore:", "1.0.0", k)
     return t
 
@@ -178,15 +178,7 @@ def scenario_migrate(rng, n, work):
     ref = inst.state_hash()
     t.detail["op s"] = f"{dur:.2f}"
     where = {}
-    while t.kills < n:
-        inst.restore_snapshot(snap)
-        k = inst.run_killed(rng.uniform(0, dur), "--prepare")
-        if not k.killed:
-            t.missed += 1
-            if t.missed > 5 * n:
-                break
-            continue
-        t.kills += 1
+    for k, _ in kills(t, n, rng, dur, inst, lambda: inst.restore_snapshot(snap), "--prepare"):
         m = inst.marker()
         try:
             with open(os.path.join(inst.bartl_dir, "intent.json")) as f:
@@ -227,15 +219,7 @@ def scenario_backup(rng, n, work, mib):
     dur = max(dur, r.elapsed)
     t.detail["op s"] = f"{dur:.2f}"
     orphan_total = hidden_total = 0
-    while t.kills < n:
-        before = dict(inst.sidecars())
-        k = inst.run_killed(rng.uniform(0, dur), "--backup")
-        if not k.killed:
-            t.missed += 1
-            if t.missed > 5 * n:
-                break
-            continue
-        t.kills += 1
+    for k, before in kills(t, n, rng, dur, inst, lambda: dict(inst.sidecars()), "--backup"):
         orphans, hidden, bad = check_store(t, inst, set(before))
         orphan_total += len(orphans)
         hidden_total += len(hidden)
