@@ -103,6 +103,22 @@ int run(const Args& a) {
         return 0;
     }
 
+    // A mistyped --restore-from would be kept as the pin and fail every later start: the id
+    // must name a complete backup of this app now (an unreachable store fails here too).
+    if (pin && !a.backup) {
+        if (!store) throw UsageError(fmt::format("--restore-from {}: {} configures no [backup] store", *pin, file.string()));
+        const auto backups = list_backups(*store, config.app_name);
+        if (!find_backup(backups, *pin)) {
+            std::string known;
+            for (std::size_t i = 0; i < backups.size() && i < 5; ++i)
+                known += fmt::format("{}{} ({}, state {})", i ? ", " : "", backups[i].id, backups[i].created,
+                                     backups[i].version);
+            throw UsageError(fmt::format("--restore-from {}: no such backup of {} in {}{}{}", *pin, config.app_name,
+                                         config.store, backups.empty() ? " (it holds none)" : "; newest: ",
+                                         known));
+        }
+    }
+
     InstanceLock lock(config.bartl_dir, config.instance);
 
     if (a.backup) {

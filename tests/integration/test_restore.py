@@ -4,7 +4,7 @@ import os
 import shutil
 import unittest
 
-from bartltest import EXIT_DOWNGRADE, EXIT_RUNTIME, Stack, StackTest, tree_digest
+from bartltest import EXIT_DOWNGRADE, EXIT_RUNTIME, EXIT_USAGE, Stack, StackTest, tree_digest
 
 
 def disaster(s):
@@ -154,10 +154,18 @@ class Restore(StackTest):
     def test_restore_from_unknown_id_fails_without_init(self):
         s = self.make_backed_up()
         disaster(s)
+        [b] = s.backups()
         r = s.run("--prepare", "--restore-from", "deadbeef")
-        self.assertEqual(r.returncode, EXIT_RUNTIME)
-        self.assertIn("deadbeef", r.stderr)
+        # Found by a newcomer: the mistyped id was kept as the pin, so every later start
+        # failed too. It is refused before anything is written, naming what exists.
+        self.assertEqual(r.returncode, EXIT_USAGE)
+        self.assertIn("--restore-from deadbeef: no such backup of notes", r.stderr)
+        self.assertIn(b["id"], r.stderr)
         self.assertFalse(os.path.exists(s.state))
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "restore-from")))
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["origin"], "restore:" + b["id"])
 
     def test_restore_into_full_disk_removes_staging(self):
         if os.geteuid() != 0 or shutil.which("mount") is None:
