@@ -1,4 +1,4 @@
-// Manifest (de)serialisation with exactly the sidecar keys of DESIGN.md "The backup blob".
+// Manifest (de)serialisation with exactly the sidecar keys of bartl(7) "The backup blob".
 // Reading is strict about keys bartl always writes (a sidecar decides which backup is
 // restored, so a guessed default could pick the wrong data); `blob`, `files` and `bytes` are
 // optional because the in-archive copy cannot know them. Unknown keys are ignored so a newer

@@ -1,4 +1,4 @@
-// The backup manifest: the sidecar "<blob>.json" (DESIGN.md "The backup blob") and the
+// The backup manifest: the sidecar "<blob>.json" (bartl(7) "The backup blob") and the
 // in-archive "bartl/manifest.json". Pure: JSON only.
 #pragma once
 

@@ -585,7 +585,7 @@ void check_store(const Parser& p, const toml::node& node, const std::string& url
         return;
     }
     const std::string_view authority = rest.substr(0, rest.find('/'));
-    // Secrets come from systemd credentials (DESIGN.md), never from this world-readable file.
+    // Secrets come from systemd credentials (bartl(7)), never from this world-readable file.
     if (const auto at = authority.find('@');
         at != std::string_view::npos && authority.substr(0, at).find(':') != std::string_view::npos)
         p.fail(node.source(), fmt::format("{} holds a password; store secrets in systemd credentials "

@@ -1,4 +1,4 @@
-// bartl.toml: loading and validation (DESIGN.md "Configuration").
+// bartl.toml: loading and validation (bartl(7) "Configuration").
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-// The startup decision table (DESIGN.md, top). Every reason is one line an
+// The startup decision table (bartl(7), top). Every reason is one line an
 // operator reads in the journal and in STATUS=, so it names the versions and
 // backup ids involved and, for refusals and failures, the way out.
 #include "core/decision.hpp"

@@ -1,4 +1,4 @@
-// The startup decision (DESIGN.md "decision table") as a pure function of the
+// The startup decision (bartl(7) "decision table") as a pure function of the
 // observed facts. No I/O: src/ops observes the facts, calls decide(), acts and
 // observes again, until the decision is Action::serve or a refusal/failure.
 #pragma once
@@ -11,7 +11,7 @@
 
 namespace bartl {
 
-/// What exists locally for the declared state paths (DESIGN.md invariants 1-2).
+/// What exists locally for the declared state paths (bartl(7) invariants 1-2).
 enum class StateFact {
     absent,   ///< no marker, no intent, every declared path missing or empty
     present,  ///< the marker exists and parses (state_version is set)
@@ -19,7 +19,7 @@ enum class StateFact {
     foreign,  ///< no marker, no intent, some declared path holds data
 };
 
-/// What the backup store answered for this app (DESIGN.md invariant 5).
+/// What the backup store answered for this app (bartl(7) invariant 5).
 enum class BackupFact {
     none,          ///< store answered with no backup for this app, or no store configured
     available,     ///< at least one complete backup not yet rejected in this run

@@ -1,7 +1,7 @@
 // Error policy (read this before adding an error):
 //
 // Every failure bartl reports is a bartl::Error. Each subclass maps to exactly
-// one process exit code (DESIGN.md "Binaries and exit codes") and one D-Bus
+// one process exit code (bartl(7) "Binaries and exit codes") and one D-Bus
 // error name. Throw the most specific class; the message is shown to the
 // operator as is, so it names what is wrong and where (file:line:column, the
 // path, the backup id, both versions) and, when one exists, the way out.
@@ -17,7 +17,7 @@
 
 namespace bartl {
 
-/// Process exit codes of bartld (DESIGN.md; sysexits(3) values where they fit).
+/// Process exit codes of bartld (bartl(7); sysexits(3) values where they fit).
 enum class ExitCode : int {
     ok = 0,
     runtime = 1,     ///< runtime failure: store unreachable, hook failed, app died

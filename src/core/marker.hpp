@@ -1,4 +1,4 @@
-// The state marker and the intent record (DESIGN.md invariants 1-3) as data
+// The state marker and the intent record (bartl(7) invariants 1-3) as data
 // with JSON (de)serialisation. Pure: reading and writing the files is done by
 // src/ops with util/fs atomic writes.
 #pragma once

@@ -30,7 +30,7 @@ struct RetentionResult {
     std::vector<std::string> remove;
 };
 
-/// Applies the policy to `items` (any order). Safety rules (DESIGN.md invariant 6) beat the
+/// Applies the policy to `items` (any order). Safety rules (bartl(7) invariant 6) beat the
 /// policy: a backup may be deleted only when it is older than the newest verified backup,
 /// so the newest verified backup and everything newer are always kept, and with no verified
 /// backup nothing is deleted. When every rule is 0 the policy keeps everything. Backups with

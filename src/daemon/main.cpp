@@ -1,4 +1,4 @@
-// bartld: parse arguments, build the objects, run (DESIGN.md "Binaries and exit codes").
+// bartld: parse arguments, build the objects, run (bartl(7) "Binaries and exit codes").
 #include <csignal>
 #include <cstdio>
 #include <iostream>

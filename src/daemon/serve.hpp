@@ -1,4 +1,4 @@
-// Serving: run the app, schedule backups, answer signals (DESIGN.md serving()).
+// Serving: run the app, schedule backups, answer signals (bartl(7) serving()).
 #pragma once
 
 #include <atomic>

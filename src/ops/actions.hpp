@@ -1,5 +1,5 @@
 // The state-changing steps the loop takes. Each one records an intent before it touches
-// anything and commits by writing the marker (DESIGN.md invariants 1-4).
+// anything and commits by writing the marker (bartl(7) invariants 1-4).
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// Taking a backup, retention, verification (DESIGN.md "The backup blob", invariants 3, 6, 7).
+// Taking a backup, retention, verification (bartl(7) "The backup blob", invariants 3, 6, 7).
 #pragma once
 
 #include <atomic>

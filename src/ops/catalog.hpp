@@ -1,4 +1,4 @@
-// The backups of one app in a store, as listed by their sidecar manifests (DESIGN.md: a
+// The backups of one app in a store, as listed by their sidecar manifests (bartl(7): a
 // backup without its sidecar does not exist).
 #pragma once
 

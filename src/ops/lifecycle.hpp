@@ -1,4 +1,4 @@
-// The lifecycle loop (DESIGN.md): observe, decide (core/decision), act, observe again, until
+// The lifecycle loop (bartl(7)): observe, decide (core/decision), act, observe again, until
 // the state is ready to serve, or a refusal/failure ends it.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Staging helpers shared by init and restore (DESIGN.md invariant 3).
+// Staging helpers shared by init and restore (bartl(7) invariant 3).
 #pragma once
 
 #include <filesystem>

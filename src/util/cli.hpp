@@ -1,4 +1,4 @@
-// Command-line parsing shared by bartld and bartlctl (CLI11), with DESIGN.md's exit codes.
+// Command-line parsing shared by bartld and bartlctl (CLI11), with bartl(7)'s exit codes.
 #pragma once
 
 #include <optional>

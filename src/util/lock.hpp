@@ -1,4 +1,4 @@
-// The per-instance exclusive lock (DESIGN.md: one process per instance).
+// The per-instance exclusive lock (bartl(7): one process per instance).
 #pragma once
 
 #include <filesystem>

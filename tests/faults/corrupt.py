@@ -10,7 +10,7 @@ Damage kinds (each applied to a random non-empty subset of the backups):
   swap-fields     two backups' blob.sha256 and blob.size swapped
   swap-sidecars   two backups' whole sidecar files swapped (each names the other's blob)
   garbled-sidecar the sidecar's text cut in half (no longer JSON)
-  delete-sidecar  the sidecar removed: by DESIGN.md the backup no longer exists
+  delete-sidecar  the sidecar removed: by bartl(7) the backup no longer exists
 
 Expected: the newest undamaged backup is restored (marker origin restore:ID, state identical
 to what it backed up), every damaged backup newer than it is named in the log; when none is
@@ -177,7 +177,7 @@ def main(argv):
                         verdict = f"damaged backups {[ids[b] for b in passed if ids[b] not in log]} not named in the log"
                 else:
                     if kind == "delete-sidecar":
-                        # No sidecar left: the store answered "no backup" (DESIGN.md), so init.
+                        # No sidecar left: the store answered "no backup" (bartl(7)), so init.
                         if r.rc != 0 or not m or m["origin"] != "init":
                             verdict = f"every sidecar deleted: expected init, got exit {r.rc}"
                     elif r.rc == 0 or m is not None:

@@ -1,6 +1,6 @@
 // libFuzzer target: bartl::parse_config (src/config/config.hpp), the TOML config loader.
 // Contract checked: only ConfigError escapes, and its message starts "fuzz.toml:LINE:COLUMN: ";
-// an accepted config satisfies DESIGN.md "Configuration": a valid app name, exactly one
+// an accepted config satisfies bartl(7) "Configuration": a valid app name, exactly one
 // version source (a literal one is SemVer), absolute normalised distinct non-nested state
 // paths, bartl_dir absolute and outside them, positive timeouts, zstd level 1..19.
 #include <algorithm>

@@ -31,7 +31,7 @@ SOURCE_ROOT = os.environ.get("BARTL_SOURCE_ROOT", os.path.abspath(os.path.join(o
 BARTLD = os.environ.get("BARTLD", os.path.join(SOURCE_ROOT, "build", "src", "daemon", "bartld"))
 EXAMPLES = os.path.join(SOURCE_ROOT, "examples", "notes")
 
-# Exit codes of DESIGN.md.
+# Exit codes of bartl(7).
 EXIT_RUNTIME, EXIT_USAGE, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_CONFIG = 1, 64, 65, 66, 78
 
 

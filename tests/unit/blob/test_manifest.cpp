@@ -1,4 +1,4 @@
-// Manifest JSON: exactly the sidecar keys of DESIGN.md, strict parsing naming the bad key.
+// Manifest JSON: exactly the sidecar keys of bartl(7), strict parsing naming the bad key.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <set>

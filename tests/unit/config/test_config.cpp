@@ -1,4 +1,4 @@
-// bartl.toml loading and validation (src/config/config.hpp, DESIGN.md "Configuration").
+// bartl.toml loading and validation (src/config/config.hpp, bartl(7) "Configuration").
 // Error tests compare whole messages: the FILE:LINE:COLUMN prefix and the wording are what
 // the operator sees, so they are part of the contract.
 #include <catch2/catch.hpp>
@@ -135,7 +135,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.retention.keep_monthly == 12);
 }
 
-TEST_CASE("the example from DESIGN.md is valid", "[config]") {
+TEST_CASE("the example from bartl(7) is valid", "[config]") {
     const Config c = load_config(fixtures / "design-example.toml");
     CHECK(c.ready.kind == Readiness::Kind::notify);
     CHECK(c.store == "file:///var/backups/bartl/notes");

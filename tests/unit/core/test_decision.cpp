@@ -1,6 +1,6 @@
 // The decision table, exhaustively: every StateFact x BackupFact x engine-vs-state
 // x backup-vs-engine, checked against an expected table written out by hand
-// from DESIGN.md, not derived from the implementation.
+// from bartl(7), not derived from the implementation.
 #include <catch2/catch.hpp>
 
 #include <map>
