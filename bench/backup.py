@@ -168,9 +168,11 @@ def toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(path, state, bartl_dir, store, init_hook=None):
+def write_config(path, state, bartl_dir, store, init_hook=None, moved_from=None):
     lines = ["[app]", 'name = "benchdata"', 'version = "1.0.0"', "", "[state]",
              f"paths = [{toml_str(state)}]", f"bartl_dir = {toml_str(bartl_dir)}"]
+    if moved_from:  # the restore side's state lives elsewhere than the backed-up one
+        lines.append(f"moved = {{ {toml_str(moved_from)} = {toml_str(state)} }}")
     if init_hook:
         lines += ["", "[hooks]", "init = [" + ", ".join(toml_str(a) for a in init_hook) + "]"]
     lines += ["", "[backup]", f"store = {toml_str('file://' + store)}", 'compression = "zstd:3"',
@@ -217,6 +219,7 @@ def ensure_dataset(bartld, base, size, seed, env):
     hook = [sys.executable, os.path.abspath(__file__), "--generate-size", str(size), "--seed", str(seed),
             "--generate-into-staging"]
     write_config(cfg, state, bartl_dir, os.path.join(root, "store"), init_hook=hook)
+    must(timed([bartld, "--config", cfg, "--init-store"], root, env), "bartld --init-store")
     print(f"data set: generating {human(size)} (seed {seed}) in {state} via bartld init ...", flush=True)
     os.makedirs(os.path.join(root, "tmp"))
     m = timed([bartld, "--config", cfg, "--prepare"], os.path.join(root, "tmp"), env)
@@ -256,6 +259,7 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
     try:
         cfg_a = os.path.join(work, "a.toml")
         write_config(cfg_a, state, bartl_dir, store)
+        must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
         print(f"data set: {nfiles} files, {human(nbytes)}; warm-up read {warm(state, work):.1f} s", flush=True)
         for run in range(runs):
             # Nothing is deleted before the end of this size's runs: ext4 scans recently deleted
@@ -265,7 +269,8 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
             rroot = os.path.join(ex, "bartl-restore")
             cfg_b = os.path.join(ex, "b.toml")
             os.makedirs(ex)
-            write_config(cfg_b, os.path.join(rroot, "state", "data"), os.path.join(rroot, "bartl"), store)
+            write_config(cfg_b, os.path.join(rroot, "state", "data"), os.path.join(rroot, "bartl"), store,
+                         moved_from=state)
             # backup: baseline, then bartld
             m = must(timed(bash(f"tar -cf - -C {q(state)} . | zstd -3 -T0 -q | sha256sum"), work), "baseline backup")
             res["backup_base"].append(m.seconds)

@@ -41,7 +41,7 @@ def toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(root, app_argv, store):
+def write_config(root, app_argv, store, bartld):
     cfg = os.path.join(root, "bench.toml")
     lines = [
         "[app]",
@@ -60,6 +60,8 @@ def write_config(root, app_argv, store):
         lines += ["", "[backup]", f"store = {toml_str('file://' + os.path.join(root, 'store'))}", 'interval = "24h"']
     with open(cfg, "w") as f:
         f.write("\n".join(lines) + "\n")
+    if store:  # the operator's one-time step for a new store
+        subprocess.run([bartld, "--config", cfg, "--init-store"], check=True, capture_output=True)
     return cfg
 
 
@@ -197,7 +199,7 @@ def main():
     root = tempfile.mkdtemp(prefix="bartl-bench-startup-")
     listener = Listener(root)
     try:
-        cfg = write_config(root, app_argv, store=not args.no_store)
+        cfg = write_config(root, app_argv, store=not args.no_store, bartld=bartld)
         base_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         base_env["BARTL_LOG_LEVEL"] = base_env.get("BARTL_LOG_LEVEL", "notice")
         # First start: fresh install (init without a hook), so every measured start is a reboot.

@@ -61,7 +61,10 @@ def main():
             f.write(f'[app]\nname = "bench"\nversion = "1.0.0"\n[state]\npaths = ["{state}"]\n'
                     f'bartl_dir = "{root}/bartl"\n[backup]\nstore = "file://{root}/store"\n'
                     f'compression = "zstd:19"\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n')
-        # Adopt the data (it is not bartl's yet), then serve.
+        # A new store gets its identity; adopt the data (it is not bartl's yet); then serve.
+        r = bartltest.bartlctl("init-store", "-c", conf, bus=bus)
+        if r.returncode != 0:
+            raise SystemExit(f"init-store failed: {r.stderr}")
         r = bartltest.bartlctl("adopt", "-c", conf, "1.0.0", bus=bus)
         if r.returncode != 0:
             raise SystemExit(f"adopt failed: {r.stderr}")

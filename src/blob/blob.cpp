@@ -5,6 +5,7 @@
 // SECURE_NOABSOLUTEPATHS cannot be used because we rewrite names to absolute staging paths,
 // so the containment checks below are what keeps a hostile archive inside staging.
 #include "blob/blob.hpp"
+#include "util/sha256.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -70,36 +71,6 @@ std::string la_error(archive* a) {
 }
 
 /// Incremental SHA-256 (OpenSSL EVP).
-class Sha256 {
-public:
-    Sha256() : ctx_(EVP_MD_CTX_new()) {
-        if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
-            EVP_MD_CTX_free(ctx_);
-            throw RuntimeError("cannot initialise SHA-256 (OpenSSL EVP)");
-        }
-    }
-    ~Sha256() { EVP_MD_CTX_free(ctx_); }
-    Sha256(const Sha256&) = delete;
-    Sha256& operator=(const Sha256&) = delete;
-
-    void update(const void* data, std::size_t n) {
-        if (n > 0 && EVP_DigestUpdate(ctx_, data, n) != 1) throw RuntimeError("SHA-256 update failed (OpenSSL EVP)");
-    }
-    /// Lower-case hex digest; the context is finished afterwards.
-    std::string hex() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        if (EVP_DigestFinal_ex(ctx_, md, &len) != 1) throw RuntimeError("SHA-256 final failed (OpenSSL EVP)");
-        std::string out;
-        out.reserve(2 * len);
-        for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
-        return out;
-    }
-
-private:
-    EVP_MD_CTX* ctx_;
-};
-
 /// Calls the progress callback at most once per kProgressStep bytes (it may talk to systemd).
 class Throttle {
 public:

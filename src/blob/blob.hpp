@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "blob/manifest.hpp"
-#include "store/store.hpp"
+#include "core/error.hpp"
+#include "util/byte_stream.hpp"
 
 namespace bartl {
 

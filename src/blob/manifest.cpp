@@ -7,42 +7,15 @@
 
 #include <stdexcept>
 
-#include <nlohmann/json.hpp>
+#include "core/json_read.hpp"
 
 namespace bartl {
 namespace {
 
 using nlohmann::json;
+using json_read::Object;
 
 constexpr int kFormat = 1;
-
-[[noreturn]] void bad(const std::string& key, const std::string& problem) {
-    throw std::invalid_argument("backup manifest: key \"" + key + "\" " + problem);
-}
-
-const json& member(const json& obj, const std::string& key, const std::string& path) {
-    auto it = obj.find(key);
-    if (it == obj.end()) bad(path, "is missing");
-    return *it;
-}
-
-std::string get_string(const json& obj, const std::string& key, const std::string& prefix = "") {
-    const auto path = prefix + key;
-    const auto& v = member(obj, key, path);
-    if (!v.is_string()) bad(path, "must be a string, not " + std::string(v.type_name()));
-    return v.get<std::string>();
-}
-
-std::uint64_t get_u64(const json& obj, const std::string& key, const std::string& prefix = "") {
-    const auto path = prefix + key;
-    const auto& v = member(obj, key, path);
-    if (!v.is_number_unsigned()) {
-        // A JSON 0 parses as unsigned; a negative or fractional number is a real error.
-        if (!v.is_number_integer() || v.get<std::int64_t>() < 0)
-            bad(path, "must be a non-negative integer, not " + v.dump());
-    }
-    return v.get<std::uint64_t>();
-}
 
 bool is_lower_hex(const std::string& s) {
     for (char c : s)
@@ -68,6 +41,12 @@ void add_tail(json& j, const BackupManifest& m) {
     for (const auto& c : m.components) comps.push_back({{"kind", c.kind}, {"name", c.name}});
     j["components"] = comps;
     j["paths"] = m.paths;
+    j["reason"] = m.reason;
+    j["writer"] = {{"state_id", m.writer_state_id}, {"generation", m.writer_generation}};
+    json migs = json::array();
+    for (const auto& a : m.migrations)
+        migs.push_back({{"name", a.name}, {"sha256", a.sha256}, {"time", a.time}, {"engine", a.engine}});
+    j["migrations"] = migs;
 }
 
 }  // namespace
@@ -88,61 +67,48 @@ std::string BackupManifest::to_archive_json() const {
 }
 
 BackupManifest BackupManifest::from_json(const std::string& text) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
-        throw std::invalid_argument(std::string("backup manifest: not valid JSON: ") + e.what());
-    }
-    if (!j.is_object()) throw std::invalid_argument("backup manifest: not a JSON object");
-
+    const auto j = Object::parse("backup manifest", text);
     BackupManifest m;
-    const auto& format = member(j, "format", "format");
-    if (!format.is_number_integer()) bad("format", "must be an integer, not " + format.dump());
-    if (format.get<std::int64_t>() != kFormat)
-        bad("format", "is " + format.dump() + ", this bartl reads format " + std::to_string(kFormat));
-    m.format = kFormat;
-    m.app = get_string(j, "app");
-    m.version = get_string(j, "version");
-    m.created = get_string(j, "created");
-    m.host = get_string(j, "host");
-    m.id = get_string(j, "id");
-    m.compression = get_string(j, "compression");
+    m.format = j.format(kFormat, kFormat);
+    m.app = j.string("app");
+    m.version = j.string("version");
+    m.created = j.string("created");
+    m.host = j.string("host");
+    m.id = j.string("id");
+    m.compression = j.string("compression");
 
-    const auto& enc = member(j, "encryption", "encryption");
+    const auto& enc = j.member("encryption");
     if (enc.is_null()) {
         m.encryption.reset();
     } else if (enc.is_object()) {
-        m.encryption = get_string(enc, "type", "encryption.");
+        m.encryption = j.object("encryption").string("type");
     } else {
-        bad("encryption", "must be null or an object like {\"type\": \"age\"}, not " + enc.dump());
+        j.fail("encryption", "must be null or an object like {\"type\": \"age\"}, not " + enc.dump());
     }
+    for (const auto& c : j.objects("components")) m.components.push_back({c.string("kind"), c.string("name")});
+    m.paths = j.strings("paths");
 
-    const auto& comps = member(j, "components", "components");
-    if (!comps.is_array()) bad("components", "must be an array");
-    for (std::size_t i = 0; i < comps.size(); ++i) {
-        const auto prefix = "components[" + std::to_string(i) + "].";
-        if (!comps[i].is_object()) bad(prefix.substr(0, prefix.size() - 1), "must be an object");
-        m.components.push_back({get_string(comps[i], "kind", prefix), get_string(comps[i], "name", prefix)});
-    }
-
-    const auto& paths = member(j, "paths", "paths");
-    if (!paths.is_array()) bad("paths", "must be an array of strings");
-    for (std::size_t i = 0; i < paths.size(); ++i) {
-        if (!paths[i].is_string()) bad("paths[" + std::to_string(i) + "]", "must be a string");
-        m.paths.push_back(paths[i].get<std::string>());
-    }
-
-    if (auto it = j.find("blob"); it != j.end()) {
-        if (!it->is_object()) bad("blob", "must be an object with name, size and sha256");
-        m.blob_name = get_string(*it, "name", "blob.");
-        m.blob_size = get_u64(*it, "size", "blob.");
-        m.blob_sha256 = get_string(*it, "sha256", "blob.");
+    if (j.has("blob")) {
+        const auto b = j.object("blob");
+        m.blob_name = b.string("name");
+        m.blob_size = b.unsigned_integer("size");
+        m.blob_sha256 = b.string("sha256");
         if (m.blob_sha256.size() != 64 || !is_lower_hex(m.blob_sha256))
-            bad("blob.sha256", "must be 64 lower-case hex digits, not \"" + m.blob_sha256 + "\"");
+            b.fail("sha256", "must be 64 lower-case hex digits, not \"" + m.blob_sha256 + "\"");
     }
-    if (j.contains("files")) m.files = get_u64(j, "files");
-    if (j.contains("bytes")) m.bytes = get_u64(j, "bytes");
+    if (j.has("files")) m.files = j.unsigned_integer("files");
+    if (j.has("bytes")) m.bytes = j.unsigned_integer("bytes");
+    if (j.has("reason")) m.reason = j.string("reason");
+    if (j.has("writer")) {
+        const auto w = j.object("writer");
+        m.writer_state_id = w.string("state_id");
+        if (!m.writer_state_id.empty() && !is_state_id(m.writer_state_id))
+            w.fail("state_id", "must be empty or 32 lower-case hex digits, not \"" + m.writer_state_id + "\"");
+        m.writer_generation = w.unsigned_integer("generation");
+    }
+    if (j.has("migrations"))
+        for (const auto& a : j.objects("migrations"))
+            m.migrations.push_back({a.string("name"), a.string("sha256"), a.string("time"), a.string("engine")});
     return m;
 }
 

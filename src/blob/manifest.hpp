@@ -7,16 +7,19 @@
 #include <string>
 #include <vector>
 
+#include "core/marker.hpp"
+
 namespace bartl {
 
 /// One component of a backup: {"kind": "path", "name": "/var/lib/notes"}, later "postgresql".
-struct Component {
+struct ManifestComponent {
     std::string kind;
     std::string name;
 };
 
 /// Manifest keys. The sidecar has all of them; the in-archive copy lacks `blob` (unknown
-/// while the archive is written) and the counts.
+/// while the archive is written) and the counts. `reason`, `writer` and `migrations` are
+/// optional when read (sidecars of older bartl lack them).
 struct BackupManifest {
     int format = 1;
     std::string app;
@@ -29,10 +32,19 @@ struct BackupManifest {
     std::string blob_sha256;   ///< blob.sha256, 64 lower-case hex chars
     std::string compression;   ///< "zstd:3"
     std::optional<std::string> encryption;  ///< null or "age"
-    std::vector<Component> components;
+    std::vector<ManifestComponent> components;
     std::vector<std::string> paths;  ///< state/N/ in the archive holds paths[N]
     std::uint64_t files = 0;   ///< regular files + dirs + links in the archive (excluding bartl/)
     std::uint64_t bytes = 0;   ///< bytes of regular file content in the archive
+    /// Why it was taken: "scheduled", "manual", "pre-migration", "stop"... ("" in sidecars of
+    /// bartl before reasons were recorded).
+    std::string reason;
+    /// The state that wrote it: its state ID and writer generation ("" / 0 when unknown, i.e.
+    /// written by bartl before fencing). Retention only ever deletes its own writer's backups.
+    std::string writer_state_id;
+    std::uint64_t writer_generation = 0;
+    /// The state's applied migrations at backup time, so a restore keeps its history.
+    std::vector<AppliedMigration> migrations;
 
     /// Sidecar JSON (pretty, newline-terminated).
     std::string to_json() const;

@@ -25,6 +25,7 @@
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "core/semver.hpp"
+#include "core/store_url.hpp"
 
 namespace bartl {
 
@@ -36,11 +37,12 @@ namespace fs = std::filesystem;
 constexpr std::array app_keys{
     "name"sv,        "version"sv,           "version_file"sv, "version_command"sv, "version_timeout"sv, "exec"sv,
     "environment"sv, "working_directory"sv, "ready"sv,        "ready_timeout"sv,   "stop_timeout"sv};
-constexpr std::array state_keys{"paths"sv, "bartl_dir"sv};
-constexpr std::array hooks_keys{"init"sv,        "migrations"sv,   "pre_backup"sv,
-                                "post_backup"sv, "post_restore"sv, "timeout"sv};
+constexpr std::array state_keys{"paths"sv, "bartl_dir"sv, "moved"sv};
+constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations"sv, "pre_backup"sv,
+                                "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
-                                 "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv};
+                                 "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
+                                 "keep_pre_migration"sv};
 
 struct Schema {
     std::string_view table;
@@ -150,6 +152,13 @@ struct Section {
 class Parser {
 public:
     explicit Parser(std::string source) : source_(std::move(source)) {}
+
+    /// "SOURCE:LINE:COLUMN" of a node (1:1 when unknown).
+    std::string position(const toml::source_region& where) const {
+        const auto line = where.begin.line ? where.begin.line : 1;
+        const auto column = where.begin.line ? where.begin.column : 1;
+        return fmt::format("{}:{}:{}", source_, line, column);
+    }
 
     /// Throws ConfigError "SOURCE:LINE:COLUMN: message"; an unknown position reads 1:1.
     [[noreturn]] void fail(const toml::source_region& where, std::string_view message) const {
@@ -526,6 +535,34 @@ void parse_state(const Parser& p, const Section& state, Config& c) {
                                                 label, s, j, other.string()));
         }
         c.state_paths.push_back(path);
+        c.positions[label] = p.position(el.source());
+    }
+
+    // [state] moved = { "/old/path" = "/declared/path" }: a restore maps the backup's old name
+    // to the declared component (never by position).
+    if (const toml::node* m = state.get("moved")) {
+        if (!m->is_table())
+            p.fail(m->source(), fmt::format("[state] moved must be a table of \"OLD PATH\" = \"DECLARED PATH\", got {}",
+                                            type_name(*m)));
+        for (auto&& [key, value] : *m->as_table()) {
+            const std::string old(key.str());
+            if (old.empty() || old.front() != '/')
+                p.fail(key.source(), fmt::format("[state] moved: \"{}\" must be an absolute path", old));
+            if (!value.is_string())
+                p.fail(value.source(), fmt::format("[state] moved \"{}\" must be a string (a declared path), got {}", old,
+                                                   type_name(value)));
+            const fs::path to(value.as_string()->get());
+            if (std::find(c.state_paths.begin(), c.state_paths.end(), to) == c.state_paths.end())
+                p.fail(value.source(), fmt::format("[state] moved \"{}\" = \"{}\": \"{}\" is not one of [state] paths",
+                                                   old, to.string(), to.string()));
+            if (std::find(c.state_paths.begin(), c.state_paths.end(), fs::path(old)) != c.state_paths.end())
+                p.fail(key.source(), fmt::format("[state] moved: \"{}\" is itself declared in [state] paths", old));
+            for (const auto& [o, t] : c.moved)
+                if (t == to)
+                    p.fail(value.source(), fmt::format("[state] moved: \"{}\" and \"{}\" both move to \"{}\"",
+                                                       o.string(), old, to.string()));
+            c.moved[fs::path(old)] = to;
+        }
     }
 
     // The marker, intent record and lock must survive a restore that replaces the state
@@ -555,10 +592,42 @@ void parse_state(const Parser& p, const Section& state, Config& c) {
     }
 }
 
+/// A file:// store equal to, inside or around a state path nests backups in the state (each
+/// backup holding the last) or makes the state a part of the store; both fail later.
+void check_overlaps(const Parser& p, const Config& c) {
+    if (c.store.rfind("file://", 0) != 0) return;
+    fs::path dir;
+    try {
+        dir = file_url_path(c.store);
+    } catch (const ConfigError&) {
+        return;  // check_store() reported it
+    }
+    const auto pos = c.positions.count("[backup] store") ? c.positions.at("[backup] store") : "";
+    for (std::size_t i = 0; i < c.state_paths.size(); ++i) {
+        const auto& sp = c.state_paths[i];
+        const char* how = dir == sp ? "is" : is_within(dir, sp) ? "is inside" : is_within(sp, dir) ? "contains" : nullptr;
+        if (!how) continue;
+        throw ConfigError(fmt::format("{}: [backup] store {} {} [state] paths[{}] \"{}\": backups would be backed up "
+                                      "into each other, and a restore would replace the store; keep the store on "
+                                      "another directory (ideally another disk)",
+                                      pos.empty() ? p.position({}) : pos, c.store, how, i, sp.string()));
+    }
+    if (is_within(dir, c.bartl_dir) || is_within(c.bartl_dir, dir))
+        throw ConfigError(fmt::format("{}: [backup] store {} overlaps bartl's own directory {}",
+                                      pos.empty() ? p.position({}) : pos, c.store, c.bartl_dir.string()));
+}
+
 // ---- [hooks] --------------------------------------------------------------------------
 
+/// Remembers where `key` of `sec` was set, for checks after loading (Config::where()).
+void record_position(const Parser& p, const Section& sec, std::string_view key, Config& c) {
+    if (const toml::node* n = sec.get(key)) c.positions[sec.label(key)] = p.position(n->source());
+}
+
 void parse_hooks(const Parser& p, const Section& hooks, Config& c) {
+    for (const auto key : hooks_keys) record_position(p, hooks, key, c);
     c.hook_init = p.argv(hooks, "init");
+    c.hook_init_component = p.argv(hooks, "init_component");
     c.migrations_dir = p.absolute_path(hooks, "migrations");
     c.hook_pre_backup = p.argv(hooks, "pre_backup");
     c.hook_post_backup = p.argv(hooks, "post_backup");
@@ -623,13 +692,14 @@ void parse_compression(const Parser& p, const Section& backup, Config& c) {
         bad("too many parts");
     if (parts.size() >= 2) {
         const auto level = parse_int(parts[1]);
-        if (!level || *level < 1 || *level > 19)
+        if (!level || *level < 1 || *level > 19 || parts[1].front() == '0')
             bad(fmt::format("level \"{}\" is not a number from 1 to 19", parts[1]));
         c.compression_level = int(*level);
     }
     if (parts.size() == 3) {
         const auto threads = parse_int(parts[2]);
-        if (!threads || *threads < 0 || *threads > max_compression_threads)
+        if (!threads || *threads < 0 || *threads > max_compression_threads ||
+            (parts[2].size() > 1 && parts[2].front() == '0'))
             bad(fmt::format("threads \"{}\" is not a number from 0 (one per core) to {}", parts[2],
                             max_compression_threads));
         c.compression_threads = int(*threads);
@@ -637,6 +707,7 @@ void parse_compression(const Parser& p, const Section& backup, Config& c) {
 }
 
 void parse_backup(const Parser& p, const Section& backup, Config& c) {
+    record_position(p, backup, "store", c);
     if (auto store = p.string(backup, "store")) {
         if (!store->empty())
             check_store(p, *backup.get("store"), *store);
@@ -664,6 +735,8 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
         c.retention.keep_weekly = *n;
     if (auto n = p.count(backup, "keep_monthly"))
         c.retention.keep_monthly = *n;
+    if (auto n = p.count(backup, "keep_pre_migration"))
+        c.retention.keep_pre_migration = *n;
 }
 
 void check_instance_name(const std::string& instance) {
@@ -695,7 +768,13 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
     parse_state(p, state, c);
     parse_hooks(p, hooks, c);
     parse_backup(p, backup, c);
+    check_overlaps(p, c);
     return c;
+}
+
+std::string Config::where(const std::string& label) const {
+    const auto it = positions.find(label);
+    return it != positions.end() ? it->second : file.string();
 }
 
 Config load_config(const std::filesystem::path& file, const std::string& instance) {

@@ -41,10 +41,16 @@ struct Config {
 
     // [state]
     std::vector<std::filesystem::path> state_paths;  ///< absolute, distinct, none inside another
+    /// [state] moved: old path -> declared path, for restoring a backup taken when a state
+    /// directory lived elsewhere (another server's layout). Restore maps by name only.
+    std::map<std::filesystem::path, std::filesystem::path> moved;
     std::filesystem::path bartl_dir;  ///< [state] bartl_dir: marker, intent, lock; default /var/lib/bartl/NAME
 
     // [hooks]
     std::vector<std::string> hook_init;
+    /// [hooks] init_component: fills $BARTL_STAGING for one component declared after the
+    /// state was created ($BARTL_COMPONENT names it); empty = such components start empty.
+    std::vector<std::string> hook_init_component;
     std::optional<std::filesystem::path> migrations_dir;
     std::vector<std::string> hook_pre_backup;
     std::vector<std::string> hook_post_backup;
@@ -60,7 +66,13 @@ struct Config {
     /// From "zstd:N:T": zstd workers. Default 0: one per core, at most 4 (about 5 MiB of
     /// memory each); 1 = one compressing thread, streaming in a few MiB.
     int compression_threads = 0;
-    RetentionPolicy retention{7, 7, 4, 12};
+    RetentionPolicy retention{7, 7, 4, 12, 3};
+
+    /// Where each key was set, "FILE:LINE:COLUMN", by label ("[hooks] init", "[state]
+    /// paths[1]", "[backup] store"), for checks made after loading (hooks on disk).
+    std::map<std::string, std::string> positions;
+    /// "FILE:LINE:COLUMN" of `label`, or the file name when it was not set in the file.
+    std::string where(const std::string& label) const;
 };
 
 /// Loads and validates a config file. `instance` overrides the instance name (else app.name).

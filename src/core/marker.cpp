@@ -1,137 +1,148 @@
-// Marker and intent (de)serialisation. Reading is strict: every key bartl
-// writes must be present with its type, because a marker that parses is the
-// commit point (invariant 1) and an intent licenses deleting data
-// (invariant 2); guessing a default there could destroy data. Unknown extra
-// keys are ignored so that a newer bartl may add fields within format 1.
+// Marker and intent (de)serialisation. Reading is strict (core/json_read.hpp): a marker
+// that parses is the commit point (invariant 1) and an intent licenses deleting data
+// (invariant 2). Format 1 (bartl before state identity) is still read, so an existing
+// install upgrades on its first start without an operator step.
 #include "core/marker.hpp"
 
 #include <limits>
 #include <stdexcept>
 
-#include <nlohmann/json.hpp>
+#include "core/json_read.hpp"
 
 namespace bartl {
 namespace {
 
 using nlohmann::json;
+using json_read::Object;
 
-constexpr int kFormat = 1;
+constexpr int kFormat = 2;
 
-[[noreturn]] void bad(const std::string& what, const std::string& key, const std::string& problem) {
-    throw std::invalid_argument(what + ": key \"" + key + "\" " + problem);
-}
-
-json parse_object(const std::string& what, const std::string& text) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
-        throw std::invalid_argument(what + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object()) throw std::invalid_argument(what + ": expected a JSON object at the top level");
-    return j;
-}
-
-const json& field(const std::string& what, const json& obj, const std::string& key) {
-    const auto it = obj.find(key);
-    if (it == obj.end()) bad(what, key, "is missing");
-    return *it;
-}
-
-std::string get_string(const std::string& what, const json& obj, const std::string& key) {
-    const json& v = field(what, obj, key);
-    if (!v.is_string()) bad(what, key, std::string("must be a string, not ") + v.type_name());
-    return v.get<std::string>();
-}
-
-int get_int(const std::string& what, const json& obj, const std::string& key) {
-    const json& v = field(what, obj, key);
-    if (!v.is_number_integer()) bad(what, key, std::string("must be an integer, not ") + v.type_name());
-    // Unsigned values above INT64_MAX are stored as number_unsigned; is_number_integer covers both.
-    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<int>::max())
-                               : (v.get<std::int64_t>() < std::numeric_limits<int>::min() ||
-                                  v.get<std::int64_t>() > std::numeric_limits<int>::max()))
-        bad(what, key, "is out of range");
-    return v.get<int>();
-}
-
-std::vector<std::string> get_strings(const std::string& what, const json& obj, const std::string& key) {
-    const json& v = field(what, obj, key);
-    if (!v.is_array()) bad(what, key, std::string("must be an array of strings, not ") + v.type_name());
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        if (!v[i].is_string())
-            bad(what, key + "[" + std::to_string(i) + "]", std::string("must be a string, not ") + v[i].type_name());
-        out.push_back(v[i].get<std::string>());
-    }
-    return out;
-}
-
-void check_format(const std::string& what, const json& obj) {
-    const int f = get_int(what, obj, "format");
-    if (f != kFormat)
-        throw std::invalid_argument(what + ": unsupported format " + std::to_string(f) + " (this bartl reads format " +
-                                    std::to_string(kFormat) + ")");
+std::string get_hex_or_empty(const Object& o, const std::string& key, std::size_t digits) {
+    auto s = o.string(key);
+    if (s.empty()) return s;
+    if (s.size() != digits || s.find_first_not_of("0123456789abcdef") != std::string::npos)
+        o.fail(key, "must be " + std::to_string(digits) + " lower-case hex digits, not \"" + s + "\"");
+    return s;
 }
 
 }  // namespace
+
+std::string component_id(const std::string& kind, const std::string& name) { return kind + ":" + name; }
+
+bool is_state_id(const std::string& s) noexcept {
+    return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+const ComponentRecord* Marker::find(const std::string& kind, const std::string& name) const {
+    for (const auto& c : components)
+        if (c.kind == kind && c.name == name) return &c;
+    return nullptr;
+}
 
 std::string Marker::to_json() const {
     json h = json::array();
     for (const auto& e : history)
         h.push_back({{"time", e.time}, {"event", e.event}, {"from", e.from}, {"to", e.to}, {"detail", e.detail}});
-    const json j = {{"format", format},           {"app", app},
-                    {"version", version},         {"origin", origin},
-                    {"state_paths", state_paths}, {"history", h}};
+    json comps = json::array();
+    for (const auto& c : components)
+        comps.push_back({{"kind", c.kind},
+                         {"name", c.name},
+                         {"binding", c.binding},
+                         {"mount_point", c.mount_point},
+                         {"device", c.device},
+                         {"inode", c.inode}});
+    json migs = json::array();
+    for (const auto& m : migrations)
+        migs.push_back({{"name", m.name}, {"sha256", m.sha256}, {"time", m.time}, {"engine", m.engine}});
+    const json j = {{"format", kFormat},
+                    {"app", app},
+                    {"version", version},
+                    {"state_id", state_id},
+                    {"origin", origin},
+                    {"components", comps},
+                    {"migrations", migs},
+                    {"writer",
+                     {{"store_id", writer.store_id}, {"generation", writer.generation}, {"deferred", writer.deferred}}},
+                    {"history", h}};
     return j.dump(2) + "\n";
 }
 
 Marker Marker::from_json(const std::string& text) {
-    const std::string what = "state marker";
-    const json j = parse_object(what, text);
-    check_format(what, j);
+    const auto j = Object::parse("state marker", text);
     Marker m;
-    m.format = kFormat;
-    m.app = get_string(what, j, "app");
-    m.version = get_string(what, j, "version");
-    m.origin = get_string(what, j, "origin");
-    m.state_paths = get_strings(what, j, "state_paths");
-    const json& h = field(what, j, "history");
-    if (!h.is_array()) bad(what, "history", std::string("must be an array, not ") + h.type_name());
-    for (std::size_t i = 0; i < h.size(); ++i) {
-        const std::string where = what + " history[" + std::to_string(i) + "]";
-        if (!h[i].is_object()) throw std::invalid_argument(where + ": must be an object, not " + h[i].type_name());
-        m.history.push_back({get_string(where, h[i], "time"), get_string(where, h[i], "event"),
-                             get_string(where, h[i], "from"), get_string(where, h[i], "to"),
-                             get_string(where, h[i], "detail")});
+    const int format = j.format(1, kFormat);
+    m.app = j.string("app");
+    m.version = j.string("version");
+    m.origin = j.string("origin");
+    if (format == 1) {
+        // Before state identity: paths only, bound on the first start of this bartl.
+        for (const auto& p : j.strings("state_paths")) m.components.push_back(ComponentRecord{"path", p, "", "", "", 0});
+    } else {
+        m.state_id = j.string("state_id");
+        if (!is_state_id(m.state_id)) j.fail("state_id", "must be 32 lower-case hex digits, not \"" + m.state_id + "\"");
+        for (const auto& c : j.objects("components")) {
+            ComponentRecord r;
+            r.kind = c.string("kind");
+            r.name = c.string("name");
+            r.binding = c.string("binding");
+            if (r.binding != "xattr" && r.binding != "inode" && r.binding != "")
+                c.fail("binding", "has unknown value \"" + r.binding + "\" (expected xattr or inode)");
+            r.mount_point = c.string("mount_point");
+            r.device = c.string("device");
+            r.inode = c.unsigned_integer("inode");
+            m.components.push_back(std::move(r));
+        }
+        for (const auto& a : j.objects("migrations"))
+            m.migrations.push_back(
+                AppliedMigration{a.string("name"), get_hex_or_empty(a, "sha256", 64), a.string("time"), a.string("engine")});
+        const auto w = j.object("writer");
+        m.writer.store_id = w.string("store_id");
+        m.writer.generation = w.unsigned_integer("generation");
+        m.writer.deferred = w.string("deferred");
+        if (m.writer.deferred != "" && m.writer.deferred != "claim" && m.writer.deferred != "takeover")
+            w.fail("deferred", "has unknown value \"" + m.writer.deferred + "\" (expected \"\", claim or takeover)");
     }
+    for (const auto& e : j.objects("history"))
+        m.history.push_back({e.string("time"), e.string("event"), e.string("from"), e.string("to"), e.string("detail")});
     return m;
 }
 
 std::string Intent::to_json() const {
-    const json j = {{"format", format},   {"op", op},       {"started", started},     {"pid", pid},
-                    {"staging", staging}, {"targets", targets}, {"backup_id", backup_id}, {"from", from},
-                    {"to", to}};
+    const json j = {{"format", kFormat},
+                    {"op", op},
+                    {"started", started},
+                    {"pid", pid},
+                    {"staging", staging},
+                    {"targets", targets},
+                    {"backup_id", backup_id},
+                    {"from", from},
+                    {"to", to},
+                    {"state_id", state_id},
+                    {"pre_migration_backup", pre_migration_backup}};
     return j.dump(2) + "\n";
 }
 
 Intent Intent::from_json(const std::string& text) {
-    const std::string what = "intent record";
-    const json j = parse_object(what, text);
-    check_format(what, j);
+    const auto j = Object::parse("intent record", text);
+    const int format = j.format(1, kFormat);
     Intent in;
-    in.format = kFormat;
-    in.op = get_string(what, j, "op");
+    in.op = j.string("op");
     // Cleaning up depends on the op, so an op this bartl does not know is not guessed at.
     if (in.op != "init" && in.op != "restore" && in.op != "migrate")
-        bad(what, "op", "has unknown value \"" + in.op + "\" (expected init, restore or migrate)");
-    in.started = get_string(what, j, "started");
-    in.pid = get_int(what, j, "pid");
-    in.staging = get_strings(what, j, "staging");
-    in.targets = get_strings(what, j, "targets");
-    in.backup_id = get_string(what, j, "backup_id");
-    in.from = get_string(what, j, "from");
-    in.to = get_string(what, j, "to");
+        j.fail("op", "has unknown value \"" + in.op + "\" (expected init, restore or migrate)");
+    in.started = j.string("started");
+    in.pid = static_cast<int>(j.integer("pid", std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+    in.staging = j.strings("staging");
+    in.targets = j.strings("targets");
+    in.backup_id = j.string("backup_id");
+    in.from = j.string("from");
+    in.to = j.string("to");
+    if (format >= 2) {
+        in.state_id = j.string("state_id");
+        if (!in.state_id.empty() && !is_state_id(in.state_id))
+            j.fail("state_id", "must be empty or 32 lower-case hex digits, not \"" + in.state_id + "\"");
+        in.pre_migration_backup = j.string("pre_migration_backup");
+    }
     return in;
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 
 namespace bartl {
@@ -37,10 +38,17 @@ std::int64_t iso_week_bucket(sys_seconds t) {
 
 }  // namespace
 
-RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy) {
+RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy,
+                                 std::optional<sys_seconds> now, seconds skew) {
+    RetentionResult result;
     std::vector<const RetentionItem*> order;
     order.reserve(items.size());
-    for (const auto& it : items) order.push_back(&it);
+    for (const auto& it : items) {
+        if (!it.ours || (now && it.created > *now + skew))
+            result.keep.push_back(it.id);  // never ours to judge
+        else
+            order.push_back(&it);
+    }
     // Newest first; equal times are ordered by id so the result does not depend on input order.
     std::sort(order.begin(), order.end(), [](const RetentionItem* a, const RetentionItem* b) {
         if (a->created != b->created) return a->created > b->created;
@@ -67,9 +75,13 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
     const bool keep_all = policy.keep_last == 0 && policy.keep_daily == 0 && policy.keep_weekly == 0 &&
                           policy.keep_monthly == 0;
 
-    RetentionResult result;
+    unsigned pre_migration_left = policy.keep_pre_migration;
     for (const auto* it : order) {
         bool keep = keep_all;
+        if (it->pre_migration && pre_migration_left > 0) {
+            --pre_migration_left;
+            keep = true;
+        }
         if (last_left > 0) {
             --last_left;
             keep = true;
@@ -87,6 +99,14 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
         if (!newest_verified || it->created >= *newest_verified) keep = true;
         (keep ? result.keep : result.remove).push_back(it->id);
     }
+    // Newest first in both lists, whatever was set aside above.
+    std::map<std::string, sys_seconds> created;
+    for (const auto& it : items) created[it.id] = it.created;
+    for (auto* list : {&result.keep, &result.remove})
+        std::stable_sort(list->begin(), list->end(), [&](const std::string& a, const std::string& b) {
+            const auto ta = created[a], tb = created[b];
+            return ta != tb ? ta > tb : a > b;
+        });
     return result;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@ struct RetentionPolicy {
     unsigned keep_daily = 0;    ///< the newest backup of each of the N newest UTC days that have one
     unsigned keep_weekly = 0;   ///< ... of each of the N newest ISO 8601 weeks
     unsigned keep_monthly = 0;  ///< ... of each of the N newest calendar months
+    /// The N newest pre-migration backups (the way back after an upgrade), whatever the
+    /// other rules say.
+    unsigned keep_pre_migration = 0;
 };
 
 /// One backup as retention sees it.
@@ -21,6 +25,8 @@ struct RetentionItem {
     std::string id;
     std::chrono::sys_seconds created;  ///< creation time, UTC
     bool verified = false;             ///< read back from the store and checked (size, SHA-256)
+    bool pre_migration = false;        ///< taken before a migration (sidecar reason "pre-migration")
+    bool ours = true;                  ///< written by the state applying retention (invariant 6)
 };
 
 /// The outcome: ids to keep and ids to delete, each newest first. Every input id is in
@@ -31,11 +37,17 @@ struct RetentionResult {
 };
 
 /// Applies the policy to `items` (any order). Safety rules (bartl(7) invariant 6) beat the
-/// policy: a backup may be deleted only when it is older than the newest verified backup,
-/// so the newest verified backup and everything newer are always kept, and with no verified
-/// backup nothing is deleted. When every rule is 0 the policy keeps everything. Backups with
-/// equal `created` are ordered by id, descending, so the result does not depend on input
-/// order. Unlike restic >= 0.16, a rule with counts left does not also keep the oldest backup.
-RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy);
+/// policy: another writer's backups (`ours` false) are always kept and not counted; so are
+/// backups created more than `skew` after `now` (a host with a wrong clock must not make the
+/// real newest backups look old); a backup may be deleted only when it is older than the
+/// newest verified backup of ours, so that one and everything newer are always kept, and
+/// with no verified backup nothing is deleted; the keep_pre_migration newest pre-migration
+/// backups are kept. When every keep_last/daily/weekly/monthly rule is 0 the policy keeps
+/// everything. Backups with equal `created` are ordered by id, descending, so the result does
+/// not depend on input order. Unlike restic >= 0.16, a rule with counts left does not also
+/// keep the oldest backup. `now` unset: no backup counts as future.
+RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy,
+                                 std::optional<std::chrono::sys_seconds> now = std::nullopt,
+                                 std::chrono::seconds skew = std::chrono::minutes(5));
 
 }  // namespace bartl

@@ -47,6 +47,7 @@
 #include "core/time.hpp"
 #include "daemon/bus_name.hpp"
 #include "ops/catalog.hpp"
+#include "ops/commands.hpp"
 #include "ops/instance.hpp"
 #include "ops/report.hpp"
 #include "store/store.hpp"
@@ -56,21 +57,6 @@ using namespace bartl;
 using json = nlohmann::ordered_json;
 
 namespace {
-
-constexpr int kExitNotRunning = 3;
-constexpr int kExitDenied = 4;
-
-/// The daemon is not running or not reachable (exit 3).
-class NotRunning : public Error {
-public:
-    using Error::Error;
-};
-
-/// The bus policy refused the call (exit 4).
-class Denied : public Error {
-public:
-    using Error::Error;
-};
 
 std::string bus_address() {
     const char* a = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
@@ -103,7 +89,7 @@ private:
 /// The properties of one instance (one GetAll round trip).
 struct Info {
     std::string bus_name;
-    std::string instance, phase, status_text, app, engine, state, origin, decision, job, store;
+    std::string instance, phase, status_text, app, engine, state, origin, decision, job, store, fenced;
     std::uint64_t phase_since = 0, serving_since = 0, next_backup = 0;
     std::uint32_t app_pid = 0;
     std::string last_id, last_created, last_result, last_error;
@@ -135,6 +121,7 @@ Info read_info(InstanceProxy& p, const std::string& bus_name) {
     i.next_backup = prop<std::uint64_t>(m, "NextBackup");
     i.job = prop<std::string>(m, "BackupJob");
     i.store = prop<std::string>(m, "Store");
+    i.fenced = prop<std::string>(m, "Fenced");
     using Last = sdbus::Struct<std::string, std::string, std::uint64_t, std::uint64_t, std::string, std::string>;
     const auto last = prop<Last>(m, "LastBackup");
     std::tie(i.last_id, i.last_created, i.last_size, i.last_duration_ms, i.last_result, i.last_error) = last;
@@ -200,13 +187,14 @@ json info_json(const Info& i) {
                 {"last_backup", last},
                 {"next_backup", time_json(i.next_backup)},
                 {"backup_job", i.job.empty() ? json(nullptr) : json(i.job)},
-                {"store", i.store.empty() ? json(nullptr) : json(i.store)}};
+                {"store", i.store.empty() ? json(nullptr) : json(i.store)},
+                {"fenced", i.fenced.empty() ? json(nullptr) : json(i.fenced)}};
 }
 
 /// systemctl-status-like text.
 std::string info_text(const Info& i) {
     std::string out;
-    const char* bullet = i.phase == "failed" ? "×" : "●";
+    const char* bullet = i.phase == "failed" || !i.fenced.empty() ? "×" : "●";
     std::string head = fmt::format("{} {} - {}", bullet, i.instance, i.phase);
     if (i.phase == "serving" || i.phase == "backing-up")
         head += fmt::format(" since {}; {}", time_text(i.serving_since), ago(i.serving_since));
@@ -236,6 +224,7 @@ std::string info_text(const Info& i) {
              fmt::format("{} (in {})", time_text(i.next_backup),
                          span_text((static_cast<std::int64_t>(i.next_backup) - now_usec()) / 1000000)));
     line("Store:", i.store.empty() ? "none configured" : i.store);
+    if (!i.fenced.empty()) line("FENCED:", i.fenced);
     return out;
 }
 
@@ -245,13 +234,14 @@ std::string info_text(const Info& i) {
     if (n == "org.freedesktop.DBus.Error.ServiceUnknown" || n == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
         n == "org.freedesktop.DBus.Error.NoReply" || n == "org.freedesktop.DBus.Error.Disconnected" ||
         n == "org.freedesktop.DBus.Error.UnknownObject")
-        throw NotRunning(fmt::format("{}: bartld is not running ({})", what, e.getMessage()));
+        throw NotRunningError(fmt::format("{}: bartld is not running ({})", what, e.getMessage()));
     if (n == "org.freedesktop.DBus.Error.AccessDenied")
-        throw Denied(fmt::format("{}: access denied by the bus policy (Backup and Verify need root or group "
+        throw DeniedError(fmt::format("{}: access denied by the bus policy (Backup and Verify need root or group "
                                  "bartl): {}", what, e.getMessage()));
-    if (n == "app.bartl.Error.Usage") throw UsageError(e.getMessage());
-    if (n == "app.bartl.Error.Config") throw ConfigError(e.getMessage());
-    throw RuntimeError(e.getMessage().empty() ? n : e.getMessage());
+    // The daemon's error, with the exit status the error table gives it (core/error.hpp).
+    const std::string msg = e.getMessage().empty() ? n : e.getMessage();
+    if (const auto kind = error_kind_for_dbus_name(n)) throw_error(*kind, msg);
+    throw RuntimeError(msg);
 }
 
 /// The bus connection and the instance chosen by -i (or the only one running).
@@ -261,12 +251,12 @@ public:
         try {
             conn_ = sdbus::createSystemBusConnection();
         } catch (const sdbus::Error& e) {
-            throw NotRunning(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartld is not running "
+            throw NotRunningError(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartld is not running "
                                          "there", bus_address(), e.getMessage()));
         }
         if (instance.empty()) {
             auto all = instances();
-            if (all.empty()) throw NotRunning(fmt::format("no bartld is running on the system bus {}", bus_address()));
+            if (all.empty()) throw NotRunningError(fmt::format("no bartld is running on the system bus {}", bus_address()));
             if (all.size() > 1) {
                 std::string names;
                 for (const auto& [inst, name] : all) names += (names.empty() ? "" : ", ") + inst;
@@ -279,7 +269,7 @@ public:
             instance_ = instance;
             name_ = bus::bus_name(instance);
             if (!has_owner(name_))
-                throw NotRunning(fmt::format("bartld instance {} is not running (no {} on the system bus {})",
+                throw NotRunningError(fmt::format("bartld instance {} is not running (no {} on the system bus {})",
                                              instance, name_, bus_address()));
         }
         proxy_ = std::make_unique<InstanceProxy>(*conn_, name_);
@@ -290,7 +280,7 @@ public:
         try {
             conn_ = sdbus::createSystemBusConnection();
         } catch (const sdbus::Error& e) {
-            throw NotRunning(fmt::format("cannot connect to the D-Bus system bus at {} ({}): no bartld is running "
+            throw NotRunningError(fmt::format("cannot connect to the D-Bus system bus at {} ({}): no bartld is running "
                                          "there", bus_address(), e.getMessage()));
         }
     }
@@ -354,6 +344,7 @@ struct Options {
     std::string id;
     std::string version;
     std::string config_file;
+    std::string component;
     bool clear = false;
 };
 
@@ -528,7 +519,7 @@ int cmd_backup(const Options& o) {
             // Signals are the normal path; this catches a daemon that stopped mid-backup.
             last_check = std::chrono::steady_clock::now();
             if (!c.has_owner(c.name()))
-                throw NotRunning(fmt::format("bartld {} went away while backup {} ran", c.instance(), id));
+                throw NotRunningError(fmt::format("bartld {} went away while backup {} ran", c.instance(), id));
             Info i;
             c.call("status of " + c.instance(), [&] { i = read_info(p, c.name()); });
             if (i.job != id && i.last_id == id) finished = {i.last_result, i.last_error};
@@ -553,65 +544,26 @@ Config load_instance_config(const Options& o) {
     return load_config(file, o.instance);
 }
 
-/// Regular files and their bytes under `p` (for showing what adopt takes over).
-std::pair<std::uint64_t, std::uint64_t> tree_size(const std::filesystem::path& p) {
-    std::uint64_t files = 0, bytes = 0;
-    std::error_code ec;
-    for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != decltype(it)();
-         it.increment(ec)) {
-        if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
-            ++files;
-            bytes += it->file_size(ec);
-        }
-    }
-    return {files, bytes};
-}
-
 int cmd_adopt(const Options& o) {
     const Config config = load_instance_config(o);
     const Version version = Version::parse(o.version);
-    // bartld must not start on the data while the marker is being written.
-    InstanceLock lock(config.bartl_dir, config.instance);
-    Instance inst(config);
-    auto mr = inst.read_marker();
-    if (mr.exists)
-        throw RuntimeError(fmt::format("instance {} already has a state marker {} ({}): its state is bartl's, "
-                                       "nothing to adopt", config.instance, inst.marker_path().string(),
-                                       mr.marker ? fmt::format("state {}, origin {}", mr.marker->version,
-                                                               mr.marker->origin)
-                                                 : "does not parse: " + mr.error));
-    if (auto intent = inst.read_intent())
-        throw RuntimeError(fmt::format("instance {} has an unfinished {} of bartl ({}): that data is bartl's own "
-                                       "half-done work, which bartld cleans up at its next start; nothing to adopt",
-                                       config.instance, intent->op, inst.intent_path().string()));
-    const auto paths = inst.paths_with_data();
-    if (paths.empty())
-        throw RuntimeError(fmt::format("instance {}: the declared state paths hold no data; nothing to adopt (bartld "
-                                       "restores or initialises empty state by itself)", config.instance));
-    json found = json::array();
-    std::string summary;
-    if (!o.json) std::cout << fmt::format("Instance {} (app {}): found data bartl did not create:\n", config.instance,
-                                          config.app_name);
-    for (const auto& p : paths) {
-        auto [files, bytes] = tree_size(p);
-        found.push_back(json{{"path", p.string()}, {"files", files}, {"bytes", bytes}});
-        summary += fmt::format("{}{} ({} files, {})", summary.empty() ? "" : ", ", p.string(), files,
-                               format_bytes(bytes));
-        if (!o.json) std::cout << fmt::format("  {}: {} files, {}\n", p.string(), files, format_bytes(bytes));
+    const auto r = adopt(config, version);
+    const Instance inst(config);
+    if (o.json) {
+        json found = json::array();
+        for (const auto& c : r.components)
+            found.push_back(json{{"component", c.id}, {"files", c.files}, {"bytes", c.bytes}});
+        print_json(json{{"instance", config.instance}, {"version", r.marker.version}, {"state_id", r.marker.state_id},
+                        {"marker", inst.marker_path().string()}, {"components", found}});
+        return 0;
     }
-    Marker m;
-    m.app = config.app_name;
-    m.version = version.str();
-    m.origin = "adopt";
-    for (const auto& p : config.state_paths) m.state_paths.push_back(p.string());
-    add_history(m, "adopt", "", m.version, "adopted by bartlctl: " + summary);
-    inst.write_marker(m);
-    if (o.json)
-        print_json(json{{"instance", config.instance}, {"version", m.version},
-                        {"marker", inst.marker_path().string()}, {"paths", found}});
-    else
-        std::cout << fmt::format("Adopted as state {} (marker {}); bartld now serves it (migrating when its engine "
-                                 "is newer).\n", m.version, inst.marker_path().string());
+    std::cout << fmt::format("Instance {} (app {}): adopted data bartl did not create:\n", config.instance,
+                             config.app_name);
+    for (const auto& c : r.components)
+        std::cout << fmt::format("  {}: {} files, {}\n", c.id, c.files, format_bytes(c.bytes));
+    std::cout << fmt::format("Adopted as state {} (state ID {}, marker {}); bartld now serves it (migrating when its "
+                             "engine is newer).\n",
+                             r.marker.version, r.marker.state_id, inst.marker_path().string());
     return 0;
 }
 
@@ -628,28 +580,49 @@ int cmd_restore_from(const Options& o) {
         return 0;
     }
     if (o.id.empty()) throw UsageError("restore-from needs a backup ID (see `bartlctl backups`) or --clear");
-    if (config.store.empty())
-        throw UsageError(fmt::format("{}: no [backup] store configured: nothing to restore from", config.file.string()));
-    // Pinning a backup the store does not hold would make the next start fail: check first.
-    auto store = open_store(config.store);
-    auto all = list_backups(*store, config.app_name);
-    auto b = find_backup(all, o.id);
-    if (!b)
-        throw RuntimeError(fmt::format("store {} holds no backup '{}' of {} (see `bartlctl backups`)", store->url(),
-                                       o.id, config.app_name));
-    inst.write_pin(b->id);
+    auto store = require_store(config, "nothing to restore from");
+    const auto b = pin_restore(config, *store, Context{}, o.id);
     if (o.json) {
-        print_json(json{{"instance", config.instance}, {"pin", b->id}, {"file", inst.pin_path().string()}});
+        print_json(json{{"instance", config.instance}, {"pin", b.id}, {"file", inst.pin_path().string()}});
         return 0;
     }
-    std::cout << fmt::format("instance {}: backup {} (state {}, created {}) pinned in {}\n", config.instance, b->id,
-                             b->version, b->created, inst.pin_path().string());
+    std::cout << fmt::format("instance {}: backup {} (state {}, created {}) pinned in {}\n", config.instance, b.id,
+                             b.version, b.created, inst.pin_path().string());
     auto mr = inst.read_marker();
     if (mr.marker)
         std::cout << fmt::format("note: state {} exists; the pin is used only when no state exists (move the state "
                                  "away, then restart bartld)\n", mr.marker->version);
     else
         std::cout << "the next start of bartld restores it\n";
+    return 0;
+}
+
+int cmd_init_store(const Options& o) {
+    const Config config = load_instance_config(o);
+    const auto r = init_configured_store(config, Context{});
+    if (o.json) {
+        print_json(json{{"instance", config.instance}, {"store", config.store}, {"created", r.created},
+                        {"store_id", r.identity.store_id}, {"app", r.identity.app}});
+        return 0;
+    }
+    std::cout << fmt::format("store {} {} for app {} (store ID {}, created {} on {})\n", config.store,
+                             r.created ? "initialised" : "was already initialised", r.identity.app,
+                             r.identity.store_id, r.identity.created, r.identity.created_by);
+    return 0;
+}
+
+int cmd_forget(const Options& o) {
+    const Config config = load_instance_config(o);
+    const auto m = forget_component(config, o.component);
+    if (o.json) {
+        json left = json::array();
+        for (const auto& c : m.components) left.push_back(component_id(c.kind, c.name));
+        print_json(json{{"instance", config.instance}, {"forgotten", o.component}, {"components", left}});
+        return 0;
+    }
+    std::cout << fmt::format("instance {}: {} is no longer part of the state (recorded in the history; its data was "
+                             "left in place)\n",
+                             config.instance, o.component);
     return 0;
 }
 
@@ -680,6 +653,11 @@ int main(int argc, char** argv) {
     restore_from->add_option("ID", o.id, "backup id");
     restore_from->add_flag("--clear", o.clear, "remove the pin: restore the newest backup");
     restore_from->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    auto* init_store = cli.add_subcommand("init-store", "create the store's identity object (once per new store)");
+    init_store->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    auto* forget = cli.add_subcommand("forget", "record that a component is no longer part of the state (bartld stopped)");
+    forget->add_option("COMPONENT", o.component, "component, e.g. path:/var/lib/notes/old")->required();
+    forget->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
     if (auto code = parse_command_line(cli, argc, argv)) return *code;
     try {
         if (status->parsed()) return cmd_status(o);
@@ -691,13 +669,9 @@ int main(int argc, char** argv) {
         if (instances->parsed()) return cmd_instances(o);
         if (adopt->parsed()) return cmd_adopt(o);
         if (restore_from->parsed()) return cmd_restore_from(o);
+        if (init_store->parsed()) return cmd_init_store(o);
+        if (forget->parsed()) return cmd_forget(o);
         return static_cast<int>(ExitCode::usage);
-    } catch (const NotRunning& e) {
-        std::cerr << "bartlctl: " << e.what() << "\n";
-        return kExitNotRunning;
-    } catch (const Denied& e) {
-        std::cerr << "bartlctl: " << e.what() << "\n";
-        return kExitDenied;
     } catch (const Error& e) {
         std::cerr << "bartlctl: " << e.what() << "\n";
         return static_cast<int>(e.exit_code());

@@ -21,6 +21,8 @@
 #include "daemon/bus_name.hpp"
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
+#include "ops/commands.hpp"
+#include "util/cancel.hpp"
 #include "ops/engine.hpp"
 #include "ops/instance.hpp"
 #include "ops/lifecycle.hpp"
@@ -47,8 +49,6 @@ sdbus::Error to_dbus_error(const std::exception_ptr& p) {
         std::rethrow_exception(p);
     } catch (const sdbus::Error& e) {
         return e;
-    } catch (const NotFound& e) {
-        return sdbus::Error("app.bartl.Error.NotFound", log::printable(e.what()));
     } catch (const Error& e) {
         return sdbus::Error(e.dbus_name(), log::printable(e.what()));
     } catch (const std::exception& e) {
@@ -69,10 +69,10 @@ std::optional<std::uint32_t> owner_pid(sdbus::IConnection& conn, const std::stri
     }
 }
 
-std::unique_ptr<::bartl::Store> open_configured_store(const Config& config) {
-    if (config.store.empty())
-        throw StoreUnavailable(fmt::format("instance {} has no [backup] store configured", config.instance));
-    return open_store(config.store);
+std::unique_ptr<::bartl::Store> configured_store(const Config& config) {
+    auto store = open_configured_store(config);
+    if (!store) throw StoreUnavailable(fmt::format("instance {} has no [backup] store configured", config.instance));
+    return store;
 }
 
 }  // namespace
@@ -107,6 +107,7 @@ public:
 
     ~BusService() override {
         status_.set_listener(nullptr);
+        cancel_.cancel("bartld is stopping");
         stopping_ = true;
         wake();
         if (thread_.joinable()) thread_.join();
@@ -148,9 +149,9 @@ private:
 
     void ListBackups(sdbus::Result<std::vector<BackupRow>>&& result) override {
         reply_async(std::move(result), [this] {
-            auto store = open_configured_store(config_);
+            auto store = configured_store(config_);
             std::vector<BackupRow> rows;
-            for (const auto& b : list_backups(*store, config_.app_name))
+            for (const auto& b : list_backups(*store, worker_context(), config_.app_name))
                 rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
                                   b.blob_size, b.bytes, b.files);
             return std::make_tuple(std::move(rows));
@@ -169,21 +170,8 @@ private:
                 std::atomic<bool>& flag;
                 ~Done() { flag = false; }
             } done{verifying_};
-            auto store = open_configured_store(config_);
-            std::string which = id;
-            if (which.empty()) {
-                auto all = list_backups(*store, config_.app_name);
-                if (all.empty())
-                    throw NotFound(fmt::format("store {} holds no backup of {}", store->url(), config_.app_name));
-                which = all.front().id;
-            }
-            Reporter reporter;
-            // verify_backup has no cancel flag; its keepalive runs every second or so, and
-            // throwing there ends a long verification when bartld stops.
-            reporter.keepalive = [this] {
-                if (stopping_) throw RuntimeError("verification cancelled: bartld is stopping");
-            };
-            auto b = verify_backup(config_, *store, which, reporter);
+            auto store = configured_store(config_);
+            auto b = verify_backup(config_, *store, worker_context(), id, Reporter{});
             log::info(fmt::format("backup {} verified on request: {} entries, {}", b.id, b.files,
                                   format_bytes(b.bytes)),
                       {{"BARTL_BACKUP_ID", b.id}});
@@ -193,11 +181,12 @@ private:
 
     void Plan(sdbus::Result<std::string>&& result) override {
         reply_async(std::move(result), [this] {
-            const Version engine = resolve_engine_version(config_);
-            std::unique_ptr<::bartl::Store> store;
-            if (!config_.store.empty()) store = open_store(config_.store);
-            auto pin = ::bartl::Instance(config_).read_pin();
-            return std::make_tuple(plan_text(config_, engine, store.get(), pin));
+            // What a restart would do now: the configuration as it is on disk, not as loaded.
+            const Config now = load_config(config_.file, config_.instance);
+            const Version engine = resolve_engine_version(now);
+            auto store = open_configured_store(now);
+            auto pin = ::bartl::Instance(now).read_pin();
+            return std::make_tuple(plan_text(now, engine, store.get(), worker_context(), pin));
         });
     }
 
@@ -238,6 +227,15 @@ private:
     std::uint64_t NextBackup() override { return status_.snapshot().next_backup; }
     std::string BackupJob() override { return status_.snapshot().backup_job; }
     std::string Store() override { return status_.snapshot().store; }
+    std::string Fenced() override { return log::printable(status_.snapshot().fenced); }
+
+    /// What a worker's store calls run under: cancelled when the bus shuts down (or bartld
+    /// stops), each call with the default deadline.
+    Context worker_context() const {
+        Context c;
+        c.cancel = cancel_;
+        return c;
+    }
 
     /// Runs `compute` (returning std::tuple<T...>) on a worker thread and replies from the
     /// D-Bus thread with its values or its error.
@@ -301,8 +299,8 @@ private:
         try {
             run_worker([this] {
                 try {
-                    auto store = open_store(config_.store);
-                    auto all = list_backups(*store, config_.app_name);
+                    auto store = configured_store(config_);
+                    auto all = list_backups(*store, worker_context(), config_.app_name);
                     if (all.empty()) return;
                     const auto& b = all.front();
                     status_.update([&](StatusSnapshot& s) {
@@ -353,6 +351,7 @@ private:
         changed(s.next_backup != p.next_backup, "NextBackup");
         changed(s.backup_job != p.backup_job, "BackupJob");
         changed(s.store != p.store, "Store");
+        changed(s.fenced != p.fenced, "Fenced");
         published_ = s;
         if (!names.empty()) getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);
     }
@@ -396,6 +395,7 @@ private:
     StatusSnapshot published_;
     int wake_fd_ = -1;
     std::atomic<bool> stopping_{false};
+    CancelToken cancel_ = CancelToken::process().child();  ///< cancels the workers' long calls
     std::atomic<bool> verifying_{false};
     std::thread thread_;
     std::mutex queue_mutex_;

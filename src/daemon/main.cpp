@@ -19,6 +19,7 @@
 #include "daemon/status.hpp"
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
+#include "ops/commands.hpp"
 #include "ops/engine.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
@@ -39,6 +40,7 @@ struct Args {
     bool backup = false;
     bool check_config = false;
     bool verify = false;
+    bool init_store = false;
     std::string verify_id;
     std::string restore_from;
 };
@@ -79,25 +81,29 @@ int run(const Args& a) {
                                  config.app_name, engine.str());
         return 0;
     }
-    std::unique_ptr<Store> store;
-    if (!config.store.empty()) store = open_store(config.store);
+    // SIGTERM and SIGINT stay blocked until the serving loop reads them from a signalfd; until
+    // then every step polls the process token, which looks at the pending signals.
+    CancelToken::process().set_poll(stop_pending, "SIGTERM received");
+    const Context ctx;
+    auto store = open_configured_store(config);
     std::optional<std::string> pin;
     if (!a.restore_from.empty()) pin = a.restore_from;
 
     if (a.plan) {
-        std::cout << plan_text(config, engine, store.get(), pin);
+        std::cout << plan_text(config, engine, store.get(), ctx, pin, pin.has_value());
+        return 0;
+    }
+    if (a.init_store) {
+        const auto r = init_configured_store(config, ctx);
+        std::cout << fmt::format("store {} {} for app {} (store ID {}, created {} on {})\n", config.store,
+                                 r.created ? "initialised" : "was already initialised", r.identity.app,
+                                 r.identity.store_id, r.identity.created, r.identity.created_by);
         return 0;
     }
     const Reporter reporter = daemon_reporter();
     if (a.verify) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured: nothing to verify", file.string()));
-        std::string id = a.verify_id;
-        if (id.empty()) {
-            auto all = list_backups(*store, config.app_name);
-            if (all.empty()) throw NotFound(fmt::format("store {} holds no backup of {}", store->url(), config.app_name));
-            id = all.front().id;
-        }
-        auto b = verify_backup(config, *store, id, reporter);
+        auto b = verify_backup(config, *store, ctx, a.verify_id, reporter);
         std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data, blob {} bytes, sha256 {})\n", b.id,
                                  b.blob_name, b.files, format_bytes(b.bytes), b.blob_size, b.blob_sha256);
         return 0;
@@ -107,27 +113,22 @@ int run(const Args& a) {
     // must name a complete backup of this app now (an unreachable store fails here too).
     if (pin && !a.backup) {
         if (!store) throw UsageError(fmt::format("--restore-from {}: {} configures no [backup] store", *pin, file.string()));
-        const auto backups = list_backups(*store, config.app_name);
-        if (!find_backup(backups, *pin)) {
-            std::string known;
-            for (std::size_t i = 0; i < backups.size() && i < 5; ++i)
-                known += fmt::format("{}{} ({}, state {})", i ? ", " : "", backups[i].id, backups[i].created,
-                                     backups[i].version);
-            throw UsageError(fmt::format("--restore-from {}: no such backup of {} in {}{}{}", *pin, config.app_name,
-                                         config.store, backups.empty() ? " (it holds none)" : "; newest: ",
-                                         known));
-        }
+        check_pin(config, *store, ctx, *pin);
     }
 
     InstanceLock lock(config.bartl_dir, config.instance);
 
     if (a.backup) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured", file.string()));
-        auto o = observe(config, engine, store.get(), {}, std::nullopt);
-        if (o.facts.state != StateFact::present)
-            throw RuntimeError(fmt::format("no state to back up: {}", o.state_detail));
+        auto o = observe(config, engine, store.get(), ctx, {}, std::nullopt);
+        if (o.facts.state != StateFact::present || o.facts.marker_legacy || o.facts.components_new ||
+            o.facts.components_undeclared)
+            throw RuntimeError(fmt::format("no state to back up as it is: {} (start bartld once, or run --prepare)",
+                                           o.state_detail));
         Heartbeat heartbeat;
-        auto b = take_backup(config, *store, o.marker->version, engine.str(), reporter);
+        BackupRequest req;
+        req.reason = "manual";
+        auto b = take_backup(config, *store, ctx, *o.marker, engine.str(), req, reporter);
         std::cout << fmt::format("backup {} taken: {} ({} bytes)\n", b.id, b.blob_name, b.blob_size);
         return 0;
     }
@@ -141,18 +142,16 @@ int run(const Args& a) {
         s.engine_version = engine.str();
         s.store = config.store;
     });
-    const auto bus = Bus::open(config, status);
+    const auto bus = a.prepare ? nullptr : Bus::open(config, status);
     const Reporter loop_reporter = daemon_reporter(&status);
 
     LoopOptions options;
     options.restore_from = pin;
-    options.stop_requested = stop_pending;
-    set_stop_check(stop_pending);
     if (pin) Instance(config).write_pin(*pin);  // survives a crash mid-restore
     LoopResult result;
     {
         Heartbeat heartbeat;
-        result = run_lifecycle(config, engine, store.get(), loop_reporter, options);
+        result = run_lifecycle(config, engine, store.get(), ctx, loop_reporter, options);
     }
     if (pin) Instance(config).clear_pin();
     log::set_context("BARTL_STATE_VERSION", result.marker.version);
@@ -162,11 +161,11 @@ int run(const Args& a) {
         s.last_decision = format_path(result.path);
     });
     if (a.prepare) {
-        std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path(result.path),
+        std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path_words(result.path),
                                  result.marker.version);
         return 0;
     }
-    if (stop_pending()) {
+    if (ctx.cancel.cancelled()) {
         log::notice(fmt::format("stop requested during the start: {} is ready (state {}) but not started",
                                 config.instance, result.marker.version));
         return 0;
@@ -197,6 +196,7 @@ int main(int argc, char** argv) {
     modes->add_flag("--prepare", a.prepare, "run the loop until the state is ready, then exit without serving");
     modes->add_flag("--backup", a.backup, "take one backup of the present state and exit");
     modes->add_flag("--check-config", a.check_config, "validate the configuration and exit");
+    modes->add_flag("--init-store", a.init_store, "create the store identity object (once per store) and exit");
     modes->add_option("--verify", a.verify_id, "verify backup ID (default: the newest) and exit")
         ->expected(0, 1)
         ->each([&](const std::string&) { a.verify = true; });

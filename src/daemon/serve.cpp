@@ -52,7 +52,7 @@ Server::Server(const Config& config, const Version& engine, Store* store, Marker
 }
 
 Server::~Server() {
-    backup_cancel_ = true;
+    backup_cancel_.cancel("bartld is stopping");
     if (backup_thread_.joinable()) backup_thread_.join();
     if (backup_event_fd_ >= 0) ::close(backup_event_fd_);
 }
@@ -85,7 +85,7 @@ void Server::start_app() {
 void Server::check_app_alive() {
     if (!app_) return;
     if (auto ex = app_->poll_exit()) {
-        backup_cancel_ = true;
+        backup_cancel_.cancel("the app died");
         throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", config_.exec.front(), app_->pid(),
                                        ex->describe()));
     }
@@ -98,8 +98,9 @@ void Server::start_backup() {
     check_app_alive();
     if (backup_thread_.joinable()) backup_thread_.join();
     backup_running_ = true;
-    backup_cancel_ = false;
-    const std::string id = status_.begin_backup(new_backup_id());
+    backup_cancel_ = CancelToken::process().child();
+    bool requested = false;
+    const std::string id = status_.begin_backup(new_backup_id(), &requested);
     log::set_context("BARTL_PHASE", phase_name(Phase::backing_up));
     const bool stop_app = config_.consistency == Config::Consistency::stop && app_;
     if (stop_app) {
@@ -111,7 +112,12 @@ void Server::start_backup() {
         app_.reset();
         status_.update([](StatusSnapshot& s) { s.app_pid = 0; });
     }
-    backup_thread_ = std::thread([this, id] {
+    BackupRequest req;
+    req.id = id;
+    req.reason = requested ? "manual" : "scheduled";
+    req.app_running = !stop_app && app_ != nullptr;
+    backup_thread_ = std::thread([this, req] {
+        const std::string& id = req.id;
         const auto started = std::chrono::steady_clock::now();
         const auto created = format_rfc3339_ms(
             std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
@@ -120,12 +126,22 @@ void Server::start_backup() {
                                                   std::chrono::steady_clock::now() - started).count());
         };
         try {
-            auto m = take_backup(config_, *store_, marker_.version, engine_.str(), reporter_, &backup_cancel_, id);
+            Context ctx;
+            ctx.cancel = backup_cancel_;
+            auto m = take_backup(config_, *store_, ctx, marker_, engine_.str(), req, reporter_);
             status_.backup_progress(m.bytes);
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_ = m;
             backup_error_.clear();
             backup_outcome_ = BackupOutcome{m.id, m.created, m.blob_size, m.bytes, ms(), "success", ""};
+            status_.update([](StatusSnapshot& s) { s.fenced.clear(); });
+        } catch (const FencedError& e) {
+            // Loud, and it stays loud: every scheduled backup says it again.
+            status_.update([&](StatusSnapshot& s) { s.fenced = e.what(); });
+            std::lock_guard<std::mutex> lock(backup_mutex_);
+            backup_result_.reset();
+            backup_error_ = e.what();
+            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what()};
         } catch (const std::exception& e) {
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
@@ -223,7 +239,7 @@ int Server::run() {
                     notify::send(fmt::format("STOPPING=1\nSTATUS=Stopping {}", config_.instance));
                     log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
                                             config_.instance));
-                    backup_cancel_ = true;
+                    backup_cancel_.cancel("bartld is stopping");
                     // The app first: systemd (KillMode=mixed) signalled only us, and a backup's
                     // last steps (hooks, retention) cannot be cancelled mid-way; the app must
                     // get its clean SIGTERM before TimeoutStopSec runs out.

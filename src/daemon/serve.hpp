@@ -19,6 +19,7 @@
 #include "daemon/status.hpp"
 #include "ops/report.hpp"
 #include "store/store.hpp"
+#include "util/cancel.hpp"
 
 namespace bartl {
 
@@ -60,7 +61,8 @@ private:
     // never blocked by it.
     std::thread backup_thread_;
     std::atomic<bool> backup_running_{false};
-    std::atomic<bool> backup_cancel_{false};
+    /// Cancels the running backup job (a child of the process token: SIGTERM cancels it too).
+    CancelToken backup_cancel_ = CancelToken::process().child();
     int backup_event_fd_ = -1;
     std::mutex backup_mutex_;
     std::optional<BackupManifest> backup_result_;

@@ -86,10 +86,11 @@ bool Status::take_request() {
     return !requested_.empty();
 }
 
-std::string Status::begin_backup(const std::string& scheduled_id) {
+std::string Status::begin_backup(const std::string& scheduled_id, bool* requested) {
     std::string id;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        if (requested) *requested = !requested_.empty();
         id = requested_.empty() ? scheduled_id : requested_;
         requested_.clear();
         s_.backup_job = id;

@@ -16,20 +16,6 @@
 
 namespace bartl {
 
-/// Backup() while the state is not ready (deciding, restoring, ...) or while stopping.
-class NotServingError : public RuntimeError {
-public:
-    using RuntimeError::RuntimeError;
-    const char* dbus_name() const noexcept override { return "app.bartl.Error.NotServing"; }
-};
-
-/// A request that would need a second instance of a one-at-a-time job (e.g. Verify).
-class BusyError : public RuntimeError {
-public:
-    using RuntimeError::RuntimeError;
-    const char* dbus_name() const noexcept override { return "app.bartl.Error.Busy"; }
-};
-
 /// The latest backup known to this bartld (LastBackup property).
 struct BackupOutcome {
     std::string id;
@@ -60,6 +46,9 @@ struct StatusSnapshot {
     std::uint64_t next_backup = 0;
     std::string backup_job;
     std::string store;  ///< "" = no store configured
+    /// "" while this state is the store's writer (or not known yet); else why it is fenced
+    /// (another state took the store over: backups and retention stopped).
+    std::string fenced;
 
     bool operator==(const StatusSnapshot&) const = default;
 };
@@ -108,8 +97,9 @@ public:
     /// Server: drains trigger_fd(); true when a requested job waits to be started.
     bool take_request();
     /// Server, starting a backup: claims the requested job's id if one waits, else uses
-    /// `scheduled_id`; sets BackupJob, Phase backing-up, NextBackup 0. Returns the id.
-    std::string begin_backup(const std::string& scheduled_id);
+    /// `scheduled_id`; sets BackupJob, Phase backing-up, NextBackup 0. Returns the id;
+    /// `requested` (when given) says whether it was a requested (manual) job.
+    std::string begin_backup(const std::string& scheduled_id, bool* requested = nullptr);
     /// Backup worker thread: file content bytes done so far (emits BackupProgress).
     void backup_progress(std::uint64_t done);
     /// Server, after a backup ended: LastBackup, BackupJob "", Phase serving, NextBackup

@@ -1,7 +1,6 @@
 #include "ops/backup.hpp"
 
 #include <chrono>
-#include <random>
 #include <set>
 #include <unistd.h>
 
@@ -14,29 +13,23 @@
 #include "ops/catalog.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
+#include "store/identity.hpp"
 #include "util/fs.hpp"
+#include "util/host.hpp"
 #include "util/log.hpp"
+#include "util/random.hpp"
 
 namespace bartl {
 
-std::string new_backup_id() {
-    std::random_device rd;
-    return fmt::format("{:08x}", static_cast<std::uint32_t>(rd()));
-}
+std::string new_backup_id() { return random_hex(4); }
 
 namespace {
 
-std::string host_name() {
-    char buf[256] = {};
-    if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-    return buf;
-}
-
-/// Throttles progress reports to one a second and checks the cancel flag on every chunk.
-ProgressFn make_progress(const Reporter& reporter, const std::string& what, const std::atomic<bool>* cancel) {
+/// Throttles progress reports to one a second and checks for cancellation on every chunk.
+ProgressFn make_progress(const Reporter& reporter, const std::string& what, const Context& ctx) {
     auto last = std::make_shared<std::chrono::steady_clock::time_point>();
-    return [&reporter, what, cancel, last](std::uint64_t done, std::uint64_t total) {
-        if (cancel && cancel->load()) throw RuntimeError(what + ": cancelled");
+    return [&reporter, what, ctx, last](std::uint64_t done, std::uint64_t total) {
+        ctx.check(what);
         auto now = std::chrono::steady_clock::now();
         if (now - *last < std::chrono::seconds(1)) return;
         *last = now;
@@ -47,11 +40,21 @@ ProgressFn make_progress(const Reporter& reporter, const std::string& what, cons
     };
 }
 
-/// Writes a small object (a sidecar) through the store's temp-name + commit path.
-void put_text(Store& store, const std::string& name, const std::string& text) {
-    auto w = store.create(name);
-    w->write(text.data(), text.size());
-    w->commit();
+/// Checks the writer claim and records a new one in the marker (and its file).
+void claim_writer(const Config& config, Store& store, const Context& ctx, Marker& marker) {
+    const auto claim =
+        marker.writer.deferred == "takeover"
+            ? take_over_store(store, ctx, config.app_name, config.instance, marker.state_id)
+            : require_writer(store, ctx, config.app_name, config.instance, marker.state_id,
+                             marker.writer.deferred == "claim");
+    if (marker.writer.store_id == claim.store_id && marker.writer.generation == claim.writer.generation &&
+        marker.writer.deferred.empty())
+        return;
+    marker.writer = WriterClaim{claim.store_id, claim.writer.generation, ""};
+    add_history(marker, "claim", marker.version, marker.version,
+                fmt::format("store {} (store ID {}), writer generation {}", store.url(), claim.store_id,
+                            claim.writer.generation));
+    Instance(config).write_marker(marker);
 }
 
 }  // namespace
@@ -65,12 +68,16 @@ BlobReadOptions read_options(const BackupManifest& b) {
     return o;
 }
 
-BackupManifest take_backup(const Config& config, Store& store, const std::string& state_version,
-                           const std::string& engine_version, const Reporter& reporter,
-                           const std::atomic<bool>* cancel, const std::string& id) {
+BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
+                           const std::string& engine_version, const BackupRequest& request, const Reporter& reporter) {
     const auto started = std::chrono::steady_clock::now();
+    // Fencing first: a state that lost the store writes nothing there (invariant 9).
+    claim_writer(config, store, ctx, marker);
+    const std::string& state_version = marker.version;
     auto env = hook_env(config, engine_version, state_version);
-    run_hook(config, "pre_backup", config.hook_pre_backup, env);
+    env["BARTL_BACKUP_REASON"] = request.reason;
+    env["BARTL_APP_RUNNING"] = request.app_running ? "1" : "0";
+    run_hook(config, "pre_backup", config.hook_pre_backup, env, ctx.cancel);
 
     const auto now_ms = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     const auto now = std::chrono::floor<std::chrono::seconds>(now_ms);
@@ -79,22 +86,36 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
     m.version = state_version;
     m.created = format_rfc3339_ms(now_ms);
     m.host = host_name();
-    m.id = id.empty() ? new_backup_id() : id;
+    m.id = request.id.empty() ? new_backup_id() : request.id;
     m.compression = fmt::format("zstd:{}", config.compression_level);
     for (const auto& p : config.state_paths) {
-        m.components.push_back(Component{"path", p.string()});
+        m.components.push_back(ManifestComponent{"path", p.string()});
         m.paths.push_back(p.string());
     }
+    m.reason = request.reason;
+    m.writer_state_id = marker.state_id;
+    m.writer_generation = marker.writer.generation;
+    m.migrations = marker.migrations;
     m.blob_name = blob_name(config.app_name, format_compact(now), state_version, m.id, false);
     const std::string what = fmt::format("Backing up {} to {}", config.instance, m.blob_name);
     reporter.set_status(what);
-    log::info(fmt::format("backup {} started: {} to {}", m.id, m.blob_name, store.url()),
+    log::info(fmt::format("backup {} ({}) started: {} to {}", m.id, m.reason, m.blob_name, store.url()),
               {{"BARTL_BACKUP_ID", m.id}});
 
-    auto writer = store.create(m.blob_name);
-    auto r = write_blob(m, *writer, config.compression_level, config.compression_threads,
-                        make_progress(reporter, what, cancel));
-    writer->commit();
+    auto writer = store.create(ctx, m.blob_name);
+    BlobWriteResult r;
+    try {
+        r = write_blob(m, *writer, config.compression_level, config.compression_threads,
+                       make_progress(reporter, what, ctx));
+        writer->commit(ctx);
+    } catch (...) {
+        try {
+            writer->abort(ctx.child());
+        } catch (const std::exception& e) {
+            log::warn(fmt::format("backup {}: the unfinished upload stays until the next cleanup: {}", m.id, e.what()));
+        }
+        throw;
+    }
     m.blob_size = r.blob_size;
     m.blob_sha256 = r.sha256;
     m.files = r.files;
@@ -105,49 +126,65 @@ BackupManifest take_backup(const Config& config, Store& store, const std::string
                               "backup may be inconsistent", m.id, f), {{"BARTL_BACKUP_ID", m.id}});
     try {
         // The sidecar is written last: only now does the backup exist (invariant 3).
-        put_text(store, sidecar_name(m.blob_name), m.to_json());
+        store.put(ctx, sidecar_name(m.blob_name), m.to_json());
     } catch (...) {
-        try { store.remove(m.blob_name); } catch (...) {}
+        try {
+            store.remove(ctx.child(), m.blob_name);
+        } catch (...) {
+        }
         throw;
     }
     const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     log::write(log::Level::notice,
-               fmt::format("backup {} finished: {} ({} files, {} of data, {} blob) in {:.1f}s", m.id, m.blob_name,
-                           m.files, format_bytes(m.bytes), format_bytes(m.blob_size), secs),
+               fmt::format("backup {} finished: {} ({} files, {} of data, {} blob, {}) in {:.1f}s", m.id, m.blob_name,
+                           m.files, format_bytes(m.bytes), format_bytes(m.blob_size), m.reason, secs),
                {{"BARTL_BACKUP_ID", m.id}}, event::backup_finished);
     env["BARTL_BACKUP_ID"] = m.id;
     env["BARTL_BACKUP_NAME"] = m.blob_name;
     // The backup is committed: stopping its post_backup would leave it half-announced.
-    run_hook(config, "post_backup", config.hook_post_backup, env, /*stoppable=*/false);
+    run_hook(config, "post_backup", config.hook_post_backup, env, ctx.cancel, /*stoppable=*/false);
     try {
-        apply_retention(config, store);
+        apply_retention(config, store, ctx, marker.state_id);
         // A day is far longer than any upload or the gap between a blob and its sidecar.
-        remove_incomplete_backups(config, store, std::chrono::hours(24));
+        remove_incomplete_backups(config, store, ctx, std::chrono::hours(24));
     } catch (const Error& e) {
         log::warn(fmt::format("retention after backup {} failed: {}", m.id, e.what()));
     }
     return m;
 }
 
-unsigned apply_retention(const Config& config, Store& store) {
+unsigned apply_retention(const Config& config, Store& store, const Context& ctx, const std::string& state_id) {
     const auto& pol = config.retention;
     if (pol.keep_last == 0 && pol.keep_daily == 0 && pol.keep_weekly == 0 && pol.keep_monthly == 0) return 0;
-    auto backups = list_backups(store, config.app_name);
-    if (backups.size() <= 1) return 0;
+    auto backups = list_backups(store, ctx, config.app_name);
     std::vector<RetentionItem> items;
-    for (const auto& b : backups) items.push_back(RetentionItem{b.id, parse_rfc3339(b.created), false});
-    // Only the newest backup needs to be proven good before anything older may go
+    for (const auto& b : backups) {
+        RetentionItem it;
+        it.id = b.id;
+        it.created = parse_rfc3339(b.created);
+        it.pre_migration = b.reason == "pre-migration";
+        // Backups of bartl before fencing name no writer: they predate every claim.
+        it.ours = b.writer_state_id.empty() || b.writer_state_id == state_id;
+        items.push_back(it);
+    }
+    const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    // Only the newest backup of ours needs to be proven good before anything older may go
     // (invariant 6); check it only when the policy would delete something.
-    items.front().verified = true;
-    auto sel = select_retention(items, pol);
-    if (sel.remove.empty()) return 0;
-    const auto& newest = backups.front();
+    const BackupManifest* newest = nullptr;
+    for (std::size_t i = 0; i < items.size(); ++i)
+        if (items[i].ours && items[i].created <= now + kClockSkewAllowed) {
+            items[i].verified = true;
+            newest = &backups[i];
+            break;
+        }
+    auto sel = select_retention(items, pol, now, kClockSkewAllowed);
+    if (sel.remove.empty() || !newest) return 0;
     try {
-        auto src = store.open(newest.blob_name);
-        check_blob(*src, newest.blob_size, newest.blob_sha256, read_options(newest));
+        auto src = store.open(ctx, newest->blob_name);
+        check_blob(*src, newest->blob_size, newest->blob_sha256, read_options(*newest));
     } catch (const IntegrityError& e) {
-        log::error(fmt::format("retention skipped: newest backup {} does not verify: {}", newest.id, e.what()),
-                   {{"BARTL_BACKUP_ID", newest.id}});
+        log::error(fmt::format("retention skipped: newest backup {} does not verify: {}", newest->id, e.what()),
+                   {{"BARTL_BACKUP_ID", newest->id}});
         return 0;
     }
     unsigned n = 0;
@@ -155,8 +192,8 @@ unsigned apply_retention(const Config& config, Store& store) {
         auto b = find_backup(backups, id);
         if (!b) continue;
         // Sidecar first: from then on the backup does not exist, even if the blob stays.
-        store.remove(sidecar_name(b->blob_name));
-        store.remove(b->blob_name);
+        store.remove(ctx, sidecar_name(b->blob_name));
+        store.remove(ctx, b->blob_name);
         log::info(fmt::format("retention: deleted backup {} ({}, created {})", b->id, b->blob_name, b->created),
                   {{"BARTL_BACKUP_ID", b->id}});
         ++n;
@@ -164,35 +201,31 @@ unsigned apply_retention(const Config& config, Store& store) {
     return n;
 }
 
-unsigned remove_incomplete_backups(const Config& config, Store& store, std::chrono::seconds age) {
+unsigned remove_incomplete_backups(const Config& config, Store& store, const Context& ctx, std::chrono::seconds age) {
     const std::string prefix = config.app_name + "-";
-    unsigned n = store.remove_abandoned_uploads(prefix, age);
-    const auto names = store.list(prefix);
-    const std::set<std::string> present(names.begin(), names.end());
-    const auto cutoff = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) - age;
-    for (const auto& name : names) {
-        if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) continue;
-        if (present.count(sidecar_name(name))) continue;
-        // The name's creation time: "APP-YYYYMMDDTHHMMSSZ-...". A name we did not write
-        // (no such time) is not ours to delete.
-        if (name.size() < prefix.size() + 16) continue;
-        std::chrono::sys_seconds created;
-        try {
-            created = parse_compact(name.substr(prefix.size(), 16));
-        } catch (const std::invalid_argument&) {
-            continue;
-        }
-        if (created >= cutoff) continue;
-        store.remove(name);
-        log::info(fmt::format("store {}: removed {}, a backup blob whose sidecar was never written", store.url(), name));
+    unsigned n = store.remove_abandoned_uploads(ctx, prefix, age);
+    const auto objects = store.list(ctx, prefix);
+    std::set<std::string> present;
+    for (const auto& o : objects) present.insert(o.name);
+    const auto cutoff = std::chrono::system_clock::now() - age;
+    for (const auto& o : objects) {
+        // Only names bartl writes for this app: anything else is not ours to delete.
+        auto ref = parse_blob_name(config.app_name, o.name);
+        if (!ref || present.count(sidecar_name(o.name))) continue;
+        if (ref->created >= cutoff || o.modified >= cutoff) continue;
+        store.remove(ctx, o.name);
+        log::info(fmt::format("store {}: removed {}, a backup blob whose sidecar was never written", store.url(),
+                              o.name));
         ++n;
     }
     return n;
 }
 
-BackupManifest verify_backup(const Config& config, Store& store, const std::string& id, const Reporter& reporter) {
-    auto backups = list_backups(store, config.app_name);
-    auto b = find_backup(backups, id);
+BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
+                             const Reporter& reporter) {
+    auto backups = list_backups(store, ctx, config.app_name);
+    if (backups.empty()) throw NotFound(fmt::format("store {} holds no backup of {}", store.url(), config.app_name));
+    auto b = id.empty() ? std::optional<BackupManifest>(backups.front()) : find_backup(backups, id);
     if (!b) throw NotFound(fmt::format("store {} holds no backup '{}' of app {}", store.url(), id, config.app_name));
     fs::make_dirs(config.bartl_dir);
     auto tmp = config.bartl_dir / fmt::format(".verify-{}-{}", b->id, getpid());
@@ -206,9 +239,9 @@ BackupManifest verify_backup(const Config& config, Store& store, const std::stri
         std::filesystem::path p;
         ~Cleanup() { try { fs::remove_tree(p); } catch (...) {} }
     } cleanup{tmp};
-    auto src = store.open(b->blob_name);
+    auto src = store.open(ctx, b->blob_name);
     auto r = extract_blob(*src, b->blob_size, b->blob_sha256, staging,
-                          make_progress(reporter, "Verifying " + b->id, nullptr), read_options(*b));
+                          make_progress(reporter, "Verifying " + b->id, ctx), read_options(*b));
     if (r.files != b->files || r.bytes != b->bytes)
         throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
                                          b->id, r.files, r.bytes, b->files, b->bytes));

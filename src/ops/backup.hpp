@@ -1,15 +1,16 @@
-// Taking a backup, retention, verification (bartl(7) "The backup blob", invariants 3, 6, 7).
+// Taking a backup, retention, verification (bartl(7) "The backup blob", invariants 3, 6, 7, 9).
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <string>
 
 #include "blob/blob.hpp"
 #include "blob/manifest.hpp"
 #include "config/config.hpp"
+#include "core/marker.hpp"
 #include "ops/report.hpp"
 #include "store/store.hpp"
+#include "util/cancel.hpp"
 
 namespace bartl {
 
@@ -17,32 +18,44 @@ namespace bartl {
 /// derived from the sidecar's counts (so a zstd bomb cannot fill the disk).
 BlobReadOptions read_options(const BackupManifest& b);
 
-/// Takes one backup of the present state (version `state_version`) into `store`: pre_backup
-/// hook, blob under a temporary name, commit, sidecar last, post_backup hook, then retention.
-/// `cancel` (may be null) aborts it between chunks (RuntimeError "backup cancelled"); nothing
-/// partial becomes visible. `id` is the backup id to use ("" = a new one), so a job can
-/// announce its id before it starts (D-Bus Backup()). Returns the sidecar manifest. Throws
-/// StoreUnavailable, RuntimeError (hook failed, read error, ENOSPC).
-BackupManifest take_backup(const Config& config, Store& store, const std::string& state_version,
-                           const std::string& engine_version, const Reporter& reporter,
-                           const std::atomic<bool>* cancel = nullptr, const std::string& id = "");
+/// Why a backup is taken and in what situation (hooks see both: BARTL_BACKUP_REASON,
+/// BARTL_APP_RUNNING).
+struct BackupRequest {
+    /// "scheduled", "manual" (D-Bus Backup(), bartld --backup), "pre-migration", "stop"
+    /// (consistency = "stop": the app was stopped for it). Recorded in the sidecar.
+    std::string reason = "scheduled";
+    bool app_running = false;  ///< the app is running while the backup is taken
+    std::string id;            ///< backup id to use ("" = a new one), so a job can announce it first
+};
 
-/// A fresh backup id: 8 lower-case hex chars from std::random_device.
+/// Takes one backup of the present state `marker` into `store`: checks that this state is
+/// the store's writer (claiming an unclaimed store, and recording the claim in `marker` and
+/// its file), pre_backup hook, blob under a temporary name, commit, sidecar last, post_backup
+/// hook, then retention. `ctx` cancels it between chunks (StopRequested); nothing partial
+/// becomes visible. Returns the sidecar manifest. Throws FencedError (another state took the
+/// store over: nothing is written), StoreUnavailable, RuntimeError (hook failed, read error,
+/// ENOSPC), StopRequested.
+BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
+                           const std::string& engine_version, const BackupRequest& request, const Reporter& reporter);
+
+/// A fresh backup id: 8 lower-case hex digits from getrandom(2).
 std::string new_backup_id();
 
-/// Applies [backup] keep_* to the app's backups (core/retention); verifies the newest backup
-/// (size, SHA-256) before deleting anything. Returns the number of backups deleted.
-/// Throws StoreUnavailable.
-unsigned apply_retention(const Config& config, Store& store);
+/// Applies [backup] keep_* to the backups state `state_id` wrote (never another writer's, nor
+/// one dated in the future, nor the keep_pre_migration newest pre-migration ones:
+/// core/retention.hpp); verifies the newest of them (size, SHA-256) before deleting
+/// anything. Returns the number of backups deleted. Throws StoreUnavailable.
+unsigned apply_retention(const Config& config, Store& store, const Context& ctx, const std::string& state_id);
 
-/// Removes what killed backups of this app left in the store, once older than `age`: blobs
-/// whose sidecar was never written (never listed, never restored) and abandoned uploads.
-/// Returns how many objects were removed. Throws StoreUnavailable.
-unsigned remove_incomplete_backups(const Config& config, Store& store, std::chrono::seconds age);
+/// Removes what killed backups of this app left in the store: abandoned uploads (at once when
+/// their writer is provably dead) and blobs whose sidecar was never written, once older than
+/// `age`. Returns how many objects were removed. Throws StoreUnavailable.
+unsigned remove_incomplete_backups(const Config& config, Store& store, const Context& ctx, std::chrono::seconds age);
 
 /// Verifies a backup: streams it checking size and SHA-256, test-extracts it into a temporary
-/// directory under bartl_dir and compares file count and bytes with the sidecar. Throws
-/// IntegrityError (naming what differs), NotFound, StoreUnavailable.
-BackupManifest verify_backup(const Config& config, Store& store, const std::string& id, const Reporter& reporter);
+/// directory under bartl_dir and compares file count and bytes with the sidecar. "" = the
+/// newest. Throws IntegrityError (naming what differs), NotFound, StoreUnavailable.
+BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
+                             const Reporter& reporter);
 
 }  // namespace bartl

@@ -84,13 +84,6 @@ void Instance::write_pin(const std::string& backup_id) const {
 
 void Instance::clear_pin() const { fs::remove_durable(pin_path()); }
 
-std::vector<std::filesystem::path> Instance::paths_with_data() const {
-    std::vector<std::filesystem::path> out;
-    for (const auto& p : config_.state_paths)
-        if (!fs::is_missing_or_empty(p)) out.push_back(p);
-    return out;
-}
-
 Intent new_intent(const std::string& op) {
     Intent i;
     i.op = op;
@@ -121,25 +114,14 @@ std::map<std::string, std::string> hook_env(const Config& config, const std::str
     return env;
 }
 
-namespace {
-std::function<bool()>& stop_check() {
-    static std::function<bool()> check;
-    return check;
-}
-}  // namespace
-
-void set_stop_check(std::function<bool()> check) { stop_check() = std::move(check); }
-
-bool stop_requested() { return stop_check() && stop_check()(); }
-
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
-              const std::map<std::string, std::string>& env, bool stoppable) {
+              const std::map<std::string, std::string>& env, const CancelToken& cancel, bool stoppable) {
     if (argv.empty()) return;
     CommandSpec spec;
     spec.argv = argv;
     spec.env = env;
     spec.timeout = config.hook_timeout;
-    if (stoppable) spec.stop_requested = stop_check();
+    if (stoppable) spec.stop_requested = [cancel] { return cancel.cancelled(); };
     auto r = run_command(spec);
     if (r.stopped)
         throw StopRequested(fmt::format("stop requested: {} hook {} was stopped ({})", name, argv.front(),

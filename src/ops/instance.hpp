@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "core/marker.hpp"
+#include "util/cancel.hpp"
 
 namespace bartl {
 
@@ -49,9 +50,6 @@ public:
     void write_pin(const std::string& backup_id) const;
     void clear_pin() const;
 
-    /// Declared paths that hold data (exist and are not empty directories).
-    std::vector<std::filesystem::path> paths_with_data() const;
-
 private:
     const Config& config_;
 };
@@ -68,19 +66,12 @@ void add_history(Marker& m, const std::string& event, const std::string& from, c
 std::map<std::string, std::string> hook_env(const Config& config, const std::string& engine_version,
                                             const std::string& state_version);
 
-/// Sets what the long steps of a start poll to end early (bartld: a pending SIGTERM): hooks
-/// and migration scripts are then stopped (SIGTERM to their process group, SIGKILL after 5 s)
-/// and a restore's extraction is abandoned, each throwing StopRequested. Empty = never.
-/// Process-wide; not thread-safe against concurrent calls of run_hook().
-void set_stop_check(std::function<bool()> check);
-
-/// What the stop check set by set_stop_check() says now (false when none is set).
-bool stop_requested();
-
 /// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3:
-/// <stderr tail>", or StopRequested when the stop check ended it (only when `stoppable`: a
-/// hook that runs after its step is committed, like post_backup, always runs to its end).
+/// <stderr tail>", or StopRequested when `cancel` was cancelled while it ran (it then gets
+/// SIGTERM, SIGKILL 5 s later). Only when `stoppable`: a hook that runs after its step is
+/// committed, like post_backup, always runs to its end.
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
-              const std::map<std::string, std::string>& env, bool stoppable = true);
+              const std::map<std::string, std::string>& env, const CancelToken& cancel = CancelToken::process(),
+              bool stoppable = true);
 
 }  // namespace bartl

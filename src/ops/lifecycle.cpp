@@ -7,45 +7,35 @@
 
 #include "core/error.hpp"
 #include "ops/actions.hpp"
-#include "ops/catalog.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
 #include "util/log.hpp"
 
 namespace bartl {
 
-namespace {
-
-std::string join(const std::vector<std::filesystem::path>& v) {
-    std::string s;
-    for (const auto& p : v) s += (s.empty() ? "" : ", ") + p.string();
-    return s;
-}
-
-}  // namespace
-
-LoopResult run_lifecycle(const Config& config, const Version& engine, Store* store, const Reporter& reporter,
-                         const LoopOptions& options) {
+LoopResult run_lifecycle(const Config& config, const Version& engine, Store* store, const Context& ctx,
+                         const Reporter& reporter, const LoopOptions& options) {
     Instance inst(config);
     std::optional<std::string> pin = options.restore_from;
     if (!pin) pin = inst.read_pin();
     std::set<std::string> rejected;
     std::map<std::string, std::string> why_rejected;
     LoopResult result;
+    const RunContext rc{config, engine, store, ctx, reporter};
 
     for (unsigned iteration = 0; iteration < options.max_iterations; ++iteration) {
-        if (options.stop_requested && options.stop_requested())
-            throw StopRequested(fmt::format("stop requested during the start: {} stopped after {}; the next start "
-                                            "goes on from there",
-                                            config.instance,
-                                            result.path.empty() ? std::string("no step") : format_path(result.path)));
+        ctx.cancel.check(fmt::format("{} stopped during the start after {}; the next start goes on "
+                                     "from there",
+                                     config.instance,
+                                     result.path.empty() ? std::string("no step") : format_path_words(result.path)));
         reporter.set_phase(Phase::deciding);
-        auto o = observe(config, engine, store, rejected, pin);
+        auto o = observe(config, engine, store, ctx, rejected, pin);
         auto d = decide(o.facts);
+        for (const auto& w : o.warnings) log::warn(w);
         log::write(log::Level::info,
                    fmt::format("observed {}; {}; decision: {} ({})", o.state_detail,
                                o.backup_detail.empty() ? "store not consulted" : o.backup_detail,
-                               action_name(d.action), d.reason),
+                               action_label(d.action), d.reason),
                    {{"BARTL_DECISION", action_name(d.action)}}, event::decision);
         switch (d.action) {
         case Action::serve: {
@@ -65,65 +55,68 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
             return result;
         }
         case Action::init:
-            if (o.marker_lost) inst.retire_marker("state paths hold no data");
-            do_init(config, engine, reporter);
-            result.path.push_back(Action::init);
+            if (o.marker_lost) inst.retire_marker("its state is lost");
+            do_init(rc);
             break;
-        case Action::restore: {
-            if (o.marker_lost) inst.retire_marker("state paths hold no data");
-            auto backups = list_backups(*store, config.app_name);
-            auto b = find_backup(backups, o.facts.backup_id);
-            if (!b) {
-                // Deleted between listing and now: observe again.
-                rejected.insert(o.facts.backup_id);
-                why_rejected[o.facts.backup_id] = "disappeared from the store";
-                break;
-            }
+        case Action::restore:
+            if (o.marker_lost) inst.retire_marker("its state is lost");
             try {
-                do_restore(config, *store, *b, engine, reporter);
-                result.path.push_back(Action::restore);
+                do_restore(rc, *o.candidate);
             } catch (const IntegrityError& e) {
                 log::write(log::Level::err,
-                           fmt::format("backup {} rejected: {}; trying the next older backup", b->id, e.what()),
-                           {{"BARTL_BACKUP_ID", b->id}}, event::restore_rejected);
-                rejected.insert(b->id);
-                why_rejected[b->id] = e.what();
+                           fmt::format("backup {} rejected: {}; trying the next older backup", o.candidate->id,
+                                       e.what()),
+                           {{"BARTL_BACKUP_ID", o.candidate->id}}, event::restore_rejected);
+                rejected.insert(o.candidate->id);
+                why_rejected[o.candidate->id] = e.what();
+                continue;
             } catch (const NotFound& e) {
-                rejected.insert(b->id);
-                why_rejected[b->id] = e.what();
+                // Deleted between listing and now: observe again.
+                rejected.insert(o.candidate->id);
+                why_rejected[o.candidate->id] = e.what();
+                continue;
             }
             break;
-        }
-        case Action::migrate:
-            do_migrate(config, store, *o.marker, engine, reporter);
-            result.path.push_back(Action::migrate);
-            break;
-        case Action::clean_partial:
-            do_clean_partial(config, *inst.read_intent());
-            result.path.push_back(Action::clean_partial);
-            break;
+        case Action::take_over: do_take_over(rc, *o.marker); break;
+        case Action::backup_before_migrate: do_backup_before_migrate(rc, *o.marker); break;
+        case Action::migrate: do_migrate(rc, *o.marker); break;
+        case Action::upgrade_marker: do_upgrade_marker(rc, *o.marker); break;
+        case Action::add_components: do_add_components(rc, *o.marker); break;
+        case Action::clean_partial: do_clean_partial(config, *inst.read_intent()); break;
         case Action::refuse_downgrade: {
             const auto sv = o.facts.state_version->str();
-            auto msg = fmt::format(
+            std::string paths;
+            for (const auto& p : config.state_paths) paths += (paths.empty() ? "" : ", ") + p.string();
+            throw DowngradeError(fmt::format(
                 "state {} of {} is newer than engine {}: downgrade refused, nothing was changed. Install engine {} "
                 "or newer, or go back to the state before the upgrade: stop bartld, move the state paths ({}) and "
                 "{} aside, then run `bartld --restore-from ID` with a backup taken at {} (`bartlctl backups` lists "
                 "them; bartl takes one before every migration)",
-                sv, config.instance, engine.str(), sv, join(config.state_paths), inst.marker_path().string(),
-                engine.str());
-            throw DowngradeError(msg);  // logged by main() with its MESSAGE_ID
+                sv, config.instance, engine.str(), sv, paths, inst.marker_path().string(), engine.str()));
         }
-        case Action::refuse_foreign: {
-            auto msg = fmt::format(
+        case Action::refuse_foreign:
+            throw ForeignStateError(fmt::format(
                 "foreign state refused: {}. bartl did not create this data and will not touch it. To bring an "
                 "existing installation under bartl, run `bartlctl -i {} adopt VERSION` with the version of the data; "
                 "to start fresh, move the data away",
-                o.state_detail, config.instance);
-            throw ForeignStateError(msg);  // logged by main() with its MESSAGE_ID
+                o.state_detail, config.instance));
+        case Action::refuse_undeclared: {
+            std::string list;
+            for (const auto& c : o.components)
+                if (c.finding == "no longer declared") list += (list.empty() ? "" : ", ") + c.id;
+            throw ConfigError(fmt::format(
+                "{}: the state marker records component(s) {} that the configuration no longer declares; bartl will "
+                "not drop state silently: declare them again, or record their removal with `bartlctl -i {} forget "
+                "COMPONENT` (their data stays where it is)",
+                config.file.string(), list, config.instance));
         }
         case Action::fail_unreachable:
             throw StoreUnavailable(fmt::format(
                 "{}; no state exists and backups may be there, so bartl will not start a fresh install (will retry)",
+                o.backup_detail));
+        case Action::fail_not_a_store:
+            throw StoreNotInitialized(fmt::format(
+                "{}; no state exists, so bartl will not start a fresh install over a store it cannot prove empty",
                 o.backup_detail));
         case Action::fail_all_rejected: {
             std::string list;
@@ -133,32 +126,56 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 list.empty() ? " " + o.backup_detail : list));
         }
         case Action::fail_pin_missing:
-            throw RuntimeError(fmt::format("{}; list the backups with `bartld --plan` or `bartlctl backups`; remove {} to restore the newest backup instead", o.backup_detail, inst.pin_path().string()));
+            throw RuntimeError(fmt::format("{}; list the backups with `bartld --plan` or `bartlctl backups`; remove {} "
+                                           "to restore the newest backup instead",
+                                           o.backup_detail, inst.pin_path().string()));
+        case Action::fail_not_mounted:
+            throw RuntimeError(fmt::format("{}; bartl will not restore onto the filesystem underneath: mount it "
+                                           "(systemd retries this start)",
+                                           o.state_detail));
+        case Action::fail_incomplete:
+            throw RuntimeError(fmt::format("state is incomplete: {}; bartl will not mix restored and live components: "
+                                           "restore the lost one by hand, or move every component and {} aside to "
+                                           "restore all of them from a backup",
+                                           o.state_detail, inst.marker_path().string()));
         }
+        result.path.push_back(d.action);
     }
     throw RuntimeError(fmt::format("the lifecycle loop did not converge after {} steps (path so far: {}); this is a "
                                    "bug, please report it with the journal of this start",
                                    options.max_iterations, format_path(result.path)));
 }
 
-std::string plan_text(const Config& config, const Version& engine, Store* store, const std::optional<std::string>& pin) {
+std::string plan_text(const Config& config, const Version& engine, Store* store, const Context& ctx,
+                      const std::optional<std::string>& pin, bool pin_given) {
     Instance inst(config);
     auto p = pin ? pin : inst.read_pin();
     Observation o;
-    std::string text;
     try {
-        o = observe(config, engine, store, {}, p);
+        o = observe(config, engine, store, ctx, {}, p);
     } catch (const Error& e) {
-        return fmt::format("instance {}: engine {}\nstate: {}\nplan: fail\n", config.instance, engine.str(), e.what());
+        return fmt::format("instance: {}\nengine: {}\nstate: {}\nplan: fail: {}\n", config.instance, engine.str(),
+                           e.what(), e.what());
     }
-    text += fmt::format("instance: {}\nengine: {}\nstate: {}\n", config.instance, engine.str(), o.state_detail);
+    std::string text = fmt::format("instance: {}\nengine: {}\nstate: {}\n", config.instance, engine.str(),
+                                   o.state_detail);
+    for (const auto& c : o.components) text += fmt::format("component: {}: {} ({})\n", c.id, c.finding, c.detail);
     if (!o.backup_detail.empty()) text += fmt::format("backups: {}\n", o.backup_detail);
-    auto path = predict_path(o.facts);
+    if (p && o.facts.state != StateFact::absent)
+        text += fmt::format("pin: backup {}{} is ignored: state exists (a pin only applies when no state exists)\n",
+                            *p, pin_given ? " (--restore-from)" : "");
+    for (const auto& w : o.warnings) text += fmt::format("warning: {}\n", w);
+    const auto path = predict_path(o.facts);
+    // The version a migration in this plan starts from: the state's, or the restored backup's.
+    const std::string from = o.facts.state == StateFact::present && o.facts.state_version
+                                 ? o.facts.state_version->str()
+                                 : (o.candidate ? o.candidate->version : std::string());
     std::string s;
     for (auto a : path) {
         if (!s.empty()) s += " -> ";
-        s += action_name(a);
+        s += action_label(a);
         if (a == Action::restore) s += " " + o.facts.backup_id;
+        if (a == Action::migrate && !from.empty()) s += fmt::format(" {} -> {}", from, engine.str());
     }
     text += fmt::format("plan: {}\n", s);
     return text;

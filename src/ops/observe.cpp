@@ -1,148 +1,212 @@
+// Observing the three facts (bartl(7) "WHAT BARTL OBSERVES"): local state by the marker and
+// each component's state ID, the store by its identity object and listing, the versions.
 #include <fmt/format.h>
 
 #include "core/error.hpp"
 #include "ops/catalog.hpp"
 #include "ops/instance.hpp"
 #include "ops/lifecycle.hpp"
+#include "ops/migrations_dir.hpp"
+#include "state/declared.hpp"
+#include "store/identity.hpp"
+#include "util/log.hpp"
 
 namespace bartl {
 
 namespace {
 
-std::string join_paths(const std::vector<std::filesystem::path>& v) {
+std::string join(const std::vector<std::string>& v, const char* sep = "; ") {
     std::string s;
-    for (const auto& p : v) s += (s.empty() ? "" : ", ") + p.string();
+    for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
     return s;
 }
 
-void observe_backups(Observation& o, const Config& config, Store* store, const std::set<std::string>& rejected,
-                     const std::optional<std::string>& pin) {
+void observe_backups(Observation& o, const Config& config, Store* store, const Context& ctx,
+                     const std::set<std::string>& rejected, const std::optional<std::string>& pin) {
     auto& f = o.facts;
     if (!store) {
         f.backup = BackupFact::none;
         o.backup_detail = "no backup store configured";
         return;
     }
-    std::vector<BackupManifest> backups;
-    std::vector<std::string> damaged;
+    std::optional<StoreWriter> writer;
+    BackupListing listing;
     try {
-        backups = list_backups(*store, config.app_name, &damaged);
+        // Only a location holding bartl's identity object may answer "no backup" (invariant 5).
+        writer = read_store_identity(*store, ctx, config.app_name, config.instance).identity.writer;
+        listing = list_backup_refs(*store, ctx, config.app_name);
+    } catch (const StoreNotInitialized& e) {
+        f.backup = BackupFact::not_a_store;
+        o.backup_detail = e.what();
+        return;
     } catch (const StoreUnavailable& e) {
         f.backup = BackupFact::unreachable;
         o.backup_detail = e.what();
         return;
     }
+    auto take = [&](const BackupManifest& b, const std::string& how) {
+        f.backup = BackupFact::available;
+        f.backup_id = b.id;
+        f.backup_version = Version::try_parse(b.version);
+        o.candidate = b;
+        o.backup_detail = fmt::format("store {}{}: backup {} ({}, state {}, created {} on {})", store->url(), how, b.id,
+                                      b.blob_name, b.version, b.created, b.host);
+    };
     if (pin) {
         o.pinned = *pin;
-        auto b = find_backup(backups, *pin);
-        if (!b) {
+        const auto ref = find_ref(listing.backups, *pin);
+        if (!ref) {
             f.backup = BackupFact::pin_missing;
+            f.backup_id = *pin;
             o.backup_detail = fmt::format("store {} holds no backup '{}' (pinned by --restore-from)", store->url(), *pin);
-        } else if (rejected.count(b->id)) {
+            return;
+        }
+        if (rejected.count(ref->id)) {
             f.backup = BackupFact::all_rejected;
-            o.backup_detail = fmt::format("pinned backup {} was rejected", b->id);
-        } else {
-            f.backup = BackupFact::available;
-            f.backup_id = b->id;
-            f.backup_version = Version::try_parse(b->version);
-            o.backup_detail = fmt::format("store {}: pinned backup {} ({}, state {}, created {})", store->url(), b->id,
-                                          b->blob_name, b->version, b->created);
+            o.backup_detail = fmt::format("pinned backup {} was rejected", ref->id);
+            return;
+        }
+        try {
+            take(read_sidecar(*store, ctx, config.app_name, *ref), " (pinned)");
+        } catch (const IntegrityError& e) {
+            f.backup = BackupFact::all_rejected;
+            o.backup_detail = fmt::format("pinned backup {}: {}", ref->id, e.what());
         }
         return;
     }
-    if (backups.empty() && !damaged.empty()) {
-        // Sidecars of this app are there but none is usable: the store did not answer "no
-        // backup", so this is never a fresh install (invariant 5).
-        std::string list;
-        for (const auto& d : damaged) list += (list.empty() ? "" : "; ") + d;
-        f.backup = BackupFact::all_rejected;
-        o.backup_detail = fmt::format("store {} holds {} damaged backup sidecar(s) of {} and no usable backup: {}",
-                                      store->url(), damaged.size(), config.app_name, list);
+    const auto choice = choose_restore_candidate(*store, ctx, config.app_name, listing, rejected, writer,
+                                                 std::chrono::system_clock::now());
+    for (const auto& s : choice.skipped) o.warnings.push_back(s);
+    if (choice.chosen) {
+        take(*choice.chosen, fmt::format(" answered: {} backup(s), newest usable", choice.listed));
         return;
     }
-    if (backups.empty()) {
+    if (listing.backups.empty() && listing.damaged.empty()) {
         f.backup = BackupFact::none;
         o.backup_detail = fmt::format("store {} answered: no backup of {}", store->url(), config.app_name);
         return;
     }
-    for (const auto& b : backups) {
-        if (rejected.count(b.id)) continue;
-        auto v = Version::try_parse(b.version);
-        if (!v) continue;  // a sidecar with a version we cannot order is not a candidate
-        f.backup = BackupFact::available;
-        f.backup_id = b.id;
-        f.backup_version = v;
-        o.backup_detail = fmt::format("store {} answered: {} backup(s), newest candidate {} ({}, state {}, created {})",
-                                      store->url(), backups.size(), b.id, b.blob_name, b.version, b.created);
-        return;
-    }
+    // Backups are there but none is usable: not a "no backup" answer (invariant 5).
     f.backup = BackupFact::all_rejected;
-    o.backup_detail = fmt::format("store {}: all {} backup(s) of {} were rejected", store->url(), backups.size(),
-                                  config.app_name);
+    std::vector<std::string> why = listing.damaged;
+    for (const auto& s : choice.skipped) why.push_back(s);
+    o.backup_detail = fmt::format("store {} holds {} backup(s) of {} and none usable ({} rejected in this run){}{}",
+                                  store->url(), listing.backups.size(), config.app_name, rejected.size(),
+                                  why.empty() ? "" : ": ", join(why));
 }
 
 }  // namespace
 
-Observation observe(const Config& config, const Version& engine, Store* store, const std::set<std::string>& rejected,
-                    const std::optional<std::string>& pin) {
+Observation observe(const Config& config, const Version& engine, Store* store, const Context& ctx,
+                    const std::set<std::string>& rejected, const std::optional<std::string>& pin) {
     Instance inst(config);
     Observation o;
     auto& f = o.facts;
     f.engine = engine;
+    f.store_configured = store != nullptr;
+    f.before_migrate = config.before_migrate;
     const auto mr = inst.read_marker();
     const auto intent = inst.read_intent();
-    const auto with_data = inst.paths_with_data();
+    f.migration_in_progress = intent && intent->op == "migrate";
+    const auto declared = declared_components(config);
 
-    std::vector<std::filesystem::path> missing;
-    for (const auto& p : config.state_paths) {
-        std::error_code ec;
-        if (!std::filesystem::exists(std::filesystem::symlink_status(p, ec))) missing.push_back(p);
-    }
-    const bool all_missing = missing.size() == config.state_paths.size();
+    std::vector<std::string> with_data;
+    for (const auto& c : declared)
+        if (c->holds_data()) with_data.push_back(c->name());
 
-    // A marker whose data is gone (disk replaced, paths deleted), or an unreadable marker over
-    // no data, protects nothing: the state is lost and the marker is retired when acting.
-    const bool lost = mr.exists && (all_missing || (!mr.marker && with_data.empty()));
-    if (mr.exists && (mr.marker || lost)) {
-        if (lost) {
+    if (mr.exists && !mr.marker) {
+        // An unreadable marker over no data protects nothing; over data it proves nothing.
+        if (with_data.empty()) {
             o.marker_lost = true;
             f.state = StateFact::absent;
-            o.state_detail = fmt::format("marker {} exists but the state paths hold no data: state lost",
-                                         inst.marker_path().string());
-        } else if (!missing.empty()) {
-            throw RuntimeError(fmt::format(
-                "state is incomplete: marker {} records state {} but {} is missing while other state paths exist; "
-                "restore the missing path, or move every state path and the marker aside to restore from a backup",
-                inst.marker_path().string(), mr.marker->version, join_paths(missing)));
+            o.state_detail = fmt::format("marker {} does not parse ({}) and no component holds data: state lost",
+                                         inst.marker_path().string(), mr.error);
         } else {
-            auto v = Version::try_parse(mr.marker->version);
-            if (!v)
-                throw RuntimeError(fmt::format("marker {}: state version '{}' is not SemVer",
-                                               inst.marker_path().string(), mr.marker->version));
+            f.state = StateFact::foreign;
+            o.state_detail = fmt::format("marker {} does not parse ({}) and {} hold data", inst.marker_path().string(),
+                                         mr.error, join(with_data, ", "));
+        }
+    } else if (mr.marker) {
+        const Marker& m = *mr.marker;
+        std::vector<std::string> foreign, not_mounted, lost, ours, fresh, undeclared;
+        for (const auto& c : declared) {
+            const auto* rec = m.find(c->kind(), c->name());
+            const auto seen = c->observe(rec, m.state_id);
+            o.components.push_back(
+                {c->id(), rec || seen.finding != ComponentFinding::ours ? finding_name(seen.finding) : "new",
+                 seen.detail});
+            if (!rec) {
+                if (seen.finding == ComponentFinding::foreign)
+                    foreign.push_back(seen.detail);
+                else
+                    fresh.push_back(c->id());  // empty, or created by an interrupted add
+                continue;
+            }
+            switch (seen.finding) {
+            case ComponentFinding::ours: ours.push_back(c->id()); break;
+            case ComponentFinding::foreign: foreign.push_back(seen.detail); break;
+            case ComponentFinding::not_mounted: not_mounted.push_back(seen.detail); break;
+            case ComponentFinding::lost:
+            case ComponentFinding::fresh: lost.push_back(seen.detail); break;
+            }
+        }
+        for (const auto& r : m.components) {
+            bool is_declared = false;
+            for (const auto& c : declared) is_declared |= c->kind() == r.kind && c->name() == r.name;
+            if (!is_declared) {
+                undeclared.push_back(component_id(r.kind, r.name));
+                o.components.push_back({component_id(r.kind, r.name), "no longer declared",
+                                        "recorded in the marker, not in the configuration"});
+            }
+        }
+        const std::string where = fmt::format("marker {}", inst.marker_path().string());
+        if (!foreign.empty()) {
+            f.state = StateFact::foreign;
+            o.state_detail = fmt::format("{} (state {}, state ID {}): {}", where, m.version,
+                                         m.state_id.empty() ? "none" : m.state_id, join(foreign));
+        } else if (!not_mounted.empty()) {
+            f.state = StateFact::not_mounted;
+            o.state_detail = fmt::format("{} (state {}): {}", where, m.version, join(not_mounted));
+        } else if (ours.empty() && !lost.empty()) {
+            o.marker_lost = true;
+            f.state = StateFact::absent;
+            o.state_detail = fmt::format("{} records state {} but {}", where, m.version, join(lost));
+        } else if (!lost.empty()) {
+            f.state = StateFact::incomplete;
+            o.state_detail = fmt::format("{} (state {}): {} present, but {}", where, m.version, join(ours, ", "),
+                                         join(lost));
+        } else {
+            auto v = Version::try_parse(m.version);
+            if (!v) throw RuntimeError(fmt::format("{}: state version '{}' is not SemVer", where, m.version));
             f.state = StateFact::present;
             f.state_version = v;
-            o.marker = mr.marker;
-            o.state_detail = fmt::format("state {} (origin {}, marker {})", mr.marker->version, mr.marker->origin,
-                                         inst.marker_path().string());
+            f.marker_legacy = m.state_id.empty();
+            f.components_new = !fresh.empty();
+            f.components_undeclared = !undeclared.empty();
+            f.writer_claim_due = store && !f.marker_legacy && m.writer.store_id.empty() && m.writer.deferred.empty();
+            o.marker = m;
+            o.state_detail = fmt::format("state {} (state ID {}, origin {}, {}){}{}", m.version,
+                                         m.state_id.empty() ? "not recorded yet" : m.state_id, m.origin, where,
+                                         fresh.empty() ? "" : "; new components: " + join(fresh, ", "),
+                                         undeclared.empty() ? "" : "; no longer declared: " + join(undeclared, ", "));
+            for (const auto& w : changed_migrations(config, m)) o.warnings.push_back(w);
         }
-    } else if (mr.exists) {
-        f.state = StateFact::foreign;
-        o.state_detail = fmt::format("marker {} does not parse ({}) and {} hold data", inst.marker_path().string(),
-                                     mr.error, join_paths(with_data));
     } else if (intent && (intent->op == "init" || intent->op == "restore")) {
         f.state = StateFact::partial;
         o.state_detail = fmt::format("interrupted {} (intent {}, started {} by PID {})", intent->op,
                                      inst.intent_path().string(), intent->started, intent->pid);
     } else if (!with_data.empty()) {
         f.state = StateFact::foreign;
-        o.state_detail = fmt::format("{} hold data but there is no marker {}", join_paths(with_data),
-                                     inst.marker_path().string());
+        std::vector<std::string> details;
+        for (const auto& c : declared)
+            if (c->holds_data()) details.push_back(c->observe(nullptr, "").detail);
+        o.state_detail = fmt::format("{} (no marker {})", join(details), inst.marker_path().string());
     } else {
         f.state = StateFact::absent;
-        o.state_detail = "no state: state paths missing or empty, no marker";
+        o.state_detail = "no state: declared components missing or empty, no marker";
     }
 
-    if (f.state == StateFact::absent) observe_backups(o, config, store, rejected, pin);
+    if (f.state == StateFact::absent) observe_backups(o, config, store, ctx, rejected, pin);
     return o;
 }
 

@@ -1,4 +1,4 @@
-#include <unistd.h>
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -10,8 +10,10 @@
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
 #include "ops/staging.hpp"
+#include "state/declared.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/random.hpp"
 #include "util/writeback.hpp"
 
 namespace bartl {
@@ -20,68 +22,97 @@ namespace {
 /// Blob bytes between two background syncs of the staging filesystem during a restore.
 constexpr std::uint64_t kWritebackEvery = 32ull << 20;
 
+/// The declared component each state/N of the blob restores into, by name (never by
+/// position: reordered [state] paths must not swap contents).
+std::vector<const Component*> map_by_name(const std::vector<std::unique_ptr<Component>>& declared,
+                                          const BackupManifest& backup, const Config& config) {
+    std::vector<const Component*> out;
+    for (const auto& name : backup.paths) {
+        const auto moved = config.moved.find(name);
+        const std::string want = moved != config.moved.end() ? moved->second.string() : name;
+        const Component* found = nullptr;
+        for (const auto& c : declared)
+            if (c->tree() && c->name() == want) found = c.get();
+        if (!found)
+            throw ConfigError(fmt::format(
+                "{}: backup {} holds state path {}, which [state] paths does not declare: declare it (its data "
+                "would otherwise be dropped by the restore and by every later backup), or, if it lives elsewhere "
+                "now, say where with [state] moved = {{ \"{}\" = \"NEW PATH\" }}",
+                config.file.string(), backup.id, name, name));
+        if (std::find(out.begin(), out.end(), found) != out.end())
+            throw IntegrityError(fmt::format("backup {} names state path {} twice", backup.id, want));
+        out.push_back(found);
+    }
+    return out;
+}
+
 }  // namespace
 
-void do_restore(const Config& config, Store& store, const BackupManifest& backup, const Version& engine,
-                const Reporter& reporter) {
+void do_restore(const RunContext& rc, const BackupManifest& backup) {
+    const auto& config = rc.config;
     Instance inst(config);
-    reporter.set_phase(Phase::restoring);
+    rc.reporter.set_phase(Phase::restoring);
     const std::string what = fmt::format("Restoring {} from {}", config.instance, backup.blob_name);
-    reporter.set_status(what);
+    rc.reporter.set_status(what);
     log::write(log::Level::notice,
                fmt::format("restore of {} from backup {} ({}, state {}, {}) started", config.instance, backup.id,
                            backup.blob_name, backup.version, format_bytes(backup.blob_size)),
                {{"BARTL_BACKUP_ID", backup.id}}, event::restore_started);
-    if (backup.paths.size() != config.state_paths.size())
-        throw IntegrityError(fmt::format("backup {} holds {} state path(s), the configuration declares {}", backup.id,
-                                         backup.paths.size(), config.state_paths.size()));
-
-    check_targets(config);
-    auto staging = staging_dirs(config);
+    const auto declared = declared_components(config);
+    const auto comps = map_by_name(declared, backup, config);
+    check_targets(comps);
     Intent intent = new_intent("restore");
-    intent.staging = path_strings(staging);
-    intent.targets = path_strings(config.state_paths);
+    intent.staging = staging_strings(comps);
+    intent.targets = target_strings(comps);
     intent.backup_id = backup.id;
     intent.to = backup.version;
+    intent.state_id = new_state_id();
     inst.write_intent(intent);
 
     auto discard = [&] {
-        for (const auto& s : staging) fs::remove_tree(s);
+        for (const auto* c : comps) c->discard_staging();
         inst.clear_intent();
     };
     try {
-        prepare_staging(staging);
-        auto src = store.open(backup.blob_name);
+        std::vector<std::filesystem::path> staging;
+        for (const auto* c : comps) {
+            // Owners come from the archive; the staging root gets its mode and owner from it too.
+            c->prepare_staging(Owner{});
+            staging.push_back(c->staging_path());
+        }
+        auto src = rc.store->open(rc.ctx, backup.blob_name);
         auto last = std::chrono::steady_clock::now();
-        // The disk writes back while we extract, so sync_staging() below finds little left.
-        fs::BackgroundSync writeback(staging.front(), kWritebackEvery);
+        // The disk writes back while we extract, so the sync before the commit finds little left.
+        std::optional<fs::BackgroundSync> writeback;
+        if (!staging.empty()) writeback.emplace(staging.front(), kWritebackEvery);
         auto r = extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
                               [&](std::uint64_t done, std::uint64_t total) {
-                                  if (stop_requested())  // staging is discarded below
-                                      throw StopRequested(fmt::format(
-                                          "stop requested: restore of backup {} abandoned after {} of {}", backup.id,
-                                          format_bytes(done), format_bytes(total)));
-                                  writeback.written(done);
+                                  // Staging is discarded below.
+                                  rc.ctx.check(fmt::format("restore of backup {} abandoned after {} of {}", backup.id,
+                                                           format_bytes(done), format_bytes(total)));
+                                  if (writeback) writeback->written(done);
                                   auto now = std::chrono::steady_clock::now();
                                   if (now - last < std::chrono::seconds(1)) return;
                                   last = now;
-                                  reporter.alive();
-                                  reporter.set_status(fmt::format("{}: {} of {}", what, format_bytes(done),
-                                                                  format_bytes(total ? total : backup.bytes)));
+                                  rc.reporter.alive();
+                                  rc.reporter.set_status(fmt::format("{}: {} of {}", what, format_bytes(done),
+                                                                     format_bytes(total ? total : backup.bytes)));
                               },
                               read_options(backup));
         const auto& am = r.archive_manifest;
-        if (am.app != backup.app || am.id != backup.id || am.version != backup.version)
+        if (am.app != backup.app || am.id != backup.id || am.version != backup.version || am.paths != backup.paths)
             throw IntegrityError(fmt::format("backup {}: archive manifest (app {}, version {}, id {}) does not match "
-                                             "its sidecar (app {}, version {}, id {})",
-                                             backup.id, am.app, am.version, am.id, backup.app, backup.version, backup.id));
+                                             "its sidecar (app {}, version {}, id {}) or names other paths",
+                                             backup.id, am.app, am.version, am.id, backup.app, backup.version,
+                                             backup.id));
         if (r.files != backup.files || r.bytes != backup.bytes)
             throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
                                              backup.id, r.files, r.bytes, backup.files, backup.bytes));
         for (const auto& w : r.warnings)
             log::warn(fmt::format("restore of backup {}: {}", backup.id, w), {{"BARTL_BACKUP_ID", backup.id}});
-        writeback.finish();  // an error it met is not reported again to sync_staging's syncfs
-        sync_staging(staging);
+        if (writeback) writeback->finish();  // an error it met is not reported again by the sync below
+        for (const auto* c : comps) c->bind_staging(intent.state_id);
+        for (const auto* c : comps) c->sync_staging();
     } catch (...) {
         try {
             discard();
@@ -93,30 +124,34 @@ void do_restore(const Config& config, Store& store, const BackupManifest& backup
     Marker m;
     m.app = config.app_name;
     m.version = backup.version;
+    m.state_id = intent.state_id;
     m.origin = "restore:" + backup.id;
-    m.state_paths = path_strings(config.state_paths);
-    add_history(m, "restore", "", backup.version, fmt::format("{} created {} on {}", backup.blob_name, backup.created, backup.host));
+    m.migrations = backup.migrations;
+    add_history(m, "restore", "", backup.version,
+                fmt::format("{} created {} on {}", backup.blob_name, backup.created, backup.host));
     try {
-        commit_staging(staging, config.state_paths);
-        auto env = hook_env(config, engine.str(), backup.version);
+        for (const auto* c : comps) c->commit_staging();
+        for (const auto* c : comps) m.components.push_back(c->record());
+        auto env = hook_env(config, rc.engine.str(), backup.version);
         env["BARTL_BACKUP_ID"] = backup.id;
         env["BARTL_BACKUP_NAME"] = backup.blob_name;
         // Before the marker: a failing post_restore leaves the restore uncommitted, so it is
         // rolled back and done again rather than a half-prepared state served.
-        run_hook(config, "post_restore", config.hook_post_restore, env);
+        run_hook(config, "post_restore", config.hook_post_restore, env, rc.ctx.cancel);
         // The staged files were synced before the commit; what the hook changed since must be
         // on disk before the marker commits it too.
         if (!config.hook_post_restore.empty())
-            for (const auto& p : config.state_paths) fs::sync_filesystem(p);
+            for (const auto* c : comps) c->sync_live();
         inst.write_marker(m);
     } catch (...) {
-        rollback_uncommitted(config, staging);
+        rollback_uncommitted(config, comps);
         throw;
     }
     inst.clear_intent();
     inst.clear_pin();
     log::write(log::Level::notice,
-               fmt::format("restore of {} from backup {} finished: state {}", config.instance, backup.id, backup.version),
+               fmt::format("restore of {} from backup {} finished: state {}, state ID {}", config.instance, backup.id,
+                           backup.version, m.state_id),
                {{"BARTL_BACKUP_ID", backup.id}}, event::restore_finished);
 }
 

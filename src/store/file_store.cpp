@@ -4,12 +4,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cctype>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -30,6 +33,23 @@ bool valid_name(const std::string& name) {
 std::string random_suffix() {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     return fmt::format("{:08x}", static_cast<std::uint32_t>(rng()));
+}
+
+/// This host's name as it goes into temporary names: [A-Za-z0-9.-], at most 64 characters.
+std::string temp_host() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+    std::string h;
+    for (const char* p = buf; *p && h.size() < 64; ++p)
+        h += (std::isalnum(static_cast<unsigned char>(*p)) || *p == '.' || *p == '-') ? *p : '_';
+    return h.empty() ? "unknown" : h;
+}
+
+/// The etag of a file: a replace (temp + rename) always makes a new inode.
+std::string etag_of(const struct stat& st) {
+    return fmt::format("{:x}-{:x}-{:x}.{:x}", static_cast<unsigned long long>(st.st_ino),
+                       static_cast<unsigned long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                       static_cast<long>(st.st_mtim.tv_nsec));
 }
 
 class FileReader : public ByteSource {
@@ -58,15 +78,17 @@ public:
         : url_(std::move(url)), dirfd_(dirfd), fd_(fd), tmp_(std::move(tmp)), name_(std::move(name)) {}
 
     ~FileWriter() override {
+        // Local and cheap, so done here as well as in abort(): the temporary file is never
+        // listed, and remove_abandoned_uploads() catches what a killed process leaves.
         if (fd_ >= 0) ::close(fd_);
-        if (!committed_) ::unlinkat(dirfd_, tmp_.c_str(), 0);  // best effort: list() ignores leftovers
+        if (!committed_ && !aborted_) ::unlinkat(dirfd_, tmp_.c_str(), 0);
         ::close(dirfd_);
     }
     FileWriter(const FileWriter&) = delete;
     FileWriter& operator=(const FileWriter&) = delete;
 
     void write(const void* data, std::size_t n) override {
-        if (fd_ < 0) throw RuntimeError(fmt::format("store {}: write to {} after commit", url_, name_));
+        if (fd_ < 0) throw RuntimeError(fmt::format("store {}: write to {} after commit or abort", url_, name_));
         const char* p = static_cast<const char*>(data);
         while (n > 0) {
             ssize_t w = ::write(fd_, p, n);
@@ -87,8 +109,10 @@ public:
         }
     }
 
-    void commit() override {
-        if (committed_ || fd_ < 0) throw RuntimeError(fmt::format("store {}: {} committed twice", url_, name_));
+    void commit(const Context& ctx) override {
+        if (committed_ || aborted_ || fd_ < 0)
+            throw RuntimeError(fmt::format("store {}: {} committed twice or after abort", url_, name_));
+        ctx.check(fmt::format("store {}: commit of {}", url_, name_));
         // Delayed allocation can report ENOSPC only here, so these are checked like write().
         if (::fsync(fd_) != 0) fail("cannot fsync", errno);
         int fd = std::exchange(fd_, -1);
@@ -98,6 +122,15 @@ public:
         if (::fsync(dirfd_) != 0 && errno != EINVAL)
             throw RuntimeError(fmt::format("store {}: cannot fsync directory after writing {}: {}", url_, name_,
                                            errno_text(errno)));
+    }
+
+    void abort(const Context&) override {
+        if (committed_ || aborted_) return;
+        aborted_ = true;
+        if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+        if (::unlinkat(dirfd_, tmp_.c_str(), 0) != 0 && errno != ENOENT)
+            throw StoreUnavailable(fmt::format("store {}: cannot remove the temporary file of {}: {}", url_, name_,
+                                               errno_text(errno)));
     }
 
 private:
@@ -111,6 +144,7 @@ private:
     std::string tmp_;
     std::string name_;
     bool committed_ = false;
+    bool aborted_ = false;
     static constexpr std::uint64_t kWritebackChunk = 8ull << 20;  // bytes
     std::uint64_t written_ = 0;  // bytes written so far
     std::uint64_t queued_ = 0;   // bytes handed to writeback so far
@@ -126,6 +160,8 @@ void FileStore::unavailable(const std::string& action, int err) const {
                                            dir_.string()));
     if (err == ENOTDIR)
         throw StoreUnavailable(fmt::format("store {}: {} is not a directory", url_, dir_.string()));
+    if (err == EROFS || err == EACCES || err == EPERM)
+        throw StoreReadOnly(fmt::format("store {}: {}: {}", url_, action, errno_text(err)));
     throw StoreUnavailable(fmt::format("store {}: {}: {}", url_, action, errno_text(err)));
 }
 
@@ -136,49 +172,77 @@ void FileStore::missing(const std::string& name) const {
     throw NotFound(fmt::format("store {}: {} not found", url_, name));
 }
 
-std::vector<std::string> FileStore::list(const std::string& prefix) {
+int FileStore::open_dir() const {
+    int dirfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) unavailable("cannot open directory " + dir_.string(), errno);
+    return dirfd;
+}
+
+std::vector<ObjectInfo> FileStore::list(const Context& ctx, const std::string& prefix) {
+    ctx.check(fmt::format("store {}: listing", url_));
     DIR* d = ::opendir(dir_.c_str());
     if (d == nullptr) unavailable("cannot read directory " + dir_.string(), errno);
-    std::vector<std::string> names;
+    std::vector<ObjectInfo> out;
     errno = 0;
     while (dirent* e = ::readdir(d)) {
         std::string name = e->d_name;
         errno = 0;
         if (name.empty() || name.front() == '.' || name.compare(0, prefix.size(), prefix) != 0) continue;
-        bool regular = e->d_type == DT_REG;
-        if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
-            struct stat st {};
-            regular = ::fstatat(::dirfd(d), name.c_str(), &st, 0) == 0 && S_ISREG(st.st_mode);
-        }
-        if (regular) names.push_back(std::move(name));
+        struct stat st {};
+        // stat, not lstat: a symlinked object (an operator's hand-made link) is read through.
+        if (::fstatat(::dirfd(d), name.c_str(), &st, 0) == 0 && S_ISREG(st.st_mode))
+            out.push_back(ObjectInfo{std::move(name), static_cast<std::uint64_t>(st.st_size),
+                                     std::chrono::system_clock::time_point(
+                                         std::chrono::seconds(st.st_mtim.tv_sec) +
+                                         std::chrono::nanoseconds(st.st_mtim.tv_nsec))});
         errno = 0;
     }
     int err = errno;
     ::closedir(d);
     if (err != 0) unavailable("cannot read directory " + dir_.string(), err);
-    std::sort(names.begin(), names.end());
-    return names;
+    std::sort(out.begin(), out.end(), [](const ObjectInfo& a, const ObjectInfo& b) { return a.name < b.name; });
+    return out;
 }
 
-unsigned FileStore::remove_abandoned_uploads(const std::string& prefix, std::chrono::seconds age) {
+std::optional<UploadOwner> parse_upload_owner(const std::string& temp_name) {
+    const auto tmp = temp_name.rfind(".tmp-");
+    if (tmp == std::string::npos) return std::nullopt;
+    const std::string rest = temp_name.substr(tmp + 5);  // HOST-PID-XXXXXXXX
+    const auto last = rest.rfind('-');
+    if (last == std::string::npos || last == 0) return std::nullopt;
+    const auto mid = rest.rfind('-', last - 1);
+    if (mid == std::string::npos || mid == 0) return std::nullopt;
+    const std::string pid = rest.substr(mid + 1, last - mid - 1);
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return UploadOwner{rest.substr(0, mid), std::stol(pid)};
+}
+
+unsigned FileStore::remove_abandoned_uploads(const Context& ctx, const std::string& prefix, std::chrono::seconds age) {
+    ctx.check(fmt::format("store {}: removing abandoned uploads", url_));
     DIR* d = ::opendir(dir_.c_str());
     if (d == nullptr) unavailable("cannot read directory " + dir_.string(), errno);
     const auto cutoff = ::time(nullptr) - static_cast<time_t>(age.count());
     const std::string hidden = "." + prefix;
+    const std::string host = temp_host();
     unsigned removed = 0;
     while (dirent* e = ::readdir(d)) {
         const std::string name = e->d_name;
         if (name.compare(0, hidden.size(), hidden) != 0 || name.find(".tmp-") == std::string::npos) continue;
         struct stat st {};
         if (::fstatat(::dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (st.st_mtime >= cutoff) continue;  // may be an upload in progress
+        const auto owner = parse_upload_owner(name);
+        // Written here by a process that is gone: nobody can still be writing it.
+        const bool writer_dead = owner && owner->host == host && owner->pid != ::getpid() &&
+                                 ::kill(static_cast<pid_t>(owner->pid), 0) != 0 && errno == ESRCH;
+        if (!writer_dead && st.st_mtime >= cutoff) continue;  // may be an upload in progress
         if (::unlinkat(::dirfd(d), name.c_str(), 0) == 0) ++removed;
     }
     ::closedir(d);
     return removed;
 }
 
-std::unique_ptr<ByteSource> FileStore::open(const std::string& name) {
+std::unique_ptr<ByteSource> FileStore::open(const Context& ctx, const std::string& name, std::uint64_t offset) {
+    ctx.check(fmt::format("store {}: opening {}", url_, name));
     if (!valid_name(name)) throw NotFound(fmt::format("store {}: {} not found (not a valid object name)", url_, name));
     const auto path = dir_ / name;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -191,27 +255,97 @@ std::unique_ptr<ByteSource> FileStore::open(const std::string& name) {
         ::close(fd);
         throw NotFound(fmt::format("store {}: {} is not a regular file", url_, name));
     }
+    if (offset > 0 && ::lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+        int err = errno;
+        ::close(fd);
+        throw RuntimeError(fmt::format("store {}: cannot seek {} to byte {}: {}", url_, name, offset, errno_text(err)));
+    }
     return std::make_unique<FileReader>(fd, fmt::format("store {}: {}", url_, name));
 }
 
-std::uint64_t FileStore::size(const std::string& name) {
-    if (!valid_name(name)) throw NotFound(fmt::format("store {}: {} not found (not a valid object name)", url_, name));
+std::optional<SmallObject> FileStore::get(const Context& ctx, const std::string& name, std::size_t max_bytes) {
+    ctx.check(fmt::format("store {}: reading {}", url_, name));
+    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
     const auto path = dir_ / name;
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-        if (errno == ENOENT) missing(name);
-        unavailable("cannot stat " + path.string(), errno);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) unavailable("cannot open " + path.string(), errno);
+        struct stat dst {};
+        if (::stat(dir_.c_str(), &dst) != 0) unavailable("cannot access " + dir_.string(), errno);
+        if (!S_ISDIR(dst.st_mode)) unavailable("", ENOTDIR);
+        return std::nullopt;
     }
-    if (!S_ISREG(st.st_mode)) throw NotFound(fmt::format("store {}: {} is not a regular file", url_, name));
-    return static_cast<std::uint64_t>(st.st_size);
+    FileReader reader(fd, fmt::format("store {}: {}", url_, name));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) unavailable("cannot stat " + path.string(), errno);
+    if (!S_ISREG(st.st_mode)) throw RuntimeError(fmt::format("store {}: {} is not a regular file", url_, name));
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+        throw RuntimeError(fmt::format("store {}: {} is {} bytes, more than the {} expected", url_, name, st.st_size,
+                                       max_bytes));
+    SmallObject obj;
+    obj.etag = etag_of(st);
+    char buf[8192];
+    while (std::size_t n = reader.read(buf, sizeof buf)) {
+        obj.data.append(buf, n);
+        if (obj.data.size() > max_bytes)
+            throw RuntimeError(fmt::format("store {}: {} is larger than {} bytes", url_, name, max_bytes));
+    }
+    return obj;
 }
 
-std::unique_ptr<ObjectWriter> FileStore::create(const std::string& name) {
+std::string FileStore::put(const Context& ctx, const std::string& name, const std::string& data,
+                           const WriteCondition& cond) {
     if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
-    int dirfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0) unavailable("cannot open directory " + dir_.string(), errno);
+    // Conditional writes are a compare-and-swap under an exclusive flock on a lock file in
+    // the store directory: every bartl writing this store takes the same lock (NFSv4 and
+    // local filesystems honour it; see conditional_write_guarantee()).
+    int lockfd = -1;
+    if (cond.kind != WriteCondition::Kind::none) {
+        const auto lock_path = dir_ / ".bartl-store.lock";
+        lockfd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lockfd < 0) {
+            if (errno == ENOENT) unavailable("", ENOENT);
+            unavailable("cannot open " + lock_path.string(), errno);
+        }
+        while (::flock(lockfd, LOCK_EX) != 0) {
+            if (errno != EINTR) {
+                int err = errno;
+                ::close(lockfd);
+                unavailable("cannot lock " + lock_path.string(), err);
+            }
+        }
+    }
+    struct Unlock {
+        int fd;
+        ~Unlock() {
+            if (fd >= 0) ::close(fd);  // releases the flock
+        }
+    } unlock{lockfd};
+    if (cond.kind != WriteCondition::Kind::none) {
+        struct stat st {};
+        const bool exists = ::stat((dir_ / name).c_str(), &st) == 0;
+        if (!exists && errno != ENOENT) unavailable("cannot stat " + (dir_ / name).string(), errno);
+        if (cond.kind == WriteCondition::Kind::if_absent && exists)
+            throw PreconditionFailed(fmt::format("store {}: {} already exists", url_, name));
+        if (cond.kind == WriteCondition::Kind::if_match && (!exists || etag_of(st) != cond.etag))
+            throw PreconditionFailed(fmt::format("store {}: {} was {} since it was read", url_, name,
+                                                 exists ? "replaced" : "removed"));
+    }
+    auto w = create(ctx, name);
+    w->write(data.data(), data.size());
+    w->commit(ctx);
+    struct stat st {};
+    if (::stat((dir_ / name).c_str(), &st) != 0) unavailable("cannot stat " + (dir_ / name).string(), errno);
+    return etag_of(st);
+}
+
+std::unique_ptr<ObjectWriter> FileStore::create(const Context& ctx, const std::string& name) {
+    ctx.check(fmt::format("store {}: writing {}", url_, name));
+    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
+    int dirfd = open_dir();
+    const std::string owner = fmt::format("{}-{}", temp_host(), ::getpid());
     for (int attempt = 0; attempt < 100; ++attempt) {
-        std::string tmp = fmt::format(".{}.tmp-{}", name, random_suffix());
+        std::string tmp = fmt::format(".{}.tmp-{}-{}", name, owner, random_suffix());
         // 0600: backups hold the application's data, including whatever secrets it keeps.
         int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) return std::make_unique<FileWriter>(url_, dirfd, fd, std::move(tmp), name);
@@ -224,10 +358,10 @@ std::unique_ptr<ObjectWriter> FileStore::create(const std::string& name) {
     throw StoreUnavailable(fmt::format("store {}: cannot find a free temporary name for {}", url_, name));
 }
 
-void FileStore::remove(const std::string& name) {
+void FileStore::remove(const Context& ctx, const std::string& name) {
+    ctx.check(fmt::format("store {}: removing {}", url_, name));
     if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
-    int dirfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0) unavailable("cannot open directory " + dir_.string(), errno);
+    int dirfd = open_dir();
     int rc = ::unlinkat(dirfd, name.c_str(), 0);
     int err = errno;
     if (rc != 0 && err != ENOENT) {
@@ -242,39 +376,9 @@ void FileStore::remove(const std::string& name) {
                                        errno_text(err)));
 }
 
-std::filesystem::path file_url_path(const std::string& url) {
-    constexpr std::string_view scheme = "file://";
-    auto bad = [&](const std::string& why) {
-        return ConfigError(fmt::format("store URL \"{}\": {} (expected file:///ABSOLUTE/DIR)", url, why));
-    };
-    if (url.compare(0, scheme.size(), scheme) != 0) throw bad("not a file:// URL");
-    std::string rest = url.substr(scheme.size());
-    auto slash = rest.find('/');
-    std::string host = rest.substr(0, slash);
-    if (!host.empty() && host != "localhost") throw bad("host \"" + host + "\" is not supported");
-    if (slash == std::string::npos) throw bad("no directory");
-    std::string path;
-    const std::string raw = rest.substr(slash);
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-        if (raw[i] != '%') {
-            path += raw[i];
-            continue;
-        }
-        auto hex = [](char c) -> int {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            return -1;
-        };
-        if (i + 2 >= raw.size()) throw bad("truncated %-escape");
-        int hi = hex(raw[i + 1]), lo = hex(raw[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) throw bad("invalid %-escape");
-        path += static_cast<char>(hi * 16 + lo);
-        i += 2;
-    }
-    std::filesystem::path p = std::filesystem::path(path).lexically_normal();
-    if (p == "/") throw bad("the root directory cannot be a store");
-    return p;
+std::string FileStore::conditional_write_guarantee() const {
+    return "atomic: compare-and-swap under flock(2) on .bartl-store.lock in the store directory (local "
+           "filesystems and NFSv4; not on NFSv3 without lockd)";
 }
 
 }  // namespace bartl

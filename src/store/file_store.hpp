@@ -4,15 +4,17 @@
 #include <filesystem>
 #include <string>
 
+#include "core/store_url.hpp"
 #include "store/store.hpp"
 
 namespace bartl {
 
-/// Store in a local directory (store.hpp contract). Objects are plain files; an object being
-/// written is a hidden ".NAME.tmp-XXXXXXXX" file in the same directory, renamed on commit.
+/// Store in a local directory (store.hpp contract). Objects are plain files, mode 0600; an
+/// object being written is a hidden ".NAME.tmp-HOST-PID-XXXXXXXX" file in the same directory,
+/// renamed on commit, so an upload whose writer died is recognised at once (same host, PID
+/// gone). Conditional put() is a compare-and-swap under flock(2) on ".bartl-store.lock".
 /// The directory is never created by bartl: a missing directory means the backup disk is
-/// not mounted, and creating it would put backups on the wrong disk and later answer
-/// "no backups" for a disk that holds them.
+/// not mounted, and creating it would put backups on the wrong disk.
 class FileStore : public Store {
 public:
     /// `url` is kept for messages; `dir` is the absolute directory it names.
@@ -22,26 +24,37 @@ public:
     /// The directory holding the objects.
     const std::filesystem::path& dir() const noexcept { return dir_; }
 
-    std::vector<std::string> list(const std::string& prefix) override;
-    std::unique_ptr<ByteSource> open(const std::string& name) override;
-    std::uint64_t size(const std::string& name) override;
-    std::unique_ptr<ObjectWriter> create(const std::string& name) override;
-    void remove(const std::string& name) override;
-    /// Unlinks hidden ".PREFIX….tmp-XXXXXXXX" files whose mtime is older than `age`.
-    unsigned remove_abandoned_uploads(const std::string& prefix, std::chrono::seconds age) override;
+    std::vector<ObjectInfo> list(const Context& ctx, const std::string& prefix) override;
+    std::unique_ptr<ByteSource> open(const Context& ctx, const std::string& name, std::uint64_t offset = 0) override;
+    std::optional<SmallObject> get(const Context& ctx, const std::string& name, std::size_t max_bytes) override;
+    std::string put(const Context& ctx, const std::string& name, const std::string& data,
+                    const WriteCondition& cond) override;
+    std::unique_ptr<ObjectWriter> create(const Context& ctx, const std::string& name) override;
+    void remove(const Context& ctx, const std::string& name) override;
+    /// Unlinks hidden ".PREFIX….tmp-…" files written on this host by a PID that no longer
+    /// exists, and any older than `age` (older bartl wrote ".NAME.tmp-XXXXXXXX" without owner).
+    unsigned remove_abandoned_uploads(const Context& ctx, const std::string& prefix,
+                                      std::chrono::seconds age) override;
+    std::string conditional_write_guarantee() const override;
 
 private:
     /// StoreUnavailable for a failure on the store directory itself (errno `err`).
     [[noreturn]] void unavailable(const std::string& action, int err) const;
     /// After ENOENT on an object: NotFound when the directory is there, else StoreUnavailable.
     [[noreturn]] void missing(const std::string& name) const;
+    /// Opens the store directory (O_DIRECTORY). Throws StoreUnavailable.
+    int open_dir() const;
 
     std::string url_;
     std::filesystem::path dir_;
 };
 
-/// Parses "file:///abs/dir" (percent-escapes decoded) into the directory. Throws ConfigError
-/// for another scheme, a host part other than "localhost", or a relative/empty path.
-std::filesystem::path file_url_path(const std::string& url);
+/// The owner a file store temporary name records: ".NAME.tmp-HOST-PID-XXXXXXXX" gives HOST
+/// and PID; std::nullopt for other names (older bartl's ".NAME.tmp-XXXXXXXX"). Pure.
+struct UploadOwner {
+    std::string host;
+    long pid = 0;
+};
+std::optional<UploadOwner> parse_upload_owner(const std::string& temp_name);
 
 }  // namespace bartl

@@ -7,7 +7,8 @@
 
 namespace bartl {
 
-std::unique_ptr<Store> open_store(const std::string& url) {
+std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options) {
+    (void)options;  // the file store needs none
     const auto sep = url.find("://");
     if (sep == std::string::npos || sep == 0)
         throw ConfigError(fmt::format(

@@ -228,6 +228,26 @@ void remove_tree(const std::filesystem::path& path) {
     fsync_dir(parent_of(path));
 }
 
+namespace {
+/// An existing directory with no entries at all (lost+found itself must be truly empty).
+bool is_missing_or_empty_dir_only(const std::filesystem::path& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return false;  // unreadable: counts as data
+    bool empty = true;
+    while (dirent* e = ::readdir(d)) {
+        std::string_view n = e->d_name;
+        if (n != "." && n != "..") {
+            empty = false;
+            break;
+        }
+    }
+    ::closedir(d);
+    return empty;
+}
+}  // namespace
+
 bool is_missing_or_empty(const std::filesystem::path& path) {
     // stat, not lstat: a declared state path may be a symlink to the real data directory.
     struct stat st {};
@@ -242,11 +262,17 @@ bool is_missing_or_empty(const std::filesystem::path& path) {
     errno = 0;
     while (dirent* e = ::readdir(d)) {
         std::string_view n = e->d_name;
-        if (n != "." && n != "..") {
-            empty = false;
-            break;
+        if (n == "." || n == "..") {
+            errno = 0;
+            continue;
         }
-        errno = 0;
+        // mkfs puts an empty lost+found on every ext filesystem: a fresh disk holds no data.
+        if (n == "lost+found" && is_missing_or_empty_dir_only(path / "lost+found")) {
+            errno = 0;
+            continue;
+        }
+        empty = false;
+        break;
     }
     int err = errno;
     ::closedir(d);

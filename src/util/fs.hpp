@@ -35,7 +35,8 @@ void remove_durable(const std::filesystem::path& path);
 /// mounts. Missing path is not an error. Throws RuntimeError.
 void remove_tree(const std::filesystem::path& path);
 
-/// True when `path` does not exist or is an empty directory ("holds no data").
+/// True when `path` does not exist or is an empty directory ("holds no data"); an empty
+/// lost+found directory in it (a fresh ext4 filesystem) does not count as data.
 /// Throws RuntimeError when it exists and cannot be read.
 bool is_missing_or_empty(const std::filesystem::path& path);
 

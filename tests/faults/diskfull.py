@@ -48,7 +48,13 @@ def remount(path, opts):
 
 
 def hidden(store):
-    return [n for n in os.listdir(store) if n.startswith(".")]
+    """Temporaries in a store: hidden names other than the store's own lock."""
+    return [n for n in os.listdir(store) if n.startswith(".") and n != ".bartl-store.lock"]
+
+
+def objects(store):
+    """Visible objects other than the store's identity."""
+    return sorted(n for n in os.listdir(store) if not n.startswith(".") and n != "bartl-store.json")
 
 
 def main(argv):
@@ -93,9 +99,7 @@ def main(argv):
         ok &= check(case, "No space left" in r.err, "error does not name ENOSPC", r)
         ok &= check(case, inst.sidecars() == before, "sidecars changed")
         ok &= check(case, not hidden(storefs), f"temporaries left: {hidden(storefs)}")
-        ok &= check(case, [n for n in os.listdir(storefs) if not n.startswith(".")] ==
-                    sorted([b for b in before] + [b + ".json" for b in before]) or
-                    sorted(os.listdir(storefs)) == sorted([b for b in before] + [b + ".json" for b in before]),
+        ok &= check(case, objects(storefs) == sorted([b for b in before] + [b + ".json" for b in before]),
                     f"store holds unexpected objects: {os.listdir(storefs)}")
         ok &= check(case, inst.run("--verify").rc == 0, "older backup does not verify")
         ok &= check(case, inst.state_hash() == ref, "state changed")
@@ -112,11 +116,13 @@ def main(argv):
         ok = check(case, r.rc == 1, f"exit {r.rc}, expected 1", r)
         ok &= check(case, "Read-only" in r.err, "error does not say read-only", r)
         ok &= check(case, inst.sidecars() == before, "sidecars changed")
-        # Disaster recovery from a read-only medium works.
+        # Disaster recovery from a read-only medium works; the store is claimed later.
         inst.wipe_state()
         r2 = inst.run("--prepare")
         ok &= check(case, r2.rc == 0 and inst.marker()["origin"].startswith("restore:") and inst.state_hash() == ref,
                     "restore from the read-only store failed", r2)
+        ok &= check(case, "previous writer is NOT fenced" in r2.err and inst.marker()["writer"]["deferred"] == "takeover",
+                    "the deferred takeover is not said or not recorded", r2)
         remount(storefs, "rw")
         r3 = inst.run("--backup")
         rec = check(case, r3.rc == 0, "backup after remount rw failed", r3)
@@ -127,7 +133,8 @@ def main(argv):
         statefs = os.path.join(work, "state-small")
         mount_tmpfs(statefs, "20m")
         mounts.append(statefs)
-        b = fl.Instance(os.path.join(work, "b"), init_hook=[hook], state_dir=statefs, store_dir=inst.store)
+        b = fl.Instance(os.path.join(work, "b"), init_hook=[hook], state_dir=statefs, store_dir=inst.store,
+                        moved={inst.paths[0]: os.path.join(statefs, "fapp")})
         r = b.run("--prepare")  # restores inst's newest backup (same app, same store)... into 20 MiB
         ok = check(case, r.rc == 1, f"exit {r.rc}, expected 1", r)
         ok &= check(case, "No space left" in r.err, "error does not name ENOSPC", r)
@@ -136,7 +143,7 @@ def main(argv):
         ok &= check(case, "init of" not in r.err, "an init ran", r)
         remount(statefs, "size=128m")
         r2 = b.run("--prepare")
-        # b's paths differ from inst's, but restore maps state/N to b's paths[N].
+        # b's path differs from inst's: [state] moved maps the backup's name to it.
         rec = check(case, r2.rc == 0 and b.marker() and b.marker()["origin"].startswith("restore:") and
                     fl.content_hash(b.paths[0]) == fl.content_hash(inst.paths[0]),
                     "restore after space returned failed or differs", r2)
@@ -185,12 +192,14 @@ def main(argv):
             r = d._collect(p, out, err, t0)
             if r.rc == 0:
                 os.makedirs(d.store, exist_ok=True)
+                d.init_store()
                 continue  # finished before the removal
             hits += 1
             last = r
             ok &= check(case, r.rc == 1, f"exit {r.rc}, expected 1", r)
             os.makedirs(d.store, exist_ok=True)
             ok &= check(case, not d.sidecars() and not os.listdir(d.store), "objects appeared in the new store")
+            d.init_store()  # a new store: the operator's one-time step
         rec = check(case, d.run("--backup").rc == 0 and len(d.sidecars()) == 1, "backup after recreating failed")
         if last is None:
             failures.append(f"{case}: the removal never landed mid-backup")

@@ -58,7 +58,7 @@ class Instance:
 
     def __init__(self, root, name="fapp", version="1.0.0", n_paths=1, init_hook=None, migrations=None,
                  store=True, store_dir=None, before_migrate=False, keep_last=0, extra=None, state_dir=None,
-                 hooks=None):
+                 hooks=None, moved=None):
         self.root = root
         self.name = name
         self.version = version
@@ -73,19 +73,31 @@ class Instance:
         self.keep_last = keep_last
         self.extra = extra or []
         self.hooks = hooks or {}  # more [hooks] keys: {"post_restore": [argv...]}
+        self.moved = moved or {}  # [state] moved: {old path: declared path}
         self.config = os.path.join(root, "etc", f"{name}.toml")
         self.log_dir = os.path.join(root, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
         if store:
             os.makedirs(self.store, exist_ok=True)
         self.write_config()
+        if store:
+            self.init_store()
+
+    def init_store(self):
+        """The one-time `bartld --init-store` an operator runs for a new store."""
+        r = self.run("--init-store", timeout=60)
+        if r.rc != 0:
+            raise AssertionError(f"--init-store failed ({r.rc}): {r.err}")
 
     def write_config(self, **changes):
         for k, v in changes.items():
             setattr(self, k, v)
         lines = ["[app]", f"name = {toml_str(self.name)}", f"version = {toml_str(self.version)}", "",
-                 "[state]", f"paths = {toml_list(self.paths)}", f"bartl_dir = {toml_str(self.bartl_dir)}", "",
-                 "[hooks]"]
+                 "[state]", f"paths = {toml_list(self.paths)}", f"bartl_dir = {toml_str(self.bartl_dir)}"]
+        if self.moved:
+            lines.append("moved = { " + ", ".join(f"{toml_str(k)} = {toml_str(v)}" for k, v in self.moved.items())
+                         + " }")
+        lines += ["", "[hooks]"]
         if self.init_hook:
             lines.append(f"init = {toml_list(self.init_hook)}")
         if self.migrations:
@@ -224,7 +236,7 @@ class Instance:
         if not os.path.isdir(self.store):
             return out
         for n in os.listdir(self.store):
-            if n.startswith(".") or not n.endswith(".json"):
+            if n.startswith(".") or not n.endswith(".json") or n == "bartl-store.json":
                 continue
             try:
                 with open(os.path.join(self.store, n)) as f:

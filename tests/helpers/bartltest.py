@@ -178,6 +178,10 @@ class NotifyListener:
     def close(self):
         self.stopped = True
         self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class Stack:
@@ -198,6 +202,13 @@ class Stack:
         self.notify = NotifyListener(root)
         self.proc = None
         self.log_path = os.path.join(root, "bartld.log")
+        self.init_store()
+
+    def init_store(self):
+        """The one-time `bartld --init-store` an operator runs for a new store."""
+        r = self.run("--init-store", timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"--init-store failed ({r.returncode}): {r.stderr}")
 
     def render(self, version, **overrides):
         subprocess.run([os.path.join(EXAMPLES, "render-config"), self.root, str(self.port), version, self.config],
@@ -271,7 +282,7 @@ class Stack:
         if not os.path.isdir(self.store):
             return out
         for n in os.listdir(self.store):
-            if n.endswith(".json") and not n.startswith("."):
+            if n.endswith(".json") and not n.startswith(".") and n != "bartl-store.json":
                 with open(os.path.join(self.store, n)) as f:
                     out.append(json.load(f))
         return sorted(out, key=lambda m: (m["created"], m["blob"]["name"]), reverse=True)
@@ -291,6 +302,14 @@ class Stack:
     def close(self):
         self.stop()
         self.notify.close()
+
+
+STORE_BOOKKEEPING = ("bartl-store.json", ".bartl-store.lock")
+
+
+def store_objects(store):
+    """Names in a file:// store directory, sorted, without the store's own identity and lock."""
+    return sorted(n for n in os.listdir(store) if n not in STORE_BOOKKEEPING)
 
 
 def edit_config(path, overrides):

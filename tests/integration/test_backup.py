@@ -3,11 +3,13 @@
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
 import unittest
 
-from bartltest import EXIT_RUNTIME, StackTest, edit_config, scaled, tree_digest
+from bartltest import EXIT_RUNTIME, StackTest, edit_config, scaled, store_objects, tree_digest
 
 
 class Backup(StackTest):
@@ -29,7 +31,7 @@ class Backup(StackTest):
         self.assertEqual(hashlib.sha256(data).hexdigest(), m["blob"]["sha256"])
         self.assertEqual(m["components"], [{"kind": "path", "name": s.state}])
         # No temporary names left in the store.
-        self.assertEqual(sorted(os.listdir(s.store)), sorted([m["blob"]["name"], m["blob"]["name"] + ".json"]))
+        self.assertEqual(store_objects(s.store), sorted([m["blob"]["name"], m["blob"]["name"] + ".json"]))
 
     def test_blob_is_portable_with_plain_zstd_and_tar(self):
         s = self.stack("1.0.0")
@@ -110,12 +112,12 @@ class Backup(StackTest):
         r = s.run("--backup")
         self.assertEqual(r.returncode, EXIT_RUNTIME)
         self.assertIn("pre_backup hook /bin/false failed", r.stderr)
-        self.assertEqual(os.listdir(s.store), [])
+        self.assertEqual(store_objects(s.store), [])
 
     def test_backup_to_missing_store_fails_clearly_state_untouched(self):
         s = self.stack("1.0.0")
         s.run("--prepare")
-        os.rmdir(s.store)
+        shutil.rmtree(s.store)
         before = tree_digest(s.state)
         r = s.run("--backup")
         self.assertEqual(r.returncode, EXIT_RUNTIME)
@@ -126,7 +128,7 @@ class Backup(StackTest):
         s = self.stack("1.0.0")
         s.run("--prepare")
         # A regular file where the store directory should be: unwritable even for root.
-        os.rmdir(s.store)
+        shutil.rmtree(s.store)
         with open(s.store, "w") as f:
             f.write("not a directory")
         r = s.run("--backup")
@@ -141,12 +143,19 @@ class Backup(StackTest):
             "orphan_old": "notes-20200101T000000Z-1.0.0-0badc0de.tar.zst",   # blob, sidecar never written
             "tmp_old": ".notes-20200101T000000Z-1.0.0-1badc0de.tar.zst.tmp-abcdef12",
         }
+        # An upload on this host whose writer is gone (a reaped child's PID) goes at once.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        leftovers["tmp_dead"] = f".notes-y.tar.zst.tmp-{socket.gethostname()}-{dead.pid}-0000dead"
         fresh_orphan = time.strftime("notes-%Y%m%dT%H%M%SZ-1.0.0-2badc0de.tar.zst", time.gmtime())
         fresh_tmp = ".notes-x.tar.zst.tmp-12345678"
-        for n in list(leftovers.values()) + [fresh_orphan, fresh_tmp]:
+        # An old name but committed just now: its sidecar may still be on its way.
+        late_commit = "notes-20200101T000000Z-1.0.0-4badc0de.tar.zst"
+        for n in list(leftovers.values()) + [fresh_orphan, fresh_tmp, late_commit]:
             with open(os.path.join(s.store, n), "w") as f:
                 f.write("partial")
-        os.utime(os.path.join(s.store, leftovers["tmp_old"]), (old, old))
+        for n in (leftovers["tmp_old"], leftovers["orphan_old"]):
+            os.utime(os.path.join(s.store, n), (old, old))
         other_app = "notesy-20200101T000000Z-1.0.0-3badc0de.tar.zst"
         with open(os.path.join(s.store, other_app), "w") as f:
             f.write("not ours")
@@ -155,7 +164,7 @@ class Backup(StackTest):
         names = set(os.listdir(s.store))
         for n in leftovers.values():
             self.assertNotIn(n, names)
-        for n in (fresh_orphan, fresh_tmp, other_app):
+        for n in (fresh_orphan, fresh_tmp, other_app, late_commit):
             self.assertIn(n, names, "a possibly running upload or another app's object was removed")
         self.assertEqual(len(s.backups()), 1)
 
@@ -167,7 +176,7 @@ class Backup(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME)
         self.assertIn("cannot back up symlink " + os.path.join(s.state, "abs") + " -> /etc/passwd", r.stderr)
         self.assertEqual(s.backups(), [], "an unrestorable backup was written")
-        self.assertEqual([n for n in os.listdir(s.store) if not n.startswith(".")], [])
+        self.assertEqual(store_objects(s.store), [])
 
     def test_verify_round_trips_and_detects_corruption(self):
         s = self.stack("1.0.0")

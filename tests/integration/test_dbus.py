@@ -27,6 +27,8 @@ class DBus(StackTest):
         s = self.stack(root=root)
         if name:
             edit_config(s.config, {"app.name": json.dumps(name)})
+            os.remove(os.path.join(s.store, "bartl-store.json"))  # it was made for app "notes"
+            s.init_store()
         s.start(extra_env=self.bus.env())
         s.wait_ready()
         return s
@@ -42,7 +44,7 @@ class DBus(StackTest):
         st = json.loads(self.ctl("status", "--json").stdout)
         self.assertEqual((st["instance"], st["phase"], st["engine_version"], st["state_version"], st["state_origin"],
                           st["last_decision"], st["backup_job"], st["last_backup"]),
-                         ("notes", "serving", "1.0.0", "1.0.0", "init", "init -> serve", None, None))
+                         ("notes", "serving", "1.0.0", "1.0.0", "init", "init -> take_over -> serve", None, None))
         self.assertEqual(st["bus_name"], "app.bartl.Instance1.notes")
         self.assertGreater(st["app_pid"], 0)
         self.assertTrue(os.path.exists(f"/proc/{st['app_pid']}"))
@@ -51,7 +53,7 @@ class DBus(StackTest):
         text = self.ctl("status").stdout
         self.assertIn("● notes - serving since", text)
         self.assertIn("engine 1.0.0, state 1.0.0", text)
-        self.assertIn("Decision: init -> serve", text)
+        self.assertIn("Decision: init -> take_over -> serve", text)
 
         # backup --wait: progress lines (from BackupProgress signals) and the result; a second
         # one estimates from the first.
@@ -79,7 +81,7 @@ class DBus(StackTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("holds no backup 'deadbeef'", r.stderr)
         hist = json.loads(self.ctl("history", "--json").stdout)
-        self.assertEqual([(h["event"], h["to"]) for h in hist], [("init", "1.0.0")])
+        self.assertEqual([(h["event"], h["to"]) for h in hist], [("init", "1.0.0"), ("takeover", "1.0.0")])
         self.assertIn("plan: serve", self.ctl("plan").stdout)
         plan = json.loads(self.ctl("plan", "--json").stdout)
         self.assertEqual(plan["instance"], "notes")
@@ -203,8 +205,11 @@ class DBus(StackTest):
         s.wait_ready()
         self.assertIn("kept through adoption", json.dumps(s.get("/notes")[1]))
         st = json.loads(self.ctl("status", "--json").stdout)
-        self.assertEqual((st["state_origin"], st["last_decision"]), ("adopt", "serve"))
-        self.assertEqual([h["event"] for h in json.loads(self.ctl("history", "--json").stdout)], ["adopt"])
+        # The adopted state claims the store from the state bartl had before (generation 2).
+        self.assertEqual((st["state_origin"], st["last_decision"]), ("adopt", "take_over -> serve"))
+        self.assertEqual([h["event"] for h in json.loads(self.ctl("history", "--json").stdout)],
+                         ["adopt", "takeover"])
+        self.assertIn("writer generation 2", json.loads(self.ctl("history", "--json").stdout)[1]["detail"])
         r = bartlctl("adopt", "1.0.0", "-c", s.config)
         self.assertEqual(r.returncode, 1, "adopt ran while bartld holds the instance")
 
@@ -216,8 +221,9 @@ class DBus(StackTest):
         self.ctl("backup", "--wait")
         s.stop()
         r = bartlctl("restore-from", "nosuchid", "-c", s.config)
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("holds no backup 'nosuchid'", r.stderr)
+        self.assertEqual(r.returncode, EXIT_USAGE)  # as `bartld --restore-from nosuchid`
+        self.assertIn("no such backup of notes", r.stderr)
+        self.assertIn(first, r.stderr)  # it names the newest backups
         r = bartlctl("restore-from", first, "-c", s.config, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["pin"], first)
@@ -237,7 +243,7 @@ class DBus(StackTest):
         s.wait_ready()
         self.assertIn("restoring", phases)
         st = json.loads(self.ctl("status", "--json").stdout)
-        self.assertEqual((st["state_origin"], st["last_decision"]), (f"restore:{first}", "restore -> serve"))
+        self.assertEqual((st["state_origin"], st["last_decision"]), (f"restore:{first}", "restore -> take_over -> serve"))
         notes = json.dumps(s.get("/notes")[1])
         self.assertIn("first", notes)
         self.assertNotIn("second", notes)

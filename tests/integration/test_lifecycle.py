@@ -13,7 +13,7 @@ from bartltest import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_RUNTIME, 
 class Lifecycle(StackTest):
     def test_fresh_install_then_reboot_serves_same_state(self):
         s = self.stack("1.0.0")
-        self.assertIn("plan: init -> serve", s.run("--plan").stdout)
+        self.assertIn("plan: init (fresh install) -> take over the store -> serve", s.run("--plan").stdout)
         self.assertFalse(os.path.exists(s.bartl_dir), "--plan must change nothing")
         s.start()
         s.wait_ready()
@@ -36,7 +36,7 @@ class Lifecycle(StackTest):
         s = self.stack("1.0.0")
         s.start(); s.wait_ready(); s.post_note("kept"); s.stop()
         s.render("2.0.0")
-        self.assertIn("plan: migrate -> serve", s.run("--plan").stdout)
+        self.assertIn("plan: back up (pre-migration) -> migrate 1.0.0 -> 2.0.0 -> serve", s.run("--plan").stdout)
         s.start()
         s.wait_ready()
         notes = s.get("/notes")[1]
@@ -55,7 +55,8 @@ class Lifecycle(StackTest):
         mig = os.path.join(self.tmp, "migrations")
         os.makedirs(mig)
         log = os.path.join(self.tmp, "steps.log")
-        # "1.2.0-rc.1" is version 1.2.0 with slug "rc.1": scripts are named by release versions.
+        # "1.1.0-a" is the older VERSION-slug naming; "1.2.0-rc.1" names a pre-release; the
+        # pre-release engine 2.0.0-beta.1 runs the 2.0.0 script (it ships the 2.0.0 schema).
         for name in ["1.1.0-a", "1.10.0", "1.2.0-rc.1", "2.0.0", "3.0.0-too-new", "0.9.0-old"]:
             p = os.path.join(mig, name)
             with open(p, "w") as f:
@@ -68,8 +69,19 @@ class Lifecycle(StackTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(log) as f:
             self.assertEqual(f.read().split("\n")[:-1],
-                             ["1.1.0-a 1.0.0 1.1.0", "1.2.0-rc.1 1.1.0 1.2.0", "1.10.0 1.2.0 1.10.0"])
-        self.assertEqual(s.marker()["version"], "2.0.0-beta.1")
+                             ["1.1.0-a 1.0.0 1.1.0", "1.2.0-rc.1 1.1.0 1.2.0-rc.1", "1.10.0 1.2.0-rc.1 1.10.0",
+                              "2.0.0 1.10.0 2.0.0"])
+        m = s.marker()
+        self.assertEqual(m["version"], "2.0.0-beta.1")
+        self.assertEqual([a["name"] for a in m["migrations"]], ["1.1.0-a", "1.2.0-rc.1", "1.10.0", "2.0.0"])
+        self.assertTrue(all(a["engine"] == "2.0.0-beta.1" and len(a["sha256"]) == 64 for a in m["migrations"]))
+        # The release engine runs nothing twice.
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.before_migrate": "false"})
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(log) as f:
+            self.assertEqual(len(f.read().split("\n")[:-1]), 4)
+        self.assertEqual(s.marker()["version"], "2.0.0")
 
     def test_failing_migration_stops_at_last_completed_step(self):
         s = self.stack("1.0.0")
@@ -93,7 +105,7 @@ class Lifecycle(StackTest):
         s.start(); s.wait_ready(); s.post_note("v2 data", tags=["x"]); s.stop()
         before = (tree_digest(s.state), s.marker())
         s.render("1.0.0")
-        self.assertIn("refuse_downgrade", s.run("--plan").stdout)
+        self.assertIn("plan: refuse: downgrade", s.run("--plan").stdout)
         s.start()
         self.assertEqual(s.proc.wait(scaled(30)), EXIT_DOWNGRADE)
         self.assertIsNone(s.notify.first_time("READY=1"))
@@ -125,7 +137,8 @@ class Lifecycle(StackTest):
         with open(os.path.join(s.bartl_dir, "intent.json"), "w") as f:
             json.dump({"format": 1, "op": "init", "started": "2026-11-30T00:00:00Z", "pid": 1, "staging": [staging],
                        "targets": [s.state], "backup_id": "", "from": "", "to": "1.0.0"}, f)
-        self.assertIn("plan: clean_partial -> init -> serve", s.run("--plan").stdout)
+        self.assertIn("plan: clean up interrupted work -> init (fresh install) -> take over the store -> serve",
+                      s.run("--plan").stdout)
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(sorted(os.listdir(s.state)), ["notes.db"])
@@ -174,7 +187,7 @@ class Lifecycle(StackTest):
         edit_config(s.config, {"hooks.init": None})
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("clean_partial", r.stderr)
+        self.assertIn("decision: clean up interrupted work", r.stderr)
         self.assertEqual(s.marker()["origin"], "init")
 
     def test_retried_migration_keeps_the_clean_pre_migration_backup(self):

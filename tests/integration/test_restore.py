@@ -37,7 +37,7 @@ class Restore(StackTest):
         before = tree_digest(s.state)
         [m] = s.backups()
         disaster(s)
-        self.assertIn(f"plan: restore {m['id']} -> serve", s.run("--plan").stdout)
+        self.assertIn(f"plan: restore {m['id']} -> take over the store -> serve", s.run("--plan").stdout)
         s.start()
         s.wait_ready()
         self.assertEqual([n["text"] for n in s.get("/notes")[1]], ["a", "b"])
@@ -49,12 +49,14 @@ class Restore(StackTest):
 
     def test_out_of_place_upgrade_on_another_server(self):
         a = self.make_backed_up()
-        b = self.stack("2.0.0")
-        b.render("2.0.0")
-        # Server B shares server A's store.
-        from bartltest import edit_config
-        edit_config(b.config, {"backup.store": f'"file://{a.store}"'})
-        self.assertIn("-> migrate -> serve", b.run("--plan").stdout)
+        # Server A is gone; server B has the same layout (the paths A's backup records), the
+        # same store and engine 2.0.0. (test_fencing runs two hosts side by side.)
+        a.close()
+        shutil.rmtree(a.state)
+        shutil.rmtree(a.bartl_dir)
+        b = self.stack("2.0.0", root=a.root)
+        self.assertIn("-> take over the store -> back up (pre-migration) -> migrate 1.0.0 -> 2.0.0 -> serve",
+                      b.run("--plan").stdout)
         b.start()
         b.wait_ready()
         self.assertEqual([(n["text"], n["tags"]) for n in b.get("/notes")[1]], [("a", []), ("b", [])])
@@ -110,12 +112,21 @@ class Restore(StackTest):
 
     def test_unreachable_store_exit_1_never_init(self):
         s = self.stack("1.0.0")
-        os.rmdir(s.store)  # the store directory does not exist: an unmounted backup disk
+        shutil.rmtree(s.store)  # the store directory does not exist: an unmounted backup disk
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_RUNTIME)
         self.assertIn("does not exist", r.stderr)
         self.assertFalse(os.path.exists(s.state))
-        os.makedirs(s.store)  # the disk is mounted and empty: a positive "no backup"
+        # The disk is mounted again but the directory is empty (a fresh disk, or a typo in the
+        # path): not a bartl store, so still no fresh install over possibly lost data.
+        os.makedirs(s.store)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME)
+        self.assertIn("not a bartl store", r.stderr)
+        self.assertIn("--init-store", r.stderr)
+        self.assertFalse(os.path.exists(s.state))
+        # The operator's one-time step for a new store: only now is "no backup" an answer.
+        s.init_store()
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(s.marker()["origin"], "init")
@@ -144,7 +155,8 @@ class Restore(StackTest):
         os.makedirs(aside)
         shutil.move(s.state, os.path.join(aside, "notes"))
         shutil.move(os.path.join(s.bartl_dir, "marker.json"), os.path.join(aside, "marker.json"))
-        self.assertIn(f"plan: restore {pre[0]['id']} -> serve", s.run("--plan", "--restore-from", pre[0]["id"]).stdout)
+        self.assertIn(f"plan: restore {pre[0]['id']} -> take over the store -> serve",
+                      s.run("--plan", "--restore-from", pre[0]["id"]).stdout)
         s.start("--restore-from", pre[0]["id"])
         s.wait_ready()
         self.assertEqual([n["text"] for n in s.get("/notes")[1]], ["a", "b"])

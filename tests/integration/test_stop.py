@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from bartltest import TIME_FACTOR, StackTest, edit_config, tree_digest
+from bartltest import store_objects, TIME_FACTOR, StackTest, edit_config, tree_digest
 
 # Under a wrapper (valgrind) everything is slower: waits scale by $BARTL_TEST_TIMEOUT_FACTOR
 # (default 10 under a wrapper, see bartltest).
@@ -124,38 +124,69 @@ class StopDuringStart(StackTest):
         with open(runs) as f:
             self.assertEqual(f.read().split(), ["run", "run"])
 
-    def test_sigterm_during_the_pre_migration_backup_stops_before_the_first_step(self):
-        # The backup itself is not cut short (it is the way back); the loop stops right after it.
+    def migration_stack(self, post_backup):
         s = self.big_stack()
-        before = tree_digest(s.state)
         mig = os.path.join(self.tmp, "migrations")
         os.makedirs(mig)
         runs = os.path.join(self.tmp, "runs")
         with open(os.path.join(mig, "2.0.0"), "w") as f:
             f.write(f"#!/bin/sh\necho run >> {runs}\n")
         os.chmod(os.path.join(mig, "2.0.0"), 0o755)
-        # Found in review: a post_backup hook slower than one poll was stopped too, after the
-        # backup was committed, so it was never recorded and the next start took another.
-        post = os.path.join(self.tmp, "post-backup-ran")
         s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.before_migrate": "true",
-                             "hooks.post_backup": json.dumps(["/bin/sh", "-c", f"sleep 1; touch {post}"])})
+                             "hooks.post_backup": json.dumps(["/bin/sh", "-c", post_backup])})
+        return s, runs
+
+    def test_sigterm_during_the_pre_migration_backup_abandons_it_and_touches_nothing(self):
+        # The backup is not committed yet: abandoning it loses nothing, and the next start
+        # takes it again (the state it backs up is unchanged).
+        s, runs = self.migration_stack("true")
+        before = tree_digest(s.state)
         s.start()
         wait_status(s, "Backing up notes")
         s.proc.send_signal(signal.SIGSTOP)
-        rc, _ = terminate_frozen(s, 60)
+        rc, took = terminate_frozen(s, 60)
         self.assertEqual(rc, 0, s.read_log())
-        self.assertIn("stop requested: migration of notes stopped before step 2.0.0; state stays at 1.0.0",
-                      s.read_log())
+        self.assertLess(took, 10 * FACTOR)
+        self.assertIn("stop requested: Backing up notes", s.read_log())
         self.assertFalse(os.path.exists(runs), "a step ran after the stop request")
+        self.assertEqual(s.marker()["version"], "1.0.0")
+        self.assertEqual(tree_digest(s.state), before)
+        self.assertEqual(s.backups(), [])
+        self.assertEqual([n for n in store_objects(s.store) if n.startswith(".")], [], "an upload was left")
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "intent.json")))
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["version"], "2.0.0")
+        self.assertEqual([b["reason"] for b in s.backups()], ["pre-migration"])
+
+    def test_sigterm_after_the_pre_migration_backup_committed_keeps_it_as_the_way_back(self):
+        # Found in review: a post_backup hook slower than one poll was stopped too, after the
+        # backup was committed. It runs to its end; no step starts; the next start resumes the
+        # migration without a second "pre-migration" backup.
+        started = os.path.join(self.tmp, "post-backup-started")
+        post = os.path.join(self.tmp, "post-backup-ran")
+        s, runs = self.migration_stack(f"touch {started}; sleep 1; touch {post}")
+        before = tree_digest(s.state)
+        s.start()
+        deadline = time.monotonic() + 60 * FACTOR
+        while not os.path.exists(started):
+            self.assertLess(time.monotonic(), deadline, s.read_log())
+            time.sleep(0.01)
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(60 * FACTOR), 0, s.read_log())
         self.assertTrue(os.path.exists(post), "post_backup was stopped after its backup was committed")
+        self.assertFalse(os.path.exists(runs), "a step ran after the stop request")
         self.assertEqual(s.marker()["version"], "1.0.0")
         self.assertEqual(tree_digest(s.state), before)
         [b] = s.backups()  # the pre-migration backup completed and is listed
-        self.assertEqual(b["version"], "1.0.0")
+        self.assertEqual((b["version"], b["reason"]), ("1.0.0", "pre-migration"))
+        with open(os.path.join(s.bartl_dir, "intent.json")) as f:
+            self.assertEqual(json.load(f)["pre_migration_backup"], b["id"])
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("pre-migration backup of state 1.0.0 already taken", r.stderr)
+        self.assertIn(f"the way back is backup {b['id']}", r.stderr)
         self.assertEqual(s.marker()["version"], "2.0.0")
+        self.assertEqual(len(s.backups()), 1, "a second pre-migration backup was taken")
 
     def test_sigterm_abandons_a_restore_and_the_next_start_restores_again(self):
         s = self.big_stack()

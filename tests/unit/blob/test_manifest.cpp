@@ -44,7 +44,8 @@ TEST_CASE("the sidecar has exactly the documented keys", "[manifest]") {
     std::set<std::string> keys;
     for (auto& [k, v] : j.items()) keys.insert(k);
     CHECK(keys == std::set<std::string>{"format", "app", "version", "created", "host", "id", "blob", "compression",
-                                        "encryption", "components", "paths", "files", "bytes"});
+                                        "encryption", "components", "paths", "files", "bytes", "reason", "writer",
+                                        "migrations"});
     CHECK(j["format"] == 1);
     CHECK(j["blob"] == json{{"name", "notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst"},
                             {"size", 12345},
@@ -84,13 +85,13 @@ TEST_CASE("the sidecar round-trips", "[manifest]") {
 TEST_CASE("parsing names the missing or bad key", "[manifest]") {
     const json erase = json(json::value_t::discarded);
     CHECK_THROWS_WITH(BackupManifest::from_json("{"), Catch::Contains("not valid JSON"));
-    CHECK_THROWS_WITH(BackupManifest::from_json("[]"), Catch::Contains("not a JSON object"));
+    CHECK_THROWS_WITH(BackupManifest::from_json("[]"), Catch::Contains("expected a JSON object"));
     // Found by tests/fuzz: a number too large for a double is nlohmann's out_of_range, which
     // escaped as an unexpected error and stopped the fallback to an older backup.
     CHECK_THROWS_AS(BackupManifest::from_json(R"({"format": 1e999})"), std::invalid_argument);
     CHECK_THROWS_WITH(BackupManifest::from_json(with("app", erase)), Catch::Contains("\"app\" is missing"));
     CHECK_THROWS_WITH(BackupManifest::from_json(with("version", 2)), Catch::Contains("\"version\" must be a string"));
-    CHECK_THROWS_WITH(BackupManifest::from_json(with("format", 2)), Catch::Contains("\"format\" is 2"));
+    CHECK_THROWS_WITH(BackupManifest::from_json(with("format", 2)), Catch::Contains("unsupported format 2"));
     CHECK_THROWS_WITH(BackupManifest::from_json(with("encryption", "age")), Catch::Contains("\"encryption\""));
     CHECK_THROWS_WITH(BackupManifest::from_json(with("encryption", json::object())),
                       Catch::Contains("\"encryption.type\" is missing"));
@@ -114,4 +115,32 @@ TEST_CASE("blob and sidecar names", "[manifest]") {
           "notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst.age");
     CHECK(sidecar_name("notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst") ==
           "notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst.json");
+}
+
+TEST_CASE("reason, writer and migrations round-trip, and older sidecars without them still parse", "[manifest]") {
+    auto m = sample();
+    m.reason = "pre-migration";
+    m.writer_state_id = std::string(32, 'c');
+    m.writer_generation = 2;
+    m.migrations = {{"2.0.0_add-tags", std::string(64, 'e'), "2026-11-30T03:09:04Z", "2.0.0"}};
+    const auto back = BackupManifest::from_json(m.to_json());
+    CHECK(back.reason == "pre-migration");
+    CHECK(back.writer_state_id == std::string(32, 'c'));
+    CHECK(back.writer_generation == 2);
+    REQUIRE(back.migrations.size() == 1);
+    CHECK(back.migrations[0].name == "2.0.0_add-tags");
+    const auto in_archive = BackupManifest::from_json(m.to_archive_json());
+    CHECK(in_archive.migrations.size() == 1);
+    CHECK(json::parse(m.to_json())["writer"] == json{{"state_id", std::string(32, 'c')}, {"generation", 2}});
+
+    auto j = json::parse(sample().to_json());
+    j.erase("reason");
+    j.erase("writer");
+    j.erase("migrations");
+    const auto old = BackupManifest::from_json(j.dump());
+    CHECK(old.reason.empty());
+    CHECK(old.writer_state_id.empty());
+    CHECK(old.migrations.empty());
+    CHECK_THROWS_WITH(BackupManifest::from_json(with("writer", json{{"state_id", "x"}, {"generation", 1}})),
+                      Catch::Contains("\"writer.state_id\" must be empty or 32 lower-case hex digits"));
 }

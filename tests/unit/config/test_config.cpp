@@ -271,8 +271,8 @@ TEST_CASE("unknown keys and tables are rejected with the nearest known name", "[
     CHECK(error_of(head + "[hooks]\npre_backpu = []\n") ==
           "notes.toml:8:1: unknown key 'pre_backpu' in [hooks]; did you mean 'pre_backup'?");
     CHECK(error_of(head + "[hooks]\nfoo = 1\n") ==
-          "notes.toml:8:1: unknown key 'foo' in [hooks]; known keys: init, migrations, pre_backup, post_backup, "
-          "post_restore, timeout");
+          "notes.toml:8:1: unknown key 'foo' in [hooks]; known keys: init, init_component, migrations, pre_backup, "
+          "post_backup, post_restore, timeout");
     // A key of another table says where it belongs.
     CHECK(error_of(head + "[hooks]\ninterval = \"1h\"\n") ==
           "notes.toml:8:1: unknown key 'interval' in [hooks]; it belongs in [backup]");

@@ -301,3 +301,48 @@ TEST_CASE("retention: randomised properties and agreement with an oracle", "[ret
         CHECK(r.remove == o.remove);
     }
 }
+
+TEST_CASE("retention: another writer's backups are never deleted nor counted", "[retention]") {
+    // Issue "observed facts" item 6: two hosts writing one store deleted each other's backups.
+    std::vector<RetentionItem> items;
+    for (int d = 1; d <= 5; ++d) {
+        items.push_back(item("ours" + std::to_string(d), at(2021, 1, d), d == 5));
+        auto theirs = item("theirs" + std::to_string(d), at(2021, 1, d) + std::chrono::hours(1));
+        theirs.ours = false;
+        items.push_back(theirs);
+    }
+    const auto r = select_retention(items, policy(2, 0, 0, 0));
+    CHECK(r.remove == std::vector<std::string>{"ours3", "ours2", "ours1"});
+    for (int d = 1; d <= 5; ++d)
+        CHECK(std::find(r.keep.begin(), r.keep.end(), "theirs" + std::to_string(d)) != r.keep.end());
+}
+
+TEST_CASE("retention: a backup dated in the future is kept and prunes nothing real", "[retention]") {
+    // Issue item 9: a backup whose created lies in the future won forever and pushed the real
+    // newest backups out.
+    const auto now = at(2021, 1, 10);
+    std::vector<RetentionItem> items = {item("future", at(2031, 1, 1), true), item("d9", at(2021, 1, 9), true),
+                                        item("d8", at(2021, 1, 8)), item("d7", at(2021, 1, 7))};
+    auto r = select_retention(items, policy(2, 0, 0, 0), now);
+    CHECK(r.remove == std::vector<std::string>{"d7"});
+    CHECK(r.keep == std::vector<std::string>{"future", "d9", "d8"});
+    // Within the allowed skew (5 min) it is an ordinary backup.
+    items[0].created = now + std::chrono::minutes(4);
+    r = select_retention(items, policy(2, 0, 0, 0), now);
+    CHECK(r.remove == std::vector<std::string>{"d8", "d7"});
+}
+
+TEST_CASE("retention: the way back is kept (keep_pre_migration)", "[retention]") {
+    // Issue "real apps" item 5: after 7 manual backups the pre-migration backup was pruned.
+    std::vector<RetentionItem> items;
+    for (int d = 1; d <= 10; ++d) {
+        auto it = item("b" + std::to_string(d), at(2021, 1, d), d == 10);
+        it.pre_migration = d == 2 || d == 4 || d == 6;
+        items.push_back(it);
+    }
+    RetentionPolicy p = policy(3, 0, 0, 0);
+    p.keep_pre_migration = 2;
+    const auto r = select_retention(items, p);
+    CHECK(r.keep == std::vector<std::string>{"b10", "b9", "b8", "b6", "b4"});
+    CHECK(r.remove == std::vector<std::string>{"b7", "b5", "b3", "b2", "b1"});
+}

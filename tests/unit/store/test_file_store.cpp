@@ -1,12 +1,18 @@
-// The store contract (store.hpp), checked against the file:// store on real directories,
-// including an unmounted disk, a read-only filesystem and a full one.
+// The store contract (store_contract.hpp) on the file:// store, and what is particular to
+// it: an unmounted disk, a read-only or full filesystem, temporary names that say who writes
+// them, URL parsing.
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
 
 #include <catch2/catch.hpp>
 
 #include "core/error.hpp"
 #include "store/file_store.hpp"
 #include "store/store.hpp"
+#include "store_contract.hpp"
 #include "store_test_util.hpp"
 
 using namespace bartl;
@@ -16,113 +22,91 @@ namespace {
 
 std::string url_of(const stdfs::path& p) { return "file://" + p.string(); }
 
-void put(Store& store, const std::string& name, const std::string& content) {
-    auto w = store.create(name);
-    w->write(content.data(), content.size());
-    w->commit();
-}
-
-std::string get(Store& store, const std::string& name) {
-    auto r = store.open(name);
-    std::string out;
-    char buf[1000];  // smaller than the objects: several reads per object
-    while (std::size_t n = r->read(buf, sizeof buf)) out.append(buf, n);
-    return out;
-}
+struct FileBackend {
+    TempDir tmp;
+    std::unique_ptr<Store> store = open_store(url_of(tmp.path()));
+    std::unique_ptr<Store> unreachable() { return open_store(url_of(tmp / "unmounted")); }
+};
 
 }  // namespace
 
-TEST_CASE("store contract: an empty store answers with nothing", "[store]") {
-    TempDir tmp;
-    auto store = open_store(url_of(tmp.path()));
-    CHECK(store->url() == url_of(tmp.path()));
-    CHECK(store->list("").empty());
-    CHECK(store->list("notes-").empty());
-}
+BARTL_STORE_CONTRACT(FileBackend)
 
-TEST_CASE("store contract: a missing directory is unavailable, never empty", "[store]") {
+TEST_CASE("file store: a missing directory is unavailable and never created", "[store]") {
     TempDir tmp;
     auto store = open_store(url_of(tmp / "unmounted"));
-    CHECK_THROWS_AS(store->list(""), StoreUnavailable);
-    CHECK_THROWS_WITH(store->list(""), "store " + url_of(tmp / "unmounted") + ": directory " +
-                                           (tmp / "unmounted").string() +
-                                           " does not exist (backup disk not mounted?)");
-    CHECK_THROWS_AS(store->create("x"), StoreUnavailable);
-    CHECK_THROWS_AS(store->open("x"), StoreUnavailable);
-    CHECK_THROWS_AS(store->size("x"), StoreUnavailable);
-    CHECK_THROWS_AS(store->remove("x"), StoreUnavailable);
+    CHECK_THROWS_WITH(store->list(Context{}, ""), "store " + url_of(tmp / "unmounted") + ": directory " +
+                                                      (tmp / "unmounted").string() +
+                                                      " does not exist (backup disk not mounted?)");
     // The store never creates its directory: that would put backups on the wrong disk.
     CHECK_FALSE(stdfs::exists(tmp / "unmounted"));
 
     write_file(tmp / "file", "x");
     auto not_dir = open_store(url_of(tmp / "file"));
-    CHECK_THROWS_WITH(not_dir->list(""), Catch::Contains("is not a directory"));
-    CHECK_THROWS_AS(not_dir->create("x"), StoreUnavailable);
+    CHECK_THROWS_WITH(not_dir->list(Context{}, ""), Catch::Contains("is not a directory"));
+    CHECK_THROWS_AS(not_dir->create(Context{}, "x"), StoreUnavailable);
+    CHECK_THROWS_AS(not_dir->get(Context{}, "x"), StoreUnavailable);
 }
 
-TEST_CASE("store contract: objects become visible only when committed", "[store]") {
+TEST_CASE("file store: temporary files are hidden, name their writer, and are 0600 when committed", "[store]") {
     TempDir tmp;
     auto store = open_store(url_of(tmp.path()));
+    Context ctx;
     {
-        auto w = store->create("notes-1.tar.zst");
+        auto w = store->create(ctx, "notes-1.tar.zst");
         w->write("partial", 7);
-        CHECK(store->list("").empty());
-        CHECK_THROWS_AS(store->open("notes-1.tar.zst"), NotFound);
-        REQUIRE(names_in(tmp.path()).size() == 1);  // the hidden temp file
-        CHECK(names_in(tmp.path())[0].rfind(".notes-1.tar.zst.tmp-", 0) == 0);
+        const auto names = names_in(tmp.path());
+        REQUIRE(names.size() == 1);
+        CHECK(names[0].rfind(".notes-1.tar.zst.tmp-", 0) == 0);
+        const auto owner = parse_upload_owner(names[0]);
+        REQUIRE(owner);
+        CHECK(owner->pid == ::getpid());
+        CHECK_FALSE(owner->host.empty());
     }
-    // Destroyed without commit: the temp data is gone.
-    CHECK(names_in(tmp.path()).empty());
-    CHECK(store->list("").empty());
-
-    auto w = store->create("notes-1.tar.zst");
-    std::string big(3 * 1024 * 1024 + 17, 'z');
-    w->write(big.data(), big.size());
-    w->commit();
-    CHECK_THROWS_AS(w->commit(), RuntimeError);
-    w.reset();
-    CHECK(store->list("") == std::vector<std::string>{"notes-1.tar.zst"});
+    CHECK(names_in(tmp.path()).empty());  // destroyed without commit: removed locally
+    put_object(*store, "notes-1.tar.zst", "x");
     CHECK(names_in(tmp.path()) == std::vector<std::string>{"notes-1.tar.zst"});
-    CHECK(store->size("notes-1.tar.zst") == big.size());
-    CHECK(get(*store, "notes-1.tar.zst") == big);
     CHECK((stdfs::status(tmp / "notes-1.tar.zst").permissions() & stdfs::perms::all) == stdfs::perms(0600));
-}
-
-TEST_CASE("store contract: list filters by prefix, sorts and skips temp files", "[store]") {
-    TempDir tmp;
-    auto store = open_store(url_of(tmp.path()));
-    put(*store, "notes-b", "2");
-    put(*store, "notes-a", "1");
-    put(*store, "other-a", "3");
+    // Hidden files, directories and leftovers are never listed or opened.
     write_file(tmp / ".notes-c.tmp-deadbeef", "left by a killed writer");
     stdfs::create_directories(tmp / "notes-dir");
-    CHECK(store->list("notes-") == std::vector<std::string>{"notes-a", "notes-b"});
-    CHECK(store->list("") == std::vector<std::string>{"notes-a", "notes-b", "other-a"});
-    CHECK_THROWS_AS(store->open(".notes-c.tmp-deadbeef"), NotFound);
-    CHECK_THROWS_AS(store->open("notes-dir"), NotFound);
+    CHECK(listed_names(*store) == std::vector<std::string>{"notes-1.tar.zst"});
+    CHECK_THROWS_AS(store->open(ctx, ".notes-c.tmp-deadbeef"), NotFound);
+    CHECK_THROWS_AS(store->open(ctx, "notes-dir"), NotFound);
 }
 
-TEST_CASE("store contract: missing objects are NotFound, remove is idempotent", "[store]") {
+TEST_CASE("file store: an upload whose writer is provably dead goes at once, others after the age", "[store]") {
     TempDir tmp;
     auto store = open_store(url_of(tmp.path()));
-    CHECK_THROWS_AS(store->open("nope"), NotFound);
-    CHECK_THROWS_WITH(store->open("nope"), Catch::Contains("nope not found"));
-    CHECK_THROWS_AS(store->size("nope"), NotFound);
-    CHECK_THROWS_AS(store->open("../etc/passwd"), NotFound);
-    CHECK_NOTHROW(store->remove("nope"));
-    put(*store, "obj", "data");
-    store->remove("obj");
-    CHECK(store->list("").empty());
-    CHECK_NOTHROW(store->remove("obj"));
-}
-
-TEST_CASE("store contract: object names are flat", "[store]") {
-    TempDir tmp;
-    auto store = open_store(url_of(tmp.path()));
-    CHECK_THROWS_AS(store->create("a/b"), RuntimeError);
-    CHECK_THROWS_AS(store->create(".hidden"), RuntimeError);
-    CHECK_THROWS_AS(store->create(""), RuntimeError);
+    Context ctx;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    // A PID that is certainly gone: a child that has exited and been reaped.
+    pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    int st = 0;
+    ::waitpid(dead, &st, 0);
+    const std::string mine = fmt::format(".notes-a.tar.zst.tmp-{}-{}-0000000a", host, ::getpid());
+    const std::string gone = fmt::format(".notes-b.tar.zst.tmp-{}-{}-0000000b", host, dead);
+    const std::string elsewhere = fmt::format(".notes-c.tar.zst.tmp-otherhost-{}-0000000c", dead);
+    const std::string legacy = ".notes-d.tar.zst.tmp-0000000d";
+    for (const auto& n : {mine, gone, elsewhere, legacy}) write_file(tmp / n, "x");
+    CHECK(store->remove_abandoned_uploads(ctx, "notes-", std::chrono::hours(24)) == 1);
+    CHECK(names_in(tmp.path()) == std::vector<std::string>{mine, elsewhere, legacy});
+    // Older than the age: whoever wrote them, they go.
+    CHECK(store->remove_abandoned_uploads(ctx, "other-", std::chrono::seconds(0)) == 0);
+    CHECK(store->remove_abandoned_uploads(ctx, "notes-", std::chrono::seconds(-5)) == 3);
     CHECK(names_in(tmp.path()).empty());
+}
+
+TEST_CASE("file store: upload owners are parsed from temporary names", "[store]") {
+    auto o = parse_upload_owner(".notes-x.tar.zst.tmp-my-host.example-4242-deadbeef");
+    REQUIRE(o);
+    CHECK(o->host == "my-host.example");
+    CHECK(o->pid == 4242);
+    CHECK_FALSE(parse_upload_owner(".notes-x.tar.zst.tmp-deadbeef"));
+    CHECK_FALSE(parse_upload_owner(".notes-x.tar.zst.tmp-host-12a-deadbeef"));
+    CHECK_FALSE(parse_upload_owner("notes-x"));
 }
 
 TEST_CASE("a read-only store refuses writes with StoreUnavailable", "[store]") {
@@ -139,11 +123,12 @@ TEST_CASE("a read-only store refuses writes with StoreUnavailable", "[store]") {
         stdfs::permissions(dir, stdfs::perms(0555));
     }
     auto store = open_store(url_of(dir));
-    CHECK(store->list("").empty());
-    CHECK_THROWS_AS(store->create("x"), StoreUnavailable);
-    CHECK_THROWS_WITH(store->create("x"), Catch::Contains("cannot create x in " + dir.string()) &&
-                                              (Catch::Contains("Read-only file system") ||
-                                               Catch::Contains("Permission denied")));
+    CHECK(store->list(Context{}, "").empty());
+    CHECK_THROWS_AS(store->create(Context{}, "x"), StoreUnavailable);
+    CHECK_THROWS_WITH(store->create(Context{}, "x"), Catch::Contains("cannot create x in " + dir.string()) &&
+                                                         (Catch::Contains("Read-only file system") ||
+                                                          Catch::Contains("Permission denied")));
+    CHECK_THROWS_AS(store->put(Context{}, "x", "y", WriteCondition::absent()), StoreUnavailable);
 }
 
 TEST_CASE("a full store fails the write naming the store, and leaves nothing behind", "[store]") {
@@ -155,16 +140,18 @@ TEST_CASE("a full store fails the write naming the store, and leaves nothing beh
     }
     auto store = open_store(url_of(dir));
     {
-        auto w = store->create("big");
+        Context ctx;
+        auto w = store->create(ctx, "big");
         std::string chunk(64 * 1024, 'x');
         auto fill = [&] {
             for (int i = 0; i < 16; ++i) w->write(chunk.data(), chunk.size());
         };
         CHECK_THROWS_WITH(fill(), Catch::Contains("store " + url_of(dir) + ": cannot write big") &&
                                       Catch::Contains("No space left on device"));
+        w->abort(ctx);
     }
     CHECK(names_in(dir).empty());
-    CHECK(store->list("").empty());
+    CHECK(store->list(Context{}, "").empty());
 }
 
 TEST_CASE("open_store dispatches on the URL scheme", "[store]") {
@@ -174,6 +161,7 @@ TEST_CASE("open_store dispatches on the URL scheme", "[store]") {
     REQUIRE(file_store != nullptr);
     CHECK(file_store->dir() == tmp.path());
     CHECK(file_url_path("file:///var/backups/my%20disk/notes/") == "/var/backups/my disk/notes/");
+    CHECK_FALSE(kept->conditional_write_guarantee().empty());
 
     CHECK_THROWS_WITH(open_store("s3://bucket/prefix"), Catch::Contains("not supported yet"));
     CHECK_THROWS_AS(open_store("sftp://host/dir"), ConfigError);

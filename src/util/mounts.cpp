@@ -1,0 +1,85 @@
+#include "util/mounts.hpp"
+
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "util/fs.hpp"
+
+namespace bartl {
+namespace {
+
+std::string unescape(const std::string& s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && s.size() - i >= 4 && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' &&
+            s[i + 3] <= '7') {
+            out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+/// True when `prefix` is `path` or an ancestor of it, by whole components.
+bool is_prefix(const std::string& prefix, const std::string& path) {
+    if (prefix == "/") return !path.empty() && path[0] == '/';
+    if (path.compare(0, prefix.size(), prefix) != 0) return false;
+    return path.size() == prefix.size() || path[prefix.size()] == '/';
+}
+
+/// Normal form without a trailing '/' ("/var/lib/" -> "/var/lib"), "/" stays.
+std::string normal(const std::filesystem::path& p) {
+    std::string s = p.lexically_normal().string();
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+std::vector<MountEntry> parse_mountinfo(const std::string& text) {
+    std::vector<MountEntry> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        // ID PARENT MAJOR:MINOR ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        std::istringstream f(line);
+        std::string id, parent, dev, root, mp;
+        if (!(f >> id >> parent >> dev >> root >> mp)) continue;
+        std::string tok, fstype;
+        while (f >> tok)
+            if (tok == "-") {
+                f >> fstype;
+                break;
+            }
+        if (fstype.empty() || dev.find(':') == std::string::npos) continue;
+        out.push_back(MountEntry{unescape(mp), dev, fstype});
+    }
+    return out;
+}
+
+std::vector<MountEntry> read_mounts() {
+    auto text = fs::read_file("/proc/self/mountinfo");
+    if (!text) throw RuntimeError("cannot read /proc/self/mountinfo: it does not exist (is /proc mounted?)");
+    return parse_mountinfo(*text);
+}
+
+std::optional<MountEntry> mount_of(const std::vector<MountEntry>& mounts, const std::filesystem::path& path) {
+    const std::string p = normal(path);
+    std::optional<MountEntry> best;
+    for (const auto& m : mounts)
+        if (is_prefix(m.mount_point, p) && (!best || m.mount_point.size() >= best->mount_point.size())) best = m;
+    return best;
+}
+
+bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point) {
+    const std::string p = normal(mount_point);
+    for (const auto& m : mounts)
+        if (m.mount_point == p) return true;
+    return false;
+}
+
+}  // namespace bartl

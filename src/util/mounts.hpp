@@ -1,0 +1,33 @@
+// The mount table as the kernel reports it (/proc/self/mountinfo, proc(5)).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bartl {
+
+/// One line of /proc/self/mountinfo.
+struct MountEntry {
+    std::string mount_point;  ///< absolute, octal escapes (\040) decoded
+    std::string device;       ///< "MAJOR:MINOR" of the mounted filesystem
+    std::string fs_type;      ///< "ext4", "tmpfs", ...
+};
+
+/// Parses mountinfo text (proc(5) format). Lines that do not parse are skipped. Pure.
+std::vector<MountEntry> parse_mountinfo(const std::string& text);
+
+/// The current mount table of this process's mount namespace. Throws RuntimeError when
+/// /proc/self/mountinfo cannot be read.
+std::vector<MountEntry> read_mounts();
+
+/// The mount that holds `path` (the entry with the longest mount point that is a prefix of
+/// `path` by whole components; later entries win ties, as over-mounts do). `path` should be
+/// canonical. std::nullopt only for an empty table.
+std::optional<MountEntry> mount_of(const std::vector<MountEntry>& mounts, const std::filesystem::path& path);
+
+/// True when `mount_point` is a mount point in `mounts`.
+bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point);
+
+}  // namespace bartl
