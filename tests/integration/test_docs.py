@@ -106,6 +106,14 @@ class Options(CheckedTest):
             with self.subTest(option=opt):
                 self.assertIn(f"*{opt}*", page, f"bartld {opt} is not documented in bartld(8) OPTIONS")
 
+    def test_help_names_each_argument(self):
+        # Placeholders say what goes there, and --verify's ID is optional.
+        help_text = subprocess.run(command(BARTLD, "--help"), capture_output=True, text=True, check=True).stdout
+        for shown in ("--config FILE", "--instance NAME", "--restore-from ID", "--verify [ID]"):
+            with self.subTest(option=shown):
+                self.assertRegex(help_text, rf"(?m)^.*{re.escape(shown)}\s", help_text)
+        self.assertNotIn("TEXT", help_text)
+
     def test_every_bartlctl_verb_in_bartlctl_1(self):
         ctl = os.environ.get("BARTLCTL", os.path.join(BUILD_ROOT, "src", "ctl", "bartlctl"))
         if not os.access(ctl, os.X_OK):
