@@ -155,14 +155,14 @@ class NotesTest(unittest.TestCase):
 
     def init(self, engine_version):
         """Runs the init hook the way bartl does, then 'renames the staging into place'."""
-        os.makedirs(os.path.join(self.staging, "0"))
+        os.makedirs(self.staging)
         r = run([INIT], self.bartl_env(BARTL_STAGING=self.staging,
                                        BARTL_ENGINE_VERSION=engine_version))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("created", r.stdout)
+        self.assertEqual(os.listdir(self.staging), ["notes.db"])
         os.makedirs(os.path.dirname(self.state), exist_ok=True)
-        os.rename(os.path.join(self.staging, "0"), self.state)
-        os.rmdir(self.staging)
+        os.rename(self.staging, self.state)
 
     def migrate(self):
         return run([MIGRATION], self.bartl_env(
@@ -276,7 +276,7 @@ class NotesTest(unittest.TestCase):
         r = run([INIT], self.bartl_env(BARTL_ENGINE_VERSION="1.0.0"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("BARTL_STAGING", r.stderr)
-        os.makedirs(os.path.join(self.staging, "0"))
+        os.makedirs(self.staging)
         r = run([INIT], self.bartl_env(BARTL_STAGING=self.staging, BARTL_ENGINE_VERSION="3.0.0"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("no schema", r.stderr)

@@ -191,6 +191,15 @@ const char* unsupported_kind(mode_t type) {
     }
 }
 
+/// archive_read_next_header2 on a disk reader, in a frame of its own: libarchive 3.6.2 leaks a
+/// message inside it when the last entries of a walk vanished, and tests/lsan.supp and
+/// tests/valgrind.supp name this frame to suppress exactly that (never bartl's own frees).
+[[gnu::noinline]] int next_disk_entry(archive* disk, archive_entry* entry) {
+    const int r = archive_read_next_header2(disk, entry);
+    asm volatile("" ::: "memory");  // no tail call: the frame stays in the stack the checkers see
+    return r;
+}
+
 /// Archives the tree at `root` as state/N/.
 void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std::size_t n, BlobWriteResult& result,
                 Throttle& progress) {
@@ -220,7 +229,7 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
     std::vector<char> zeros;
     for (;;) {
         archive_entry_clear(entry.get());
-        int r = archive_read_next_header2(disk.get(), entry.get());
+        int r = next_disk_entry(disk.get(), entry.get());
         if (r == ARCHIVE_EOF) break;
         if (r == ARCHIVE_WARN || r == ARCHIVE_FAILED) {
             // Live apps delete temporary files while we walk: libarchive reports those as

@@ -1,7 +1,7 @@
 // Error policy (read this before adding an error):
 //
 // Every failure bartl reports is a bartl::Error. Each class has one ErrorKind, and the one
-// table below maps each kind to exactly one process exit code (bartl(7) "EXIT STATUS") and
+// table below maps each kind to exactly one process exit code (bartl(7) "BINARIES AND EXIT CODES") and
 // one D-Bus error name: bartld's main(), the D-Bus adaptor and bartlctl all read that table,
 // so a daemon-side error reaches bartlctl's exit status unchanged. Throw the most specific
 // class; the message is shown to the operator as is, so it names what is wrong and where

@@ -251,8 +251,10 @@ public:
         try {
             conn_ = sdbus::createSystemBusConnection();
         } catch (const sdbus::Error& e) {
-            throw NotRunningError(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartld is not running "
-                                         "there", bus_address(), e.getMessage()));
+            throw NotRunningError(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartlctl reaches "
+                                              "bartld only over that bus (a bartld started without it runs "
+                                              "unreachable; see its log or `systemctl status bartld@NAME`)",
+                                              bus_address(), e.getMessage()));
         }
         if (instance.empty()) {
             auto all = instances();
@@ -631,7 +633,7 @@ int cmd_forget(const Options& o) {
 int main(int argc, char** argv) {
     CLI::App cli{"bartlctl: see and steer running bartld instances", "bartlctl"};
     Options o;
-    cli.add_option("-i,--instance", o.instance, "instance NAME (default: the only one running)");
+    cli.add_option("-i,--instance", o.instance, "instance NAME (default: the only one running)")->type_name("NAME");
     cli.add_flag("--json", o.json, "machine-readable output (stable keys, see bartlctl(1))");
     cli.set_version_flag("--version", "bartlctl " BARTL_VERSION);
     cli.require_subcommand(1);
@@ -648,16 +650,16 @@ int main(int argc, char** argv) {
     auto* instances = cli.add_subcommand("instances", "every bartld on the bus: phase, versions, last backup");
     auto* adopt = cli.add_subcommand("adopt", "put existing data under bartl as state VERSION (bartld stopped)");
     adopt->add_option("VERSION", o.version, "state version of the data (SemVer)")->required();
-    adopt->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    adopt->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)")->type_name("FILE");
     auto* restore_from = cli.add_subcommand("restore-from", "restore backup ID at the next start without state");
     restore_from->add_option("ID", o.id, "backup id");
     restore_from->add_flag("--clear", o.clear, "remove the pin: restore the newest backup");
-    restore_from->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    restore_from->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)")->type_name("FILE");
     auto* init_store = cli.add_subcommand("init-store", "create the store's identity object (once per new store)");
-    init_store->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    init_store->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)")->type_name("FILE");
     auto* forget = cli.add_subcommand("forget", "record that a component is no longer part of the state (bartld stopped)");
     forget->add_option("COMPONENT", o.component, "component, e.g. path:/var/lib/notes/old")->required();
-    forget->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)");
+    forget->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)")->type_name("FILE");
     if (auto code = parse_command_line(cli, argc, argv)) return *code;
     try {
         if (status->parsed()) return cmd_status(o);

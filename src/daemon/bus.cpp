@@ -411,7 +411,7 @@ std::unique_ptr<Bus> Bus::open(const Config& config, Status& status) {
     try {
         conn = sdbus::createSystemBusConnection();
     } catch (const sdbus::Error& e) {
-        log::warn(fmt::format("no D-Bus system bus at {} ({}): serving without the D-Bus interface; bartlctl "
+        log::warn(fmt::format("no D-Bus system bus at {} ({}): going on without the D-Bus interface; bartlctl "
                               "cannot reach instance {}", address, e.getMessage(), config.instance));
         return nullptr;
     }
@@ -422,7 +422,7 @@ std::unique_ptr<Bus> Bus::open(const Config& config, Status& status) {
             throw LockedError(fmt::format("D-Bus name {} on {} is owned by PID {}: another bartld serves instance "
                                           "{} (use `bartlctl -i {} status`)", name, address, *pid, config.instance,
                                           config.instance));
-        log::warn(fmt::format("cannot own D-Bus name {} on {} ({}: {}): serving without the D-Bus interface; is the "
+        log::warn(fmt::format("cannot own D-Bus name {} on {} ({}: {}): going on without the D-Bus interface; is the "
                               "bus policy app.bartl.Instance1.conf installed and bartld running as root?",
                               name, address, e.getName(), e.getMessage()));
         return nullptr;

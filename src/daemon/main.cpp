@@ -142,7 +142,7 @@ int run(const Args& a) {
         s.engine_version = engine.str();
         s.store = config.store;
     });
-    const auto bus = a.prepare ? nullptr : Bus::open(config, status);
+    const auto bus = Bus::open(config, status);
     const Reporter loop_reporter = daemon_reporter(&status);
 
     LoopOptions options;
@@ -189,8 +189,9 @@ int main(int argc, char** argv) {
 
     CLI::App cli{"bartld: one startup decision for an application's whole lifecycle", "bartld"};
     Args a;
-    cli.add_option("-c,--config", a.config_file, "configuration file");
-    cli.add_option("-i,--instance", a.instance, "instance NAME: reads " BARTL_SYSCONFDIR "/bartl/NAME.toml");
+    cli.add_option("-c,--config", a.config_file, "configuration file")->type_name("FILE");
+    cli.add_option("-i,--instance", a.instance, "instance NAME: reads " BARTL_SYSCONFDIR "/bartl/NAME.toml")
+        ->type_name("NAME");
     auto* modes = cli.add_option_group("modes");
     modes->add_flag("--plan", a.plan, "print what the loop would do now; change nothing");
     modes->add_flag("--prepare", a.prepare, "run the loop until the state is ready, then exit without serving");
@@ -198,10 +199,12 @@ int main(int argc, char** argv) {
     modes->add_flag("--check-config", a.check_config, "validate the configuration and exit");
     modes->add_flag("--init-store", a.init_store, "create the store identity object (once per store) and exit");
     modes->add_option("--verify", a.verify_id, "verify backup ID (default: the newest) and exit")
+        ->type_name("[ID]")
         ->expected(0, 1)
         ->each([&](const std::string&) { a.verify = true; });
     modes->require_option(0, 1);
-    cli.add_option("--restore-from", a.restore_from, "when no state exists, restore backup ID instead of the newest");
+    cli.add_option("--restore-from", a.restore_from, "when no state exists, restore backup ID instead of the newest")
+        ->type_name("ID");
     cli.set_version_flag("--version", "bartld " BARTL_VERSION);
     if (auto code = parse_command_line(cli, argc, argv)) return *code;
     if (cli.count("--verify")) a.verify = true;

@@ -178,6 +178,9 @@ std::string plan_text(const Config& config, const Version& engine, Store* store,
         if (a == Action::migrate && !from.empty()) s += fmt::format(" {} -> {}", from, engine.str());
     }
     text += fmt::format("plan: {}\n", s);
+    if (p && o.facts.state == StateFact::present)
+        text += fmt::format("note: restore-from {} is ignored: state exists, and a chosen backup is restored only "
+                            "when there is none\n", *p);
     return text;
 }
 

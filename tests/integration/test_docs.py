@@ -1,10 +1,15 @@
 #!/usr/bin/python3
 """The man pages document every config key, every D-Bus member and every bartld option, and
 render without warnings. The sources of truth are the code: src/config/config.cpp's key lists
-(cross-checked with the fixture that sets every key), dbus/*.xml, and `bartld --help`."""
+(cross-checked with the fixture that sets every key), dbus/*.xml, and `bartld --help`.
+
+The repository carries its own contract: bartl(7) holds the invariants, the decision table and
+the exit codes the code cites, every citation names a section that exists, and no file points
+at a document outside the repository."""
 import glob
 import os
 import re
+import shutil
 import subprocess
 import tomllib
 import unittest
@@ -29,6 +34,34 @@ def config_keys():
     for table, body in re.findall(r"constexpr std::array (\w+)_keys\{(.*?)\};", text, re.S):
         out[table] = re.findall(r'"(\w+)"sv', body)
     return out
+
+
+def source_files():
+    """Paths (relative to SOURCE_ROOT) of the checkout's files: tracked and new ones, not ignored
+    (git ls-files), or every file outside build directories when this is not a git checkout."""
+    r = subprocess.run(["git", "-C", SOURCE_ROOT, "ls-files", "-z", "-co", "--exclude-standard"],
+                       capture_output=True) if shutil.which("git") else None
+    if r is not None and r.returncode == 0:
+        return sorted(n for n in r.stdout.decode().split("\0") if n and os.path.isfile(os.path.join(SOURCE_ROOT, n)))
+    out = []
+    for d, dirs, files in os.walk(SOURCE_ROOT):
+        dirs[:] = [x for x in dirs if x != ".git" and not x.startswith("build")]
+        out += [os.path.relpath(os.path.join(d, f), SOURCE_ROOT) for f in files]
+    return sorted(out)
+
+
+# Documents a user of the repository does not have. Spelled in pieces so that this file does
+# not match itself.
+OUTSIDE_REFERENCES = ["DESIGN" + ".md", "../" + "shared", "/work/" + "shared", "shared " + "folder"]
+
+
+def outside_references(name, data):
+    """'NAME:LINE: text' for every line of `data` (bytes) that mentions an outside document."""
+    found = []
+    for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if any(ref.lower() in line.lower() for ref in OUTSIDE_REFERENCES):
+            found.append(f"{name}:{i}: {line.strip()[:120]}")
+    return found
 
 
 def section(text, heading):
@@ -106,6 +139,14 @@ class Options(CheckedTest):
             with self.subTest(option=opt):
                 self.assertIn(f"*{opt}*", page, f"bartld {opt} is not documented in bartld(8) OPTIONS")
 
+    def test_help_names_each_argument(self):
+        # Placeholders say what goes there, and --verify's ID is optional.
+        help_text = subprocess.run(command(BARTLD, "--help"), capture_output=True, text=True, check=True).stdout
+        for shown in ("--config FILE", "--instance NAME", "--restore-from ID", "--verify [ID]"):
+            with self.subTest(option=shown):
+                self.assertRegex(help_text, rf"(?m)^.*{re.escape(shown)}\s", help_text)
+        self.assertNotIn("TEXT", help_text)
+
     def test_every_bartlctl_verb_in_bartlctl_1(self):
         ctl = os.environ.get("BARTLCTL", os.path.join(BUILD_ROOT, "src", "ctl", "bartlctl"))
         if not os.access(ctl, os.X_OK):
@@ -135,6 +176,102 @@ class Rendering(unittest.TestCase):
                 self.assertEqual(r.stderr, "", f"{page} renders with warnings")
                 text = re.sub(".\b", "", r.stdout)  # man's overstrike bold, when not on a terminal
                 self.assertTrue(re.search(r"^SEE ALSO$", text, re.M), f"{page}: no SEE ALSO section rendered")
+                # A server without locales (a minimal Debian) renders in ASCII: a character
+                # groff cannot map there is a warning ("can't find special character").
+                r = subprocess.run(["man", "--warnings", "-l", built], capture_output=True, text=True,
+                                   env=dict(os.environ, MANWIDTH="80", LC_ALL="C", LANG="C"))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, "", f"{page} renders with warnings in the C locale")
+
+    def test_sources_are_ascii(self):
+        # What makes the C-locale rendering above fail, named at its line.
+        for path in sorted(glob.glob(os.path.join(MAN, "*.scd"))):
+            with open(path, "rb") as f:
+                for i, line in enumerate(f, 1):
+                    with self.subTest(page=os.path.basename(path), line=i):
+                        self.assertTrue(line.isascii(), f"{path}:{i}: non-ASCII {line.decode(errors='replace')!r}")
+
+
+class Contract(unittest.TestCase):
+    """bartl(7) is the contract the code cites; nothing points outside the repository."""
+
+    def test_no_file_refers_to_a_document_outside_the_repository(self):
+        found = []
+        for name in source_files():
+            with open(os.path.join(SOURCE_ROOT, name), "rb") as f:
+                found += outside_references(name, f.read())
+        self.assertEqual(found, [], "cite bartl(7) or a file in the repository instead")
+
+    def test_detects_an_outside_reference(self):
+        # The scan above can fail: each spelling is caught, with its line.
+        for ref in OUTSIDE_REFERENCES:
+            with self.subTest(ref=ref):
+                text = f"first line\nsee {ref.upper()} for the contract\n".encode()
+                self.assertEqual(outside_references("README.md", text),
+                                 [f"README.md:2: see {ref.upper()} for the contract"])
+
+    def test_bartl_7_carries_nine_invariants(self):
+        text = section(man_source("bartl.7"), "INVARIANTS")
+        self.assertTrue(text, "bartl(7) has no INVARIANTS section")
+        items = re.findall(r"(?m)^\. \*([^*]+)\*", text)
+        self.assertEqual(len(items), 9, items)
+        for word in ("marker", "did not create", "half-done", "verified", "no backup", "Retention", "Memory", "Bad input",
+                     "One writer"):
+            self.assertTrue(any(word.lower() in i.lower() for i in items), f"no invariant about {word!r}: {items}")
+
+    def test_citations_of_bartl_7_name_what_it_holds(self):
+        page = man_source("bartl.7")
+        headings = [h.lower() for h in re.findall(r"(?m)^#+ (.+)$", page)]
+        count = len(re.findall(r"(?m)^\. \*", section(page, "INVARIANTS")))
+        bad, seen = [], 0
+        for name in source_files():
+            if name.startswith("tests/fuzz/corpus/"):
+                continue
+            try:
+                with open(os.path.join(SOURCE_ROOT, name), encoding="utf-8") as f:
+                    text = f.read()
+            except (UnicodeDecodeError, OSError):
+                continue
+            # Comments wrap: a citation may run over a line break and a comment marker.
+            flat = re.sub(r"\s*\n\s*(?:#|//|\*|;)?\s*", " ", text)
+            for cited in re.findall(r'bartl\(7\)(?:\'s)?,? "([^"]+)"', flat):
+                seen += 1
+                if not any(cited.lower() in h for h in headings):
+                    bad.append(f"{name}: bartl(7) \"{cited}\" is no section of man/bartl.7.scd")
+            for nums in re.findall(r"bartl\(7\),? invariants? ([0-9][0-9, and-]*)", flat):
+                seen += 1
+                for n in re.findall(r"[0-9]+", nums):
+                    if not 1 <= int(n) <= count:
+                        bad.append(f"{name}: bartl(7) invariant {n}, but it has {count}")
+        self.assertGreater(seen, 5, "the citation patterns no longer match the code's comments")
+        self.assertEqual(bad, [])
+
+    def test_exit_codes_agree(self):
+        with open(os.path.join(SOURCE_ROOT, "src", "core", "error.hpp")) as f:
+            enum = re.search(r"enum class ExitCode : int \{(.*?)\};", f.read(), re.S).group(1)
+        # bartld's codes; bartlctl's own (3, 4) are in bartlctl(1).
+        code = {int(n) for n, note in re.findall(r"= (\d+),[^\n]*?(///[^\n]*)?\n", enum) if "bartlctl only" not in note}
+        contract = section(man_source("bartl.7"), "BINARIES AND EXIT CODES")
+        listed = {int(n) for n in re.findall(r"(?m)^- \*(\d+)\*", contract)}
+        not_restarted = {int(n) for n, rest in re.findall(r"(?ms)^- \*(\d+)\*:(.*?)(?=^- |^$)", contract)
+                         if "Not restarted" in " ".join(rest.split())}
+        daemon = {int(n) for n in re.findall(r"(?m)^\*(\d+)\*$", section(man_source("bartld.8"), "EXIT STATUS"))}
+        self.assertEqual(listed, code, "bartl(7) BINARIES AND EXIT CODES vs src/core/error.hpp ExitCode")
+        self.assertEqual(daemon, code, "bartld(8) EXIT STATUS vs src/core/error.hpp ExitCode")
+        self.assertEqual(not_restarted, {64, 65, 66, 78})
+        for unit in glob.glob(os.path.join(SOURCE_ROOT, "units", "bartld*.service.in")):
+            with open(unit) as f:
+                prevent = re.search(r"(?m)^RestartPreventExitStatus=(.*)$", f.read())
+            with self.subTest(unit=os.path.basename(unit)):
+                self.assertIsNotNone(prevent)
+                self.assertEqual({int(n) for n in prevent.group(1).split()}, not_restarted)
+
+    def test_readme_points_at_the_man_pages_for_the_contract(self):
+        with open(os.path.join(SOURCE_ROOT, "README.md")) as f:
+            readme = f.read()
+        m = re.search(r"(?s)The contract \(.*?\n\n", readme)
+        self.assertIsNotNone(m, "README.md says nowhere where the contract is")
+        self.assertIn("bartl(7)", m.group(0))
 
 
 if __name__ == "__main__":

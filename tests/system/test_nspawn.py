@@ -3,8 +3,8 @@
 bartl .deb and the example appliance (examples/appliance, notes 1.0.0 and 2.0.0) installed with
 apt, and the lifecycle driven with systemctl and bartlctl on the container's own system bus.
 
-How a real systemd boots on these machines: ../../../shared/notes/real-systemd.md (and
-tests/system/README.md). Expensive things are cached between runs:
+How a real systemd boots on machines whose PID 1 is not systemd: tests/system/README.md.
+Expensive things are cached between runs:
 
 - the debootstrapped root, $BARTL_SYSTEM_CACHE/bookworm-root (default /var/cache/bartl-test),
   built once (into a temporary directory, then renamed) and never modified afterwards: every

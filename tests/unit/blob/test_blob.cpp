@@ -372,16 +372,13 @@ TEST_CASE("check_blob verifies size and SHA-256 only", "[blob][integrity]") {
     CHECK_THROWS_AS(check_blob(bad, w.result.blob_size, std::string(64, '0')), IntegrityError);
 }
 
-TEST_CASE("files that change or vanish during a live backup are reported, not fatal", "[blob]") {
-    TempDir tmp;
+/// Backs up tmp/src, holding two 3 MiB files big1 and big2 (from `seed`) besides what the
+/// caller put there, into tmp/b.tar.zst, deleting both at the first progress report (while the
+/// first of them is read); extracts the backup into tmp/stage.
+static BlobWriteResult back_up_while_two_files_vanish(const TempDir& tmp, unsigned seed) {
     stdfs::create_directories(tmp / "src");
-    // Both names are listed before either is read. The one being read when they are deleted
-    // is archived whole (it is open) and reported as changed; the other is gone by the time
-    // libarchive stats it and is skipped (libarchive reports that only when another entry
-    // follows, so the test does not insist on it).
-    write_file(tmp / "src/big1", random_bytes(3 * 1024 * 1024, 2));
-    write_file(tmp / "src/big2", random_bytes(3 * 1024 * 1024, 3));
-    write_file(tmp / "src/keep", "kept");
+    write_file(tmp / "src/big1", random_bytes(3 * 1024 * 1024, seed));
+    write_file(tmp / "src/big2", random_bytes(3 * 1024 * 1024, seed + 1));
     bool deleted = false;
     FileSink sink(tmp / "b.tar.zst");
     auto w = write_blob(manifest_for({(tmp / "src").string()}), sink, 1, 1, [&](std::uint64_t, std::uint64_t) {
@@ -393,9 +390,20 @@ TEST_CASE("files that change or vanish during a live backup are reported, not fa
     });
     sink.close();
     REQUIRE(deleted);
-
     stdfs::create_directories(tmp / "stage");
     extract_file({w, tmp / "b.tar.zst"}, {tmp / "stage"});
+    return w;
+}
+
+TEST_CASE("files that change or vanish during a live backup are reported, not fatal", "[blob]") {
+    TempDir tmp;
+    // Both names are listed before either is read. The one being read when they are deleted
+    // is archived whole (it is open) and reported as changed; the other is gone by the time
+    // libarchive stats it and is skipped (libarchive reports that only when another entry
+    // follows, so the test does not insist on it).
+    stdfs::create_directories(tmp / "src");
+    write_file(tmp / "src/keep", "kept");
+    const auto w = back_up_while_two_files_vanish(tmp, 2);
     CHECK(read_file(tmp / "stage/keep") == "kept");
     const bool has1 = stdfs::exists(tmp / "stage/big1");
     const bool has2 = stdfs::exists(tmp / "stage/big2");
@@ -404,6 +412,20 @@ TEST_CASE("files that change or vanish during a live backup are reported, not fa
     CHECK(std::find(w.changed_while_read.begin(), w.changed_while_read.end(), archived) !=
           w.changed_while_read.end());
     CHECK(stdfs::file_size(tmp / "stage" / (has1 ? "big1" : "big2")) == 3 * 1024 * 1024);
+}
+
+TEST_CASE("a file that vanishes as the last entry of the walk is left out, not fatal", "[blob]") {
+    // Whichever file is read first is archived whole; the other is gone by the time libarchive
+    // stats it, and nothing follows it. libarchive 3.6.2 leaks its 64-byte "File removed
+    // before we read it" message on exactly this path (tests/lsan.supp): this case takes it
+    // on every filesystem, not only where readdir happens to list the vanished file last.
+    TempDir tmp;
+    const auto w = back_up_while_two_files_vanish(tmp, 4);
+    const auto files = list_tree(tmp / "stage");
+    REQUIRE(files.size() == 1);
+    CHECK(stdfs::file_size(tmp / "stage" / files[0]) == 3 * 1024 * 1024);
+    CHECK(std::find(w.changed_while_read.begin(), w.changed_while_read.end(), (tmp / "src" / files[0]).string()) !=
+          w.changed_while_read.end());
 }
 
 TEST_CASE("FIFOs and sockets in the state are skipped with a warning", "[blob]") {
