@@ -318,6 +318,11 @@ private:
     std::string source_;
 };
 
+/// Remembers where `key` of `sec` was set, for checks after loading (Config::where()).
+void record_position(const Parser& p, const Section& sec, std::string_view key, Config& c) {
+    if (const toml::node* n = sec.get(key)) c.positions[sec.label(key)] = p.position(n->source());
+}
+
 // ---- [app] ----------------------------------------------------------------------------
 
 /// Parses HOST[:PORT] (HOST may be a bracketed IPv6 address) into r.host and r.port.
@@ -474,6 +479,8 @@ void parse_app(const Parser& p, const Section& app, Config& c) {
         c.version_command_timeout = *d;
 
     c.exec = p.argv(app, "exec");
+    record_position(p, app, "exec", c);
+    record_position(p, app, "version_command", c);
     c.environment = parse_environment(p, app);
     c.working_directory = p.absolute_path(app, "working_directory");
     c.ready = parse_ready(p, app);
@@ -618,11 +625,6 @@ void check_overlaps(const Parser& p, const Config& c) {
 }
 
 // ---- [hooks] --------------------------------------------------------------------------
-
-/// Remembers where `key` of `sec` was set, for checks after loading (Config::where()).
-void record_position(const Parser& p, const Section& sec, std::string_view key, Config& c) {
-    if (const toml::node* n = sec.get(key)) c.positions[sec.label(key)] = p.position(n->source());
-}
 
 void parse_hooks(const Parser& p, const Section& hooks, Config& c) {
     for (const auto key : hooks_keys) record_position(p, hooks, key, c);

@@ -18,10 +18,14 @@
 #include "instance1_adaptor.h"  // generated from dbus/app.bartl.Instance1.xml
 
 #include "core/error.hpp"
+#include "daemon/bus_loop.hpp"
 #include "daemon/bus_name.hpp"
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
 #include "ops/commands.hpp"
+#include "ops/config_check.hpp"
+#include "ops/migrations_dir.hpp"
+#include "core/time.hpp"
 #include "util/cancel.hpp"
 #include "ops/engine.hpp"
 #include "ops/instance.hpp"
@@ -99,30 +103,23 @@ public:
           AdaptorInterfaces(*connection, bus::object_path),
           name_(std::move(name)),
           config_(config),
-          status_(status) {
-        wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (wake_fd_ < 0) throw RuntimeError(fmt::format("eventfd for the D-Bus thread: {}", std::strerror(errno)));
+          status_(status),
+          loop_(*connection, [this] { publish(); }, config.instance) {
         registerAdaptor();
     }
 
     ~BusService() override {
         status_.set_listener(nullptr);
         cancel_.cancel("bartld is stopping");
-        stopping_ = true;
-        wake();
-        if (thread_.joinable()) thread_.join();
-        {
-            std::lock_guard<std::mutex> lock(workers_mutex_);
-            for (auto& w : workers_) w->thread.join();
-        }
+        loop_.stop();
+        workers_.join_all();
         unregisterAdaptor();
-        ::close(wake_fd_);
     }
 
     void start() {
         published_ = status_.snapshot();
         status_.set_listener(this);
-        thread_ = std::thread([this] { loop(); });
+        loop_.start();
         if (!config_.store.empty()) fill_last_backup();
     }
 
@@ -183,6 +180,7 @@ private:
         reply_async(std::move(result), [this] {
             // What a restart would do now: the configuration as it is on disk, not as loaded.
             const Config now = load_config(config_.file, config_.instance);
+            check_config_files(now);
             const Version engine = resolve_engine_version(now);
             auto store = open_configured_store(now);
             auto pin = ::bartl::Instance(now).read_pin();
@@ -202,8 +200,14 @@ private:
                                                                     ::bartl::Instance(config_).marker_path().string(),
                                                                     r.error));
         std::vector<HistoryRow> rows;
-        if (r.marker)
+        if (r.marker) {
             for (const auto& h : r.marker->history) rows.emplace_back(h.time, h.event, h.from, h.to, h.detail);
+            // Like Flyway's validate: an applied script that changed since is reported here too.
+            const auto now = format_rfc3339(
+                std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
+            for (const auto& w : changed_migrations(config_, *r.marker))
+                rows.emplace_back(now, "warning", r.marker->version, r.marker->version, log::printable(w));
+        }
         return rows;
     }
 
@@ -261,37 +265,8 @@ private:
         }
     }
 
-    struct Worker {
-        std::thread thread;
-        std::atomic<bool> done{false};
-    };
-
-    /// Starts `work` on a new thread (joining finished ones first). Throws BusyError at kMaxWorkers.
-    void run_worker(std::function<void()> work) {
-        std::lock_guard<std::mutex> lock(workers_mutex_);
-        for (auto it = workers_.begin(); it != workers_.end();) {
-            if ((*it)->done) {
-                (*it)->thread.join();
-                it = workers_.erase(it);
-            } else {
-                ++it;
-            }
-        }
-        if (workers_.size() >= kMaxWorkers)
-            throw BusyError(fmt::format("{} requests of instance {} are running; try again later", workers_.size(),
-                                        config_.instance));
-        auto w = std::make_unique<Worker>();
-        auto* raw = w.get();
-        raw->thread = std::thread([raw, work = std::move(work)] {
-            try {
-                work();
-            } catch (const std::exception& e) {
-                log::warn(fmt::format("D-Bus worker failed: {}", e.what()));
-            }
-            raw->done = true;
-        });
-        workers_.push_back(std::move(w));
-    }
+    /// Starts `work` on a worker thread. Throws BusyError when kMaxWorkers are running.
+    void run_worker(std::function<void()> work) { workers_.run(std::move(work), config_.instance); }
 
     /// LastBackup after a restart: the newest backup in the store (duration unknown), unless a
     /// backup of this process has already finished.
@@ -315,18 +290,8 @@ private:
         }
     }
 
-    void post(std::function<void()> f) {
-        {
-            std::lock_guard<std::mutex> lock(queue_mutex_);
-            queue_.push_back(std::move(f));
-        }
-        wake();
-    }
-
-    void wake() {
-        std::uint64_t one = 1;
-        (void)!::write(wake_fd_, &one, sizeof one);
-    }
+    void post(std::function<void()> f) { loop_.post(std::move(f)); }
+    void wake() { loop_.wake(); }
 
     /// PropertiesChanged for every property whose value differs from the last one published.
     void publish() {
@@ -356,52 +321,14 @@ private:
         if (!names.empty()) getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);
     }
 
-    void loop() {
-        auto& conn = *connection;
-        while (!stopping_) {
-            try {
-                while (conn.processPendingRequest()) {
-                }
-                std::uint64_t v;
-                (void)!::read(wake_fd_, &v, sizeof v);
-                publish();
-                std::vector<std::function<void()>> jobs;
-                {
-                    std::lock_guard<std::mutex> lock(queue_mutex_);
-                    jobs.swap(queue_);
-                }
-                for (auto& j : jobs) j();
-                if (!jobs.empty()) continue;  // let sd-bus write what the jobs queued first
-                // The read above may have consumed the wake() of ~BusService, which set
-                // stopping_ before it: look again before sleeping, or poll() never returns.
-                if (stopping_) break;
-                auto pd = conn.getEventLoopPollData();
-                pollfd fds[2] = {{pd.fd, pd.events, 0}, {wake_fd_, POLLIN, 0}};
-                if (::poll(fds, 2, pd.getPollTimeout()) < 0 && errno != EINTR)
-                    throw RuntimeError(fmt::format("poll: {}", std::strerror(errno)));
-            } catch (const std::exception& e) {
-                // The bus went away (dbus-daemon restarted) or broke: the app keeps being
-                // served; only the D-Bus interface is gone until the next start.
-                log::warn(fmt::format("D-Bus connection lost ({}): {} serves on without its D-Bus interface",
-                                      e.what(), config_.instance));
-                return;
-            }
-        }
-    }
-
     std::string name_;
     const Config& config_;
     Status& status_;
     StatusSnapshot published_;
-    int wake_fd_ = -1;
-    std::atomic<bool> stopping_{false};
     CancelToken cancel_ = CancelToken::process().child();  ///< cancels the workers' long calls
     std::atomic<bool> verifying_{false};
-    std::thread thread_;
-    std::mutex queue_mutex_;
-    std::vector<std::function<void()>> queue_;
-    std::mutex workers_mutex_;
-    std::list<std::unique_ptr<Worker>> workers_;
+    WorkerPool workers_{kMaxWorkers};
+    BusLoop loop_;
 };
 
 std::unique_ptr<Bus> Bus::open(const Config& config, Status& status) {

@@ -20,6 +20,7 @@
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
 #include "ops/commands.hpp"
+#include "ops/config_check.hpp"
 #include "ops/engine.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
@@ -73,6 +74,7 @@ int run(const Args& a) {
     const auto file = a.config_file.empty() ? instance_config_path(a.instance) : std::filesystem::path(a.config_file);
     const Config config = load_config(file, a.instance);
     log::set_context("BARTL_INSTANCE", config.instance);
+    check_config_files(config);  // a hook that cannot run is exit 78 now, not exit 1 later
     const Version engine = resolve_engine_version(config);
     log::set_context("BARTL_ENGINE_VERSION", engine.str());
 

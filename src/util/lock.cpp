@@ -44,6 +44,32 @@ std::string read_holder(int fd) {
     return s.find_first_not_of("0123456789") == std::string::npos ? s : "";
 }
 
+/// "PID (comm)" of every process that has the file (`dev`, `ino`) open, found through
+/// /proc/PID/fd: who inherited the lock (a hook or the app of a bartld that died).
+std::string open_by(dev_t dev, ino_t ino) {
+    std::string out;
+    std::error_code ec;
+    for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string pid = proc.path().filename().string();
+        if (pid.find_first_not_of("0123456789") != std::string::npos || pid == std::to_string(::getpid())) continue;
+        std::error_code ec2;
+        for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", ec2)) {
+            struct stat st {};
+            if (::stat(fd.path().c_str(), &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
+            std::string comm;
+            if (FILE* f = std::fopen((proc.path() / "comm").c_str(), "r")) {
+                char buf[64] = {};
+                if (std::fgets(buf, sizeof buf, f)) comm = buf;
+                std::fclose(f);
+            }
+            while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+            out += fmt::format("{}PID {} ({})", out.empty() ? "" : ", ", pid, comm.empty() ? "?" : comm);
+            break;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::string& instance) {
@@ -66,6 +92,8 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
             ::usleep(2000);
             holder = read_holder(fd_);
         }
+        struct stat lock_st {};
+        const bool have_st = ::fstat(fd_, &lock_st) == 0;
         ::close(fd_);
         fd_ = -1;
         if (err != EWOULDBLOCK)
@@ -76,11 +104,13 @@ InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::st
         // means the process exists.
         const long holder_pid = holder.empty() || holder.size() > 9 ? 0 : std::strtol(holder.c_str(), nullptr, 10);
         const bool holder_alive = holder_pid > 0 && (::kill(static_cast<pid_t>(holder_pid), 0) == 0 || errno == EPERM);
-        if (!holder.empty() && !holder_alive)
+        if (!holder.empty() && !holder_alive) {
+            const std::string live = have_st ? open_by(lock_st.st_dev, lock_st.st_ino) : "";
             throw LockedError(fmt::format(
-                "instance {} is locked by a hook or app process started by PID {}, which has died; it is "
-                "still running on the state, so bartld waits for it to end (systemd stops it with the unit)",
-                instance, holder));
+                "instance {} is locked by {}, a hook or app process started by bartld PID {}, which has died; it "
+                "is still running on the state, so bartld waits for it to end (systemd stops it with the unit)",
+                instance, live.empty() ? "a process" : live, holder));
+        }
         throw LockedError(fmt::format(
             "instance {} is locked by {} (another bartld is working on it; when it is serving, use "
             "`bartlctl -i {} backup` instead of `bartld --backup`)",

@@ -83,6 +83,30 @@ class Lifecycle(StackTest):
             self.assertEqual(len(f.read().split("\n")[:-1]), 4)
         self.assertEqual(s.marker()["version"], "2.0.0")
 
+    def test_a_changed_applied_migration_is_reported_and_not_run_again(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        mig = os.path.join(self.tmp, "migrations")
+        os.makedirs(mig)
+        runs = os.path.join(self.tmp, "runs")
+        script = os.path.join(mig, "2.0.0_add-tags")
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\necho v1 >> {runs}\n")
+        os.chmod(script, 0o755)
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig), "backup.before_migrate": "false"})
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        [applied] = s.marker()["migrations"]
+        with open(script, "w") as f:  # edited after it ran (Flyway's "validate" case)
+            f.write(f"#!/bin/sh\necho v2 >> {runs}\n")
+        plan = s.run("--plan").stdout
+        self.assertIn("warning: migration 2.0.0_add-tags changed since it was applied", plan)
+        self.assertIn(applied["sha256"][:12], plan)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("migration 2.0.0_add-tags changed since it was applied", r.stderr)
+        with open(runs) as f:
+            self.assertEqual(f.read().split(), ["v1"])
+
     def test_failing_migration_stops_at_last_completed_step(self):
         s = self.stack("1.0.0")
         s.run("--prepare")
@@ -177,7 +201,9 @@ class Lifecycle(StackTest):
         p.wait()
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
-        self.assertIn(f"started by PID {p.pid}, which has died", r.stderr)
+        self.assertIn(f"started by bartld PID {p.pid}, which has died", r.stderr)
+        # It names the live holder: the hook's shell (issue "observed facts" item 10).
+        self.assertRegex(r.stderr, r"locked by PID \d+ \((sh|dash|sleep)\)")
         open(release, "w").close()
         deadline = time.monotonic() + 10
         while not os.path.exists(done) and time.monotonic() < deadline:
