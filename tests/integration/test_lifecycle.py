@@ -107,6 +107,50 @@ class Lifecycle(StackTest):
         with open(runs) as f:
             self.assertEqual(f.read().split(), ["v1"])
 
+    def test_an_install_of_an_older_bartl_is_upgraded_without_an_operator_step(self):
+        # A marker of format 1 (bartl before state identity) over a store without
+        # bartl-store.json that holds this app's backups: the first start binds the state to a
+        # state ID and serves without touching the store; the first backup gives the store its
+        # identity and claims it.
+        s = self.stack("1.0.0")
+        s.start(); s.wait_ready(); s.post_note("from the old days"); s.stop()
+        self.assertEqual(s.run("--backup").returncode, 0)
+        os.remove(os.path.join(s.store, "bartl-store.json"))
+        for n in os.listdir(s.store):
+            if n.endswith(".tar.zst.json"):  # an old sidecar: no reason, writer, migrations
+                with open(os.path.join(s.store, n)) as f:
+                    side = json.load(f)
+                for k in ("reason", "writer", "migrations"):
+                    side.pop(k)
+                with open(os.path.join(s.store, n), "w") as f:
+                    json.dump(side, f)
+        m = s.marker()
+        old = {"format": 1, "app": m["app"], "version": m["version"], "origin": m["origin"],
+               "state_paths": [c["name"] for c in m["components"]], "history": m["history"][:1]}
+        with open(os.path.join(s.bartl_dir, "marker.json"), "w") as f:
+            json.dump(old, f)
+        subprocess.run(["setfattr", "-x", "user.bartl.state_id", s.state], check=True)
+        self.assertIn("plan: record state identity -> serve", s.run("--plan").stdout)
+        s.start(); s.wait_ready()
+        self.assertIn("from the old days", json.dumps(s.get("/notes")[1]))
+        s.stop()
+        m = s.marker()
+        self.assertEqual(m["format"], 2)
+        self.assertEqual(len(m["state_id"]), 32)
+        self.assertEqual(m["writer"]["deferred"], "claim")
+        self.assertEqual(m["history"][-1]["event"], "upgrade")
+        got = subprocess.run(["getfattr", "--only-values", "-n", "user.bartl.state_id", s.state],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertEqual(got, m["state_id"])
+        self.assertFalse(os.path.exists(os.path.join(s.store, "bartl-store.json")), "a reboot touched the store")
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(s.store, "bartl-store.json")) as f:
+            ident = json.load(f)
+        self.assertEqual(ident["writer"]["state_id"], m["state_id"])
+        self.assertEqual(s.marker()["writer"]["deferred"], "")
+        self.assertEqual(len(s.backups()), 2)
+
     def test_failing_migration_stops_at_last_completed_step(self):
         s = self.stack("1.0.0")
         s.run("--prepare")
