@@ -10,6 +10,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <locale.h>
 #include <openssl/evp.h>
 #include <zstd.h>
@@ -35,6 +36,7 @@
 
 #include "blob/pipe.hpp"
 #include "core/error.hpp"
+#include "core/marker.hpp"
 
 namespace bartl {
 namespace {
@@ -201,8 +203,33 @@ const char* unsupported_kind(mode_t type) {
 }
 
 /// Archives the tree at `root` as state/N/.
+/// Drops bartl's own user.bartl.state_id from an entry's xattrs: it belongs to the live state,
+/// and a restore binds the new state's ID anyway.
+void drop_state_id_xattr(archive_entry* e) {
+    struct Xattr {
+        std::string name;
+        std::string value;
+    };
+    std::vector<Xattr> keep;
+    bool found = false;
+    archive_entry_xattr_reset(e);
+    const char* name = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+        if (std::string_view(name) == kStateIdXattr) {
+            found = true;
+            continue;
+        }
+        keep.push_back({name, std::string(static_cast<const char*>(value), size)});
+    }
+    if (!found) return;
+    archive_entry_xattr_clear(e);
+    for (const auto& x : keep) archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+}
+
 void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std::size_t n, BlobWriteResult& result,
-                Throttle& progress) {
+                Throttle& progress, const std::vector<std::string>& exclude) {
     std::string root = stdfs::path(root_in).lexically_normal().string();
     while (root.size() > 1 && root.back() == '/') root.pop_back();
     const std::string prefix = fmt::format("state/{}/", n);
@@ -245,17 +272,9 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
         } else if (r != ARCHIVE_OK) {
             throw RuntimeError(fmt::format("cannot read {}: {}", root, la_error(disk.get())));
         }
-        if (archive_read_disk_can_descend(disk.get())) archive_read_disk_descend(disk.get());
-
         const char* src_c = archive_entry_sourcepath(entry.get());
         if (src_c == nullptr) src_c = archive_entry_pathname(entry.get());
         const std::string src = src_c != nullptr ? src_c : root;
-        const mode_t type = archive_entry_filetype(entry.get());
-        if (const char* kind = unsupported_kind(type)) {
-            result.warnings.push_back(fmt::format("{}: {} not backed up (a restore would refuse it)", src, kind));
-            continue;
-        }
-
         std::string rel;
         if (src != root) {
             const std::string dir_prefix = root == "/" ? root : root + "/";
@@ -263,6 +282,19 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
                 throw RuntimeError(fmt::format("unexpected path {} while reading {}", src, root));
             rel = src.substr(dir_prefix.size());
         }
+        // An excluded directory is not descended into: nothing below it is read.
+        if (!rel.empty() && path_excluded(rel, exclude)) {
+            ++result.excluded;
+            continue;
+        }
+        if (archive_read_disk_can_descend(disk.get())) archive_read_disk_descend(disk.get());
+
+        const mode_t type = archive_entry_filetype(entry.get());
+        if (const char* kind = unsupported_kind(type)) {
+            result.warnings.push_back(fmt::format("{}: {} not backed up (a restore would refuse it)", src, kind));
+            continue;
+        }
+        if (rel.empty()) drop_state_id_xattr(entry.get());
         archive_entry_set_pathname(entry.get(), (prefix + rel).c_str());
         if (type == AE_IFLNK) {
             // Refused here rather than at restore: a backup that cannot be restored is worse
@@ -717,6 +749,18 @@ void compress_stage(ChunkPipe& pipe, WriteCtx& ctx, int level, int threads, std:
 
 }  // namespace
 
+bool path_excluded(const std::string& rel, const std::vector<std::string>& globs) {
+    if (globs.empty()) return false;
+    const auto slash = rel.rfind('/');
+    const std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+    for (const auto& g : globs) {
+        if (g.find('/') == std::string::npos ? ::fnmatch(g.c_str(), base.c_str(), 0) == 0
+                                             : ::fnmatch(g.c_str(), rel.c_str(), FNM_PATHNAME) == 0)
+            return true;
+    }
+    return false;
+}
+
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress) {
     if (threads <= 0)
@@ -742,7 +786,7 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
         Throttle throttle(progress, 0);
         write_manifest_entry(w.get(), out, manifest.to_archive_json());
         for (std::size_t n = 0; n < manifest.paths.size(); ++n)
-            write_tree(w.get(), out, manifest.paths[n], n, result, throttle);
+            write_tree(w.get(), out, manifest.paths[n], n, result, throttle, manifest.exclude);
         if (archive_write_close(w.get()) != ARCHIVE_OK) write_failed(w.get(), out, "cannot finish the backup blob");
         pipe.close();
         compressor.join(false);

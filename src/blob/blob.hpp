@@ -29,7 +29,13 @@ struct BlobWriteResult {
     /// Things not backed up as they are, for the operator's log: FIFOs, sockets and device
     /// nodes are skipped (a restore would reject them); metadata libarchive could not read.
     std::vector<std::string> warnings;
+    std::uint64_t excluded = 0;  ///< entries left out by manifest.exclude
 };
+
+/// True when `rel` (a path relative to a state root, "a/b/temp-1.rdb") matches one of `globs`
+/// ([backup] exclude): a glob without '/' matches the last name at any depth, one with '/'
+/// matches the whole relative path (fnmatch(3), FNM_PATHNAME). Pure.
+bool path_excluded(const std::string& rel, const std::vector<std::string>& globs);
 
 /// Writes a backup blob of `manifest.paths` to `sink`: pax tar whose first entry is
 /// bartl/manifest.json (manifest.to_archive_json()), then each path N under state/N/, keeping
@@ -37,7 +43,9 @@ struct BlobWriteResult {
 /// `level` (1-19) with `threads` zstd workers (1 = on a second thread of ours, streaming; 0 =
 /// one per core, at most 4; memory ~5 MiB per worker), one zstd frame with a content
 /// checksum. The tar writer and the compressor run on two threads. Symlinks are stored, never followed;
-/// hard links are kept within one state path. Files that vanish or change while being read
+/// hard links are kept within one state path. Entries matching manifest.exclude are left out
+/// (a directory with everything below it), and the root's user.bartl.state_id (bartl's own
+/// bookkeeping) is never archived. Files that vanish or change while being read
 /// (live backups) are listed in changed_while_read, not errors. `progress` gets file content
 /// bytes so far and 0 (total unknown). Throws RuntimeError (read errors naming the file, a
 /// state path that is missing or not a directory, sink errors as thrown by `sink`),

@@ -47,6 +47,7 @@ void add_tail(json& j, const BackupManifest& m) {
     for (const auto& a : m.migrations)
         migs.push_back({{"name", a.name}, {"sha256", a.sha256}, {"time", a.time}, {"engine", a.engine}});
     j["migrations"] = migs;
+    j["exclude"] = m.exclude;
 }
 
 }  // namespace
@@ -106,6 +107,7 @@ BackupManifest BackupManifest::from_json(const std::string& text) {
             w.fail("state_id", "must be empty or 32 lower-case hex digits, not \"" + m.writer_state_id + "\"");
         m.writer_generation = w.unsigned_integer("generation");
     }
+    if (j.has("exclude")) m.exclude = j.strings("exclude");
     if (j.has("migrations"))
         for (const auto& a : j.objects("migrations"))
             m.migrations.push_back({a.string("name"), a.string("sha256"), a.string("time"), a.string("engine")});

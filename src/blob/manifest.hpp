@@ -45,6 +45,8 @@ struct BackupManifest {
     std::uint64_t writer_generation = 0;
     /// The state's applied migrations at backup time, so a restore keeps its history.
     std::vector<AppliedMigration> migrations;
+    /// [backup] exclude at backup time: globs of files not in the backup (never restored).
+    std::vector<std::string> exclude;
 
     /// Sidecar JSON (pretty, newline-terminated).
     std::string to_json() const;

@@ -42,7 +42,7 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
-                                 "keep_pre_migration"sv};
+                                 "keep_pre_migration"sv, "exclude"sv};
 
 struct Schema {
     std::string_view table;
@@ -739,6 +739,25 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
         c.retention.keep_monthly = *n;
     if (auto n = p.count(backup, "keep_pre_migration"))
         c.retention.keep_pre_migration = *n;
+    if (const toml::node* ex = backup.get("exclude")) {
+        if (!ex->is_array())
+            p.fail(ex->source(), fmt::format("[backup] exclude must be an array of glob strings, got {}", type_name(*ex)));
+        const toml::array& arr = *ex->as_array();
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+            const toml::node& el = arr[i];
+            if (!el.is_string())
+                p.fail(el.source(), fmt::format("[backup] exclude[{}] must be a glob string, got {}", i, type_name(el)));
+            const std::string& g = el.as_string()->get();
+            if (g.empty() || g.front() == '/')
+                p.fail(el.source(), fmt::format("[backup] exclude[{}] \"{}\" must be a non-empty glob relative to each "
+                                                "state path (\"temp-*.rdb\", \"cache/*\")",
+                                                i, g));
+            if (g == "*" || g == "**")
+                p.fail(el.source(), fmt::format("[backup] exclude[{}] \"{}\" would leave everything out of the backup",
+                                                i, g));
+            c.backup_exclude.push_back(g);
+        }
+    }
 }
 
 void check_instance_name(const std::string& instance) {

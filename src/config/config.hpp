@@ -67,6 +67,9 @@ struct Config {
     /// memory each); 1 = one compressing thread, streaming in a few MiB.
     int compression_threads = 0;
     RetentionPolicy retention{7, 7, 4, 12, 3};
+    /// [backup] exclude: globs relative to each state path left out of every backup
+    /// (blob/blob.hpp path_excluded()); such files are not restored.
+    std::vector<std::string> backup_exclude;
 
     /// Where each key was set, "FILE:LINE:COLUMN", by label ("[hooks] init", "[state]
     /// paths[1]", "[backup] store"), for checks made after loading (hooks on disk).

@@ -32,6 +32,10 @@ struct ComponentRecord {
     std::uint64_t inode = 0;  ///< the directory's inode at commit (binding "inode")
 };
 
+/// The extended attribute that carries the state ID on a state directory. bartl's own
+/// bookkeeping: it is never archived into a backup.
+inline constexpr const char* kStateIdXattr = "user.bartl.state_id";
+
 /// "KIND:NAME", the component's stable name in messages and in `bartlctl forget`:
 /// "path:/var/lib/notes/data", "postgresql:notes".
 std::string component_id(const std::string& kind, const std::string& name);

@@ -96,6 +96,7 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     m.writer_state_id = marker.state_id;
     m.writer_generation = marker.writer.generation;
     m.migrations = marker.migrations;
+    m.exclude = config.backup_exclude;
     m.blob_name = blob_name(config.app_name, format_compact(now), state_version, m.id, false);
     const std::string what = fmt::format("Backing up {} to {}", config.instance, m.blob_name);
     reporter.set_status(what);

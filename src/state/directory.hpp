@@ -5,9 +5,6 @@
 
 namespace bartl {
 
-/// The extended attribute that carries the state ID on a state directory.
-inline constexpr const char* kStateIdXattr = "user.bartl.state_id";
-
 /// A declared state directory. It carries the state ID in the extended attribute
 /// user.bartl.state_id on the directory itself (the app's listing never shows it, and the
 /// app's own writes inside never remove it). Where the filesystem has no user xattrs (ramfs,

@@ -10,10 +10,12 @@
 
 #include <catch2/catch.hpp>
 #include <random>
+#include <set>
 
 #include "blob/blob.hpp"
 #include "blob_test_util.hpp"
 #include "core/error.hpp"
+#include "core/marker.hpp"
 
 using namespace bartl;
 using namespace bartl::test;
@@ -520,4 +522,56 @@ TEST_CASE("writing and extracting a 200 MiB file keeps memory bounded", "[blob][
     else
         CHECK(read_grew_kib < 64 * 1024);
     CHECK(stdfs::file_size(tmp / "stage/big") == 200ull << 20);
+}
+
+TEST_CASE("exclude globs leave scratch files out; a name glob matches at any depth", "[blob][exclude]") {
+    CHECK(path_excluded("temp-1.rdb", {"temp-*.rdb"}));
+    CHECK(path_excluded("a/b/temp-1.rdb", {"temp-*.rdb"}));
+    CHECK_FALSE(path_excluded("dump.rdb", {"temp-*.rdb"}));
+    CHECK(path_excluded("collections/.Radicale.tmp-x1", {".Radicale.tmp-*"}));
+    CHECK(path_excluded("cache/x", {"cache/*"}));
+    CHECK_FALSE(path_excluded("a/cache/x", {"cache/*"}));  // with '/': the whole relative path
+    CHECK(path_excluded("cache", {"cache"}));
+    CHECK_FALSE(path_excluded("x", {}));
+
+    TempDir tmp;
+    const auto src = tmp / "src";
+    stdfs::create_directories(src / "sub" / "cache");
+    write_file(src / "dump.rdb", "keep");
+    write_file(src / "temp-42.rdb", "scratch");
+    write_file(src / "sub" / "temp-7.rdb", "scratch");
+    write_file(src / "sub" / "cache" / "big", std::string(100000, 'c'));
+    write_file(src / "sub" / "kept", "keep");
+    auto m = manifest_for({src.string()});
+    m.exclude = {"temp-*.rdb", "sub/cache"};
+    const auto w = write_to_file(m, tmp / "b.tar.zst");
+    CHECK(w.result.excluded == 3);  // two files and a directory (not descended into)
+    const auto names = archive_names(tmp / "b.tar.zst");
+    std::set<std::string> got(names.begin(), names.end());
+    CHECK(got == std::set<std::string>{"bartl/manifest.json", "state/0/", "state/0/dump.rdb", "state/0/sub/",
+                                       "state/0/sub/kept"});
+    CHECK(w.result.bytes == 8);
+    stdfs::create_directories(tmp / "out");
+    const auto r = extract_file(w, {tmp / "out"});
+    CHECK(r.files == w.result.files);
+    CHECK(r.archive_manifest.exclude == m.exclude);
+    CHECK_FALSE(stdfs::exists(tmp / "out" / "temp-42.rdb"));
+}
+
+TEST_CASE("the state ID on a state directory is bartl's bookkeeping, never archived", "[blob]") {
+    TempDir tmp;
+    const auto src = tmp / "src";
+    stdfs::create_directories(src / "d");
+    write_file(src / "f", "x");
+    const std::string id(32, 'a');
+    REQUIRE(::setxattr(src.c_str(), kStateIdXattr, id.data(), id.size(), 0) == 0);
+    REQUIRE(::setxattr(src.c_str(), "user.app.flag", "1", 1, 0) == 0);
+    REQUIRE(::setxattr((src / "d").c_str(), kStateIdXattr, id.data(), id.size(), 0) == 0);  // an app's own use
+    const auto w = write_to_file(manifest_for({src.string()}), tmp / "b.tar.zst");
+    stdfs::create_directories(tmp / "out");
+    extract_file(w, {tmp / "out"});
+    const auto root = xattrs(tmp / "out");
+    CHECK_FALSE(root.count(kStateIdXattr));
+    CHECK(root.count("user.app.flag"));
+    CHECK(xattrs(tmp / "out" / "d").count(kStateIdXattr));  // only the root's is bartl's
 }

@@ -45,7 +45,7 @@ TEST_CASE("the sidecar has exactly the documented keys", "[manifest]") {
     for (auto& [k, v] : j.items()) keys.insert(k);
     CHECK(keys == std::set<std::string>{"format", "app", "version", "created", "host", "id", "blob", "compression",
                                         "encryption", "components", "paths", "files", "bytes", "reason", "writer",
-                                        "migrations"});
+                                        "migrations", "exclude"});
     CHECK(j["format"] == 1);
     CHECK(j["blob"] == json{{"name", "notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst"},
                             {"size", 12345},
