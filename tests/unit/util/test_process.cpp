@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -294,4 +295,162 @@ TEST_CASE("run_command: what a command leaves running in its group is killed whe
     const pid_t leftover = static_cast<pid_t>(std::atoi(r.out.c_str()));
     REQUIRE(leftover > 0);
     CHECK(bartl::test::gone_soon(leftover));
+}
+
+// ---- running as another user ([app] user) ------------------------------------------------
+
+namespace {
+
+/// nobody:nogroup with one more supplementary group (users, 100), as getgrouplist() would give.
+Credentials nobody() { return Credentials{65534, 65534, {65534, 100}, "nobody"}; }
+
+bool root() {
+    if (::geteuid() == 0)
+        return true;
+    WARN("not root: switching users cannot be tested");
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("spawn_process runs the child as the given user, group and supplementary groups", "[process][user]") {
+    if (!root())
+        return;
+    CommandSpec spec;
+    spec.credentials = nobody();
+    // The kernel's view, not id(1)'s: real, effective, saved and fs ids, and the groups.
+    auto r = sh("grep -E '^(Uid|Gid|Groups):' /proc/self/status", spec);
+    REQUIRE(r.ok());
+    CHECK(r.out == "Uid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\nGroups:\t100 65534 \n");
+    // Capabilities are gone with root: the child cannot switch back.
+    auto caps = sh("grep -E '^Cap(Eff|Prm):' /proc/self/status", spec);
+    CHECK(caps.out == "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n");
+}
+
+TEST_CASE("a child running as another user enters its working directory as that user", "[process][user]") {
+    if (!root())
+        return;
+    test::TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    std::filesystem::create_directory(dir / "closed");
+    ::chmod((dir / "closed").c_str(), 0700);  // root's only
+    CommandSpec spec;
+    spec.credentials = nobody();
+    spec.argv = {"/bin/true"};
+    spec.cwd = (dir / "closed").string();
+    CHECK(message_of(spec) == "cannot start /bin/true as user nobody: working directory " + *spec.cwd +
+                                  ": Permission denied");
+    ::chown((dir / "closed").c_str(), 65534, 65534);
+    auto r = sh("pwd", spec);
+    CHECK(r.ok());
+    CHECK(r.out == *spec.cwd + "\n");
+}
+
+TEST_CASE("spawn_process fails, naming the path, when the user cannot write a must_write path", "[process][user]") {
+    if (!root())
+        return;
+    test::TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    test::write_file(dir / "socket-stand-in", "", 0600);
+    SpawnSpec spec;
+    spec.argv = {"/bin/true"};
+    spec.credentials = nobody();
+    spec.must_write = {(dir / "socket-stand-in").string()};
+    try {
+        spawn_process(spec);
+        FAIL("started although nobody cannot write " << spec.must_write[0]);
+    } catch (const RuntimeError& e) {
+        CHECK(std::string(e.what()) == "cannot start /bin/true as user nobody: it cannot write to " + spec.must_write[0] +
+                                           ": Permission denied");
+    }
+    ::chown((dir / "socket-stand-in").c_str(), 65534, 65534);
+    const pid_t pid = spawn_process(spec);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a user switch bartld may not make is reported with the call and the capability", "[process][user]") {
+    if (!root())
+        return;
+    // In a forked child that is nobody already: it may not become root again.
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(p[0]);
+        std::string msg = "(started)";
+        if (::setgroups(0, nullptr) == 0 && ::setresgid(65534, 65534, 65534) == 0 &&
+            ::setresuid(65534, 65534, 65534) == 0) {
+            SpawnSpec spec;
+            spec.argv = {"/bin/true"};
+            spec.credentials = Credentials{0, 0, {0}, "root"};
+            try {
+                const pid_t c = spawn_process(spec);
+                ::waitpid(c, nullptr, 0);
+            } catch (const RuntimeError& e) {
+                msg = e.what();
+            }
+        } else {
+            msg = "(could not drop to nobody)";
+        }
+        [[maybe_unused]] auto w = ::write(p[1], msg.data(), msg.size());
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+        out.append(buf, std::size_t(n));
+    ::close(p[0]);
+    ::waitpid(pid, nullptr, 0);
+    CHECK(out == "cannot start /bin/true as user root: setgroups: Operation not permitted (bartld needs CAP_SETUID "
+                 "and CAP_SETGID to switch users)");
+}
+
+TEST_CASE("run_command forwards stdout lines tagged like stderr lines", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.argv = {"/bin/sh", "-c", "echo out1; echo err1 >&2; sleep 0.05; printf out2"};
+    CommandResult r;
+    {
+        StderrToFile redirect(dir / "stderr");
+        r = run_command(spec, true);
+    }
+    CHECK(r.ok());
+    CHECK(r.out.empty());  // forwarded, not captured
+    CHECK(r.err == "err1\n");
+    const std::string log = test::read_file(dir / "stderr");
+    CHECK_THAT(log, Contains("[sh] out1\n") && Contains("[sh] err1\n") && EndsWith("[sh] out2\n"));
+
+    // A hook is named after itself; captured stdout is not forwarded.
+    spec.log_identifier = "pre-backup";
+    spec.capture_stdout = true;
+    {
+        StderrToFile redirect(dir / "stderr");
+        r = run_command(spec, true);
+    }
+    CHECK(r.out == "out1\nout2");
+    CHECK(test::read_file(dir / "stderr") == "[pre-backup] err1\n");
+}
+
+TEST_CASE("the instance lock reaches the child as fd 3 and nothing else does", "[process]") {
+    test::TempDir dir;
+    const int low = ::open((dir / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(low >= 3);
+    const int high = ::fcntl(low, F_DUPFD_CLOEXEC, 10);
+    // Both the lock at fd 3 already (dup2(3, 3) would keep its FD_CLOEXEC) and elsewhere.
+    for (const int lock : {low, high}) {
+        set_inherited_lock_fd(lock);
+        auto r = sh("readlink /proc/$$/fd/3; ls /proc/$$/fd | sort -n | tr '\\n' ' '");
+        set_inherited_lock_fd(-1);
+        REQUIRE(r.ok());
+        // The shell's own table: 0-2 and the lock.
+        CHECK(r.out == (dir / "lock").string() + "\n0 1 2 3 ");
+    }
+    ::close(low);
+    ::close(high);
 }
