@@ -37,20 +37,7 @@ std::string message_of(const CommandSpec& spec) {
     return "(no error)";
 }
 
-/// Redirects our fd 2 into a file for the scope, to read back what we echoed.
-struct StderrToFile {
-    explicit StderrToFile(const std::filesystem::path& file) {
-        saved = ::dup(2);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        ::dup2(fd, 2);
-        ::close(fd);
-    }
-    ~StderrToFile() {
-        ::dup2(saved, 2);
-        ::close(saved);
-    }
-    int saved;
-};
+using test::StderrToFile;
 
 }  // namespace
 
@@ -375,38 +362,20 @@ TEST_CASE("a user switch bartld may not make is reported with the call and the c
     if (!root())
         return;
     // In a forked child that is nobody already: it may not become root again.
-    int p[2];
-    REQUIRE(::pipe(p) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::close(p[0]);
-        std::string msg = "(started)";
-        if (::setgroups(0, nullptr) == 0 && ::setresgid(65534, 65534, 65534) == 0 &&
-            ::setresuid(65534, 65534, 65534) == 0) {
-            SpawnSpec spec;
-            spec.argv = {"/bin/true"};
-            spec.credentials = Credentials{0, 0, {0}, "root"};
-            try {
-                const pid_t c = spawn_process(spec);
-                ::waitpid(c, nullptr, 0);
-            } catch (const RuntimeError& e) {
-                msg = e.what();
-            }
-        } else {
-            msg = "(could not drop to nobody)";
+    const std::string out = test::in_child([] {
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0)
+            return std::string("(could not drop to nobody)");
+        SpawnSpec spec;
+        spec.argv = {"/bin/true"};
+        spec.credentials = Credentials{0, 0, {0}, "root"};
+        try {
+            ::waitpid(spawn_process(spec), nullptr, 0);
+        } catch (const RuntimeError& e) {
+            return std::string(e.what());
         }
-        [[maybe_unused]] auto w = ::write(p[1], msg.data(), msg.size());
-        ::_exit(0);
-    }
-    ::close(p[1]);
-    std::string out;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        out.append(buf, std::size_t(n));
-    ::close(p[0]);
-    ::waitpid(pid, nullptr, 0);
+        return std::string("(started)");
+    });
     CHECK(out == "cannot start /bin/true as user root: setgroups: Operation not permitted (bartld needs CAP_SETUID "
                  "and CAP_SETGID to switch users)");
 }
@@ -445,11 +414,16 @@ TEST_CASE("the instance lock reaches the child as fd 3 and nothing else does", "
     // Both the lock at fd 3 already (dup2(3, 3) would keep its FD_CLOEXEC) and elsewhere.
     for (const int lock : {low, high}) {
         set_inherited_lock_fd(lock);
-        auto r = sh("readlink /proc/$$/fd/3; ls /proc/$$/fd | sort -n | tr '\\n' ' '");
+        CommandSpec spec;
+        spec.capture_stdout = true;
+        spec.argv = {"/bin/readlink", "/proc/self/fd/3"};
+        const auto target = run_command(spec, false);
+        // ls's own table: 0-2, the lock, and the directory it is reading.
+        spec.argv = {"/bin/ls", "/proc/self/fd"};
+        const auto fds = run_command(spec, false);
         set_inherited_lock_fd(-1);
-        REQUIRE(r.ok());
-        // The shell's own table: 0-2 and the lock.
-        CHECK(r.out == (dir / "lock").string() + "\n0 1 2 3 ");
+        CHECK(target.out == (dir / "lock").string() + "\n");
+        CHECK(fds.out == "0\n1\n2\n3\n4\n");
     }
     ::close(low);
     ::close(high);
