@@ -12,6 +12,7 @@
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "daemon/bus.hpp"
 #include "daemon/heartbeat.hpp"
@@ -71,6 +72,7 @@ int run(const Args& a) {
     const auto file = a.config_file.empty() ? instance_config_path(a.instance) : std::filesystem::path(a.config_file);
     const Config config = load_config(file, a.instance);
     log::set_context("BARTL_INSTANCE", config.instance);
+    check_user_switch(config);
     const Version engine = resolve_engine_version(config);
     log::set_context("BARTL_ENGINE_VERSION", engine.str());
 

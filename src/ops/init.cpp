@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "ops/actions.hpp"
@@ -87,7 +88,10 @@ void do_init(const Config& config, const Version& engine, const Reporter& report
     intent.to = engine.str();
     inst.write_intent(intent);
 
+    const auto new_parents = missing_parents(config);
     prepare_staging(staging);
+    // The init hook runs as the app's user, and what it leaves becomes the app's state.
+    give_to_app_user(config, staging, new_parents);
     auto env = hook_env(config, engine.str(), "");
     env["BARTL_STAGING"] = staging.front().string();
     std::string all;

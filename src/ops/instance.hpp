@@ -77,7 +77,8 @@ void set_stop_check(std::function<bool()> check);
 /// What the stop check set by set_stop_check() says now (false when none is set).
 bool stop_requested();
 
-/// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3:
+/// Runs a hook argv with env (on top of HOME/USER/LOGNAME of [app] user) as [app] user and
+/// group when set, its output forwarded with BARTL_HOOK=NAME; throws RuntimeError "hook NAME failed: exited with status 3:
 /// <stderr tail>", or StopRequested when the stop check ended it (only when `stoppable`: a
 /// hook that runs after its step is committed, like post_backup, always runs to its end).
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
