@@ -15,7 +15,7 @@
 #include <grp.h>
 #include <memory>
 #include <pwd.h>
-#include <regex>
+#include <regex.h>
 #include <span>
 #include <stdexcept>
 #include <string_view>
@@ -524,15 +524,15 @@ void parse_version_pattern(const Parser& p, const Section& app, Config& c) {
                               "[app] version");
     std::size_t groups = 0;
     try {
-        groups = std::regex(*pattern, std::regex::ECMAScript).mark_count();
-    } catch (const std::regex_error& e) {
-        p.fail(node.source(), fmt::format("[app] version_pattern \"{}\" is not a regular expression: {}", *pattern,
-                                          e.what()));
+        groups = VersionPattern(*pattern).groups();
+    } catch (const std::invalid_argument& e) {
+        p.fail(node.source(), fmt::format("[app] version_pattern \"{}\" is not a POSIX extended regular expression: "
+                                          "{}",
+                                          *pattern, e.what()));
     }
     if (groups != 1)
         p.fail(node.source(), fmt::format("[app] version_pattern \"{}\" has {} capture groups; it needs exactly one, "
-                                          "around the version (e.g. \"v=([0-9][^ ]*)\"; write (?:...) for other "
-                                          "groups)",
+                                          "around the version (e.g. \"v=([0-9][^ ]*)\")",
                                           *pattern, groups));
     c.version_pattern = *pattern;
 }
@@ -847,6 +847,33 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
     parse_hooks(p, hooks, c);
     parse_backup(p, backup, c);
     return c;
+}
+
+struct VersionPattern::Compiled {
+    regex_t re;
+};
+
+VersionPattern::VersionPattern(const std::string& pattern) : re_(std::make_unique<Compiled>()) {
+    if (const int rc = ::regcomp(&re_->re, pattern.c_str(), REG_EXTENDED); rc != 0) {
+        char why[256];
+        ::regerror(rc, &re_->re, why, sizeof why);
+        re_.reset();  // regcomp leaves nothing to free on failure
+        throw std::invalid_argument(why);
+    }
+}
+
+VersionPattern::~VersionPattern() {
+    if (re_)
+        ::regfree(&re_->re);
+}
+
+std::size_t VersionPattern::groups() const noexcept { return re_->re.re_nsub; }
+
+std::optional<std::string> VersionPattern::first_group(const std::string& subject) const {
+    regmatch_t m[2];
+    if (::regexec(&re_->re, subject.c_str(), 2, m, 0) != 0 || m[1].rm_so < 0)
+        return std::nullopt;
+    return subject.substr(std::size_t(m[1].rm_so), std::size_t(m[1].rm_eo - m[1].rm_so));
 }
 
 Config load_config(const std::filesystem::path& file, const std::string& instance) {

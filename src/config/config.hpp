@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -48,8 +49,9 @@ struct Config {
     std::optional<std::filesystem::path> version_file;
     std::vector<std::string> version_command; ///< argv; empty when not set
     std::chrono::milliseconds version_command_timeout{10000};  ///< [app] version_timeout, default 10s; 0 = no limit
-    /// [app] version_pattern: ECMAScript regex with exactly one capture group, which picks
-    /// the version out of version_command's output or version_file's contents.
+    /// [app] version_pattern: a POSIX extended regular expression with exactly one capture
+    /// group, which picks the version out of version_command's output or version_file's
+    /// contents (VersionPattern).
     std::optional<std::string> version_pattern;
     std::optional<RunAs> run_as;              ///< [app] user / group; unset = bartld's own user
     std::vector<std::string> exec;            ///< argv; empty = state-only instance
@@ -81,6 +83,28 @@ struct Config {
     /// memory each); 1 = one compressing thread, streaming in a few MiB.
     int compression_threads = 0;
     RetentionPolicy retention{7, 7, 4, 12};
+};
+
+/// A compiled POSIX extended regular expression (regex(7), regcomp(3) with REG_EXTENDED):
+/// [app] version_pattern. libc's, not std::regex, whose templates would add some 80 KiB of
+/// code to every start for a key most instances do not set.
+class VersionPattern {
+public:
+    /// Compiles `pattern`; throws std::invalid_argument with regerror(3)'s text.
+    explicit VersionPattern(const std::string& pattern);
+    ~VersionPattern();
+    VersionPattern(const VersionPattern&) = delete;
+    VersionPattern& operator=(const VersionPattern&) = delete;
+
+    /// How many capture groups the pattern has.
+    std::size_t groups() const noexcept;
+    /// The text of the first capture group in the first match in `subject` (up to its
+    /// first NUL byte); std::nullopt when the pattern matches nothing there.
+    std::optional<std::string> first_group(const std::string& subject) const;
+
+private:
+    struct Compiled;
+    std::unique_ptr<Compiled> re_;
 };
 
 /// Loads and validates a config file. `instance` overrides the instance name (else app.name).

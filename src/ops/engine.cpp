@@ -1,8 +1,6 @@
 // The engine version from its configured source (see engine.hpp).
 #include "ops/engine.hpp"
 
-#include <regex>
-
 #include <fmt/format.h>
 
 #include "app/user.hpp"
@@ -29,17 +27,15 @@ std::string trim(std::string s) {
 std::string extract(const Config& config, const std::string& text, const std::string& source) {
     if (!config.version_pattern) return trim(text);
     // Checked when the config was loaded: it compiles and has exactly one group.
-    const std::regex re(*config.version_pattern, std::regex::ECMAScript);
-    // std::regex recurses per character: a runaway file must not exhaust the stack.
-    const std::string head = text.substr(0, 64 * 1024);
-    std::smatch m;
-    if (!std::regex_search(head, m, re) || !m[1].matched) {
-        std::string shown = trim(head);
+    const VersionPattern pattern(*config.version_pattern);
+    auto version = pattern.first_group(text);
+    if (!version) {
+        std::string shown = trim(text);
         if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
         throw ConfigError(fmt::format("{}: [app] version_pattern \"{}\" matches nothing in \"{}\"", source,
                                       *config.version_pattern, log::printable(shown)));
     }
-    return trim(m[1].str());
+    return trim(*version);
 }
 
 Version parse_from(const std::string& text, const std::string& source) {

@@ -139,18 +139,19 @@ std::string printable(std::string_view text) {
 
 std::vector<std::string> child_entry(std::string_view identifier, pid_t pid, Stream stream, std::string_view line,
                                      const std::vector<std::pair<std::string, std::string>>& fields) {
-    int priority = int(Level::info);
+    char priority = '6';  // info
     if (line.size() >= 3 && line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>') {
-        priority = line[1] - '0';
+        priority = line[1];
         line.remove_prefix(3);
     }
+    // Plain concatenation: this runs for every line the app writes.
     std::vector<std::string> items;
     items.reserve(5 + fields.size());
-    items.push_back(fmt::format("MESSAGE={}", line));
-    items.push_back(fmt::format("PRIORITY={}", priority));
-    items.push_back(fmt::format("SYSLOG_IDENTIFIER={}", identifier));
+    items.push_back(std::string("MESSAGE=").append(line));
+    items.push_back(std::string("PRIORITY=") + priority);
+    items.push_back(std::string("SYSLOG_IDENTIFIER=").append(identifier));
     if (pid > 0)
-        items.push_back(fmt::format("SYSLOG_PID={}", pid));
+        items.push_back("SYSLOG_PID=" + std::to_string(pid));
     items.push_back(stream == Stream::out ? "BARTL_STREAM=stdout" : "BARTL_STREAM=stderr");
     for (const auto& [k, v] : fields)
         items.push_back(k + "=" + v);
@@ -197,16 +198,13 @@ void ChildOutput::finish() {
 void ChildOutput::forward(std::string_view line) {
     Sink& s = sink();
     std::vector<std::pair<std::string, std::string>> fields;
-    bool journal = false;
+    bool journal;
     {
         std::lock_guard lock(s.mutex);
         initialise(s);
         journal = s.journal;
-        if (journal) {
-            fields.reserve(s.context.size() + fields_.size());
-            for (const auto& [k, v] : s.context)
-                fields.emplace_back(k, v);
-        }
+        if (journal)
+            fields.assign(s.context.begin(), s.context.end());
     }
     if (journal) {
         fields.insert(fields.end(), fields_.begin(), fields_.end());
@@ -220,9 +218,8 @@ void ChildOutput::forward(std::string_view line) {
         // The journal went away (journald restart): the line goes to stderr, which systemd
         // still forwards.
     }
-    std::string out;
-    out.reserve(identifier_.size() + line.size() + 4);
-    out.append("[").append(identifier_).append("] ").append(line).append("\n");
+    std::string out = "[" + identifier_ + "] ";
+    out.append(line).push_back('\n');
     // One write per line keeps lines whole when other threads also write to stderr.
     [[maybe_unused]] auto r = ::write(STDERR_FILENO, out.data(), out.size());
 }

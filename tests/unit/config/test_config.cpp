@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <algorithm>
 #include <string>
 
@@ -533,19 +532,32 @@ TEST_CASE("an unknown user or group is a config error at its position", "[config
 TEST_CASE("version_pattern must compile with exactly one capture group", "[config][errors]") {
     const std::string app = "[app]\nname = \"notes\"\nversion_command = [\"/bin/v\"]\n";  // pattern on line 4
     CHECK(error_of(app + "version_pattern = \"v=([0-9]\"\n") ==
-          "notes.toml:4:19: [app] version_pattern \"v=([0-9]\" is not a regular expression: " +
-              std::string(std::regex_error(std::regex_constants::error_paren).what()));
+          "notes.toml:4:19: [app] version_pattern \"v=([0-9]\" is not a POSIX extended regular expression: "
+          "Unmatched ( or \\(");
     CHECK(error_of(app + "version_pattern = \"v=[0-9.]+\"\n") ==
           "notes.toml:4:19: [app] version_pattern \"v=[0-9.]+\" has 0 capture groups; it needs exactly one, around the "
-          "version (e.g. \"v=([0-9][^ ]*)\"; write (?:...) for other groups)");
+          "version (e.g. \"v=([0-9][^ ]*)\")");
     CHECK(error_of(app + "version_pattern = \"(v)=([0-9.]+)\"\n") ==
           "notes.toml:4:19: [app] version_pattern \"(v)=([0-9.]+)\" has 2 capture groups; it needs exactly one, around "
-          "the version (e.g. \"v=([0-9][^ ]*)\"; write (?:...) for other groups)");
+          "the version (e.g. \"v=([0-9][^ ]*)\")");
     CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nversion_pattern = \"(.*)\"\n") ==
           "notes.toml:4:19: [app] version_pattern applies to version_command or version_file, not to a literal [app] "
           "version");
-    // A non-capturing group is fine next to the one that captures.
-    CHECK(error_of(app + "version_pattern = \"(?:v|version )([0-9.]+)\"\n[state]\npaths = [\"/n\"]\n") == "");
+    CHECK(error_of(app + "version_pattern = \"(v|version )[0-9.]+\"\n[state]\npaths = [\"/n\"]\n") == "");
+}
+
+TEST_CASE("VersionPattern picks the first group of the first match", "[config]") {
+    const VersionPattern p("v=([0-9][^ ]*)");
+    CHECK(p.groups() == 1);
+    CHECK(p.first_group("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0") == "7.0.15");
+    CHECK(p.first_group("v=1.0 and v=2.0") == "1.0");
+    CHECK_FALSE(p.first_group("Redis server 7.0.15"));
+    // Line anchors do not apply across lines: ^ is the start of the text only.
+    const VersionPattern anchored("^version=([0-9.]+)");
+    CHECK_FALSE(anchored.first_group("# CI\nversion=1.2.3\n"));
+    CHECK(VersionPattern("(^|\n)version=([0-9.]+)").groups() == 2);
+    CHECK(VersionPattern("version=([0-9.]+)").first_group("# CI\nversion=1.2.3\n") == "1.2.3");
+    CHECK_THROWS_AS(VersionPattern("(unclosed"), std::invalid_argument);
 }
 
 TEST_CASE("compression must be zstd with a valid level and thread count", "[config][errors]") {
