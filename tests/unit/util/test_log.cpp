@@ -24,16 +24,15 @@ using namespace bartl;
 
 namespace {
 
-/// Runs `fn` in a forked child whose stderr is a pipe; returns what it wrote there.
+/// Runs `fn` in a forked child whose stderr is a scratch file; returns what it wrote there.
 std::string stderr_of(const std::function<void()>& fn, const char* level_env = nullptr) {
-    int p[2];
-    REQUIRE(::pipe(p) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::dup2(p[1], 2);
-        ::close(p[0]);
-        ::close(p[1]);
+    return test::in_child([&] {
+        char path[] = "/tmp/bartl-log-test-XXXXXX";
+        const int fd = ::mkstemp(path);
+        if (fd < 0)
+            return std::string("(no scratch file)");
+        ::unlink(path);
+        ::dup2(fd, 2);
         ::unsetenv("JOURNAL_STREAM");
         if (level_env)
             ::setenv("BARTL_LOG_LEVEL", level_env, 1);
@@ -42,19 +41,13 @@ std::string stderr_of(const std::function<void()>& fn, const char* level_env = n
         // The parent may have logged already (other test cases): settings are per process.
         log::reinitialise();
         fn();
-        ::_exit(0);
-    }
-    ::close(p[1]);
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        out.append(buf, std::size_t(n));
-    ::close(p[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    return out;
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        for (off_t at = 0; (n = ::pread(fd, buf, sizeof buf, at)) > 0; at += n)
+            out.append(buf, std::size_t(n));
+        return out;
+    });
 }
 
 void every_level() {
