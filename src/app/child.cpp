@@ -5,7 +5,9 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "app/listeners.hpp"
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "util/process.hpp"
@@ -195,7 +198,78 @@ void signal_app(pid_t pid, int sig) {
         ::kill(pid, sig);
 }
 
+/// A pipe for one output stream of a child: {read end (ours, non-blocking), write end}.
+std::pair<int, int> output_pipe(const char* what) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) < 0)
+        throw RuntimeError(fmt::format("cannot create a pipe for the app's {}: {}", what, std::strerror(errno)));
+    ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    return {fds[0], fds[1]};
+}
+
+/// Reads what `fd` holds without blocking, handing it to `take`; closes `fd` (sets -1) at EOF.
+template <typename Take>
+void drain(int& fd, Take take) {
+    char buf[16384];
+    while (fd >= 0) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            take(std::string_view(buf, std::size_t(n)));
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+}
+
+/// The addresses `host` resolves to, as raw bytes (4 for IPv4, 16 for IPv6).
+std::vector<std::vector<std::uint8_t>> addresses_of(const std::string& host, std::string& error) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* list = nullptr;
+    if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
+        error = fmt::format("cannot resolve {}: {}", host, ::gai_strerror(rc));
+        return {};
+    }
+    std::vector<std::vector<std::uint8_t>> out;
+    for (addrinfo* ai = list; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const auto* a = reinterpret_cast<const sockaddr_in*>(ai->ai_addr);
+            const auto* b = reinterpret_cast<const std::uint8_t*>(&a->sin_addr);
+            out.emplace_back(b, b + 4);
+        } else if (ai->ai_family == AF_INET6) {
+            const auto* a = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
+            const auto* b = reinterpret_cast<const std::uint8_t*>(&a->sin6_addr);
+            out.emplace_back(b, b + 16);
+        }
+    }
+    ::freeaddrinfo(list);
+    return out;
+}
+
+std::string basename_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 }  // namespace
+
+/// A running try of ready = "command".
+struct AppProcess::Probe {
+    pid_t pid = -1;
+    int fd = -1;  ///< its stdout and stderr
+    std::string output;  ///< the tail of what it wrote
+    Clock::time_point deadline;
+    ~Probe() {
+        if (fd >= 0)
+            ::close(fd);
+    }
+};
 
 std::string ChildExit::describe() const { return describe_exit(exit_status, term_signal); }
 
@@ -206,14 +280,18 @@ std::string describe_readiness(const Readiness& ready) {
     case Readiness::Kind::tcp: return fmt::format("tcp://{}:{}", ready.host, ready.port);
     case Readiness::Kind::http:
         return ready.url.empty() ? fmt::format("http://{}:{}/", ready.host, ready.port) : ready.url;
+    case Readiness::Kind::command:
+        return ready.command.empty() ? "command" : fmt::format("command {}", ready.command.front());
     }
     return "?";
 }
 
 AppProcess::AppProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                        const std::optional<std::filesystem::path>& cwd, const Readiness& ready,
-                       const std::filesystem::path& runtime_dir)
-    : ready_(ready) {
+                       const std::filesystem::path& runtime_dir, const std::optional<Credentials>& credentials)
+    : ready_(ready), credentials_(credentials),
+      out_(argv.empty() ? "app" : basename_of(argv.front()), log::Stream::out),
+      err_(argv.empty() ? "app" : basename_of(argv.front()), log::Stream::err) {
     SpawnSpec spec;
     spec.argv = argv;
     spec.env = env;
@@ -222,11 +300,40 @@ AppProcess::AppProcess(const std::vector<std::string>& argv, const std::map<std:
         spec.env.erase(v);
     if (cwd)
         spec.cwd = cwd->string();
-    if (ready.kind == Readiness::Kind::notify) {
-        listener_ = std::make_unique<notify::Listener>(runtime_dir);
-        spec.env["NOTIFY_SOCKET"] = listener_->path().string();
+    spec.credentials = credentials;
+    if (ready.kind == Readiness::Kind::command) {
+        probe_spec_ = spec;
+        probe_spec_.argv = ready.command;
     }
-    pid_ = spawn_process(spec);
+    if (ready.kind == Readiness::Kind::notify) {
+        std::optional<std::pair<uid_t, gid_t>> owner;
+        if (credentials)
+            owner = std::pair(credentials->uid, credentials->gid);
+        listener_ = std::make_unique<notify::Listener>(runtime_dir, owner);
+        spec.env["NOTIFY_SOCKET"] = listener_->path().string();
+        // An app that cannot reach it would only log "sd_notify: -13" while we wait.
+        spec.must_write.push_back(listener_->path().string());
+    }
+    const auto [out_r, out_w] = output_pipe("stdout");
+    out_.fd = out_r;
+    const auto [err_r, err_w] = output_pipe("stderr");
+    err_.fd = err_r;
+    spec.stdout_fd = out_w;
+    spec.stderr_fd = err_w;
+    try {
+        pid_ = spawn_process(spec);
+    } catch (...) {
+        ::close(out_w);
+        ::close(err_w);
+        ::close(out_.fd);
+        ::close(err_.fd);
+        out_.fd = err_.fd = -1;
+        throw;
+    }
+    ::close(out_w);
+    ::close(err_w);
+    out_.lines.set_pid(pid_);
+    err_.lines.set_pid(pid_);
 }
 
 AppProcess::~AppProcess() {
@@ -236,6 +343,144 @@ AppProcess::~AppProcess() {
     } catch (...) {
         // A destructor must not throw; the child is then left to systemd's cgroup cleanup.
     }
+    kill_probe();
+    for (Output* o : {&out_, &err_})
+        if (o->fd >= 0)
+            ::close(o->fd);
+}
+
+void AppProcess::forward_output() {
+    drain(out_.fd, [this](std::string_view d) { out_.lines.feed(d); });
+    drain(err_.fd, [this](std::string_view d) { err_.lines.feed(d); });
+}
+
+void AppProcess::finish_output() {
+    forward_output();
+    out_.lines.finish();
+    err_.lines.finish();
+}
+
+bool AppProcess::wait_exited_forwarding(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+        forward_output();
+        if (wait_exited(pid_, milliseconds(0)))
+            return true;
+        const int left = ms_until(deadline);
+        if (left == 0)
+            return false;
+        // The pipes wake us for output and (once nothing else holds them) at the exit; the
+        // cap notices an exit while a leftover grandchild keeps them open.
+        pollfd p[2] = {{out_.fd, POLLIN, 0}, {err_.fd, POLLIN, 0}};
+        ::poll(p, 2, std::min(left, 20));
+    }
+}
+
+void AppProcess::kill_probe() noexcept {
+    if (!probe_)
+        return;
+    ::kill(-probe_->pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(probe_->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    probe_.reset();
+}
+
+bool AppProcess::probe_ready(std::string& error) {
+    const auto now = Clock::now();
+    if (!probe_) {
+        if (now < next_probe_)
+            return false;
+        next_probe_ = now + ready_.interval;
+        auto probe = std::make_unique<Probe>();
+        const auto [r, w] = output_pipe("readiness probe");
+        probe->fd = r;
+        SpawnSpec spec = probe_spec_;
+        spec.stdout_fd = w;
+        spec.stderr_fd = w;
+        try {
+            probe->pid = spawn_process(spec);
+        } catch (...) {
+            ::close(w);
+            throw;  // a probe that cannot start never will: the config names a bad program
+        }
+        ::close(w);
+        probe->deadline = now + ready_command_try_timeout;
+        probe_ = std::move(probe);
+    }
+    drain(probe_->fd, [this](std::string_view d) {
+        probe_->output.append(d);
+        if (probe_->output.size() > 4096)
+            probe_->output.erase(0, probe_->output.size() - 2048);
+    });
+    int status = 0;
+    pid_t r;
+    do
+        r = ::waitpid(probe_->pid, &status, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == probe_->pid) {
+        // What it left behind in its group must not pile up over the tries.
+        ::kill(-probe_->pid, SIGKILL);
+        const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok) {
+            std::string out = probe_->output;
+            while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+                out.pop_back();
+            if (const auto nl = out.rfind('\n'); nl != std::string::npos)
+                out.erase(0, nl + 1);  // its last line says most
+            error = fmt::format("{} {}{}{}", ready_.command.front(),
+                                describe_exit(WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                                              WIFSIGNALED(status) ? WTERMSIG(status) : 0),
+                                out.empty() ? "" : ": ", log::printable(out));
+        }
+        probe_.reset();
+        return ok;
+    }
+    if (now >= probe_->deadline) {
+        kill_probe();
+        error = fmt::format("{} did not exit within {}", ready_.command.front(),
+                            format_duration(ready_command_try_timeout));
+    }
+    return false;
+}
+
+bool AppProcess::owns_listener(std::string& error) {
+    const auto sockets = listening_sockets();
+    if (!sockets)
+        return true;  // no /proc to ask: the connect alone decides, as before
+    const auto addresses = addresses_of(ready_.host, error);
+    if (addresses.empty())
+        return false;
+    std::vector<const ListeningSocket*> matching;
+    for (const auto& s : *sockets)
+        if (s.port == ready_.port &&
+            std::any_of(addresses.begin(), addresses.end(), [&](const auto& a) { return takes_connections_to(s, a); }))
+            matching.push_back(&s);
+    if (matching.empty()) {
+        error = fmt::format("nothing listens on {}:{}", ready_.host, ready_.port);
+        return false;
+    }
+    std::optional<std::pair<uid_t, gid_t>> as;
+    if (credentials_)
+        as = std::pair(credentials_->uid, credentials_->gid);
+    const auto owned = [&] {
+        const auto inodes = socket_inodes(process_tree(pid_, as), as);
+        return std::any_of(matching.begin(), matching.end(), [&](const auto* m) { return inodes.count(m->inode) > 0; });
+    };
+    if (owned())
+        return true;
+    const auto owner = socket_owner(matching.front()->inode, as);
+    // A child the app forked after our look at /proc may hold it: look once more.
+    if (owned() || (owner && process_tree(pid_, as).count(owner->pid)))
+        return true;
+    const std::string holder =
+        owner ? fmt::format("PID {} ({})", owner->pid, owner->comm)
+              : fmt::format("a process bartld cannot see (socket inode {}, uid {})", matching.front()->inode,
+                            matching.front()->uid);
+    throw RuntimeError(fmt::format("ready = {}: port {} is held by {}, which is not part of the app (PID {}); "
+                                   "another process listens there, so a connection would not prove the app ready: "
+                                   "stop it, or give the app another port",
+                                   describe_readiness(ready_), ready_.port, holder, pid_));
 }
 
 std::optional<ChildExit> AppProcess::poll_exit() {
@@ -256,16 +501,20 @@ std::optional<ChildExit> AppProcess::poll_exit() {
     else if (WIFSIGNALED(status))
         e.term_signal = WTERMSIG(status);
     exit_ = e;
+    // Its last words (a crash's reason) come before bartld's message about the exit.
+    finish_output();
+    kill_probe();
     return exit_;
 }
 
 ChildExit AppProcess::stop(std::chrono::milliseconds timeout) {
+    kill_probe();
     if (auto done = poll_exit())
         return *done;
     signal_app(pid_, SIGTERM);
-    if (!wait_exited(pid_, timeout)) {
+    if (!wait_exited_forwarding(timeout)) {
         signal_app(pid_, SIGKILL);
-        wait_exited(pid_, milliseconds(60'000));
+        wait_exited_forwarding(milliseconds(60'000));
     }
     // While the leader is an unreaped zombie its group id cannot be reused, so this reaches
     // only the app's leftovers: nothing of the app may keep running into a backup or migration.
@@ -283,6 +532,7 @@ ChildExit AppProcess::stop(std::chrono::milliseconds timeout) {
     else if (WIFSIGNALED(status))
         e.term_signal = WTERMSIG(status);
     exit_ = e;
+    finish_output();
     return e;
 }
 
@@ -301,23 +551,33 @@ void AppProcess::wait_ready(std::chrono::milliseconds timeout, const std::functi
         std::string error;
         // A single attempt may block; keep it short enough for the once-a-second tick.
         const auto attempt_deadline = std::min(deadline, Clock::now() + milliseconds(500));
-        switch (ready_.kind) {
-        case Readiness::Kind::started:
-            ready = true;
-            break;
-        case Readiness::Kind::notify:
-            while (auto msg = listener_->receive())
-                parse_notify(*msg, ready, pending_status_);
-            break;
-        case Readiness::Kind::tcp: {
-            Socket s;
-            ready = tcp_connect(ready_.host, ready_.port, attempt_deadline, s, error);
-            break;
+        try {
+            switch (ready_.kind) {
+            case Readiness::Kind::started:
+                ready = true;
+                break;
+            case Readiness::Kind::notify:
+                while (auto msg = listener_->receive())
+                    parse_notify(*msg, ready, pending_status_);
+                break;
+            case Readiness::Kind::tcp: {
+                Socket s;
+                ready = owns_listener(error) && tcp_connect(ready_.host, ready_.port, attempt_deadline, s, error);
+                break;
+            }
+            case Readiness::Kind::http:
+                ready = owns_listener(error) && http_ready(ready_, attempt_deadline, error);
+                break;
+            case Readiness::Kind::command:
+                ready = probe_ready(error);
+                break;
+            }
+        } catch (...) {
+            // A port held by another process, a probe that cannot start: nothing to wait for.
+            stop(stop_timeout_);
+            throw;
         }
-        case Readiness::Kind::http:
-            ready = http_ready(ready_, attempt_deadline, error);
-            break;
-        }
+        forward_output();
         if (ready)
             return;
         // An attempt cut short by the overall deadline tells less than the one before it
@@ -335,12 +595,12 @@ void AppProcess::wait_ready(std::chrono::milliseconds timeout, const std::functi
         }
 
         const int wait_ms = std::min(ms_until(deadline), 50);
-        if (listener_) {
-            pollfd p{listener_->fd(), POLLIN, 0};
-            ::poll(&p, 1, wait_ms);
-        } else {
-            ::poll(nullptr, 0, wait_ms);
-        }
+        // A probe's pipe closes when it exits: its answer is taken at once, not 50 ms later.
+        pollfd p[4] = {{listener_ ? listener_->fd() : -1, POLLIN, 0},
+                       {out_.fd, POLLIN, 0},
+                       {err_.fd, POLLIN, 0},
+                       {probe_ ? probe_->fd : -1, POLLIN, 0}};
+        ::poll(p, 4, wait_ms);
     }
 }
 

@@ -12,7 +12,10 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdint>
+#include <grp.h>
 #include <memory>
+#include <pwd.h>
+#include <regex.h>
 #include <span>
 #include <stdexcept>
 #include <string_view>
@@ -34,9 +37,10 @@ namespace {
 using namespace std::string_view_literals;
 namespace fs = std::filesystem;
 
-constexpr std::array app_keys{
-    "name"sv,        "version"sv,           "version_file"sv, "version_command"sv, "version_timeout"sv, "exec"sv,
-    "environment"sv, "working_directory"sv, "ready"sv,        "ready_timeout"sv,   "stop_timeout"sv};
+constexpr std::array app_keys{"name"sv,          "version"sv,         "version_file"sv,  "version_command"sv,
+                              "version_timeout"sv, "version_pattern"sv, "exec"sv,          "user"sv,
+                              "group"sv,           "environment"sv,     "working_directory"sv, "ready"sv,
+                              "ready_command"sv,   "ready_interval"sv,  "ready_timeout"sv, "stop_timeout"sv};
 constexpr std::array state_keys{"paths"sv, "bartl_dir"sv, "moved"sv};
 constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations"sv, "pre_backup"sv,
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
@@ -159,6 +163,9 @@ public:
         const auto column = where.begin.line ? where.begin.column : 1;
         return fmt::format("{}:{}:{}", source_, line, column);
     }
+
+    /// The file name used in messages.
+    const std::string& source() const noexcept { return source_; }
 
     /// Throws ConfigError "SOURCE:LINE:COLUMN: message"; an unknown position reads 1:1.
     [[noreturn]] void fail(const toml::source_region& where, std::string_view message) const {
@@ -378,6 +385,8 @@ Readiness parse_ready(const Parser& p, const Section& app) {
         r.kind = Readiness::Kind::notify;
     } else if (v == "started") {
         r.kind = Readiness::Kind::started;
+    } else if (v == "command") {
+        r.kind = Readiness::Kind::command;
     } else if (v.starts_with("tcp://")) {
         r.kind = Readiness::Kind::tcp;
         const std::string_view authority = v.substr(6);
@@ -396,11 +405,150 @@ Readiness parse_ready(const Parser& p, const Section& app) {
         r.path = path.starts_with('/') ? std::string(path) : "/" + std::string(path);
         r.url = std::string(v);
     } else {
-        p.fail(node.source(), fmt::format("{} must be \"notify\", \"started\", \"tcp://HOST:PORT\" or "
-                                          "\"http://HOST:PORT/PATH\", got \"{}\"",
+        p.fail(node.source(), fmt::format("{} must be \"notify\", \"started\", \"tcp://HOST:PORT\", "
+                                          "\"http://HOST:PORT/PATH\" or \"command\", got \"{}\"",
                                           label, v));
     }
     return r;
+}
+
+/// [app] ready_command and ready_interval, which belong to ready = "command" only.
+void parse_ready_command(const Parser& p, const Section& app, Readiness& r) {
+    const toml::node* cmd = app.get("ready_command");
+    const toml::node* interval = app.get("ready_interval");
+    if (r.kind != Readiness::Kind::command) {
+        if (cmd || interval)
+            p.fail((cmd ? cmd : interval)->source(),
+                   fmt::format("{} is set but [app] ready is not \"command\"", app.label(cmd ? "ready_command" : "ready_interval")));
+        return;
+    }
+    if (!cmd)
+        p.fail(app.get("ready")->source(),
+               "[app] ready = \"command\" needs [app] ready_command, the probe whose exit status 0 means ready");
+    r.command = p.argv(app, "ready_command");
+    if (r.command.empty())
+        p.fail(cmd->source(), "[app] ready_command must not be empty");
+    if (auto d = p.duration(app, "ready_interval", false))
+        r.interval = *d;
+}
+
+/// Reads a getpw*_r/getgr*_r answer into `buf`, growing it while the entry does not fit.
+template <typename Entry, typename Lookup>
+bool lookup_entry(Lookup lookup, Entry& entry, std::vector<char>& buf) {
+    buf.resize(1024);
+    for (;;) {
+        Entry* result = nullptr;
+        const int rc = lookup(&entry, buf.data(), buf.size(), &result);
+        if (rc == ERANGE && buf.size() < (1u << 20)) {
+            buf.resize(buf.size() * 2);
+            continue;
+        }
+        return rc == 0 && result != nullptr;
+    }
+}
+
+/// All digits: systemd's User= takes a numeric UID too.
+bool is_number(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// [app] user and group, resolved now so that a typo is a config error, not a failed start.
+void parse_run_as(const Parser& p, const Section& app, Config& c) {
+    const auto user = p.string(app, "user");
+    const auto group_text = p.string(app, "group");
+    if (!user) {
+        if (group_text)
+            p.fail(app.get("group")->source(), "[app] group is set but [app] user is not; name the user too");
+        return;
+    }
+    const toml::node& user_node = *app.get("user");
+    RunAs r;
+    r.user = *user;
+    passwd pw{};
+    std::vector<char> pw_buf;
+    bool found = lookup_entry([&](passwd* e, char* b, std::size_t n, passwd** out) {
+        return ::getpwnam_r(user->c_str(), e, b, n, out);
+    }, pw, pw_buf);
+    if (!found && is_number(*user)) {
+        const auto uid = parse_int(*user);
+        found = uid && *uid >= 0 && *uid < 4294967295LL && lookup_entry([&](passwd* e, char* b, std::size_t n, passwd** out) {
+            return ::getpwuid_r(uid_t(*uid), e, b, n, out);
+        }, pw, pw_buf);
+    }
+    if (user->empty() || !found)
+        p.fail(user_node.source(), fmt::format("[app] user \"{}\" does not exist in the user database (create it, "
+                                               "e.g. with a sysusers.d(5) entry, or fix the name)",
+                                               *user));
+    r.uid = pw.pw_uid;
+    r.gid = pw.pw_gid;
+    r.home = pw.pw_dir ? pw.pw_dir : "/";
+    const std::string user_name = pw.pw_name;
+
+    struct group gr{};
+    std::vector<char> gr_buf;
+    if (group_text) {
+        found = lookup_entry([&](struct group* e, char* b, std::size_t n, struct group** out) {
+            return ::getgrnam_r(group_text->c_str(), e, b, n, out);
+        }, gr, gr_buf);
+        if (!found && is_number(*group_text)) {
+            const auto gid = parse_int(*group_text);
+            found = gid && *gid >= 0 && *gid < 4294967295LL && lookup_entry([&](struct group* e, char* b, std::size_t n, struct group** out) {
+                return ::getgrgid_r(gid_t(*gid), e, b, n, out);
+            }, gr, gr_buf);
+        }
+        if (group_text->empty() || !found)
+            p.fail(app.get("group")->source(),
+                   fmt::format("[app] group \"{}\" does not exist in the group database", *group_text));
+        r.gid = gr.gr_gid;
+        r.group = gr.gr_name;
+    } else if (lookup_entry([&](struct group* e, char* b, std::size_t n, struct group** out) {
+                   return ::getgrgid_r(r.gid, e, b, n, out);
+               }, gr, gr_buf)) {
+        r.group = gr.gr_name;
+    } else {
+        r.group = std::to_string(r.gid);  // a primary group without a name still works
+    }
+
+    // As initgroups(3), which systemd's User= uses: the user's groups, plus the chosen group.
+    for (int size = 32; size <= 65536;) {
+        r.groups.resize(std::size_t(size));
+        int got = size;
+        if (::getgrouplist(user_name.c_str(), r.gid, r.groups.data(), &got) >= 0) {
+            r.groups.resize(std::size_t(got));
+            break;
+        }
+        size = got > size ? got : size * 2;  // `got` says how many there are
+    }
+    if (r.groups.empty() || r.groups.size() > 65536)
+        r.groups = {r.gid};
+    r.user = user_name;
+    const auto& pos = user_node.source().begin;
+    r.where = fmt::format("{}:{}:{}", p.source(), pos.line, pos.column);
+    c.run_as = std::move(r);
+}
+
+/// [app] version_pattern: compiled now, so that a bad one is reported at its position.
+void parse_version_pattern(const Parser& p, const Section& app, Config& c) {
+    const auto pattern = p.string(app, "version_pattern");
+    if (!pattern)
+        return;
+    const toml::node& node = *app.get("version_pattern");
+    if (c.version)
+        p.fail(node.source(), "[app] version_pattern applies to version_command or version_file, not to a literal "
+                              "[app] version");
+    std::size_t groups = 0;
+    try {
+        groups = VersionPattern(*pattern).groups();
+    } catch (const std::invalid_argument& e) {
+        p.fail(node.source(), fmt::format("[app] version_pattern \"{}\" is not a POSIX extended regular expression: "
+                                          "{}",
+                                          *pattern, e.what()));
+    }
+    if (groups != 1)
+        p.fail(node.source(), fmt::format("[app] version_pattern \"{}\" has {} capture groups; it needs exactly one, "
+                                          "around the version (e.g. \"v=([0-9][^ ]*)\")",
+                                          *pattern, groups));
+    c.version_pattern = *pattern;
 }
 
 std::map<std::string, std::string> parse_environment(const Parser& p, const Section& app) {
@@ -483,7 +631,10 @@ void parse_app(const Parser& p, const Section& app, Config& c) {
     record_position(p, app, "version_command", c);
     c.environment = parse_environment(p, app);
     c.working_directory = p.absolute_path(app, "working_directory");
+    parse_version_pattern(p, app, c);
     c.ready = parse_ready(p, app);
+    parse_ready_command(p, app, c.ready);
+    parse_run_as(p, app, c);
     if (app.get("ready") && c.exec.empty())
         p.fail(app.get("ready")->source(),
                "[app] ready is set but [app] exec is not: a state-only instance has no app to wait for");
@@ -796,6 +947,33 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
 std::string Config::where(const std::string& label) const {
     const auto it = positions.find(label);
     return it != positions.end() ? it->second : file.string();
+}
+
+struct VersionPattern::Compiled {
+    regex_t re;
+};
+
+VersionPattern::VersionPattern(const std::string& pattern) : re_(std::make_unique<Compiled>()) {
+    if (const int rc = ::regcomp(&re_->re, pattern.c_str(), REG_EXTENDED); rc != 0) {
+        char why[256];
+        ::regerror(rc, &re_->re, why, sizeof why);
+        re_.reset();  // regcomp leaves nothing to free on failure
+        throw std::invalid_argument(why);
+    }
+}
+
+VersionPattern::~VersionPattern() {
+    if (re_)
+        ::regfree(&re_->re);
+}
+
+std::size_t VersionPattern::groups() const noexcept { return re_->re.re_nsub; }
+
+std::optional<std::string> VersionPattern::first_group(const std::string& subject) const {
+    regmatch_t m[2];
+    if (::regexec(&re_->re, subject.c_str(), 2, m, 0) != 0 || m[1].rm_so < 0)
+        return std::nullopt;
+    return subject.substr(std::size_t(m[1].rm_so), std::size_t(m[1].rm_eo - m[1].rm_so));
 }
 
 Config load_config(const std::filesystem::path& file, const std::string& instance) {

@@ -4,21 +4,38 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 #include "core/retention.hpp"
 
 namespace bartl {
 
-/// How bartld decides the app is ready ([app] ready).
+/// How bartld decides the app is ready ([app] ready; bartl.toml(5) says what each proves).
 struct Readiness {
-    enum class Kind { notify, started, tcp, http } kind = Kind::started;
+    enum class Kind { notify, started, tcp, http, command } kind = Kind::started;
     std::string host;  ///< tcp/http: host name or address
     int port = 0;      ///< tcp/http: port
     std::string url;   ///< http: the full URL as configured
     std::string path;  ///< http: the request path ("/" when the URL has none), including any query
+    std::vector<std::string> command;          ///< command: [app] ready_command, exit 0 = ready
+    std::chrono::milliseconds interval{500};   ///< command: [app] ready_interval, > 0
+};
+
+/// [app] user and group: who the app, its readiness probe, the version command, hooks and
+/// migration scripts run as. Resolved in the user database (getpwnam(3), getgrnam(3),
+/// getgrouplist(3)) when the config is loaded.
+struct RunAs {
+    std::string user;             ///< [app] user as written (a name, or a numeric UID)
+    uid_t uid = 0;
+    std::string group;            ///< [app] group, else the name of the user's primary group
+    gid_t gid = 0;
+    std::vector<gid_t> groups;    ///< supplementary groups of the user in the database, with gid
+    std::string home;             ///< the user's home directory (for HOME=)
+    std::string where;            ///< "FILE:LINE:COLUMN" of [app] user, for later messages
 };
 
 /// The validated configuration of one instance. Every path is absolute.
@@ -32,6 +49,11 @@ struct Config {
     std::optional<std::filesystem::path> version_file;
     std::vector<std::string> version_command; ///< argv; empty when not set
     std::chrono::milliseconds version_command_timeout{10000};  ///< [app] version_timeout, default 10s; 0 = no limit
+    /// [app] version_pattern: a POSIX extended regular expression with exactly one capture
+    /// group, which picks the version out of version_command's output or version_file's
+    /// contents (VersionPattern).
+    std::optional<std::string> version_pattern;
+    std::optional<RunAs> run_as;              ///< [app] user / group; unset = bartld's own user
     std::vector<std::string> exec;            ///< argv; empty = state-only instance
     std::map<std::string, std::string> environment;  ///< [app] environment table, added to the child's env
     std::optional<std::filesystem::path> working_directory;  ///< [app] working_directory
@@ -78,9 +100,33 @@ struct Config {
     std::string where(const std::string& label) const;
 };
 
+/// A compiled POSIX extended regular expression (regex(7), regcomp(3) with REG_EXTENDED):
+/// [app] version_pattern. libc's, not std::regex, whose templates would add some 80 KiB of
+/// code to every start for a key most instances do not set.
+class VersionPattern {
+public:
+    /// Compiles `pattern`; throws std::invalid_argument with regerror(3)'s text.
+    explicit VersionPattern(const std::string& pattern);
+    ~VersionPattern();
+    VersionPattern(const VersionPattern&) = delete;
+    VersionPattern& operator=(const VersionPattern&) = delete;
+
+    /// How many capture groups the pattern has.
+    std::size_t groups() const noexcept;
+    /// The text of the first capture group in the first match in `subject` (up to its
+    /// first NUL byte); std::nullopt when the pattern matches nothing there.
+    std::optional<std::string> first_group(const std::string& subject) const;
+
+private:
+    struct Compiled;
+    std::unique_ptr<Compiled> re_;
+};
+
 /// Loads and validates a config file. `instance` overrides the instance name (else app.name).
 /// Throws ConfigError with "FILE:LINE:COLUMN: message" for syntax errors, unknown keys, wrong
-/// types, relative paths, invalid names, two version sources, missing required keys.
+/// types, relative paths, invalid names, two version sources, missing required keys, a
+/// version_pattern that is no regex or has not exactly one capture group, an [app] user or
+/// group the user database does not know.
 Config load_config(const std::filesystem::path& file, const std::string& instance = "");
 
 /// As load_config, from TOML text; `source_name` stands for the file name in messages.

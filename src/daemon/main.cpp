@@ -12,6 +12,7 @@
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "daemon/bus.hpp"
 #include "daemon/heartbeat.hpp"
@@ -75,6 +76,7 @@ int run(const Args& a) {
     const Config config = load_config(file, a.instance);
     log::set_context("BARTL_INSTANCE", config.instance);
     check_config_files(config);  // a hook that cannot run is exit 78 now, not exit 1 later
+    check_user_switch(config);
     const Version engine = resolve_engine_version(config);
     log::set_context("BARTL_ENGINE_VERSION", engine.str());
 

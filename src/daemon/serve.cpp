@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "core/duration.hpp"
 #include "core/time.hpp"
@@ -65,8 +66,11 @@ void Server::start_app() {
     if (config_.exec.empty()) return;
     notify::status(fmt::format("Starting {}: {}", config_.instance, config_.exec.front()));
     status_.update([&](StatusSnapshot& s) { s.status_text = fmt::format("Starting {}", config_.exec.front()); });
-    app_ = std::make_unique<AppProcess>(config_.exec, config_.environment, config_.working_directory, config_.ready,
-                                        runtime_dir());
+    // HOME, USER and LOGNAME of the app's user, unless [app] environment says otherwise.
+    auto env = app_user_env(config_);
+    for (const auto& [k, v] : config_.environment) env[k] = v;
+    app_ = std::make_unique<AppProcess>(config_.exec, env, config_.working_directory, config_.ready, runtime_dir(),
+                                        app_credentials(config_));
     app_->set_stop_timeout(config_.stop_timeout);
     const auto watchdog = notify::watchdog_interval();
     auto last_extend = std::chrono::steady_clock::now() - std::chrono::hours(1);
@@ -216,14 +220,18 @@ int Server::run() {
                               std::chrono::milliseconds(0), wait);
         if (watchdog) wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2));
 
-        pollfd fds[4] = {{sfd, POLLIN, 0},
+        const auto output = app_ ? app_->output_fds() : std::array<int, 2>{-1, -1};
+        pollfd fds[6] = {{sfd, POLLIN, 0},
                          {backup_event_fd_, POLLIN, 0},
                          {app_ ? app_->notify_fd() : -1, POLLIN, 0},
-                         {status_.trigger_fd(), POLLIN, 0}};
-        int n = ::poll(fds, 4, static_cast<int>(wait.count()));
+                         {status_.trigger_fd(), POLLIN, 0},
+                         {output[0], POLLIN, 0},
+                         {output[1], POLLIN, 0}};
+        int n = ::poll(fds, 6, static_cast<int>(wait.count()));
         if (n < 0 && errno != EINTR) throw RuntimeError(fmt::format("poll: {}", std::strerror(errno)));
         if (watchdog) notify::send("WATCHDOG=1");
         if (n <= 0) continue;
+        if (app_ && (fds[4].revents || fds[5].revents)) app_->forward_output();
         if (fds[2].revents & POLLIN) {
             if (auto s = app_->drain_notify()) log::debug(fmt::format("app status: {}", *s));
         }

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "ops/actions.hpp"
 #include "ops/events.hpp"
@@ -23,8 +24,8 @@ std::vector<const Component*> view(const std::vector<std::unique_ptr<Component>>
 }  // namespace
 
 Owner app_owner(const Config& config) {
-    (void)config;  // [app] user/group: bartld's own until the app runs as its own user
-    return Owner{};
+    if (!config.run_as) return Owner{};  // bartld's own
+    return Owner{config.run_as->uid, config.run_as->gid};
 }
 
 void do_init(const RunContext& rc) {
@@ -51,8 +52,12 @@ void do_init(const RunContext& rc) {
     m.origin = "init";
     add_history(m, "init", "", rc.engine.str(), config.hook_init.empty() ? "empty state" : config.hook_init.front());
     try {
+        // The init hook runs as the app's user, and what it leaves becomes the app's state:
+        // staging is the user's, and parents bartld creates let the user reach it.
+        const auto new_parents = missing_parents(config);
         const Owner owner = app_owner(config);
         for (const auto* c : comps) c->prepare_staging(owner);
+        give_to_app_user(config, {}, new_parents);
         auto env = hook_env(config, rc.engine.str(), "");
         std::string all;
         for (const auto* c : comps) {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "app/user.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "util/fs.hpp"
@@ -119,7 +120,10 @@ void run_hook(const Config& config, const std::string& name, const std::vector<s
     if (argv.empty()) return;
     CommandSpec spec;
     spec.argv = argv;
-    spec.env = env;
+    spec.env = app_user_env(config);
+    for (const auto& [k, v] : env) spec.env[k] = v;
+    spec.credentials = app_credentials(config);
+    spec.log_fields = {{"BARTL_HOOK", name}};
     spec.timeout = config.hook_timeout;
     if (stoppable) spec.stop_requested = [cancel] { return cancel.cancelled(); };
     auto r = run_command(spec);

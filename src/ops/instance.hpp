@@ -66,10 +66,11 @@ void add_history(Marker& m, const std::string& event, const std::string& from, c
 std::map<std::string, std::string> hook_env(const Config& config, const std::string& engine_version,
                                             const std::string& state_version);
 
-/// Runs a hook argv with env; throws RuntimeError "hook NAME failed: exited with status 3:
-/// <stderr tail>", or StopRequested when `cancel` was cancelled while it ran (it then gets
-/// SIGTERM, SIGKILL 5 s later). Only when `stoppable`: a hook that runs after its step is
-/// committed, like post_backup, always runs to its end.
+/// Runs a hook argv with env (on top of HOME/USER/LOGNAME of [app] user) as [app] user and
+/// group when set, its output forwarded with BARTL_HOOK=NAME; throws RuntimeError "hook NAME
+/// failed: exited with status 3: <stderr tail>", or StopRequested when `cancel` was cancelled
+/// while it ran (it then gets SIGTERM, SIGKILL 5 s later). Only when `stoppable`: a hook that
+/// runs after its step is committed, like post_backup, always runs to its end.
 void run_hook(const Config& config, const std::string& name, const std::vector<std::string>& argv,
               const std::map<std::string, std::string>& env, const CancelToken& cancel = CancelToken::process(),
               bool stoppable = true);

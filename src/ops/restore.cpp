@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "app/user.hpp"
 #include "blob/blob.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
@@ -74,12 +75,15 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
         inst.clear_intent();
     };
     try {
+        // Parents bartld creates let the app's user reach its state; owners inside come from
+        // the archive, the staging root's too.
+        const auto new_parents = missing_parents(config);
         std::vector<std::filesystem::path> staging;
         for (const auto* c : comps) {
-            // Owners come from the archive; the staging root gets its mode and owner from it too.
             c->prepare_staging(Owner{});
             staging.push_back(c->staging_path());
         }
+        give_to_app_user(config, {}, new_parents);
         auto src = rc.store->open(rc.ctx, backup.blob_name);
         auto last = std::chrono::steady_clock::now();
         // The disk writes back while we extract, so the sync before the commit finds little left.

@@ -137,6 +137,93 @@ std::string printable(std::string_view text) {
     return out;
 }
 
+std::vector<std::string> child_entry(std::string_view identifier, pid_t pid, Stream stream, std::string_view line,
+                                     const std::vector<std::pair<std::string, std::string>>& fields) {
+    char priority = '6';  // info
+    if (line.size() >= 3 && line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>') {
+        priority = line[1];
+        line.remove_prefix(3);
+    }
+    // Plain concatenation: this runs for every line the app writes.
+    std::vector<std::string> items;
+    items.reserve(5 + fields.size());
+    items.push_back(std::string("MESSAGE=").append(line));
+    items.push_back(std::string("PRIORITY=") + priority);
+    items.push_back(std::string("SYSLOG_IDENTIFIER=").append(identifier));
+    if (pid > 0)
+        items.push_back("SYSLOG_PID=" + std::to_string(pid));
+    items.push_back(stream == Stream::out ? "BARTL_STREAM=stdout" : "BARTL_STREAM=stderr");
+    for (const auto& [k, v] : fields)
+        items.push_back(k + "=" + v);
+    return items;
+}
+
+ChildOutput::ChildOutput(std::string identifier, Stream stream, std::vector<std::pair<std::string, std::string>> fields)
+    : identifier_(std::move(identifier)), stream_(stream), fields_(std::move(fields)) {}
+
+ChildOutput::~ChildOutput() { finish(); }
+
+void ChildOutput::feed(std::string_view data) {
+    constexpr std::size_t max_line = 4096;
+    while (!data.empty()) {
+        const auto nl = data.find('\n');
+        if (nl == std::string_view::npos) {
+            partial_.append(data);
+            // A line without end (progress bars, binary junk) goes out in pieces instead of
+            // growing without bound.
+            while (partial_.size() >= max_line) {
+                forward(std::string_view(partial_).substr(0, max_line));
+                partial_.erase(0, max_line);
+            }
+            return;
+        }
+        if (partial_.empty()) {
+            forward(data.substr(0, nl));
+        } else {
+            partial_.append(data.substr(0, nl));
+            forward(partial_);
+            partial_.clear();
+        }
+        data.remove_prefix(nl + 1);
+    }
+}
+
+void ChildOutput::finish() {
+    if (partial_.empty())
+        return;
+    forward(partial_);
+    partial_.clear();
+}
+
+void ChildOutput::forward(std::string_view line) {
+    Sink& s = sink();
+    std::vector<std::pair<std::string, std::string>> fields;
+    bool journal;
+    {
+        std::lock_guard lock(s.mutex);
+        initialise(s);
+        journal = s.journal;
+        if (journal)
+            fields.assign(s.context.begin(), s.context.end());
+    }
+    if (journal) {
+        fields.insert(fields.end(), fields_.begin(), fields_.end());
+        auto items = child_entry(identifier_, pid_, stream_, line, fields);
+        std::vector<iovec> iov;
+        iov.reserve(items.size());
+        for (auto& i : items)
+            iov.push_back({i.data(), i.size()});
+        if (sd_journal_sendv(iov.data(), int(iov.size())) >= 0)
+            return;
+        // The journal went away (journald restart): the line goes to stderr, which systemd
+        // still forwards.
+    }
+    std::string out = "[" + identifier_ + "] ";
+    out.append(line).push_back('\n');
+    // One write per line keeps lines whole when other threads also write to stderr.
+    [[maybe_unused]] auto r = ::write(STDERR_FILENO, out.data(), out.size());
+}
+
 void write(Level level, std::string_view raw_message, std::initializer_list<Field> fields,
            std::string_view message_id) {
     Sink& s = sink();

@@ -8,7 +8,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <utility>
+#include <vector>
 
 namespace bartl::log {
 
@@ -43,6 +45,48 @@ bool stderr_is_journal();
 
 /// Parses a level name (error, warning, notice, info, debug); std::nullopt when unknown.
 std::optional<Level> parse_level(std::string_view name);
+
+/// Which output stream of a child process a line came from.
+enum class Stream { out, err };
+
+/// The journal entry ChildOutput sends for one line a child wrote (`line` without its '\n'):
+/// MESSAGE=, PRIORITY= (6, or N for a line that starts with "<N>", N 0..7, which is then cut
+/// off, as systemd's SyslogLevelPrefix= does), SYSLOG_IDENTIFIER=`identifier`,
+/// SYSLOG_PID=`pid` (when > 0), BARTL_STREAM=stdout|stderr, then `fields` (context first:
+/// BARTL_INSTANCE, BARTL_PHASE, ...). One "NAME=value" string per field. Pure.
+std::vector<std::string> child_entry(std::string_view identifier, pid_t pid, Stream stream, std::string_view line,
+                                     const std::vector<std::pair<std::string, std::string>>& fields);
+
+/// Forwards what one output stream of a child (the app, a hook, a readiness probe) writes,
+/// line by line: when bartld logs to the journal, each line becomes an entry of its own
+/// (child_entry(), with the context fields set by set_context() and the extra `fields`), so
+/// `journalctl BARTL_INSTANCE=NAME` shows the app's own log; otherwise the line goes to
+/// bartld's stderr as "[identifier] line", one write(2) per line. Lines are forwarded as they
+/// are (not through printable()), whatever the log level; a line longer than 4096 bytes is
+/// forwarded in pieces. Not thread-safe: one reader per stream.
+class ChildOutput {
+public:
+    ChildOutput(std::string identifier, Stream stream, std::vector<std::pair<std::string, std::string>> fields = {});
+    ~ChildOutput();
+    ChildOutput(const ChildOutput&) = delete;
+    ChildOutput& operator=(const ChildOutput&) = delete;
+
+    /// The PID sent as SYSLOG_PID= (the child's; 0 = none).
+    void set_pid(pid_t pid) noexcept { pid_ = pid; }
+    /// Takes bytes read from the stream; forwards every line completed by them.
+    void feed(std::string_view data);
+    /// Forwards an unfinished last line (at the child's exit). Also done by the destructor.
+    void finish();
+
+private:
+    void forward(std::string_view line);
+
+    std::string identifier_;
+    Stream stream_;
+    std::vector<std::pair<std::string, std::string>> fields_;
+    pid_t pid_ = 0;
+    std::string partial_;
+};
 
 inline void error(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::err, m, f); }
 inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::warning, m, f); }

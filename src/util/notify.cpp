@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,9 +37,9 @@ std::optional<std::chrono::microseconds> watchdog_interval() {
     return std::nullopt;
 }
 
-Listener::Listener(const std::filesystem::path& runtime_dir) {
+Listener::Listener(const std::filesystem::path& runtime_dir, std::optional<std::pair<uid_t, gid_t>> owner) {
     std::string templ = (runtime_dir / "bartl-notify-XXXXXX").string();
-    // mkdtemp creates the directory 0700: only our user can reach the socket in it.
+    // mkdtemp creates the directory 0700: only its owner can reach the socket in it.
     if (!::mkdtemp(templ.data()))
         throw RuntimeError(fmt::format("cannot create a notify socket directory in {}: {}",
                                        runtime_dir.string(), std::strerror(errno)));
@@ -66,6 +67,16 @@ Listener::Listener(const std::filesystem::path& runtime_dir) {
         ::unlink(path_.c_str());
         ::rmdir(dir_.c_str());
         throw RuntimeError(fmt::format("cannot create notify socket {}: {}", p, std::strerror(err)));
+    }
+    if (owner && (::chown(dir_.c_str(), owner->first, owner->second) != 0 ||
+                  ::chown(path_.c_str(), owner->first, owner->second) != 0 || ::chmod(path_.c_str(), 0600) != 0)) {
+        const int err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        ::unlink(path_.c_str());
+        ::rmdir(dir_.c_str());
+        throw RuntimeError(fmt::format("cannot give notify socket {} to uid {} gid {}: {}", p, owner->first,
+                                       owner->second, std::strerror(err)));
     }
 }
 

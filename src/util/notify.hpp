@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <sys/types.h>
+#include <utility>
 
 namespace bartl::notify {
 
@@ -20,11 +22,15 @@ void status(const std::string& text);
 std::optional<std::chrono::microseconds> watchdog_interval();
 
 /// A datagram socket (AF_UNIX, SOCK_DGRAM) the app child sends its sd_notify messages to.
-/// Created in a fresh private directory; removed in the destructor.
+/// Created in a fresh private directory (mode 0700); removed in the destructor.
 class Listener {
 public:
-    /// Binds a new socket under `runtime_dir`. Throws RuntimeError.
-    explicit Listener(const std::filesystem::path& runtime_dir);
+    /// Binds a new socket under `runtime_dir`. With `owner` (the app's uid and gid) the
+    /// directory and the socket belong to that user, mode 0700 and 0600: the app can reach
+    /// its socket, no other unprivileged user can (the runtime directory itself must be
+    /// searchable by the owner, e.g. mode 0711). Throws RuntimeError.
+    explicit Listener(const std::filesystem::path& runtime_dir,
+                      std::optional<std::pair<uid_t, gid_t>> owner = std::nullopt);
     ~Listener();
     Listener(const Listener&) = delete;
     Listener& operator=(const Listener&) = delete;

@@ -1,15 +1,18 @@
-// Child processes: posix_spawn(3) rather than fork()+exec, because bartld is multi-threaded
-// (sd-bus) and glibc's posix_spawn both avoids running our code between fork and exec and
-// reports exec errors from the child (it is the CLOEXEC-pipe trick, done by the library).
-#include <atomic>
+// Child processes: fork()+execve() with the user switch in between (posix_spawn(3) has no
+// way to change the user). bartld is multi-threaded (sd-bus, the backup worker), so the
+// child does nothing but async-signal-safe system calls on data prepared before fork(), and
+// reports a failure back through a close-on-exec pipe, which closes at a successful exec.
 #include "util/process.hpp"
 
+#include <atomic>
+#include <linux/close_range.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +22,7 @@
 
 #include "core/duration.hpp"
 #include "core/error.hpp"
+#include "util/log.hpp"
 
 extern char** environ;
 
@@ -112,43 +116,23 @@ int reap(pid_t pid) {
     return status;
 }
 
-/// A captured output stream: keeps the last `cap` bytes, and splits lines for echoing.
+/// A captured output stream: keeps the last `cap` bytes, and forwards lines when asked.
 struct Capture {
     Fd fd;
     std::string data;
     std::size_t cap = 0;
-    bool echo = false;
-    std::string prefix;   ///< "[name] "
-    std::string partial;  ///< echo: the current unfinished line
+    bool keep = true;                        ///< keep the bytes (for the result)
+    std::optional<log::ChildOutput> forward; ///< set: forward each line
 
     void take(const char* p, std::size_t n) {
-        data.append(p, n);
-        // Trim in chunks so a chatty child costs amortised O(n), not O(n * cap).
-        if (data.size() > 2 * cap + 4096)
-            data.erase(0, data.size() - cap);
-        if (echo)
-            echo_lines(p, n);
-    }
-
-    void echo_lines(const char* p, std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) {
-            partial.push_back(p[i]);
-            // A line without end (progress bars, binary junk) is echoed in pieces instead of
-            // growing without bound.
-            if (p[i] == '\n' || partial.size() >= 4096)
-                flush_line();
+        if (keep) {
+            data.append(p, n);
+            // Trim in chunks so a chatty child costs amortised O(n), not O(n * cap).
+            if (data.size() > 2 * cap + 4096)
+                data.erase(0, data.size() - cap);
         }
-    }
-
-    void flush_line() {
-        if (partial.empty())
-            return;
-        if (partial.back() != '\n')
-            partial.push_back('\n');
-        // One write per line keeps lines whole when other threads also write to stderr.
-        const std::string line = prefix + partial;
-        [[maybe_unused]] auto r = ::write(STDERR_FILENO, line.data(), line.size());
-        partial.clear();
+        if (forward)
+            forward->feed(std::string_view(p, n));
     }
 
     /// Reads what is available; returns false at EOF (and closes the fd).
@@ -170,8 +154,8 @@ struct Capture {
     }
 
     std::string finish() {
-        if (echo)
-            flush_line();
+        if (forward)
+            forward->finish();
         if (data.size() > cap)
             data.erase(0, data.size() - cap);
         return std::move(data);
@@ -211,12 +195,57 @@ std::string CommandResult::describe() const {
     return describe_exit(exit_status, term_signal);
 }
 
+namespace {
+
+/// What the child reports when it cannot get to exec.
+struct ChildFailure {
+    enum Step : int { setgroups, setresgid, setresuid, chdir, must_write, exec, io } step;
+    int error;  ///< errno
+    int index;  ///< must_write: which path
+};
+
+/// Where execvp(3) would look for `prog`: itself when it holds a '/', else each PATH entry
+/// (glibc's default "/bin:/usr/bin" when PATH is unset; an empty entry is the cwd).
+std::vector<std::string> exec_candidates(const std::string& prog) {
+    if (prog.find('/') != std::string::npos)
+        return {prog};
+    const char* env = std::getenv("PATH");
+    const std::string_view path = env ? env : "/bin:/usr/bin";
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    for (;;) {
+        const auto colon = path.find(':', pos);
+        const std::string_view dir = path.substr(pos, colon == std::string_view::npos ? colon : colon - pos);
+        out.push_back(dir.empty() ? prog : std::string(dir) + "/" + prog);
+        if (colon == std::string_view::npos)
+            break;
+        pos = colon + 1;
+    }
+    return out;
+}
+
+/// Makes `from` the child's descriptor `to`, without FD_CLOEXEC. Child side only.
+bool move_fd(int from, int to) {
+    if (from == to)
+        return ::fcntl(to, F_SETFD, 0) == 0;
+    return ::dup2(from, to) == to;
+}
+
+[[noreturn]] void child_fail(int report_fd, ChildFailure::Step step, int err, int index = 0) {
+    const ChildFailure f{step, err, index};
+    [[maybe_unused]] auto r = ::write(report_fd, &f, sizeof f);
+    ::_exit(127);
+}
+
+}  // namespace
+
 pid_t spawn_process(const SpawnSpec& spec) {
     if (spec.argv.empty() || spec.argv[0].empty())
         throw RuntimeError("cannot start a command: its argv is empty");
     const std::string& prog = spec.argv[0];
+    const std::string as_user = spec.credentials ? fmt::format(" as user {}", spec.credentials->user) : "";
     if (spec.cwd) {
-        // posix_spawn reports a bad cwd as the same ENOENT as a missing program; check it
+        // exec would report a bad cwd as the same ENOENT as a missing program; check it
         // first so the message names the right thing.
         struct stat st {};
         if (::stat(spec.cwd->c_str(), &st) < 0)
@@ -227,6 +256,7 @@ pid_t spawn_process(const SpawnSpec& spec) {
                 fmt::format("cannot start {}: working directory {} is not a directory", prog, *spec.cwd));
     }
 
+    // Everything the child needs is built here: after fork() it may not allocate.
     std::vector<std::string> env = build_env(spec.env, spec.unset_env);
     std::vector<char*> envp;
     for (auto& e : env)
@@ -236,52 +266,124 @@ pid_t spawn_process(const SpawnSpec& spec) {
     for (const auto& a : spec.argv)
         argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    if (spec.stdin_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, spec.stdin_fd, STDIN_FILENO);
-    else
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    if (spec.stdout_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, spec.stdout_fd, STDOUT_FILENO);
-    if (spec.stderr_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, spec.stderr_fd, STDERR_FILENO);
-    // The instance lock goes to fd 3 (dup2 clears FD_CLOEXEC; going through fd 4 when it is
-    // already 3, since dup2(3, 3) would keep the flag). Everything else inherited (sd-bus,
-    // sockets without CLOEXEC) would keep resources alive and let the child act on them.
-    int first_closed = STDERR_FILENO + 1;
-    if (const int lock = g_lock_fd.load(); lock >= 0) {
-        if (lock == 3) {
-            posix_spawn_file_actions_adddup2(&fa, lock, 4);
-            posix_spawn_file_actions_adddup2(&fa, 4, 3);
-        } else {
-            posix_spawn_file_actions_adddup2(&fa, lock, 3);
-        }
-        first_closed = 4;
-    }
-    posix_spawn_file_actions_addclosefrom_np(&fa, first_closed);
-    if (spec.cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, spec.cwd->c_str());
-
-    sigset_t empty, all;
+    const std::vector<std::string> candidates = exec_candidates(prog);
+    const int lock = g_lock_fd.load();
+    // Descriptors from here up are closed at exec; the lock goes to 3 (dup2 clears
+    // FD_CLOEXEC). Everything else inherited (sd-bus, sockets without CLOEXEC) would keep
+    // resources alive and let the child act on them.
+    const unsigned first_closed = lock >= 0 ? 4 : 3;
+    const long open_max = ::sysconf(_SC_OPEN_MAX);
+    const int fd_limit = open_max > 0 && open_max < 65536 ? int(open_max) : 65536;
+    sigset_t empty;
     sigemptyset(&empty);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    // SIGPIPE ignored by us (or SIGTERM blocked for a signal loop) must not leak into the app.
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
 
-    pid_t pid = -1;
-    const int rc = ::posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0)
-        throw RuntimeError(fmt::format("cannot start {}: {}", prog, errno_text(rc)));
-    return pid;
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) < 0)
+        throw RuntimeError(fmt::format("cannot start {}: pipe: {}", prog, errno_text(errno)));
+    Fd report_r(report[0]);
+    // The write end must survive the child's dup2()s onto 0..3.
+    Fd report_w(report[1] > 3 ? report[1] : ::fcntl(report[1], F_DUPFD_CLOEXEC, 4));
+    if (report[1] <= 3)
+        ::close(report[1]);
+    if (report_w.get() < 0)
+        throw RuntimeError(fmt::format("cannot start {}: fcntl: {}", prog, errno_text(errno)));
+
+    const pid_t pid = ::fork();
+    if (pid < 0)
+        throw RuntimeError(fmt::format("cannot start {}: fork: {}", prog, errno_text(errno)));
+    if (pid == 0) {
+        const int rep = report_w.get();
+        // Dispositions first, then the mask: a SIGTERM ignored or blocked by us (signalfd)
+        // must not leak into the app.
+        for (int sig = 1; sig < NSIG; ++sig)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                ::sigaction(sig, &dfl, nullptr);  // EINVAL for glibc's internal signals
+        ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+        ::setpgid(0, 0);
+        if (spec.stdin_fd >= 0) {
+            if (!move_fd(spec.stdin_fd, STDIN_FILENO))
+                child_fail(rep, ChildFailure::io, errno);
+        } else {
+            const int null = ::open("/dev/null", O_RDONLY);
+            if (null < 0 || !move_fd(null, STDIN_FILENO))
+                child_fail(rep, ChildFailure::io, errno);
+            if (null != STDIN_FILENO)
+                ::close(null);
+        }
+        if (spec.stdout_fd >= 0 && !move_fd(spec.stdout_fd, STDOUT_FILENO))
+            child_fail(rep, ChildFailure::io, errno);
+        if (spec.stderr_fd >= 0 && !move_fd(spec.stderr_fd, STDERR_FILENO))
+            child_fail(rep, ChildFailure::io, errno);
+        if (lock >= 0 && !move_fd(lock, 3))
+            child_fail(rep, ChildFailure::io, errno);
+        if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+            for (int fd = int(first_closed); fd < fd_limit; ++fd)
+                ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
+        if (const auto& c = spec.credentials) {
+            // Raw system calls: glibc's wrappers would try to reach threads the child does not have.
+            if (::syscall(SYS_setgroups, c->groups.size(), c->groups.data()) != 0)
+                child_fail(rep, ChildFailure::setgroups, errno);
+            if (::syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0)
+                child_fail(rep, ChildFailure::setresgid, errno);
+            if (::syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0)
+                child_fail(rep, ChildFailure::setresuid, errno);
+        }
+        // As the app's user: a directory only root may enter is an error the operator sees now.
+        if (spec.cwd && ::chdir(spec.cwd->c_str()) != 0)
+            child_fail(rep, ChildFailure::chdir, errno);
+        for (std::size_t i = 0; i < spec.must_write.size(); ++i)
+            if (::access(spec.must_write[i].c_str(), W_OK) != 0)
+                child_fail(rep, ChildFailure::must_write, errno, int(i));
+        // As execvp(3): try each PATH candidate, report EACCES over a later ENOENT.
+        int err = ENOENT;
+        bool denied = false;
+        for (const auto& c : candidates) {
+            ::execve(c.c_str(), argv.data(), envp.data());
+            err = errno;
+            if (err == EACCES)
+                denied = true;
+            else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV && err != ETIMEDOUT)
+                break;
+        }
+        child_fail(rep, ChildFailure::exec, denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
+    }
+
+    report_w.reset();
+    ChildFailure f{};
+    ssize_t n;
+    do
+        n = ::read(report_r.get(), &f, sizeof f);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return pid;  // EOF: the pipe closed at exec
+    reap(pid);
+    if (n != ssize_t(sizeof f))
+        throw RuntimeError(fmt::format("cannot start {}: its start-up report was cut short", prog));
+    const std::string why = errno_text(f.error);
+    switch (f.step) {
+    case ChildFailure::setgroups:
+    case ChildFailure::setresgid:
+    case ChildFailure::setresuid: {
+        const char* call = f.step == ChildFailure::setgroups   ? "setgroups"
+                           : f.step == ChildFailure::setresgid ? "setresgid"
+                                                               : "setresuid";
+        throw RuntimeError(fmt::format("cannot start {}{}: {}: {}{}", prog, as_user, call, why,
+                                       f.error == EPERM ? " (bartld needs CAP_SETUID and CAP_SETGID to switch users)"
+                                                        : ""));
+    }
+    case ChildFailure::chdir:
+        throw RuntimeError(fmt::format("cannot start {}{}: working directory {}: {}", prog, as_user, *spec.cwd, why));
+    case ChildFailure::must_write:
+        throw RuntimeError(fmt::format("cannot start {}{}: it cannot write to {}: {}", prog, as_user,
+                                       spec.must_write.at(std::size_t(f.index)), why));
+    case ChildFailure::io:
+        throw RuntimeError(fmt::format("cannot start {}: setting up its descriptors: {}", prog, why));
+    case ChildFailure::exec:
+        break;
+    }
+    throw RuntimeError(fmt::format("cannot start {}{}: {}", prog, as_user, why));
 }
 
 bool wait_exited(pid_t pid, std::chrono::milliseconds timeout) {
@@ -303,22 +405,27 @@ bool wait_exited(pid_t pid, std::chrono::milliseconds timeout) {
     }
 }
 
-CommandResult run_command(const CommandSpec& spec, bool echo_stderr) {
+CommandResult run_command(const CommandSpec& spec, bool forward_output) {
     CommandResult result;
     result.timeout = spec.timeout;
     const std::string name = spec.argv.empty() ? std::string() : basename_of(spec.argv[0]);
+    const std::string identifier = spec.log_identifier.empty() ? name : spec.log_identifier;
 
     Capture err, out;
     err.cap = out.cap = spec.max_output;
-    err.echo = echo_stderr;
-    err.prefix = "[" + name + "] ";
+    out.keep = spec.capture_stdout;
+    if (forward_output) {
+        err.forward.emplace(identifier, log::Stream::err, spec.log_fields);
+        if (!spec.capture_stdout)
+            out.forward.emplace(identifier, log::Stream::out, spec.log_fields);
+    }
     Fd err_w, out_w;
     {
         auto [r, w] = make_pipe("stderr");
         err.fd.reset(r);
         err_w.reset(w);
     }
-    if (spec.capture_stdout) {
+    {
         auto [r, w] = make_pipe("stdout");
         out.fd.reset(r);
         out_w.reset(w);
@@ -328,12 +435,16 @@ CommandResult run_command(const CommandSpec& spec, bool echo_stderr) {
     s.argv = spec.argv;
     s.env = spec.env;
     s.cwd = spec.cwd;
+    s.credentials = spec.credentials;
     s.stdout_fd = out_w.get();
     s.stderr_fd = err_w.get();
     const pid_t pid = spawn_process(s);
     // Our copies of the write ends must go, or we would never see EOF.
     err_w.reset();
     out_w.reset();
+    for (Capture* c : {&err, &out})
+        if (c->forward)
+            c->forward->set_pid(pid);
 
     Fd pidfd(open_pidfd(pid));
     std::optional<Clock::time_point> deadline;

@@ -65,6 +65,65 @@ class Serve(StackTest):
         s.wait_ready()
         self.assertGreaterEqual(s.notify.first_time("READY=1") - t0, 0.8)
 
+    def test_ready_command_waits_until_the_probe_exits_0(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        probe = ["/usr/bin/python3", "-c",
+                 f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{s.port}/health', timeout=1)"]
+        edit_config(s.config, {"app.exec": exec_with(s, "--ready-delay", "1.0"), "app.ready": '"command"',
+                               "app.ready_command": json.dumps(probe), "app.ready_interval": '"100ms"'})
+        t0 = time.monotonic()
+        s.start()
+        s.wait_ready()
+        self.assertGreaterEqual(s.notify.first_time("READY=1") - t0, 1.0)
+        self.assertEqual(s.get("/health")[0], 200)
+        self.assertEqual(s.stop(), 0)
+
+    def test_ready_command_that_never_succeeds_names_its_last_answer(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        edit_config(s.config, {"app.exec": exec_with(s), "app.ready": '"command"',
+                               "app.ready_command": '["/bin/sh", "-c", "echo LOADING Redis is loading; exit 1"]',
+                               "app.ready_timeout": '"1s"'})
+        s.start()
+        self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
+        self.assertIsNone(s.notify.first_time("READY=1"))
+        self.assertIn("app not ready after 1s (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: "
+                      "LOADING Redis is loading)", s.read_log())
+
+    def test_tcp_ready_refuses_a_port_another_process_holds(self):
+        # Issue 10: a leftover process on the port must not make the new app look ready.
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        edit_config(s.config, {"app.exec": exec_with(s), "app.ready": f'"tcp://127.0.0.1:{s.port}"',
+                               "app.ready_timeout": '"30s"'})
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", s.port))
+            squatter.listen()
+            t0 = time.monotonic()
+            s.start()
+            self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
+            self.assertLess(time.monotonic() - t0, 10, "waited out the ready timeout")
+        self.assertIsNone(s.notify.first_time("READY=1"))
+        with open(f"/proc/{os.getpid()}/comm") as f:
+            comm = f.read().strip()
+        self.assertIn(f"port {s.port} is held by PID {os.getpid()} ({comm}), which is not part of the app", s.read_log())
+
+    def test_tcp_ready_counts_a_listener_the_app_forked(self):
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        # The process bartld starts is a shell; the listener is its child.
+        argv = json.loads(exec_with(s, "--ready-delay", "0.5"))
+        edit_config(s.config, {"app.exec": json.dumps(["/bin/sh", "-c", '"$@" & wait', "sh", *argv]),
+                               "app.ready": f'"tcp://localhost:{s.port}"'})
+        t0 = time.monotonic()
+        s.start()
+        s.wait_ready()
+        self.assertGreaterEqual(s.notify.first_time("READY=1") - t0, 0.5)
+        self.assertTrue(port_open(s.port))
+        self.assertEqual(s.stop(), 0)
+
     def test_sigterm_stops_app_and_exits_0(self):
         s = self.stack("1.0.0")
         s.start()
@@ -103,9 +162,10 @@ class Serve(StackTest):
         # A killed holder does not block the next start.
         s.proc.kill()
         s.proc.wait()
-        # The orphaned app inherited the lock; it is the last holder.
+        # The orphaned app inherited the lock; it is the last holder, and it is named.
         r = s.run("--prepare")
-        self.assertIn("started by PID", r.stderr)
+        self.assertIn(f"started by bartld PID {s.proc.pid}", r.stderr)
+        self.assertRegex(r.stderr, r"locked by PID \d+ \(python3\)")
         subprocess.run(["pkill", "-KILL", "-f", f"notes.py .*--port {s.port}"])
         deadline = time.monotonic() + 10
         while subprocess.run(["pgrep", "-f", f"notes.py .*--port {s.port}"], capture_output=True).returncode == 0:

@@ -4,8 +4,14 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
+#include <sstream>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -15,6 +21,8 @@
 
 using namespace bartl;
 using Catch::Matchers::Contains;
+using Catch::Matchers::EndsWith;
+using Catch::Matchers::StartsWith;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
@@ -270,4 +278,202 @@ TEST_CASE("the destructor stops a running child", "[app]") {
         CHECK_FALSE(reaped(pid));
     }
     CHECK(reaped(pid));
+}
+
+// ---- the app's own user, readiness that belongs to the app, its output ---------------------
+
+namespace {
+
+Credentials nobody() { return Credentials{65534, 65534, {65534}, "nobody"}; }
+
+bool root() {
+    if (::geteuid() == 0)
+        return true;
+    WARN("not root: running the app as another user cannot be tested");
+    return false;
+}
+
+/// "Uid:" and "Gid:" lines of /proc/PID/status: the kernel's view of who the process is.
+std::string ids_of(pid_t pid) {
+    std::string out;
+    std::istringstream in(test::read_file("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("Uid:", 0) == 0 || line.rfind("Gid:", 0) == 0 || line.rfind("Groups:", 0) == 0)
+            out += line + "\n";
+    return out;
+}
+
+const char* listen_script = R"(
+import os, socket, sys, time
+time.sleep(float(sys.argv[2]))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as f:
+        f.write(str(os.getpid()))
+time.sleep(30)
+)";
+
+using test::StderrToFile;
+
+}  // namespace
+
+TEST_CASE("the app runs as its user, and notify readiness reaches bartld from that user", "[app][user]") {
+    if (!root())
+        return;
+    test::TempDir tmp;
+    ::chmod(tmp.path().c_str(), 0711);  // the runtime directory as the shipped units make it
+    AppProcess app(python(R"(
+import os, socket
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+import time; time.sleep(30)
+)"),
+                   {}, std::nullopt, kind(Readiness::Kind::notify), tmp.path(), nobody());
+    app.wait_ready(milliseconds(5000));
+    CHECK(ids_of(app.pid()) == "Uid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\nGroups:\t65534 \n");
+}
+
+TEST_CASE("an app user that cannot reach the notify socket fails the start at once", "[app][user]") {
+    if (!root())
+        return;
+    test::TempDir tmp;  // 0700 root: as /run/bartl/NAME was, 0750 root
+    const auto start = Clock::now();
+    const auto msg = error_of([&] {
+        AppProcess app({"/bin/sleep", "30"}, {}, std::nullopt, kind(Readiness::Kind::notify), tmp.path(), nobody());
+    });
+    CHECK_THAT(msg, StartsWith("cannot start /bin/sleep as user nobody: it cannot write to " + tmp.path().string() +
+                               "/bartl-notify-") &&
+                        EndsWith("/notify: Permission denied"));
+    CHECK(Clock::now() - start < milliseconds(1000));
+    CHECK(std::filesystem::is_empty(tmp.path()));
+}
+
+TEST_CASE("command readiness: the probe runs as the app's user every interval until it exits 0", "[app][user]") {
+    test::TempDir tmp;
+    ::chmod(tmp.path().c_str(), 0777);
+    Readiness r = kind(Readiness::Kind::command);
+    // Each try records who ran it; ready once the app has made its file.
+    r.command = sh("id -u >> " + (tmp / "tries").string() + "; test -e " + (tmp / "up").string());
+    r.interval = milliseconds(100);
+    const bool as_nobody = ::geteuid() == 0;
+    AppProcess app(sh("sleep 0.5; touch " + (tmp / "up").string() + "; exec sleep 30"), {}, std::nullopt, r,
+                   tmp.path(), as_nobody ? std::optional(nobody()) : std::nullopt);
+    const auto start = Clock::now();
+    app.wait_ready(milliseconds(5000));
+    const auto took = Clock::now() - start;
+    CHECK(took >= milliseconds(500));
+    CHECK(took < milliseconds(1500));
+    std::istringstream tries(test::read_file(tmp / "tries"));
+    int n = 0;
+    for (std::string uid; std::getline(tries, uid); ++n)
+        CHECK(uid == std::to_string(as_nobody ? 65534 : ::geteuid()));
+    // About every 100 ms over 0.5 s, not a busy loop.
+    CHECK(n >= 4);
+    CHECK(n <= 9);
+}
+
+TEST_CASE("command readiness reports the probe's last failure, and kills a try that hangs", "[app]") {
+    test::TempDir tmp;
+    Readiness r = kind(Readiness::Kind::command);
+    r.command = sh("echo 'LOADING Redis is loading the dataset in memory'; exit 1");
+    r.interval = milliseconds(100);
+    AppProcess app({"/bin/sleep", "30"}, {}, std::nullopt, r, tmp.path());
+    CHECK(error_of([&] { app.wait_ready(milliseconds(400)); }) ==
+          "app not ready after 400ms (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: LOADING "
+          "Redis is loading the dataset in memory)");
+
+    r.command = sh("echo $$ > " + (tmp / "probe").string() + "; exec sleep 30");
+    AppProcess hanging({"/bin/sleep", "30"}, {}, std::nullopt, r, tmp.path());
+    const auto start = Clock::now();
+    CHECK(error_of([&] { hanging.wait_ready(ready_command_try_timeout + milliseconds(700)); }) ==
+          "app not ready after 5s700ms (ready = command /bin/sh; last attempt: /bin/sh did not exit within 5s)");
+    CHECK(Clock::now() - start < ready_command_try_timeout + milliseconds(2000));
+    const pid_t probe = std::atoi(test::read_file(tmp / "probe").c_str());
+    REQUIRE(probe > 0);
+    CHECK(test::gone_soon(probe));
+}
+
+TEST_CASE("tcp readiness refuses a port held by another process, naming it", "[app][tcp]") {
+    test::TempDir tmp;
+    const int port = free_port();
+    // Not the app: a process of the test, listening before the app starts.
+    AppProcess other(python(listen_script, {std::to_string(port), "0", (tmp / "other").string()}), {}, std::nullopt,
+                     kind(Readiness::Kind::started), tmp.path());
+    wait_for_file(tmp / "other");
+    std::this_thread::sleep_for(milliseconds(50));
+    const std::string other_pid = test::read_file(tmp / "other");
+    AppProcess app({"/bin/sleep", "30"}, {}, std::nullopt, tcp(port), tmp.path());
+    const pid_t pid = app.pid();
+    const auto start = Clock::now();
+    const auto msg = error_of([&] { app.wait_ready(milliseconds(10000)); });
+    CHECK(msg == "ready = tcp://127.0.0.1:" + std::to_string(port) + ": port " + std::to_string(port) +
+                     " is held by PID " + other_pid + " (python3), which is not part of the app (PID " +
+                     std::to_string(pid) +
+                     "); another process listens there, so a connection would not prove the app ready: stop it, or "
+                     "give the app another port");
+    CHECK(Clock::now() - start < milliseconds(1000));  // at once, not after the timeout
+    CHECK(reaped(pid));
+}
+
+TEST_CASE("tcp readiness counts a socket of a child the app forked", "[app][tcp]") {
+    test::TempDir tmp;
+    const int port = free_port();
+    // The app forks a listener into its own session: out of the group, still its child.
+    const std::string child = "import os, subprocess, sys, time\n"
+                              "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2], '0.3'], "
+                              "start_new_session=True)\n"
+                              "time.sleep(30)\n";
+    AppProcess app(python(child, {listen_script, std::to_string(port)}), {}, std::nullopt, tcp(port), tmp.path());
+    const auto start = Clock::now();
+    app.wait_ready(milliseconds(5000));
+    CHECK(Clock::now() - start >= milliseconds(300));
+}
+
+TEST_CASE("tcp readiness sees the socket of an app running as its own user without CAP_SYS_PTRACE", "[app][tcp][user]") {
+    if (!root())
+        return;
+    // As under the shipped unit: root without CAP_SYS_PTRACE may not read another user's
+    // /proc/PID/fd. Done in a forked child that drops the capability.
+    test::TempDir tmp;
+    ::chmod(tmp.path().c_str(), 0755);
+    const int port = free_port();
+    const std::string out = test::in_child([&] {
+        __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2]{};
+        ::syscall(SYS_capget, &header, data);
+        data[0].effective &= ~(1u << CAP_SYS_PTRACE);
+        data[0].permitted &= ~(1u << CAP_SYS_PTRACE);
+        if (::syscall(SYS_capset, &header, data) != 0)
+            return std::string("capset failed");
+        AppProcess app(python(listen_script, {std::to_string(port), "0.2"}), {}, std::nullopt, tcp(port), tmp.path(),
+                       nobody());
+        // The capability is really gone: bartld itself cannot see what the fds are.
+        char target[64];
+        if (::readlink(("/proc/" + std::to_string(app.pid()) + "/fd/0").c_str(), target, sizeof target) >= 0)
+            return std::string("/proc/PID/fd/0 still readable");
+        app.wait_ready(milliseconds(5000));
+        return std::string("ready");
+    });
+    CHECK(out == "ready");
+}
+
+TEST_CASE("the app's stdout and stderr lines are forwarded with its name", "[app]") {
+    test::TempDir tmp;
+    std::string log;
+    {
+        StderrToFile redirect(tmp / "stderr");
+        AppProcess app(sh("echo listening; echo 'warning: low disk' >&2; printf 'bye'; sleep 30"), {}, std::nullopt,
+                       kind(Readiness::Kind::started), tmp.path());
+        app.wait_ready(milliseconds(1000));
+        for (int i = 0; i < 100 && test::read_file(tmp / "stderr").find("low disk") == std::string::npos; ++i) {
+            std::this_thread::sleep_for(milliseconds(10));
+            app.forward_output();
+        }
+        // The unfinished last line is forwarded when the app ends.
+        app.stop(milliseconds(1000));
+    }
+    log = test::read_file(tmp / "stderr");
+    CHECK_THAT(log, Contains("[sh] listening\n") && Contains("[sh] warning: low disk\n") && EndsWith("[sh] bye\n"));
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <string>
 
 #include "bartl_build_config.h"
@@ -63,20 +64,25 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
     CHECK(c.file == file);
     CHECK(c.instance == "notes");
     CHECK(c.app_name == "notes");
-    REQUIRE(c.version);
-    CHECK(*c.version == "2.1.0-rc.1+build.7");
+    CHECK(!c.version);
     CHECK(!c.version_file);
-    CHECK(c.version_command.empty());
+    CHECK(c.version_command == std::vector<std::string>{"/usr/bin/notes", "--version"});
+    CHECK(c.version_pattern == "notes v([0-9][^ ]*)");
     CHECK(c.version_command_timeout == 15s);
     CHECK(c.exec == std::vector<std::string>{"/usr/bin/notes", "--db", "/var/lib/notes/notes.db", ""});
+    REQUIRE(c.run_as);
+    CHECK(c.run_as->user == "nobody");
+    CHECK(c.run_as->uid == 65534);
+    CHECK(c.run_as->group == "nogroup");
+    CHECK(c.run_as->gid == 65534);
+    CHECK(c.run_as->home == "/nonexistent");
+    CHECK(c.run_as->where == file.string() + ":9:8");
     CHECK(c.environment == std::map<std::string, std::string>{{"LANG", "C.UTF-8"}, {"NOTES_MODE", "production"}});
     REQUIRE(c.working_directory);
     CHECK(*c.working_directory == "/var/lib/notes");
-    CHECK(c.ready.kind == Readiness::Kind::http);
-    CHECK(c.ready.host == "127.0.0.1");
-    CHECK(c.ready.port == 8080);
-    CHECK(c.ready.path == "/healthz?full=1");
-    CHECK(c.ready.url == "http://127.0.0.1:8080/healthz?full=1");
+    CHECK(c.ready.kind == Readiness::Kind::command);
+    CHECK(c.ready.command == std::vector<std::string>{"/usr/bin/notes", "--ping"});
+    CHECK(c.ready.interval == 250ms);
     CHECK(c.ready_timeout == 2min);
     CHECK(c.stop_timeout == 45s);
 
@@ -113,6 +119,9 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.environment.empty());
     CHECK(!c.working_directory);
     CHECK(c.ready.kind == Readiness::Kind::started);
+    CHECK(c.ready.interval == 500ms);
+    CHECK(!c.run_as);
+    CHECK(!c.version_pattern);
     CHECK(c.ready_timeout == 90s);
     CHECK(c.stop_timeout == 30s);
     CHECK(c.state_paths == std::vector<fs::path>{"/var/lib/notes"});
@@ -202,6 +211,59 @@ compression = "zstd:7"
                      "x.toml");
     CHECK(c.ready.port == 81);
     CHECK(c.ready.path == "/?ok");
+
+    c = parse_config(R"([app]
+name = "notes"
+version = "2.1.0-rc.1+build.7"
+exec = ["/usr/bin/notes"]
+ready = "http://127.0.0.1:8080/healthz?full=1"
+[state]
+paths = ["/var/lib/notes"]
+)",
+                     "x.toml");
+    CHECK(*c.version == "2.1.0-rc.1+build.7");
+    CHECK(c.ready.kind == Readiness::Kind::http);
+    CHECK(c.ready.host == "127.0.0.1");
+    CHECK(c.ready.port == 8080);
+    CHECK(c.ready.path == "/healthz?full=1");
+    CHECK(c.ready.url == "http://127.0.0.1:8080/healthz?full=1");
+
+    // A version file with a pattern; ready_interval has its default.
+    c = parse_config(R"([app]
+name = "n"
+version_file = "/usr/share/n/VERSION"
+version_pattern = "^version=(.+)$"
+exec = ["/usr/bin/n"]
+ready = "command"
+ready_command = ["/usr/bin/n-ping"]
+[state]
+paths = ["/var/lib/n"]
+)",
+                     "x.toml");
+    CHECK(c.version_pattern == "^version=(.+)$");
+    CHECK(c.ready.kind == Readiness::Kind::command);
+    CHECK(c.ready.interval == 500ms);
+}
+
+TEST_CASE("[app] user and group are resolved in the user database", "[config]") {
+    const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\n";  // user on line 5
+    const std::string state = "[state]\npaths = [\"/var/lib/notes\"]\n";
+    // The group defaults to the user's primary group; the supplementary groups come along.
+    Config c = parse_config(app + "user = \"root\"\n" + state, "notes.toml");
+    REQUIRE(c.run_as);
+    CHECK(c.run_as->uid == 0);
+    CHECK(c.run_as->gid == 0);
+    CHECK(c.run_as->group == "root");
+    CHECK(c.run_as->home == "/root");
+    CHECK(std::find(c.run_as->groups.begin(), c.run_as->groups.end(), gid_t(0)) != c.run_as->groups.end());
+    CHECK(c.run_as->where == "notes.toml:5:8");
+    // Numeric ids, as systemd's User= and Group= take them.
+    c = parse_config(app + "user = \"65534\"\ngroup = \"0\"\n" + state, "notes.toml");
+    CHECK(c.run_as->user == "nobody");
+    CHECK(c.run_as->uid == 65534);
+    CHECK(c.run_as->gid == 0);
+    CHECK(c.run_as->group == "root");
+    CHECK(std::find(c.run_as->groups.begin(), c.run_as->groups.end(), gid_t(0)) != c.run_as->groups.end());
 }
 
 TEST_CASE("instance_config_path names /etc/bartl/NAME.toml and rejects bad names", "[config]") {
@@ -283,8 +345,8 @@ TEST_CASE("unknown keys and tables are rejected with the nearest known name", "[
           "notes.toml:1:1: key 'store' is outside any table; it belongs in [backup]");
     CHECK(error_of(head + "[app.extra]\n") ==
           "notes.toml:7:6: unknown key 'extra' in [app]; known keys: name, "
-          "version, version_file, version_command, version_timeout, exec, "
-          "environment, working_directory, ready, ready_timeout, stop_timeout");
+          "version, version_file, version_command, version_timeout, version_pattern, exec, user, group, "
+          "environment, working_directory, ready, ready_command, ready_interval, ready_timeout, stop_timeout");
 }
 
 TEST_CASE("wrong value types name the key, the expected and the actual type", "[config][errors]") {
@@ -417,7 +479,8 @@ TEST_CASE("bad durations carry parse_duration's explanation", "[config][errors]"
 
 TEST_CASE("readiness must be a known form with a valid host and port", "[config][errors]") {
     const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\n";  // ready on line 5
-    const std::string forms = "must be \"notify\", \"started\", \"tcp://HOST:PORT\" or \"http://HOST:PORT/PATH\", got ";
+    const std::string forms =
+        "must be \"notify\", \"started\", \"tcp://HOST:PORT\", \"http://HOST:PORT/PATH\" or \"command\", got ";
     CHECK(error_of(app + "ready = \"https://localhost/\"\n") ==
           "notes.toml:5:9: [app] ready " + forms + "\"https://localhost/\"");
     CHECK(error_of(app + "ready = \"ready\"\n") == "notes.toml:5:9: [app] ready " + forms + "\"ready\"");
@@ -433,6 +496,68 @@ TEST_CASE("readiness must be a known form with a valid host and port", "[config]
           "notes.toml:5:9: [app] ready \"http://h:x/\": port \"x\" is not a number from 1 to 65535");
     CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nready = \"notify\"\n") ==
           "notes.toml:4:9: [app] ready is set but [app] exec is not: a state-only instance has no app to wait for");
+    CHECK(error_of(app + "ready = \"command\"\n") ==
+          "notes.toml:5:9: [app] ready = \"command\" needs [app] ready_command, the probe whose exit status 0 means "
+          "ready");
+    CHECK(error_of(app + "ready = \"command\"\nready_command = []\n") ==
+          "notes.toml:6:17: [app] ready_command must not be empty");
+    CHECK(error_of(app + "ready = \"command\"\nready_command = [\"redis-cli\"]\n") ==
+          "notes.toml:6:18: [app] ready_command: the program must be an absolute path, got \"redis-cli\"");
+    CHECK(error_of(app + "ready = \"command\"\nready_command = [\"/bin/true\"]\nready_interval = \"0\"\n") ==
+          "notes.toml:7:18: [app] ready_interval must be longer than 0");
+    CHECK(error_of(app + "ready_command = [\"/bin/true\"]\n") ==
+          "notes.toml:5:17: [app] ready_command is set but [app] ready is not \"command\"");
+    CHECK(error_of(app + "ready = \"notify\"\nready_interval = \"1s\"\n") ==
+          "notes.toml:6:18: [app] ready_interval is set but [app] ready is not \"command\"");
+}
+
+TEST_CASE("an unknown user or group is a config error at its position", "[config][errors]") {
+    const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\n";  // user on line 5
+    CHECK(error_of(app + "user = \"bartl-no-such-user\"\n") ==
+          "notes.toml:5:8: [app] user \"bartl-no-such-user\" does not exist in the user database (create it, e.g. with "
+          "a sysusers.d(5) entry, or fix the name)");
+    CHECK(error_of(app + "user = \"\"\n") ==
+          "notes.toml:5:8: [app] user \"\" does not exist in the user database (create it, e.g. with a sysusers.d(5) "
+          "entry, or fix the name)");
+    CHECK(error_of(app + "user = \"4000000001\"\n") ==
+          "notes.toml:5:8: [app] user \"4000000001\" does not exist in the user database (create it, e.g. with a "
+          "sysusers.d(5) entry, or fix the name)");
+    CHECK(error_of(app + "user = \"root\"\ngroup = \"bartl-no-such-group\"\n") ==
+          "notes.toml:6:9: [app] group \"bartl-no-such-group\" does not exist in the group database");
+    CHECK(error_of(app + "group = \"root\"\n") ==
+          "notes.toml:5:9: [app] group is set but [app] user is not; name the user too");
+    CHECK(error_of(app + "user = 0\n") == "notes.toml:5:8: [app] user must be a string, got integer");
+}
+
+TEST_CASE("version_pattern must compile with exactly one capture group", "[config][errors]") {
+    const std::string app = "[app]\nname = \"notes\"\nversion_command = [\"/bin/v\"]\n";  // pattern on line 4
+    CHECK(error_of(app + "version_pattern = \"v=([0-9]\"\n") ==
+          "notes.toml:4:19: [app] version_pattern \"v=([0-9]\" is not a POSIX extended regular expression: "
+          "Unmatched ( or \\(");
+    CHECK(error_of(app + "version_pattern = \"v=[0-9.]+\"\n") ==
+          "notes.toml:4:19: [app] version_pattern \"v=[0-9.]+\" has 0 capture groups; it needs exactly one, around the "
+          "version (e.g. \"v=([0-9][^ ]*)\")");
+    CHECK(error_of(app + "version_pattern = \"(v)=([0-9.]+)\"\n") ==
+          "notes.toml:4:19: [app] version_pattern \"(v)=([0-9.]+)\" has 2 capture groups; it needs exactly one, around "
+          "the version (e.g. \"v=([0-9][^ ]*)\")");
+    CHECK(error_of("[app]\nname = \"notes\"\nversion = \"1.0.0\"\nversion_pattern = \"(.*)\"\n") ==
+          "notes.toml:4:19: [app] version_pattern applies to version_command or version_file, not to a literal [app] "
+          "version");
+    CHECK(error_of(app + "version_pattern = \"(v|version )[0-9.]+\"\n[state]\npaths = [\"/n\"]\n") == "");
+}
+
+TEST_CASE("VersionPattern picks the first group of the first match", "[config]") {
+    const VersionPattern p("v=([0-9][^ ]*)");
+    CHECK(p.groups() == 1);
+    CHECK(p.first_group("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0") == "7.0.15");
+    CHECK(p.first_group("v=1.0 and v=2.0") == "1.0");
+    CHECK_FALSE(p.first_group("Redis server 7.0.15"));
+    // Line anchors do not apply across lines: ^ is the start of the text only.
+    const VersionPattern anchored("^version=([0-9.]+)");
+    CHECK_FALSE(anchored.first_group("# CI\nversion=1.2.3\n"));
+    CHECK(VersionPattern("(^|\n)version=([0-9.]+)").groups() == 2);
+    CHECK(VersionPattern("version=([0-9.]+)").first_group("# CI\nversion=1.2.3\n") == "1.2.3");
+    CHECK_THROWS_AS(VersionPattern("(unclosed"), std::invalid_argument);
 }
 
 TEST_CASE("compression must be zstd with a valid level and thread count", "[config][errors]") {

@@ -6,7 +6,12 @@
 #include <fcntl.h>
 #include <functional>
 #include <sstream>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <cstring>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -19,16 +24,15 @@ using namespace bartl;
 
 namespace {
 
-/// Runs `fn` in a forked child whose stderr is a pipe; returns what it wrote there.
+/// Runs `fn` in a forked child whose stderr is a scratch file; returns what it wrote there.
 std::string stderr_of(const std::function<void()>& fn, const char* level_env = nullptr) {
-    int p[2];
-    REQUIRE(::pipe(p) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::dup2(p[1], 2);
-        ::close(p[0]);
-        ::close(p[1]);
+    return test::in_child([&] {
+        char path[] = "/tmp/bartl-log-test-XXXXXX";
+        const int fd = ::mkstemp(path);
+        if (fd < 0)
+            return std::string("(no scratch file)");
+        ::unlink(path);
+        ::dup2(fd, 2);
         ::unsetenv("JOURNAL_STREAM");
         if (level_env)
             ::setenv("BARTL_LOG_LEVEL", level_env, 1);
@@ -37,19 +41,13 @@ std::string stderr_of(const std::function<void()>& fn, const char* level_env = n
         // The parent may have logged already (other test cases): settings are per process.
         log::reinitialise();
         fn();
-        ::_exit(0);
-    }
-    ::close(p[1]);
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        out.append(buf, std::size_t(n));
-    ::close(p[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    return out;
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        for (off_t at = 0; (n = ::pread(fd, buf, sizeof buf, at)) > 0; at += n)
+            out.append(buf, std::size_t(n));
+        return out;
+    });
 }
 
 void every_level() {
@@ -146,4 +144,112 @@ TEST_CASE("printable keeps valid UTF-8 and escapes everything else", "[log]") {
     CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");                // UTF-16 surrogate
     CHECK(printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");       // above U+10FFFF
     CHECK(printable(std::string_view("nul\0byte", 8)) == "nul\\x00byte");
+}
+
+// ---- the output of child processes (the app, hooks) ---------------------------------------
+
+TEST_CASE("child_entry builds the journal fields of one line", "[log][child]") {
+    const std::vector<std::pair<std::string, std::string>> fields{{"BARTL_INSTANCE", "redis"}, {"BARTL_HOOK", "init"}};
+    CHECK(log::child_entry("redis-server", 4242, log::Stream::out, "Ready to accept connections", fields) ==
+          std::vector<std::string>{"MESSAGE=Ready to accept connections", "PRIORITY=6", "SYSLOG_IDENTIFIER=redis-server",
+                                   "SYSLOG_PID=4242", "BARTL_STREAM=stdout", "BARTL_INSTANCE=redis",
+                                   "BARTL_HOOK=init"});
+    // stderr has the same priority, as in systemd's stream logging; a "<N>" prefix sets it.
+    CHECK(log::child_entry("notes.py", 0, log::Stream::err, "<3>disk full", {}) ==
+          std::vector<std::string>{"MESSAGE=disk full", "PRIORITY=3", "SYSLOG_IDENTIFIER=notes.py",
+                                   "BARTL_STREAM=stderr"});
+    CHECK(log::child_entry("x", 1, log::Stream::err, "<8>not a level", {})[0] == "MESSAGE=<8>not a level");
+    CHECK(log::child_entry("x", 1, log::Stream::err, "<7", {})[1] == "PRIORITY=6");
+}
+
+TEST_CASE("ChildOutput forwards whole lines to stderr as \"[NAME] line\"", "[log][child]") {
+    const auto out = stderr_of([] {
+        log::ChildOutput o("notes.py", log::Stream::out);
+        o.feed("first\nsec");
+        o.feed("ond\n\nthird");
+        log::info("between");  // a line in progress is not interrupted by it, only held back
+        o.feed(std::string(5000, 'x'));
+        o.finish();
+        o.feed("after finish\n");
+    });
+    CHECK(out == "[notes.py] first\n[notes.py] second\n[notes.py] \nbartld: info: between\n[notes.py] third" +
+                     std::string(4096 - 5, 'x') + "\n[notes.py] " + std::string(5000 - 4091, 'x') +
+                     "\n[notes.py] after finish\n");
+}
+
+namespace {
+
+/// The journal's native protocol (systemd's JOURNAL_NATIVE_PROTOCOL): one datagram per
+/// entry, "NAME=value\n" per field, or "NAME\n" + 64-bit little-endian length + value + "\n".
+std::vector<std::string> journal_fields(const std::string& datagram) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < datagram.size()) {
+        const auto nl = datagram.find('\n', i);
+        const std::string head = datagram.substr(i, nl - i);
+        if (head.find('=') != std::string::npos) {
+            out.push_back(head);
+            i = nl + 1;
+            continue;
+        }
+        std::uint64_t len = 0;
+        std::memcpy(&len, datagram.data() + nl + 1, 8);
+        out.push_back(head + "=" + datagram.substr(nl + 9, len));
+        i = nl + 9 + len + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("under the journal, child lines go to it through sd_journal_send with their fields", "[log][child]") {
+    // A real datagram socket where libsystemd sends: /run/systemd/journal/socket, in a
+    // private mount namespace of a forked child, so the host's journal is untouched.
+    const std::string out = stderr_of([] {
+        auto say = [](const std::string& s) { [[maybe_unused]] auto r = ::write(2, s.data(), s.size()); };
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::mount("tmpfs", "/run", "tmpfs", 0, "size=1m") != 0) {
+            say("SKIP");
+            return;
+        }
+        ::mkdir("/run/systemd", 0755);
+        ::mkdir("/run/systemd/journal", 0755);
+        const int journal = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strcpy(addr.sun_path, "/run/systemd/journal/socket");
+        if (::bind(journal, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            say("SKIP");
+            return;
+        }
+        // Our stderr is the journal stream now, as systemd would have set it up.
+        struct stat st {};
+        ::fstat(2, &st);
+        ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+        log::reinitialise();
+        log::set_context("BARTL_INSTANCE", "redis");
+        {
+            log::ChildOutput o("migrate-2.0.0", log::Stream::err, {{"BARTL_HOOK", "migration"}});
+            o.set_pid(777);
+            o.feed("<4>low memory\nmulti\nline");
+        }
+        ::unsetenv("JOURNAL_STREAM");
+        log::reinitialise();
+        char buf[8192];
+        ssize_t n;
+        while ((n = ::recv(journal, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+            std::string entry;
+            for (const auto& f : journal_fields(std::string(buf, std::size_t(n))))
+                entry += f + "|";
+            say(entry + "\n");
+        }
+    });
+    if (out == "SKIP") {
+        WARN("no private mount namespace here: the journal path is not tested");
+        return;
+    }
+    const std::string common = "SYSLOG_IDENTIFIER=migrate-2.0.0|SYSLOG_PID=777|BARTL_STREAM=stderr|BARTL_INSTANCE=redis|"
+                               "BARTL_HOOK=migration|";
+    CHECK(out == "MESSAGE=low memory|PRIORITY=4|" + common + "\nMESSAGE=multi|PRIORITY=6|" + common +
+                     "\nMESSAGE=line|PRIORITY=6|" + common + "\n");
 }

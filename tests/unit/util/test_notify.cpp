@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
@@ -118,4 +120,53 @@ TEST_CASE("notify::Listener refuses a socket path the kernel cannot take", "[not
     CHECK(std::filesystem::is_empty(deep));
 
     CHECK_THROWS_AS(notify::Listener(tmp / "missing"), RuntimeError);
+}
+
+namespace {
+
+/// sendto() `path` from a forked child running as `uid`/`gid`; its errno, 0 on success.
+int send_as(uid_t uid, gid_t gid, const std::filesystem::path& path, const std::string& msg) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0)
+            ::_exit(255);
+        const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const auto addr = unix_address(path);
+        const ssize_t n = ::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+        ::_exit(n == ssize_t(msg.size()) ? 0 : errno);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("notify::Listener with an owner is reachable by that user only", "[notify][user]") {
+    if (::geteuid() != 0) {
+        WARN("not root: other users cannot be tested");
+        return;
+    }
+    test::TempDir tmp;
+    ::chmod(tmp.path().c_str(), 0711);  // as RuntimeDirectoryMode=0711: searchable, not listable
+    notify::Listener listener(tmp.path(), std::pair(uid_t(65534), gid_t(65534)));
+    struct stat st {};
+    REQUIRE(::stat(listener.path().parent_path().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_gid == 65534);
+    REQUIRE(::stat(listener.path().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    CHECK(st.st_uid == 65534);
+
+    CHECK(send_as(65534, 65534, listener.path(), "READY=1") == 0);
+    CHECK(listener.receive() == std::optional<std::string>("READY=1"));
+    // Another unprivileged user, even in the same group, cannot reach it.
+    CHECK(send_as(65533, 65534, listener.path(), "READY=1") == EACCES);
+    CHECK_FALSE(listener.receive());
+
+    // Without an owner it stays bartld's own, as before.
+    notify::Listener own(tmp.path());
+    CHECK(send_as(65534, 65534, own.path(), "READY=1") == EACCES);
 }

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,20 +37,7 @@ std::string message_of(const CommandSpec& spec) {
     return "(no error)";
 }
 
-/// Redirects our fd 2 into a file for the scope, to read back what we echoed.
-struct StderrToFile {
-    explicit StderrToFile(const std::filesystem::path& file) {
-        saved = ::dup(2);
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        ::dup2(fd, 2);
-        ::close(fd);
-    }
-    ~StderrToFile() {
-        ::dup2(saved, 2);
-        ::close(saved);
-    }
-    int saved;
-};
+using test::StderrToFile;
 
 }  // namespace
 
@@ -294,4 +282,149 @@ TEST_CASE("run_command: what a command leaves running in its group is killed whe
     const pid_t leftover = static_cast<pid_t>(std::atoi(r.out.c_str()));
     REQUIRE(leftover > 0);
     CHECK(bartl::test::gone_soon(leftover));
+}
+
+// ---- running as another user ([app] user) ------------------------------------------------
+
+namespace {
+
+/// nobody:nogroup with one more supplementary group (users, 100), as getgrouplist() would give.
+Credentials nobody() { return Credentials{65534, 65534, {65534, 100}, "nobody"}; }
+
+bool root() {
+    if (::geteuid() == 0)
+        return true;
+    WARN("not root: switching users cannot be tested");
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("spawn_process runs the child as the given user, group and supplementary groups", "[process][user]") {
+    if (!root())
+        return;
+    CommandSpec spec;
+    spec.credentials = nobody();
+    // The kernel's view, not id(1)'s: real, effective, saved and fs ids, and the groups.
+    auto r = sh("grep -E '^(Uid|Gid|Groups):' /proc/self/status", spec);
+    REQUIRE(r.ok());
+    CHECK(r.out == "Uid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\nGroups:\t100 65534 \n");
+    // Capabilities are gone with root: the child cannot switch back.
+    auto caps = sh("grep -E '^Cap(Eff|Prm):' /proc/self/status", spec);
+    CHECK(caps.out == "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n");
+}
+
+TEST_CASE("a child running as another user enters its working directory as that user", "[process][user]") {
+    if (!root())
+        return;
+    test::TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    std::filesystem::create_directory(dir / "closed");
+    ::chmod((dir / "closed").c_str(), 0700);  // root's only
+    CommandSpec spec;
+    spec.credentials = nobody();
+    spec.argv = {"/bin/true"};
+    spec.cwd = (dir / "closed").string();
+    CHECK(message_of(spec) == "cannot start /bin/true as user nobody: working directory " + *spec.cwd +
+                                  ": Permission denied");
+    ::chown((dir / "closed").c_str(), 65534, 65534);
+    auto r = sh("pwd", spec);
+    CHECK(r.ok());
+    CHECK(r.out == *spec.cwd + "\n");
+}
+
+TEST_CASE("spawn_process fails, naming the path, when the user cannot write a must_write path", "[process][user]") {
+    if (!root())
+        return;
+    test::TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    test::write_file(dir / "socket-stand-in", "", 0600);
+    SpawnSpec spec;
+    spec.argv = {"/bin/true"};
+    spec.credentials = nobody();
+    spec.must_write = {(dir / "socket-stand-in").string()};
+    try {
+        spawn_process(spec);
+        FAIL("started although nobody cannot write " << spec.must_write[0]);
+    } catch (const RuntimeError& e) {
+        CHECK(std::string(e.what()) == "cannot start /bin/true as user nobody: it cannot write to " + spec.must_write[0] +
+                                           ": Permission denied");
+    }
+    ::chown((dir / "socket-stand-in").c_str(), 65534, 65534);
+    const pid_t pid = spawn_process(spec);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a user switch bartld may not make is reported with the call and the capability", "[process][user]") {
+    if (!root())
+        return;
+    // In a forked child that is nobody already: it may not become root again.
+    const std::string out = test::in_child([] {
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0)
+            return std::string("(could not drop to nobody)");
+        SpawnSpec spec;
+        spec.argv = {"/bin/true"};
+        spec.credentials = Credentials{0, 0, {0}, "root"};
+        try {
+            ::waitpid(spawn_process(spec), nullptr, 0);
+        } catch (const RuntimeError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(started)");
+    });
+    CHECK(out == "cannot start /bin/true as user root: setgroups: Operation not permitted (bartld needs CAP_SETUID "
+                 "and CAP_SETGID to switch users)");
+}
+
+TEST_CASE("run_command forwards stdout lines tagged like stderr lines", "[process]") {
+    test::TempDir dir;
+    CommandSpec spec;
+    spec.argv = {"/bin/sh", "-c", "echo out1; echo err1 >&2; sleep 0.05; printf out2"};
+    CommandResult r;
+    {
+        StderrToFile redirect(dir / "stderr");
+        r = run_command(spec, true);
+    }
+    CHECK(r.ok());
+    CHECK(r.out.empty());  // forwarded, not captured
+    CHECK(r.err == "err1\n");
+    const std::string log = test::read_file(dir / "stderr");
+    CHECK_THAT(log, Contains("[sh] out1\n") && Contains("[sh] err1\n") && EndsWith("[sh] out2\n"));
+
+    // A hook is named after itself; captured stdout is not forwarded.
+    spec.log_identifier = "pre-backup";
+    spec.capture_stdout = true;
+    {
+        StderrToFile redirect(dir / "stderr");
+        r = run_command(spec, true);
+    }
+    CHECK(r.out == "out1\nout2");
+    CHECK(test::read_file(dir / "stderr") == "[pre-backup] err1\n");
+}
+
+TEST_CASE("the instance lock reaches the child as fd 3 and nothing else does", "[process]") {
+    test::TempDir dir;
+    const int low = ::open((dir / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(low >= 3);
+    const int high = ::fcntl(low, F_DUPFD_CLOEXEC, 10);
+    // Both the lock at fd 3 already (dup2(3, 3) would keep its FD_CLOEXEC) and elsewhere.
+    for (const int lock : {low, high}) {
+        set_inherited_lock_fd(lock);
+        CommandSpec spec;
+        spec.capture_stdout = true;
+        spec.argv = {"/bin/readlink", "/proc/self/fd/3"};
+        const auto target = run_command(spec, false);
+        // ls's own table: 0-2, the lock, and the directory it is reading.
+        spec.argv = {"/bin/ls", "/proc/self/fd"};
+        const auto fds = run_command(spec, false);
+        set_inherited_lock_fd(-1);
+        CHECK(target.out == (dir / "lock").string() + "\n");
+        CHECK(fds.out == "0\n1\n2\n3\n4\n");
+    }
+    ::close(low);
+    ::close(high);
 }
