@@ -11,7 +11,15 @@
 //     {"instance", "bus_name", "phase", "phase_since", "status", "app", "engine_version",
 //      "state_version", "state_origin", "app_pid", "last_decision", "serving_since",
 //      "last_backup": null | {"id", "created", "size", "duration_ms", "result", "error"},
-//      "next_backup", "backup_job" (null when none), "store" (null when none)}
+//      "last_success": null | {"id", "created", "host", "size", "duration_ms"},
+//      "last_failure": null | {"id", "time", "error"},
+//      "next_backup", "backup_job" (null when none), "store" (null when none),
+//      "fenced" (null, or why this state is no longer the store's writer)}
+//   status of an instance whose bartld does not answer (exit 3):
+//     {"instance", "running": false, "why", "state": null | {"version", "state_id", "origin",
+//      "marker", "last_event"}, "systemd": null | {"unit", "active_state", "sub_state", "since",
+//      "result", "exit_status", "restarts"}, "journal": {"decision", "decision_time", "error",
+//      "error_time"}}
 //   backups: [{"id", "created", "version", "host", "blob", "encryption", "size", "bytes", "files"}]
 //   history: [{"time", "event", "from", "to", "detail"}]
 //   plan: {"instance", "plan"}
@@ -36,6 +44,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <sdbus-c++/sdbus-c++.h>
+#include <systemd/sd-journal.h>
 
 #include "instance1_proxy.h"  // generated from dbus/app.bartl.Instance1.xml
 
@@ -62,6 +71,12 @@ std::string bus_address() {
     const char* a = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
     return a && *a ? a : "unix:path=/run/dbus/system_bus_socket";
 }
+
+/// The system bus itself cannot be reached: whether bartld runs is unknown (exit 3).
+class BusUnreachable : public NotRunningError {
+public:
+    using NotRunningError::NotRunningError;
+};
 
 /// Proxy of one bartld: the generated interface plus org.freedesktop.DBus.Properties.
 class InstanceProxy final : public sdbus::ProxyInterfaces<app::bartl::Instance1_proxy, sdbus::Properties_proxy> {
@@ -94,6 +109,9 @@ struct Info {
     std::uint32_t app_pid = 0;
     std::string last_id, last_created, last_result, last_error;
     std::uint64_t last_size = 0, last_duration_ms = 0;
+    std::string ok_id, ok_created, ok_host;  ///< LastSuccessfulBackup
+    std::uint64_t ok_size = 0, ok_duration_ms = 0;
+    std::string fail_id, fail_time, fail_error;  ///< LastFailedBackup
 };
 
 template <typename T>
@@ -125,6 +143,10 @@ Info read_info(InstanceProxy& p, const std::string& bus_name) {
     using Last = sdbus::Struct<std::string, std::string, std::uint64_t, std::uint64_t, std::string, std::string>;
     const auto last = prop<Last>(m, "LastBackup");
     std::tie(i.last_id, i.last_created, i.last_size, i.last_duration_ms, i.last_result, i.last_error) = last;
+    using Ok = sdbus::Struct<std::string, std::string, std::string, std::uint64_t, std::uint64_t>;
+    std::tie(i.ok_id, i.ok_created, i.ok_host, i.ok_size, i.ok_duration_ms) = prop<Ok>(m, "LastSuccessfulBackup");
+    using Failed = sdbus::Struct<std::string, std::string, std::string>;
+    std::tie(i.fail_id, i.fail_time, i.fail_error) = prop<Failed>(m, "LastFailedBackup");
     return i;
 }
 
@@ -185,6 +207,14 @@ json info_json(const Info& i) {
                 {"last_decision", i.decision},
                 {"serving_since", time_json(i.serving_since)},
                 {"last_backup", last},
+                {"last_success", i.ok_id.empty() ? json(nullptr)
+                                                 : json{{"id", i.ok_id},
+                                                        {"created", i.ok_created},
+                                                        {"host", i.ok_host},
+                                                        {"size", i.ok_size},
+                                                        {"duration_ms", i.ok_duration_ms}}},
+                {"last_failure", i.fail_id.empty() ? json(nullptr)
+                                                   : json{{"id", i.fail_id}, {"time", i.fail_time}, {"error", i.fail_error}}},
                 {"next_backup", time_json(i.next_backup)},
                 {"backup_job", i.job.empty() ? json(nullptr) : json(i.job)},
                 {"store", i.store.empty() ? json(nullptr) : json(i.store)},
@@ -208,17 +238,19 @@ std::string info_text(const Info& i) {
     if (!i.origin.empty()) line("Origin:", i.origin);
     if (!i.decision.empty()) line("Decision:", i.decision);
     if (!i.job.empty()) line("Backup job:", fmt::format("{} running", i.job));
-    if (i.last_id.empty()) {
-        line("Last backup:", "none known");
+    if (i.ok_id.empty()) {
+        std::string v = "none of this state yet";
+        if (i.origin.rfind("restore:", 0) == 0)
+            v += fmt::format(" (it was restored from backup {}, which another state wrote)", i.origin.substr(8));
+        line("Last backup:", v);
     } else {
-        std::string v = fmt::format("{} at {} ({})", i.last_id, i.last_created, ago(i.last_created));
-        if (i.last_result == "success")
-            v += fmt::format(": success, {}", format_bytes(i.last_size));
-        else
-            v += fmt::format(": {}: {}", i.last_result, i.last_error);
-        if (i.last_duration_ms) v += fmt::format(" in {:.1f}s", static_cast<double>(i.last_duration_ms) / 1000);
+        std::string v = fmt::format("{} at {} ({}) on {}: {}", i.ok_id, i.ok_created, ago(i.ok_created),
+                                    i.ok_host.empty() ? "this host" : i.ok_host, format_bytes(i.ok_size));
+        if (i.ok_duration_ms) v += fmt::format(" in {:.1f}s", static_cast<double>(i.ok_duration_ms) / 1000);
         line("Last backup:", v);
     }
+    if (!i.fail_id.empty())
+        line("Last failure:", fmt::format("{} at {} ({}): {}", i.fail_id, i.fail_time, ago(i.fail_time), i.fail_error));
     if (i.next_backup)
         line("Next backup:",
              fmt::format("{} (in {})", time_text(i.next_backup),
@@ -251,10 +283,10 @@ public:
         try {
             conn_ = sdbus::createSystemBusConnection();
         } catch (const sdbus::Error& e) {
-            throw NotRunningError(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartlctl reaches "
-                                              "bartld only over that bus (a bartld started without it runs "
-                                              "unreachable; see its log or `systemctl status bartld@NAME`)",
-                                              bus_address(), e.getMessage()));
+            throw BusUnreachable(fmt::format("cannot connect to the D-Bus system bus at {} ({}): bartlctl reaches "
+                                             "bartld only over that bus (a bartld started without it runs "
+                                             "unreachable; see its log or `systemctl status bartld@NAME`)",
+                                             bus_address(), e.getMessage()));
         }
         if (instance.empty()) {
             auto all = instances();
@@ -350,8 +382,161 @@ struct Options {
     bool clear = false;
 };
 
+Config load_instance_config(const Options& o) {
+    if (o.config_file.empty() && o.instance.empty())
+        throw UsageError("this verb works without a running bartld and needs the instance: -i NAME (reads "
+                         BARTL_SYSCONFDIR "/bartl/NAME.toml) or -c FILE");
+    const auto file = o.config_file.empty() ? instance_config_path(o.instance) : std::filesystem::path(o.config_file);
+    return load_config(file, o.instance);
+}
+
+/// What systemd says of bartld@NAME.service (from org.freedesktop.systemd1 on the system
+/// bus); std::nullopt when there is no systemd to ask or it does not know the unit.
+std::optional<json> unit_facts(const std::string& instance) {
+    try {
+        auto conn = sdbus::createSystemBusConnection();
+        auto manager = sdbus::createProxy(*conn, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
+        sdbus::ObjectPath path;
+        manager->callMethod("GetUnit")
+            .onInterface("org.freedesktop.systemd1.Manager")
+            .withArguments("bartld@" + instance + ".service")
+            .storeResultsTo(path);
+        auto unit = sdbus::createProxy(*conn, "org.freedesktop.systemd1", path);
+        auto get = [&](const char* iface, const char* name) {
+            return unit->getProperty(name).onInterface(iface);
+        };
+        json j;
+        j["unit"] = "bartld@" + instance + ".service";
+        j["active_state"] = get("org.freedesktop.systemd1.Unit", "ActiveState").get<std::string>();
+        j["sub_state"] = get("org.freedesktop.systemd1.Unit", "SubState").get<std::string>();
+        j["since"] = time_json(get("org.freedesktop.systemd1.Unit", "StateChangeTimestamp").get<std::uint64_t>());
+        j["result"] = get("org.freedesktop.systemd1.Service", "Result").get<std::string>();
+        j["exit_status"] = get("org.freedesktop.systemd1.Service", "ExecMainStatus").get<std::int32_t>();
+        j["restarts"] = get("org.freedesktop.systemd1.Service", "NRestarts").get<std::uint32_t>();
+        return j;
+    } catch (const sdbus::Error&) {
+        return std::nullopt;
+    }
+}
+
+/// The newest decision and error bartld logged for the instance (BARTL_INSTANCE=NAME in the
+/// local journal); nulls when there is no journal or nothing was logged.
+json journal_facts(const std::string& instance) {
+    json out = {{"decision", nullptr}, {"decision_time", nullptr}, {"error", nullptr}, {"error_time", nullptr}};
+    sd_journal* j = nullptr;
+    if (sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_SYSTEM) < 0) return out;
+    struct Close {
+        sd_journal* j;
+        ~Close() { sd_journal_close(j); }
+    } close{j};
+    const std::string match = "BARTL_INSTANCE=" + instance;
+    if (sd_journal_add_match(j, match.data(), match.size()) < 0 || sd_journal_seek_tail(j) < 0) return out;
+    auto field = [&](const char* name) -> std::optional<std::string> {
+        const void* data = nullptr;
+        size_t len = 0;
+        if (sd_journal_get_data(j, name, &data, &len) < 0) return std::nullopt;
+        std::string s(static_cast<const char*>(data), len);
+        return s.substr(s.find('=') + 1);
+    };
+    auto when = [&]() -> json {
+        std::uint64_t usec = 0;
+        return sd_journal_get_realtime_usec(j, &usec) < 0 ? json(nullptr) : time_json(usec);
+    };
+    for (int n = 0; n < 2000 && sd_journal_previous(j) > 0 && (out["decision"].is_null() || out["error"].is_null());
+         ++n) {
+        if (out["decision"].is_null())
+            if (auto d = field("BARTL_DECISION")) {
+                out["decision"] = *d;
+                out["decision_time"] = when();
+            }
+        if (out["error"].is_null())
+            if (auto p = field("PRIORITY"); p && *p <= "3" && field("SYSLOG_IDENTIFIER").value_or("") == "bartld")
+                if (auto m = field("MESSAGE")) {
+                    out["error"] = *m;
+                    out["error_time"] = when();
+                }
+    }
+    return out;
+}
+
+/// `bartlctl status` of an instance whose bartld does not answer: what systemd, the state
+/// marker and the journal say. Exit 3 (not running), as systemctl status.
+int offline_status(const Options& o, const std::string& why, bool bus_reachable) {
+    std::cerr << "bartlctl: " << why << "\n";
+    json j = {{"instance", o.instance}, {"running", bus_reachable ? json(false) : json(nullptr)}, {"why", why}};
+    std::optional<Config> config;
+    try {
+        config = load_instance_config(o);
+    } catch (const Error& e) {
+        j["config_error"] = e.what();
+    }
+    json state = nullptr;
+    if (config) {
+        const Instance inst(*config);
+        const auto mr = inst.read_marker();
+        if (mr.marker)
+            state = json{{"version", mr.marker->version}, {"state_id", mr.marker->state_id},
+                         {"origin", mr.marker->origin}, {"marker", inst.marker_path().string()},
+                         {"last_event", mr.marker->history.empty() ? json(nullptr)
+                                                                   : json{{"time", mr.marker->history.back().time},
+                                                                          {"event", mr.marker->history.back().event},
+                                                                          {"detail", mr.marker->history.back().detail}}}};
+        else if (mr.exists)
+            state = json{{"marker", inst.marker_path().string()}, {"error", mr.error}};
+    }
+    j["state"] = state;
+    j["systemd"] = unit_facts(o.instance).value_or(json(nullptr));
+    j["journal"] = journal_facts(o.instance);
+    if (o.json) {
+        print_json(j);
+        return static_cast<int>(ExitCode::not_running);
+    }
+    std::string out = bus_reachable ? fmt::format("× {} - not running\n", o.instance)
+                                    : fmt::format("? {} - unknown: no system bus to ask bartld\n", o.instance);
+    auto line = [&](const char* label, const std::string& value) { out += fmt::format("{:>12} {}\n", label, value); };
+    if (const auto& u = j["systemd"]; !u.is_null())
+        line("Unit:", fmt::format("{}: {} ({}), result {}, exit status {}, {} restart(s){}", u["unit"].get<std::string>(),
+                                  u["active_state"].get<std::string>(), u["sub_state"].get<std::string>(),
+                                  u["result"].get<std::string>(), u["exit_status"].get<int>(), u["restarts"].get<unsigned>(),
+                                  u["since"].is_null() ? "" : " since " + u["since"].get<std::string>()));
+    else
+        line("Unit:", "systemd does not know bartld@" + o.instance + ".service (or there is no systemd to ask)");
+    if (j.contains("config_error")) line("Config:", j["config_error"].get<std::string>());
+    if (state.is_null())
+        line("State:", config ? "none: no state marker" : "unknown");
+    else if (state.contains("error"))
+        line("State:", fmt::format("marker {} does not parse: {}", state["marker"].get<std::string>(),
+                                   state["error"].get<std::string>()));
+    else
+        line("State:", fmt::format("{} (state ID {}, origin {}; marker {})", state["version"].get<std::string>(),
+                                   state["state_id"].get<std::string>(), state["origin"].get<std::string>(),
+                                   state["marker"].get<std::string>()));
+    if (!state.is_null() && state.contains("last_event") && !state["last_event"].is_null())
+        line("History:", fmt::format("{} {} ({})", state["last_event"]["time"].get<std::string>(),
+                                     state["last_event"]["event"].get<std::string>(),
+                                     state["last_event"]["detail"].get<std::string>()));
+    const auto& jf = j["journal"];
+    if (!jf["decision"].is_null())
+        line("Decision:", fmt::format("{} (journal, {})", jf["decision"].get<std::string>(),
+                                      jf["decision_time"].get<std::string>()));
+    if (!jf["error"].is_null())
+        line("Error:", fmt::format("{} ({})", jf["error"].get<std::string>(), jf["error_time"].get<std::string>()));
+    std::cout << out;
+    return static_cast<int>(ExitCode::not_running);
+}
+
 int cmd_status(const Options& o) {
-    Client c(o.instance);
+    std::optional<Client> client;
+    try {
+        client.emplace(o.instance);
+    } catch (const BusUnreachable& e) {
+        if (o.instance.empty()) throw;  // which instance? only -i NAME says
+        return offline_status(o, e.what(), false);
+    } catch (const NotRunningError& e) {
+        if (o.instance.empty()) throw;
+        return offline_status(o, e.what(), true);
+    }
+    Client& c = *client;
     Info i;
     c.call("status of " + c.instance(), [&] { i = read_info(c.proxy(), c.name()); });
     if (o.json)
@@ -538,13 +723,6 @@ int cmd_backup(const Options& o) {
     return ok ? 0 : 1;
 }
 
-Config load_instance_config(const Options& o) {
-    if (o.config_file.empty() && o.instance.empty())
-        throw UsageError("this verb works without a running bartld and needs the instance: -i NAME (reads "
-                         BARTL_SYSCONFDIR "/bartl/NAME.toml) or -c FILE");
-    const auto file = o.config_file.empty() ? instance_config_path(o.instance) : std::filesystem::path(o.config_file);
-    return load_config(file, o.instance);
-}
 
 int cmd_adopt(const Options& o) {
     const Config config = load_instance_config(o);
@@ -640,6 +818,9 @@ int main(int argc, char** argv) {
     cli.fallthrough();
 
     auto* status = cli.add_subcommand("status", "phase, versions, decision, last/next backup of one instance");
+    status->add_option("-c,--config", o.config_file,
+                       "configuration file, for what the marker says when bartld is not running (default: by -i NAME)")
+        ->type_name("FILE");
     auto* backup = cli.add_subcommand("backup", "start a backup now");
     backup->add_flag("--wait", o.wait, "wait for the result, showing progress; exit 1 when it fails");
     auto* backups = cli.add_subcommand("backups", "list the instance's backups in its store");

@@ -120,7 +120,6 @@ public:
         published_ = status_.snapshot();
         status_.set_listener(this);
         loop_.start();
-        if (!config_.store.empty()) fill_last_backup();
     }
 
     const std::string& name() const noexcept { return name_; }
@@ -228,6 +227,15 @@ private:
         const auto b = status_.snapshot().last_backup;
         return {b.id, b.created, b.blob_size, b.duration_ms, b.result, log::printable(b.error)};
     }
+    sdbus::Struct<std::string, std::string, std::string, std::uint64_t, std::uint64_t> LastSuccessfulBackup()
+        override {
+        const auto b = status_.snapshot().last_success;
+        return {b.id, b.created, b.host, b.blob_size, b.duration_ms};
+    }
+    sdbus::Struct<std::string, std::string, std::string> LastFailedBackup() override {
+        const auto b = status_.snapshot().last_failure;
+        return {b.id, b.created, log::printable(b.error)};
+    }
     std::uint64_t NextBackup() override { return status_.snapshot().next_backup; }
     std::string BackupJob() override { return status_.snapshot().backup_job; }
     std::string Store() override { return status_.snapshot().store; }
@@ -268,20 +276,27 @@ private:
     /// Starts `work` on a worker thread. Throws BusyError when kMaxWorkers are running.
     void run_worker(std::function<void()> work) { workers_.run(std::move(work), config_.instance); }
 
-    /// LastBackup after a restart: the newest backup in the store (duration unknown), unless a
-    /// backup of this process has already finished.
+public:
+    /// LastBackup and LastSuccessfulBackup after a restart: the newest backup this state wrote
+    /// (duration unknown), unless a backup of this process has already finished. Another
+    /// state's backups (the one a restore came from) are not this state's last backup.
     void fill_last_backup() {
+        if (config_.store.empty()) return;
+        const std::string state_id = status_.snapshot().state_id;
         try {
-            run_worker([this] {
+            run_worker([this, state_id] {
                 try {
                     auto store = configured_store(config_);
-                    auto all = list_backups(*store, worker_context(), config_.app_name);
-                    if (all.empty()) return;
-                    const auto& b = all.front();
-                    status_.update([&](StatusSnapshot& s) {
-                        if (!s.last_backup.id.empty()) return;
-                        s.last_backup = BackupOutcome{b.id, b.created, b.blob_size, b.bytes, 0, "success", ""};
-                    });
+                    for (const auto& b : list_backups(*store, worker_context(), config_.app_name)) {
+                        if (state_id.empty() || b.writer_state_id != state_id) continue;
+                        status_.update([&](StatusSnapshot& s) {
+                            if (!s.last_backup.id.empty()) return;
+                            s.last_backup = BackupOutcome{b.id, b.created, b.blob_size, b.bytes, 0, "success", "",
+                                                          b.host};
+                            s.last_success = s.last_backup;
+                        });
+                        return;
+                    }
                 } catch (const Error& e) {
                     log::debug(fmt::format("D-Bus: last backup not known: {}", e.what()));
                 }
@@ -289,6 +304,8 @@ private:
         } catch (const Error&) {
         }
     }
+
+private:
 
     void post(std::function<void()> f) { loop_.post(std::move(f)); }
     void wake() { loop_.wake(); }
@@ -313,6 +330,8 @@ private:
         changed(s.last_decision != p.last_decision, "LastDecision");
         changed(s.serving_since != p.serving_since, "ServingSince");
         changed(!(s.last_backup == p.last_backup), "LastBackup");
+        changed(!(s.last_success == p.last_success), "LastSuccessfulBackup");
+        changed(!(s.last_failure == p.last_failure), "LastFailedBackup");
         changed(s.next_backup != p.next_backup, "NextBackup");
         changed(s.backup_job != p.backup_job, "BackupJob");
         changed(s.store != p.store, "Store");
@@ -361,6 +380,8 @@ std::unique_ptr<Bus> Bus::open(const Config& config, Status& status) {
 }
 
 Bus::Bus(std::unique_ptr<BusService> service) : service_(std::move(service)) {}
+
+void Bus::state_ready() { service_->fill_last_backup(); }
 Bus::~Bus() = default;
 
 const std::string& Bus::name() const noexcept { return service_->name(); }

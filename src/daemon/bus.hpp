@@ -33,6 +33,10 @@ public:
     /// The well-known name owned, e.g. "app.bartl.Instance1.notes".
     const std::string& name() const noexcept;
 
+    /// The state is committed (Status has its state ID): looks up this state's last backup
+    /// in the store on a worker thread, for LastSuccessfulBackup after a restart.
+    void state_ready();
+
 private:
     explicit Bus(std::unique_ptr<BusService> service);
     std::unique_ptr<BusService> service_;

@@ -162,8 +162,10 @@ int run(const Args& a) {
     status.update([&](StatusSnapshot& s) {
         s.state_version = result.marker.version;
         s.state_origin = result.marker.origin;
+        s.state_id = result.marker.state_id;
         s.last_decision = format_path(result.path);
     });
+    if (bus) bus->state_ready();
     if (a.prepare) {
         std::cout << fmt::format("{}: ready: {} (state {})\n", config.instance, format_path_words(result.path),
                                  result.marker.version);

@@ -137,7 +137,7 @@ void Server::start_backup() {
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_ = m;
             backup_error_.clear();
-            backup_outcome_ = BackupOutcome{m.id, m.created, m.blob_size, m.bytes, ms(), "success", ""};
+            backup_outcome_ = BackupOutcome{m.id, m.created, m.blob_size, m.bytes, ms(), "success", "", m.host};
             status_.update([](StatusSnapshot& s) { s.fenced.clear(); });
         } catch (const FencedError& e) {
             // Loud, and it stays loud: every scheduled backup says it again.

@@ -121,6 +121,7 @@ void Status::end_backup(const BackupOutcome& outcome, std::uint64_t next_backup)
     {
         std::lock_guard<std::mutex> lock(mutex_);
         s_.last_backup = outcome;
+        (outcome.result == "success" ? s_.last_success : s_.last_failure) = outcome;
         s_.backup_job.clear();
         s_.next_backup = next_backup;
         if (s_.phase == phase_name(Phase::backing_up)) {

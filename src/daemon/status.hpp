@@ -25,6 +25,7 @@ struct BackupOutcome {
     std::uint64_t duration_ms = 0;  ///< 0 = unknown (found in the store at start)
     std::string result;             ///< "success", "failed", "" = none known
     std::string error;              ///< failure message
+    std::string host;               ///< where it was taken ("" = unknown)
 
     bool operator==(const BackupOutcome&) const = default;
 };
@@ -42,7 +43,10 @@ struct StatusSnapshot {
     std::uint32_t app_pid = 0;
     std::string last_decision;
     std::uint64_t serving_since = 0;
-    BackupOutcome last_backup;
+    BackupOutcome last_backup;      ///< the latest attempt, whatever its result
+    BackupOutcome last_success;     ///< the latest successful backup of this state (id "" = none yet)
+    BackupOutcome last_failure;     ///< the latest failed attempt (id "" = none since this start)
+    std::string state_id;           ///< the committed state's ID ("" until the state is ready)
     std::uint64_t next_backup = 0;
     std::string backup_job;
     std::string store;  ///< "" = no store configured

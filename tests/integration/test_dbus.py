@@ -39,12 +39,65 @@ class DBus(StackTest):
             self.assertEqual(r.returncode, 0, f"bartlctl {args}: {r.stdout}{r.stderr}")
         return r
 
+    def test_status_says_last_success_and_failure_apart_and_what_is_known_when_not_running(self):
+        # Issue "real apps" item 8: after a failure, status showed the failed attempt and no
+        # last success; on a restored host it showed another host's backup as its own; a
+        # stopped unit showed only "not running".
+        s = self.serve()
+        self.ctl("backup", "--wait")
+        good = s.backups()[0]
+        os.chmod(s.store, 0o500)  # root ignores it: break the store another way
+        os.chmod(s.store, 0o755)
+        shutil.move(s.store, s.store + ".away")
+        self.ctl("backup", "--wait", ok=False)
+        shutil.move(s.store + ".away", s.store)
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual(st["last_success"]["id"], good["id"])
+        self.assertEqual(st["last_success"]["host"], good["host"])
+        self.assertIsNotNone(st["last_failure"])
+        self.assertIn("does not exist", st["last_failure"]["error"])
+        text = self.ctl("status").stdout
+        self.assertIn(f"Last backup: {good['id']} at", text)
+        self.assertIn("Last failure:", text)
+        # After a restart, the last success comes from the store: this state's newest.
+        s.stop()
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        st = json.loads(self.ctl("status", "--json").stdout)
+        deadline = time.monotonic() + scaled(10)
+        while st["last_success"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertEqual(st["last_success"]["id"], good["id"])
+        # A disaster and a restore: the restored state has no backup of its own yet.
+        s.stop()
+        shutil.rmtree(s.state)
+        shutil.rmtree(s.bartl_dir)
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        time.sleep(0.5)  # give the store lookup its chance to (wrongly) fill it in
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertIsNone(st["last_success"])
+        self.assertIn(f"none of this state yet (it was restored from backup {good['id']}", self.ctl("status").stdout)
+        # Not running: what the marker says (systemd and the journal are not there in this test).
+        s.stop()
+        r = self.ctl("-i", "notes", "status", "-c", s.config, ok=False)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("× notes - not running", r.stdout)
+        self.assertIn("is not running", r.stderr)
+        self.assertIn(f"State: 1.0.0 (state ID {s.marker()['state_id']}, origin restore:{good['id']}", r.stdout)
+        j = json.loads(self.ctl("-i", "notes", "status", "-c", s.config, "--json", ok=False).stdout)
+        self.assertEqual((j["running"], j["state"]["version"], j["state"]["origin"]),
+                         (False, "1.0.0", f"restore:{good['id']}"))
+
     def test_status_backup_and_read_verbs(self):
         s = self.serve()
         st = json.loads(self.ctl("status", "--json").stdout)
         self.assertEqual((st["instance"], st["phase"], st["engine_version"], st["state_version"], st["state_origin"],
-                          st["last_decision"], st["backup_job"], st["last_backup"]),
-                         ("notes", "serving", "1.0.0", "1.0.0", "init", "init -> take_over -> serve", None, None))
+                          st["last_decision"], st["backup_job"], st["last_backup"], st["last_success"],
+                          st["last_failure"], st["fenced"]),
+                         ("notes", "serving", "1.0.0", "1.0.0", "init", "init -> take_over -> serve", None, None, None,
+                          None, None))
         self.assertEqual(st["bus_name"], "app.bartl.Instance1.notes")
         self.assertGreater(st["app_pid"], 0)
         self.assertTrue(os.path.exists(f"/proc/{st['app_pid']}"))
@@ -177,7 +230,9 @@ class DBus(StackTest):
                 self.assertEqual(json.loads(r.stdout), [])
                 continue
             self.assertEqual(r.returncode, EXIT_NOT_RUNNING, f"{args}: {r.stdout}{r.stderr}")
-            self.assertRegex(r.stderr, "is not running|no bartld is running")
+            # status -i NAME says what is known without the daemon, on stdout (as systemctl).
+            self.assertRegex(r.stdout if args == ["-i", "notes", "status"] else r.stderr,
+                             "is not running|no bartld is running|notes - not running")
         no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(self.tmp, "no-such-socket")}
         r = bartlctl("status", env=no_bus)
         self.assertEqual(r.returncode, EXIT_NOT_RUNNING)
