@@ -168,15 +168,15 @@ CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const
         } catch (const std::invalid_argument&) {
         }
     }
+    // The lines in c.skipped are the caller's to report (observe() makes them warnings), so
+    // they are not logged here as well.
     for (const auto& ref : restore_order(listing.backups, now)) {
         if (rejected.count(ref.id)) continue;
         if (ref.created > limit) {
             // Only reached when every backup dated sanely was passed over.
-            const auto msg = fmt::format("backup {} is dated {}, more than {} min ahead of this host's clock: tried "
-                                         "only because no backup dated before now is usable",
-                                         ref.id, format_rfc3339(ref.created), kClockSkewAllowed.count());
-            log::warn(msg);
-            c.skipped.push_back(msg);
+            c.skipped.push_back(fmt::format("backup {} is dated {}, more than {} min ahead of this host's clock: "
+                                            "tried only because no backup dated before now is usable",
+                                            ref.id, format_rfc3339(ref.created), kClockSkewAllowed.count()));
         }
         BackupManifest m;
         try {
@@ -184,8 +184,7 @@ CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const
         } catch (const NotFound&) {
             continue;
         } catch (const IntegrityError& e) {
-            log::warn(fmt::format("store {}: {}: backup ignored", store.url(), e.what()));
-            c.skipped.push_back(e.what());
+            c.skipped.push_back(fmt::format("store {}: {}: backup ignored", store.url(), e.what()));
             ++c.damaged;
             continue;
         }
@@ -193,13 +192,21 @@ CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const
         // backup is of a state the store no longer follows.
         if (writer && writer_since && !m.writer_state_id.empty() && m.writer_state_id != writer->state_id &&
             parse_rfc3339_ms(m.created) > *writer_since) {
-            const auto msg = fmt::format("backup {} was written by state {} after state {} took the store over at {}: "
-                                         "a fenced writer's backup, not restored",
-                                         m.id, m.writer_state_id, writer->state_id, writer->since);
-            log::warn(msg);
-            c.skipped.push_back(msg);
+            c.skipped.push_back(fmt::format("backup {} was written by state {} after state {} took the store over "
+                                            "at {}: a fenced writer's backup, not restored",
+                                            m.id, m.writer_state_id, writer->state_id, writer->since));
             continue;
         }
+        // A backup dated in the future that this one beats must not go unnoticed: some host's
+        // clock is wrong, and without this line nobody would learn why it was not restored.
+        if (ref.created <= limit)
+            for (const auto& f : listing.backups)
+                if (f.created > limit && !rejected.count(f.id))
+                    c.skipped.push_back(fmt::format("backup {} is dated {}, more than {} min ahead of this host's "
+                                                    "clock (a host with a wrong clock?): not taken as the newest; "
+                                                    "backup {} is, the newest dated before now",
+                                                    f.id, format_rfc3339(f.created), kClockSkewAllowed.count(),
+                                                    m.id));
         c.chosen = std::move(m);
         return c;
     }

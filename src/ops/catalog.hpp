@@ -77,8 +77,9 @@ struct CandidateChoice {
 /// in `rejected`, damaged sidecars, backups a fenced writer wrote after `writer` took the
 /// store over, and backups created more than kClockSkewAllowed after `now` (those are tried
 /// last, oldest first, so a host with a wrong clock cannot hide the real newest backup nor
-/// block a recovery). Reads one sidecar per backup it looks at, normally one. Throws
-/// StoreUnavailable.
+/// block a recovery; one passed over is named in `skipped` all the same). Reads one sidecar
+/// per backup it looks at, normally one. Logs nothing: the caller reports `skipped` (observe()
+/// makes each line a warning). Throws StoreUnavailable.
 CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const std::string& app,
                                          const BackupListing& listing, const std::set<std::string>& rejected,
                                          const std::optional<StoreWriter>& writer,

@@ -184,13 +184,48 @@ class NotifyListener:
             pass
 
 
-class Stack:
-    """One instance of the example notes app under a private root directory."""
+class HostView:
+    """Another machine that shares a stack's paths: bartld (and bartlctl) run in a private mount
+    namespace in which the directory `shared` (one that holds the state paths and bartl_dir,
+    e.g. ROOT/var/lib) is this host's own directory DIR/view, and under the host name `name`
+    (a UTS namespace). Everything else, the store above all, stays shared, as a network
+    store would be; two hosts with the same configuration then have the same state paths but
+    each its own state, as two real servers do. Needs root (unshare, mount)."""
 
-    def __init__(self, root, version="1.0.0", port=None, name="notes"):
+    def __init__(self, name, directory, shared):
+        self.name = name
+        self.dir = directory  # the host's own files: its config, notify socket, log
+        self.view = os.path.join(directory, "view")
+        self.shared = shared
+        os.makedirs(self.view, exist_ok=True)
+        os.makedirs(shared, exist_ok=True)
+
+    def wrap(self, argv):
+        """The argv that runs ARGV as this host: same PID (unshare and sh exec), so signals
+        reach bartld itself."""
+        script = 'hostname "$1" && mount --bind "$2" "$3" && shift 3 && exec "$@"'
+        return ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script, "host-view",
+                self.name, self.view, self.shared, *argv]
+
+    def here(self, path):
+        """Where the test (outside the namespace) sees `path` as this host sees it."""
+        rel = os.path.relpath(path, self.shared)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            return path  # outside the view: shared by every host
+        return os.path.normpath(os.path.join(self.view, rel))
+
+
+class Stack:
+    """One instance of the example notes app under a private root directory. With `host` (a
+    HostView) it is that host's instance over a root other stacks may share: its config,
+    notify socket and log live in the host's directory, and bartld runs in the host's view."""
+
+    def __init__(self, root, version="1.0.0", port=None, name="notes", host=None):
         self.root = root
+        self.host = host
+        home = host.dir if host else root
         self.port = port or free_port()
-        self.config = os.path.join(root, "etc", f"{name}.toml")
+        self.config = os.path.join(home, "etc", f"{name}.toml")
         os.makedirs(os.path.dirname(self.config), exist_ok=True)
         self.render(version)
         self.state = os.path.join(root, "var", "lib", "notes")
@@ -199,10 +234,19 @@ class Stack:
         # The backup disk is mounted and empty, as after installing the package; tests of an
         # unreachable store remove it.
         os.makedirs(self.store, exist_ok=True)
-        self.notify = NotifyListener(root)
+        self.notify = NotifyListener(home)
         self.proc = None
-        self.log_path = os.path.join(root, "bartld.log")
+        self.log_path = os.path.join(home, "bartld.log")
         self.init_store()
+
+    def here(self, path):
+        """Where the test sees `path` (a path as bartld sees it): another place for a HostView."""
+        return self.host.here(path) if self.host else path
+
+    def argv(self, program, *args):
+        """The argv that runs PROGRAM ARGS (bartld or bartlctl) as this stack's host."""
+        argv = command(program, *args)
+        return self.host.wrap(argv) if self.host else argv
 
     def init_store(self):
         """The one-time `bartld --init-store` an operator runs for a new store."""
@@ -231,13 +275,22 @@ class Stack:
     def run(self, *args, timeout=120, notify=False, extra_env=None):
         """Runs bartld --config CONFIG ARGS to completion; returns CompletedProcess (text)."""
         # errors="replace": messages may quote bytes of a corrupt backup or a non-UTF-8 file name.
-        return subprocess.run(command(BARTLD, "--config", self.config, *args), capture_output=True, text=True,
+        return subprocess.run(self.argv(BARTLD, "--config", self.config, *args), capture_output=True, text=True,
                               errors="replace", timeout=scaled(timeout), env=self.env(notify, extra_env))
+
+    def ctl(self, *args, bus=None, timeout=60):
+        """Runs bartlctl ARGS as this stack's host (against `bus` when given); CompletedProcess."""
+        env = dict(os.environ)
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=" + os.path.join(self.root, "no-system-bus")
+        if bus:
+            env.update(bus.env())
+        return subprocess.run(self.argv(BARTLCTL, *args), capture_output=True, text=True, errors="replace",
+                              timeout=scaled(timeout), env=env)
 
     def start(self, *args, extra_env=None):
         """Starts the daemon in the background (stdout+stderr to bartld.log)."""
         with open(self.log_path, "a") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(command(BARTLD, "--config", self.config, *args), stdout=log,
+            self.proc = subprocess.Popen(self.argv(BARTLD, "--config", self.config, *args), stdout=log,
                                          stderr=subprocess.STDOUT, env=self.env(True, extra_env))
         return self.proc
 
@@ -273,7 +326,7 @@ class Stack:
             return ""
 
     def marker(self):
-        with open(os.path.join(self.bartl_dir, "marker.json")) as f:
+        with open(os.path.join(self.here(self.bartl_dir), "marker.json")) as f:
             return json.load(f)
 
     def backups(self):
@@ -395,6 +448,12 @@ class StackTest(CheckedTest):
         s = Stack(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), version, **kw)
         self.stacks.append(s)
         return s
+
+    def host_stack(self, name, root, version="1.0.0", **kw):
+        """The stack of host `name` over the shared `root`: the same configuration paths as
+        every other host's (and the same store), its own state under ROOT/var/lib (HostView)."""
+        host = HostView(name, os.path.join(self.tmp, name), os.path.join(root, "var", "lib"))
+        return self.stack(version, root=root, host=host, **kw)
 
 
 # --- D-Bus (issue 4): a private system-type bus and bartlctl ------------------------------
