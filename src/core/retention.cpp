@@ -40,6 +40,7 @@ std::int64_t iso_week_bucket(sys_seconds t) {
 
 RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy,
                                  std::optional<sys_seconds> now, seconds skew) {
+    using Time = sys_time<milliseconds>;
     RetentionResult result;
     std::vector<const RetentionItem*> order;
     order.reserve(items.size());
@@ -55,7 +56,7 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
         return a->id > b->id;
     });
 
-    std::optional<sys_seconds> newest_verified;
+    std::optional<Time> newest_verified;
     for (const auto* it : order)
         if (it->verified) {
             newest_verified = it->created;
@@ -88,7 +89,7 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
         }
         for (auto& r : rules) {
             if (r.left == 0) continue;
-            const std::int64_t b = r.bucket(it->created);
+            const std::int64_t b = r.bucket(floor<seconds>(it->created));
             if (r.last != b) {
                 r.last = b;
                 --r.left;
@@ -100,7 +101,7 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
         (keep ? result.keep : result.remove).push_back(it->id);
     }
     // Newest first in both lists, whatever was set aside above.
-    std::map<std::string, sys_seconds> created;
+    std::map<std::string, Time> created;
     for (const auto& it : items) created[it.id] = it.created;
     for (auto* list : {&result.keep, &result.remove})
         std::stable_sort(list->begin(), list->end(), [&](const std::string& a, const std::string& b) {

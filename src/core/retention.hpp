@@ -23,7 +23,7 @@ struct RetentionPolicy {
 /// One backup as retention sees it.
 struct RetentionItem {
     std::string id;
-    std::chrono::sys_seconds created;  ///< creation time, UTC
+    std::chrono::sys_time<std::chrono::milliseconds> created;  ///< creation time, UTC (the sidecar's ms)
     bool verified = false;             ///< read back from the store and checked (size, SHA-256)
     bool pre_migration = false;        ///< taken before a migration (sidecar reason "pre-migration")
     bool ours = true;                  ///< written by the state applying retention (invariant 6)

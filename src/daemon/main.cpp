@@ -125,8 +125,12 @@ int run(const Args& a) {
     if (a.backup) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured", file.string()));
         auto o = observe(config, engine, store.get(), ctx, {}, std::nullopt);
-        if (o.facts.state != StateFact::present || o.facts.marker_legacy || o.facts.components_new ||
-            o.facts.components_undeclared)
+        if (o.facts.state == StateFact::present && o.facts.components_undeclared)
+            throw ConfigError(fmt::format(
+                "{}: the state marker records component(s) the configuration no longer declares: {}; declare them "
+                "again, or record their removal with `bartlctl -i {} forget COMPONENT` (their data stays where it is)",
+                config.file.string(), o.state_detail, config.instance));
+        if (o.facts.state != StateFact::present || o.facts.marker_legacy || o.facts.components_new)
             throw RuntimeError(fmt::format("no state to back up as it is: {} (start bartld once, or run --prepare)",
                                            o.state_detail));
         Heartbeat heartbeat;

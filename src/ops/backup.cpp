@@ -162,7 +162,7 @@ unsigned apply_retention(const Config& config, Store& store, const Context& ctx,
     for (const auto& b : backups) {
         RetentionItem it;
         it.id = b.id;
-        it.created = parse_rfc3339(b.created);
+        it.created = parse_rfc3339_ms(b.created);
         it.pre_migration = b.reason == "pre-migration";
         // Backups of bartl before fencing name no writer: they predate every claim.
         it.ours = b.writer_state_id.empty() || b.writer_state_id == state_id;
@@ -170,14 +170,20 @@ unsigned apply_retention(const Config& config, Store& store, const Context& ctx,
     }
     const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
     // Only the newest backup of ours needs to be proven good before anything older may go
-    // (invariant 6); check it only when the policy would delete something.
+    // (invariant 6); check it only when the policy would delete something. "Newest" as
+    // select_retention() orders: by creation time to the millisecond, then id.
+    std::optional<std::size_t> newest_at;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (!items[i].ours || items[i].created > now + kClockSkewAllowed) continue;
+        if (!newest_at || items[i].created > items[*newest_at].created ||
+            (items[i].created == items[*newest_at].created && items[i].id > items[*newest_at].id))
+            newest_at = i;
+    }
     const BackupManifest* newest = nullptr;
-    for (std::size_t i = 0; i < items.size(); ++i)
-        if (items[i].ours && items[i].created <= now + kClockSkewAllowed) {
-            items[i].verified = true;
-            newest = &backups[i];
-            break;
-        }
+    if (newest_at) {
+        items[*newest_at].verified = true;
+        newest = &backups[*newest_at];
+    }
     auto sel = select_retention(items, pol, now, kClockSkewAllowed);
     if (sel.remove.empty() || !newest) return 0;
     try {
