@@ -20,7 +20,8 @@
 //      "marker", "last_event"}, "systemd": null | {"unit", "active_state", "sub_state", "since",
 //      "result", "exit_status", "restarts"}, "journal": {"decision", "decision_time", "error",
 //      "error_time"}}
-//   backups: [{"id", "created", "version", "host", "blob", "encryption", "size", "bytes", "files"}]
+//   backups: [{"id", "created", "version", "host", "blob", "encryption", "size", "bytes", "files",
+//              "reason", "writer", "ours", "signer"}]
 //   history: [{"time", "event", "from", "to", "detail"}]
 //   plan: {"instance", "plan"}
 //   verify: {"id", "blob", "files", "bytes", "result": "ok"}
@@ -576,26 +577,40 @@ int cmd_instances(const Options& o) {
 int cmd_backups(const Options& o) {
     Client c(o.instance);
     std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, std::string,
-                              std::uint64_t, std::uint64_t, std::uint64_t>>
+                              std::uint64_t, std::uint64_t, std::uint64_t, std::string, std::string, std::string>>
         rows;
-    c.call("list backups of " + c.instance(), [&] { rows = c.proxy().ListBackups(); });
+    std::string state_id;
+    c.call("list backups of " + c.instance(), [&] {
+        rows = c.proxy().ListBackups();
+        state_id = c.proxy().StateId();
+    });
     if (o.json) {
         json all = json::array();
         for (const auto& r : rows) {
-            const auto& [id, created, version, host, blob, enc, size, bytes, files] = as_tuple(r);
+            const auto& [id, created, version, host, blob, enc, size, bytes, files, reason, writer, signer] = as_tuple(r);
             all.push_back(json{{"id", id}, {"created", created}, {"version", version}, {"host", host},
                                {"blob", blob}, {"encryption", enc.empty() ? json(nullptr) : json(enc)},
-                               {"size", size}, {"bytes", bytes}, {"files", files}});
+                               {"size", size}, {"bytes", bytes}, {"files", files},
+                               {"reason", reason.empty() ? json(nullptr) : json(reason)},
+                               {"writer", writer.empty() ? json(nullptr) : json(writer)},
+                               {"ours", !state_id.empty() && writer == state_id},
+                               {"signer", signer.empty() ? json(nullptr) : json(signer)}});
         }
         print_json(all);
         return 0;
     }
-    std::cout << fmt::format("{:<9} {:<25} {:<10} {:>9} {:>9}  {}\n", "ID", "CREATED", "VERSION", "SIZE", "DATA",
-                             "HOST");
+    // NOTES: "way back" for a kept pre-migration backup, "other state" for one a state
+    // before a restore (or another host) wrote: retention never deletes those.
+    std::cout << fmt::format("{:<9} {:<25} {:<12} {:>9} {:>9}  {:<9} {:<14} {:<8} {}\n", "ID", "CREATED", "VERSION",
+                             "SIZE", "DATA", "ENCRYPT", "REASON", "SIGNER", "HOST, NOTES");
     for (const auto& r : rows) {
-        const auto& [id, created, version, host, blob, enc, size, bytes, files] = as_tuple(r);
-        std::cout << fmt::format("{:<9} {:<25} {:<10} {:>9} {:>9}  {}\n", id, created, version, format_bytes(size),
-                                 format_bytes(bytes), host);
+        const auto& [id, created, version, host, blob, enc, size, bytes, files, reason, writer, signer] = as_tuple(r);
+        std::string notes;
+        if (reason == "pre-migration") notes += ", way back";
+        if (!state_id.empty() && !writer.empty() && writer != state_id) notes += ", other state";
+        std::cout << fmt::format("{:<9} {:<25} {:<12} {:>9} {:>9}  {:<9} {:<14} {:<8} {}{}\n", id, created, version,
+                                 format_bytes(size), format_bytes(bytes), enc.empty() ? "no" : enc,
+                                 reason.empty() ? "-" : reason, signer.empty() ? "-" : signer, host, notes);
     }
     std::cout << fmt::format("\n{} backup{}.\n", rows.size(), rows.size() == 1 ? "" : "s");
     return 0;

@@ -88,7 +88,7 @@ struct ConnectionHolder {
 };
 
 using BackupRow = sdbus::Struct<std::string, std::string, std::string, std::string, std::string, std::string,
-                                std::uint64_t, std::uint64_t, std::uint64_t>;
+                                std::uint64_t, std::uint64_t, std::uint64_t, std::string, std::string, std::string>;
 using HistoryRow = sdbus::Struct<std::string, std::string, std::string, std::string, std::string>;
 
 /// The exported object and the D-Bus thread. Every sd-bus call happens on that thread: other
@@ -149,7 +149,7 @@ private:
             std::vector<BackupRow> rows;
             for (const auto& b : list_backups(*store, worker_context(), config_.app_name))
                 rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
-                                  b.blob_size, b.bytes, b.files);
+                                  b.blob_size, b.bytes, b.files, b.reason, b.writer_state_id, std::string());
             return std::make_tuple(std::move(rows));
         });
     }
@@ -239,6 +239,7 @@ private:
     std::uint64_t NextBackup() override { return status_.snapshot().next_backup; }
     std::string BackupJob() override { return status_.snapshot().backup_job; }
     std::string Store() override { return status_.snapshot().store; }
+    std::string StateId() override { return status_.snapshot().state_id; }
     std::string Fenced() override { return log::printable(status_.snapshot().fenced); }
 
     /// What a worker's store calls run under: cancelled when the bus shuts down (or bartld
@@ -336,6 +337,7 @@ private:
         changed(s.backup_job != p.backup_job, "BackupJob");
         changed(s.store != p.store, "Store");
         changed(s.fenced != p.fenced, "Fenced");
+        changed(s.state_id != p.state_id, "StateId");
         published_ = s;
         if (!names.empty()) getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);
     }

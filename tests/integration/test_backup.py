@@ -105,6 +105,29 @@ class Backup(StackTest):
         with open(out) as f:
             self.assertEqual(f.read().split("\n")[:-1], ["pre notes 1.0.0", f"post notes 1.0.0 {m['id']}"])
 
+    def test_hooks_know_why_a_backup_runs_and_whether_the_app_is_up(self):
+        # Issue "real apps" item 4: pre_backup also ran for the pre-migration backup while the
+        # app was stopped (redis-cli save: "Connection refused"), and could not tell.
+        s = self.stack("1.0.0")
+        out = os.path.join(self.tmp, "hooks.log")
+        hook = f'["/bin/sh", "-c", "echo pre_backup $BARTL_BACKUP_REASON $BARTL_APP_RUNNING >> {out}"]'
+        edit_config(s.config, {"hooks.pre_backup": hook, "backup.interval": '"1s"'})
+        s.run("--prepare")
+        self.assertEqual(s.run("--backup").returncode, 0)               # manual, app down
+        s.start(); s.wait_ready()
+        deadline = time.monotonic() + scaled(20)
+        while time.monotonic() < deadline and not any(b["reason"] == "scheduled" for b in s.backups()):
+            time.sleep(0.1)
+        s.stop()
+        s.render("2.0.0", **{"hooks.pre_backup": hook, "backup.interval": '"24h"'})
+        self.assertEqual(s.run("--prepare").returncode, 0)              # pre-migration, app down
+        with open(out) as f:
+            lines = f.read().split("\n")[:-1]
+        self.assertEqual(lines[0], "pre_backup manual 0")
+        self.assertIn("pre_backup scheduled 1", lines)
+        self.assertEqual(lines[-1], "pre_backup pre-migration 0")
+        self.assertEqual({b["reason"] for b in s.backups()}, {"manual", "scheduled", "pre-migration"})
+
     def test_failing_pre_backup_hook_makes_no_backup(self):
         s = self.stack("1.0.0")
         edit_config(s.config, {"hooks.pre_backup": '["/bin/false"]'})

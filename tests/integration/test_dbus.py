@@ -127,6 +127,11 @@ class DBus(StackTest):
 
         listed = json.loads(self.ctl("backups", "--json").stdout)
         self.assertEqual([b["id"] for b in listed], [b["id"] for b in s.backups()])
+        self.assertEqual([(b["reason"], b["ours"], b["encryption"], b["signer"]) for b in listed],
+                         [("manual", True, None, None)] * 2)
+        self.assertEqual(listed[0]["writer"], s.marker()["state_id"])
+        table = self.ctl("backups").stdout
+        self.assertRegex(table, rf"{job} .* no +manual +- +\S+")
         self.assertEqual(listed[0]["blob"], s.backups()[0]["blob"]["name"])
         v = json.loads(self.ctl("verify", "--json").stdout)
         self.assertEqual((v["id"], v["result"]), (job, "ok"))
