@@ -48,15 +48,23 @@ constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
                                  "keep_pre_migration"sv, "exclude"sv};
 
+constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
+constexpr std::array store_s3_keys{"endpoint"sv,      "region"sv,    "path_style"sv,      "storage_class"sv,
+                                   "ca_file"sv,       "part_size"sv, "parts_in_flight"sv, "profile"sv};
+constexpr std::array store_sftp_keys{"key_file"sv, "known_hosts"sv};
+
 struct Schema {
     std::string_view table;
     std::span<const std::string_view> keys;
 };
-const std::array<Schema, 4> schema{{
+const std::array<Schema, 7> schema{{
     {"app", app_keys},
     {"state", state_keys},
     {"hooks", hooks_keys},
     {"backup", backup_keys},
+    {"store", store_keys},
+    {"store.s3", store_s3_keys},
+    {"store.sftp", store_sftp_keys},
 }};
 
 // zstd refuses more workers than this (ZSTDMT_NBWORKERS_MAX on 64-bit hosts).
@@ -178,14 +186,18 @@ public:
     void check_top_level(const toml::table& doc) const {
         std::array<std::string_view, schema.size()> tables;
         std::transform(schema.begin(), schema.end(), tables.begin(), [](const Schema& s) { return s.table; });
+        // Only top-level tables stand at the top ("store.s3" lives inside [store]).
         for (auto&& [key, node] : doc) {
-            if (std::find(tables.begin(), tables.end(), key.str()) != tables.end())
+            // "store" is a table ([store]) and a key of [backup]: only a table is the table.
+            if (std::find(tables.begin(), tables.end(), key.str()) != tables.end() &&
+                (node.is_table() || !home_of(key.str())))
                 continue;
             if (node.is_table()) {
                 if (auto near = nearest(key.str(), tables))
                     fail(key.source(), fmt::format("unknown table [{}]; did you mean [{}]?", key.str(), *near));
-                fail(key.source(),
-                     fmt::format("unknown table [{}]; bartl.toml has [app], [state], [hooks] and [backup]", key.str()));
+                fail(key.source(), fmt::format("unknown table [{}]; bartl.toml has [app], [state], [hooks], [backup] "
+                                               "and [store]",
+                                               key.str()));
             }
             if (auto home = home_of(key.str()))
                 fail(key.source(), fmt::format("key '{}' is outside any table; it belongs in [{}]", key.str(), *home));
@@ -195,10 +207,17 @@ public:
         }
     }
 
-    /// The table `name` of `doc` after checking it holds only known keys.
+    /// The table `name` of `doc` ("store.s3": the table s3 in the table store) after checking
+    /// it holds only known keys.
     Section section(const toml::table& doc, std::string_view name) const {
         const Schema& s = *std::find_if(schema.begin(), schema.end(), [&](const Schema& x) { return x.table == name; });
-        const toml::node* node = doc.get(name);
+        const toml::node* node = nullptr;
+        if (const auto dot = name.find('.'); dot != std::string_view::npos) {
+            const toml::node* parent = doc.get(name.substr(0, dot));
+            if (parent && parent->is_table()) node = parent->as_table()->get(name.substr(dot + 1));
+        } else {
+            node = doc.get(name);
+        }
         if (node == nullptr)
             return Section{name, nullptr};
         if (!node->is_table())
@@ -918,6 +937,74 @@ void check_instance_name(const std::string& instance) {
 
 }  // namespace
 
+// ---- [store] --------------------------------------------------------------------------
+
+/// A size: an integer of bytes, or a string "16MiB" / "16M" / "512KiB" (binary units).
+std::optional<std::uint64_t> parse_size_value(const Parser& p, const Section& sec, std::string_view key) {
+    const toml::node* node = sec.get(key);
+    if (node == nullptr) return std::nullopt;
+    if (node->is_integer()) {
+        const auto v = node->as_integer()->get();
+        if (v <= 0) p.fail(node->source(), fmt::format("{} must be positive, got {}", sec.label(key), v));
+        return std::uint64_t(v);
+    }
+    if (!node->is_string())
+        p.fail(node->source(), fmt::format("{} must be a size such as \"16MiB\" or a number of bytes, got {}",
+                                           sec.label(key), type_name(*node)));
+    const std::string& text = node->as_string()->get();
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    const auto n = parse_int(std::string_view(text).substr(0, digits));
+    const std::string unit = text.substr(digits);
+    std::uint64_t mult = 0;
+    if (unit.empty() || unit == "B") mult = 1;
+    else if (unit == "K" || unit == "KiB") mult = 1ull << 10;
+    else if (unit == "M" || unit == "MiB") mult = 1ull << 20;
+    else if (unit == "G" || unit == "GiB") mult = 1ull << 30;
+    if (!n || *n <= 0 || mult == 0 || (digits > 1 && text[0] == '0'))
+        p.fail(node->source(), fmt::format("{} \"{}\" is not a size such as \"16MiB\" (units B, KiB, MiB, GiB)",
+                                           sec.label(key), text));
+    return std::uint64_t(*n) * mult;
+}
+
+void parse_store(const Parser& p, const Section& store, const Section& s3, const Section& sftp, Config& c) {
+    auto& st = c.store_settings;
+    for (const char* sub : {"s3", "sftp"})
+        if (const toml::node* n = store.get(sub); n && !n->is_table())
+            p.fail(n->source(), fmt::format("[store] {} must be a table ([store.{}]), got {}", sub, sub, type_name(*n)));
+    if (auto d = p.duration(store, "call_timeout", false)) st.call_timeout = *d;
+    if (auto d = p.duration(store, "retry_for", true)) st.retry_for = *d;
+    if (auto v = p.string(s3, "endpoint")) {
+        if (!v->empty() && v->rfind("http://", 0) != 0 && v->rfind("https://", 0) != 0)
+            p.fail(s3.get("endpoint")->source(),
+                   fmt::format("[store.s3] endpoint \"{}\" must be an http:// or https:// URL", *v));
+        st.s3.endpoint = *v;
+    }
+    if (auto v = p.string(s3, "region")) {
+        if (v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+            p.fail(s3.get("region")->source(),
+                   fmt::format("[store.s3] region \"{}\" must be a region name such as \"eu-central-1\"", *v));
+        st.s3.region = *v;
+    }
+    if (auto b = p.boolean(s3, "path_style")) st.s3.path_style = *b;
+    if (auto v = p.string(s3, "storage_class")) st.s3.storage_class = *v;
+    st.s3.ca_file = p.absolute_path(s3, "ca_file");
+    if (auto n = parse_size_value(p, s3, "part_size")) {
+        // S3's limits on a multipart upload part (the last part may be smaller).
+        if (*n < (5ull << 20) || *n > (5ull << 30))
+            p.fail(s3.get("part_size")->source(), "[store.s3] part_size must be from 5MiB to 5GiB (S3's part limits)");
+        st.s3.part_size = *n;
+    }
+    if (auto n = p.count(s3, "parts_in_flight")) {
+        if (*n < 1 || *n > 64)
+            p.fail(s3.get("parts_in_flight")->source(), "[store.s3] parts_in_flight must be from 1 to 64");
+        st.s3.parts_in_flight = *n;
+    }
+    if (auto v = p.string(s3, "profile")) st.s3.profile = *v;
+    st.sftp.key_file = p.absolute_path(sftp, "key_file");
+    if (auto v = p.absolute_path(sftp, "known_hosts")) st.sftp.known_hosts = *v;
+}
+
 Config parse_config(const std::string& toml_text, const std::string& source_name, const std::string& instance) {
     if (!instance.empty())
         check_instance_name(instance);
@@ -933,6 +1020,7 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
     const Section state = p.section(doc, "state");
     const Section hooks = p.section(doc, "hooks");
     const Section backup = p.section(doc, "backup");
+    // [store] and its subtables are read by parse_store(), which checks their keys.
 
     Config c;
     parse_app(p, app, c);
@@ -940,6 +1028,7 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
     parse_state(p, state, c);
     parse_hooks(p, hooks, c);
     parse_backup(p, backup, c);
+    parse_store(p, p.section(doc, "store"), p.section(doc, "store.s3"), p.section(doc, "store.sftp"), c);
     check_overlaps(p, c);
     return c;
 }

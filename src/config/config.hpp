@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/retention.hpp"
+#include "core/store_settings.hpp"
 
 namespace bartl {
 
@@ -81,6 +82,7 @@ struct Config {
 
     // [backup]
     std::string store;                   ///< URL; "" = no store configured
+    StoreSettings store_settings;        ///< [store], [store.s3], [store.sftp]
     std::chrono::milliseconds interval{24LL * 3600 * 1000};  ///< [backup] interval, default 24h, > 0
     bool before_migrate = true;
     enum class Consistency { live, stop } consistency = Consistency::live;

@@ -32,8 +32,8 @@ std::pair<std::uint64_t, std::uint64_t> tree_size(const std::filesystem::path& p
 }
 
 StoreOptions store_options(const Config& config) {
-    (void)config;
     StoreOptions o;
+    o.settings = config.store_settings;
     if (const char* d = std::getenv("CREDENTIALS_DIRECTORY"); d && *d) o.credentials_dir = d;
     return o;
 }

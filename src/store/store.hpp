@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/store_settings.hpp"
 #include "util/byte_stream.hpp"
 #include "util/cancel.hpp"
 
@@ -81,8 +82,8 @@ public:
 struct StoreOptions {
     /// $CREDENTIALS_DIRECTORY of the unit (LoadCredential=), "" when not set.
     std::filesystem::path credentials_dir;
-    /// Deadline of one store call (a list page, a part upload, a small GET), 60 s by default.
-    std::chrono::milliseconds call_timeout{60000};
+    /// [store] and its per-scheme sections.
+    StoreSettings settings;
 };
 
 /// One backup store.

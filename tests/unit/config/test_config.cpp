@@ -340,7 +340,7 @@ TEST_CASE("unknown keys and tables are rejected with the nearest known name", "[
           "notes.toml:8:1: unknown key 'interval' in [hooks]; it belongs in [backup]");
     CHECK(error_of(head + "[bakup]\n") == "notes.toml:7:2: unknown table [bakup]; did you mean [backup]?");
     CHECK(error_of(head + "[logging]\n") ==
-          "notes.toml:7:2: unknown table [logging]; bartl.toml has [app], [state], [hooks] and [backup]");
+          "notes.toml:7:2: unknown table [logging]; bartl.toml has [app], [state], [hooks], [backup] and [store]");
     CHECK(error_of("store = \"file:///b\"\n" + head) ==
           "notes.toml:1:1: key 'store' is outside any table; it belongs in [backup]");
     CHECK(error_of(head + "[app.extra]\n") ==
@@ -591,4 +591,41 @@ TEST_CASE("the store must be file://, s3:// or sftp:// without secrets", "[confi
     CHECK(error_of(head + "[backup]\nstore = \"sftp://me:hunter2@host/b\"\n") ==
           "notes.toml:8:9: [backup] store holds a password; store secrets in systemd credentials (LoadCredential=), "
           "not in the config file");
+}
+
+TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked", "[config][store]") {
+    const std::string head = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = [\"/var/lib/notes/data\"]\n"
+                             "[backup]\nstore = \"s3://notes-backups/prod\"\n";
+    auto c = parse_config(head, "notes.toml");
+    CHECK(c.store_settings.s3.region == "us-east-1");
+    CHECK(c.store_settings.s3.part_size == 16u << 20);
+    CHECK(c.store_settings.sftp.known_hosts == "/etc/ssh/ssh_known_hosts");
+    c = parse_config(head + "[store]\ncall_timeout = \"5s\"\n[store.s3]\nendpoint = \"http://127.0.0.1:4568\"\n"
+                            "path_style = true\npart_size = \"5MiB\"\nparts_in_flight = 2\n",
+                     "notes.toml");
+    CHECK(c.store_settings.call_timeout == std::chrono::seconds(5));
+    CHECK(c.store_settings.s3.endpoint == "http://127.0.0.1:4568");
+    CHECK(c.store_settings.s3.path_style);
+    CHECK(c.store_settings.s3.part_size == 5u << 20);
+    CHECK(c.store_settings.s3.parts_in_flight == 2);
+    auto err = [&](const std::string& tail) {
+        try {
+            parse_config(head + tail, "notes.toml");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    CHECK(err("[store.s3]\npart_size = \"1MiB\"\n") ==
+          "notes.toml:9:13: [store.s3] part_size must be from 5MiB to 5GiB (S3's part limits)");
+    CHECK(err("[store.s3]\npart_size = \"16 MB\"\n").find("is not a size") != std::string::npos);
+    CHECK(err("[store.s3]\nendpoint = \"s3.example.com\"\n").find("must be an http:// or https:// URL") !=
+          std::string::npos);
+    CHECK(err("[store.s3]\nregion = \"EU Central\"\n").find("must be a region name") != std::string::npos);
+    CHECK(err("[store.s3]\nparts_in_flight = 0\n").find("from 1 to 64") != std::string::npos);
+    CHECK(err("[store.s3]\nendpont = \"http://x\"\n") ==
+          "notes.toml:9:1: unknown key 'endpont' in [store.s3]; did you mean 'endpoint'?");
+    CHECK(err("[store.sftp]\nknown_hosts = \"relative\"\n").find("must be an absolute path") != std::string::npos);
+    CHECK(err("[store]\ns3 = 1\n").find("[store.s3] must be a table, got integer") != std::string::npos);
+    CHECK(err("[store.ftp]\nx = 1\n").find("unknown key 'ftp' in [store]") != std::string::npos);
 }
