@@ -1,8 +1,9 @@
 // libFuzzer target: bartl::Marker::from_json and bartl::Intent::from_json
 // (src/core/marker.hpp): the state marker (commit point) and the intent record (licence to
 // delete half-done data). Every input is tried as both.
-// Contract checked: throws only std::invalid_argument; format is 1; an intent's op is init,
-// restore or migrate; a parsed record serialises to JSON that parses back to the same fields.
+// Contract checked: throws only std::invalid_argument; a parsed record (of format 1 or 2) is
+// held as format 2; an intent's op is init, restore or migrate; a parsed record serialises to
+// JSON that parses back to the same fields.
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -19,8 +20,21 @@ namespace {
 
 bool same(const Marker& a, const Marker& b) {
     if (a.format != b.format || a.app != b.app || a.version != b.version || a.origin != b.origin ||
-        a.state_paths != b.state_paths || a.history.size() != b.history.size())
+        a.state_id != b.state_id || a.components.size() != b.components.size() ||
+        a.migrations.size() != b.migrations.size() || a.history.size() != b.history.size() ||
+        a.writer.store_id != b.writer.store_id || a.writer.generation != b.writer.generation ||
+        a.writer.deferred != b.writer.deferred)
         return false;
+    for (std::size_t i = 0; i < a.components.size(); ++i) {
+        const auto &x = a.components[i], &y = b.components[i];
+        if (x.kind != y.kind || x.name != y.name || x.binding != y.binding || x.mount_point != y.mount_point ||
+            x.device != y.device || x.inode != y.inode)
+            return false;
+    }
+    for (std::size_t i = 0; i < a.migrations.size(); ++i) {
+        const auto &x = a.migrations[i], &y = b.migrations[i];
+        if (x.name != y.name || x.sha256 != y.sha256 || x.time != y.time || x.engine != y.engine) return false;
+    }
     for (std::size_t i = 0; i < a.history.size(); ++i) {
         const auto &x = a.history[i], &y = b.history[i];
         if (x.time != y.time || x.event != y.event || x.from != y.from || x.to != y.to || x.detail != y.detail)
@@ -32,7 +46,7 @@ bool same(const Marker& a, const Marker& b) {
 bool same(const Intent& a, const Intent& b) {
     return a.format == b.format && a.op == b.op && a.started == b.started && a.pid == b.pid &&
            a.staging == b.staging && a.targets == b.targets && a.backup_id == b.backup_id && a.from == b.from &&
-           a.to == b.to;
+           a.to == b.to && a.state_id == b.state_id && a.pre_migration_backup == b.pre_migration_backup;
 }
 
 template <class T>
@@ -46,7 +60,7 @@ void check(const std::string& text, const char* api) {
         bartl_fuzz::unexpected(api, e);
         return;
     }
-    if (v.format != 1) fail(std::string(api) + " accepted format " + std::to_string(v.format));
+    if (v.format != 2) fail(std::string(api) + " holds format " + std::to_string(v.format));
     std::string json;
     try {
         json = v.to_json();
