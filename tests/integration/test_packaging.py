@@ -16,9 +16,8 @@ import tempfile
 import time
 import unittest
 
-from bartltest import SOURCE_ROOT, BARTLD, command
+from bartltest import SOURCE_ROOT, BARTLD, BUILD_ROOT, command
 
-BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
 CACHE = os.path.join(BUILD_ROOT, "packages-cache")
 
 # Paths every package must hold ("*" ends a prefix match, for compressed man pages).
