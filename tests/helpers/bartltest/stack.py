@@ -171,12 +171,14 @@ class StackTest(CheckedTest):
     def setUp(self):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="bartl-it-")
+        # A cleanup, not tearDown: cleanups a test adds later (unmounting what it mounted
+        # under self.tmp) run first, so nothing is left behind under a mount point.
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.stacks = []
 
     def tearDown(self):
         for s in self.stacks:
             s.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
         super().tearDown()
 
     def stack(self, version="1.0.0", root=None, **kw):
