@@ -1,0 +1,64 @@
+// What a bartld unit needs from the host to run one instance under its sandbox, and the
+// drop-in that grants it (bartl-generator(8); systemd.unit(5), systemd.exec(5)). Pure: no I/O.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace bartl {
+
+/// The unit a drop-in is written for.
+struct UnitTarget {
+    std::string unit;                       ///< "bartld@notes.service" or "bartld.service"
+    std::filesystem::path state_directory;  ///< what the unit's StateDirectory= opens: /var/lib/bartl/notes
+};
+
+/// What one instance needs beyond the shipped unit, derived from its configuration.
+struct UnitNeeds {
+    /// ReadWritePaths=-PATH: the directory containing each state path (init and restore build
+    /// a sibling staging directory there and rename it into place), a bartl_dir outside the
+    /// unit's StateDirectory=, a file:// store. Sorted; none inside another.
+    std::vector<std::filesystem::path> read_write;
+    /// RequiresMountsFor=: each state path, that bartl_dir, the file:// store. Sorted.
+    std::vector<std::filesystem::path> mounts;
+    /// Directories containing state paths, created at start when missing: owner root, group
+    /// `group`, mode 0750 (0755 and group root without a group, so that an app that drops
+    /// root by itself still reaches its state). Sorted.
+    std::vector<std::filesystem::path> state_parents;
+    /// Directories only bartld uses (a bartl_dir outside StateDirectory=), created at start
+    /// when missing: root:root 0750. Sorted.
+    std::vector<std::filesystem::path> private_dirs;
+    std::string group;     ///< the app's group (name or GID) for state_parents; "" = root
+    bool network = false;  ///< a remote store (s3://, sftp://): Wants=/After=network-online.target
+    /// Local services the state lives in (database servers, issue 14's [[state.databases]]):
+    /// Wants=/After= each. Nothing in the configuration names one yet.
+    std::vector<std::string> services;
+    /// "FILE:LINE:COLUMN: message" for declared paths the sandbox cannot open; the drop-in
+    /// leaves them out and bartld's own error names them at start.
+    std::vector<std::string> warnings;
+};
+
+/// What `config` needs in `target` (see UnitNeeds). `group` is the group that owns the
+/// state's parent directories bartl creates ("" = root; [app] group once bartl.toml has it).
+/// Throws ConfigError when the file:// store URL does not name a directory.
+UnitNeeds unit_needs(const Config& config, const UnitTarget& target, const std::string& group);
+
+/// The drop-in text: a header naming `config_file`, then [Unit] and [Service] with what
+/// `needs` lists, directories created by `prepare_dirs` (bartl-prepare-dirs, run with full
+/// privileges as ExecStartPre=+ before the sandbox of ExecStart= is set up).
+/// Throws std::invalid_argument when a path holds a control character (no unit file line can
+/// carry it).
+std::string render_dropin(const UnitNeeds& needs, const std::filesystem::path& config_file,
+                          const std::filesystem::path& prepare_dirs);
+
+/// `text` as one word of a unit file setting (systemd.syntax(7)): quoted ("...",
+/// with \\ and \") when it holds anything but [A-Za-z0-9/._+:,@=~-], "%" doubled (specifiers,
+/// systemd.unit(5)) and, for a command line (`exec`), "$" doubled (variable expansion).
+/// Throws std::invalid_argument for control characters.
+std::string unit_word(std::string_view text, bool exec = false);
+
+}  // namespace bartl

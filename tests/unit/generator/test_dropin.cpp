@@ -1,0 +1,206 @@
+// The drop-ins bartl-generator writes (src/generator/dropin.hpp, bartl-generator(8)): what a
+// configuration needs in the unit, and the unit file text that says it. Configurations are
+// parsed by the real config parser; whole drop-ins are compared, since their text is what
+// systemd reads.
+#include <catch2/catch.hpp>
+
+#include <stdexcept>
+#include <string>
+
+#include "config/config.hpp"
+#include "core/error.hpp"
+#include "generator/dropin.hpp"
+
+using namespace bartl;
+namespace fs = std::filesystem;
+
+namespace {
+
+const UnitTarget notes_unit{"bartld@notes.service", "/var/lib/bartl/notes"};
+const fs::path helper = "/usr/libexec/bartl/bartl-prepare-dirs";
+
+Config config(const std::string& state_and_backup) {
+    return parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n" + state_and_backup, "notes.toml", "notes");
+}
+
+std::string dropin(const std::string& state_and_backup, const std::string& group = "") {
+    return render_dropin(unit_needs(config(state_and_backup), notes_unit, group), "/etc/bartl/notes.toml", helper);
+}
+
+const std::string header =
+    "# Written by bartl-generator(8) from /etc/bartl/notes.toml at boot and at each \"systemctl daemon-reload\";\n"
+    "# edits here are lost. Settings of your own belong in a drop-in of their own.\n";
+
+}  // namespace
+
+TEST_CASE("the appliance's configuration: its state's parent, its store, mounts for both") {
+    CHECK(dropin("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///var/backups/bartl/notes\"\n") ==
+          header +
+              "\n[Unit]\n"
+              "RequiresMountsFor=/var/backups/bartl/notes\n"
+              "RequiresMountsFor=/var/lib/notes/data\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/notes\n"
+              "ReadWritePaths=-/var/backups/bartl/notes\n"
+              "ReadWritePaths=-/var/lib/notes\n");
+}
+
+TEST_CASE("the app's group owns the state's parents, closed to others") {
+    CHECK(dropin("[state]\npaths = [\"/var/lib/notes/data\"]\n", "notes") ==
+          header +
+              "\n[Unit]\n"
+              "RequiresMountsFor=/var/lib/notes/data\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 --group=notes /var/lib/notes\n"
+              "ReadWritePaths=-/var/lib/notes\n");
+}
+
+TEST_CASE("no store: only the state") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/srv/notes/data\"]\n"), notes_unit, "");
+    CHECK(n.read_write == std::vector<fs::path>{"/srv/notes"});
+    CHECK(n.mounts == std::vector<fs::path>{"/srv/notes/data"});
+    CHECK(n.state_parents == std::vector<fs::path>{"/srv/notes"});
+    CHECK(n.private_dirs.empty());
+    CHECK_FALSE(n.network);
+    CHECK(n.warnings.empty());
+}
+
+TEST_CASE("remote stores want the network, and need no path") {
+    for (const std::string store : {"s3://bucket/notes", "sftp://backup.example.org/srv/notes"}) {
+        INFO(store);
+        const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"" + store + "\"\n"),
+                                  notes_unit, "");
+        CHECK(n.network);
+        CHECK(n.read_write == std::vector<fs::path>{"/var/lib/notes"});
+        CHECK(n.mounts == std::vector<fs::path>{"/var/lib/notes/data"});
+    }
+    CHECK(dropin("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"s3://bucket/notes\"\n") ==
+          header +
+              "\n[Unit]\n"
+              "Wants=network-online.target\n"
+              "After=network-online.target\n"
+              "RequiresMountsFor=/var/lib/notes/data\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/notes\n"
+              "ReadWritePaths=-/var/lib/notes\n");
+}
+
+TEST_CASE("a local file store never wants the network") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///mnt/backup/notes\"\n"),
+                              notes_unit, "");
+    CHECK_FALSE(n.network);
+    CHECK(n.read_write == std::vector<fs::path>{"/mnt/backup/notes", "/var/lib/notes"});
+    // The store is opened and waited for, never created: missing reads as "not mounted".
+    CHECK(n.state_parents == std::vector<fs::path>{"/var/lib/notes"});
+}
+
+TEST_CASE("a bartl_dir outside the unit's StateDirectory= is opened, mounted and created closed") {
+    CHECK(dropin("[state]\npaths = [\"/srv/notes/data\"]\nbartl_dir = \"/srv/notes/bartl\"\n") ==
+          header +
+              "\n[Unit]\n"
+              "RequiresMountsFor=/srv/notes/bartl\n"
+              "RequiresMountsFor=/srv/notes/data\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /srv/notes\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 /srv/notes/bartl\n"
+              // /srv/notes covers /srv/notes/bartl.
+              "ReadWritePaths=-/srv/notes\n");
+}
+
+TEST_CASE("the default bartl_dir is the StateDirectory= systemd creates itself") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit, "");
+    CHECK(n.private_dirs.empty());
+    CHECK(std::find(n.read_write.begin(), n.read_write.end(), fs::path("/var/lib/bartl/notes")) == n.read_write.end());
+    // bartld.service: StateDirectory=bartl, and bartl_dir /var/lib/bartl/APP inside it.
+    const auto single = unit_needs(parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = "
+                                                "[\"/var/lib/notes/data\"]\n",
+                                                "bartl.toml"),
+                                   {"bartld.service", "/var/lib/bartl"}, "");
+    CHECK(single.private_dirs.empty());
+    CHECK(single.mounts == std::vector<fs::path>{"/var/lib/notes/data"});
+}
+
+TEST_CASE("a state path whose parent lies in the StateDirectory= needs nothing for it") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/bartl/notes/data\"]\nbartl_dir = \"/srv/nb\"\n"),
+                              notes_unit, "");
+    CHECK(n.read_write == std::vector<fs::path>{"/srv/nb"});
+    CHECK(n.state_parents.empty());
+    CHECK(n.mounts == std::vector<fs::path>{"/srv/nb", "/var/lib/bartl/notes/data"});
+}
+
+TEST_CASE("several state paths: one entry per parent, nested ones covered by the outer") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/srv/notes/media\", \"/srv/notes/data\", "
+                                     "\"/srv/notes/cache/thumbs\", \"/var/lib/notes/db\"]\n"),
+                              notes_unit, "notes");
+    CHECK(n.read_write == std::vector<fs::path>{"/srv/notes", "/var/lib/notes"});
+    // Both levels are created for the app (outer first), since both lead to its state.
+    CHECK(n.state_parents == std::vector<fs::path>{"/srv/notes", "/srv/notes/cache", "/var/lib/notes"});
+    CHECK(n.mounts == std::vector<fs::path>{"/srv/notes/cache/thumbs", "/srv/notes/data", "/srv/notes/media",
+                                            "/var/lib/notes/db"});
+}
+
+TEST_CASE("a state path directly in / is named in a warning, not opened") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\", \"/notes\"]\n"), notes_unit, "");
+    CHECK(n.read_write == std::vector<fs::path>{"/var/lib/notes"});
+    CHECK(n.mounts == std::vector<fs::path>{"/notes", "/var/lib/notes/data"});
+    REQUIRE(n.warnings.size() == 1);
+    CHECK(n.warnings[0] ==
+          "notes.toml:5:33: [state] paths[1] \"/notes\" lies directly in /, which the unit cannot open for writing; "
+          "move it one level down, e.g. to /srv/notes");
+}
+
+TEST_CASE("paths with spaces, quotes, backslashes, % and $ reach systemd as written") {
+    CHECK(dropin("[state]\npaths = ['/srv/my notes/100% \"da$h\\x/data']\n[backup]\nstore = \"file:///mnt/b%20k\"\n") ==
+          header +
+              "\n[Unit]\n"
+              "RequiresMountsFor=\"/mnt/b k\"\n"
+              "RequiresMountsFor=\"/srv/my notes/100%% \\\"da$h\\\\x/data\"\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 \"/srv/my notes/100%% "
+              "\\\"da$$h\\\\x\"\n"
+              "ReadWritePaths=\"-/mnt/b k\"\n"
+              "ReadWritePaths=\"-/srv/my notes/100%% \\\"da$h\\\\x\"\n");
+}
+
+TEST_CASE("unit_word") {
+    CHECK(unit_word("/var/lib/notes") == "/var/lib/notes");
+    CHECK(unit_word("-/a_b.c+d:e,f@g=h~i") == "-/a_b.c+d:e,f@g=h~i");
+    CHECK(unit_word("/a b") == "\"/a b\"");
+    CHECK(unit_word("/a'b") == "\"/a'b\"");
+    CHECK(unit_word("/a\"b") == "\"/a\\\"b\"");
+    CHECK(unit_word("/a\\b") == "\"/a\\\\b\"");
+    CHECK(unit_word("/50%") == "\"/50%%\"");
+    CHECK(unit_word("/$HOME") == "\"/$HOME\"");
+    CHECK(unit_word("/$HOME", true) == "\"/$$HOME\"");
+    CHECK(unit_word("/caf\xc3\xa9") == "\"/caf\xc3\xa9\"");
+    CHECK(unit_word("") == "\"\"");
+    CHECK_THROWS_WITH(unit_word("/a\nb"),
+                      "\"/a\\x0ab\" holds a control character, which no unit file line can carry");
+    CHECK_THROWS_AS(unit_word("/a\x7f"), std::invalid_argument);
+    CHECK_THROWS_AS(unit_word("/a\tb"), std::invalid_argument);
+}
+
+TEST_CASE("a path no unit file line can carry is refused, not written") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/srv/a\\nb/data\"]\n"), notes_unit, "");
+    CHECK_THROWS_AS(render_dropin(n, "/etc/bartl/notes.toml", helper), std::invalid_argument);
+}
+
+TEST_CASE("services the state lives in are wanted and ordered before") {
+    UnitNeeds n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit, "");
+    n.services = {"postgresql.service"};
+    CHECK(render_dropin(n, "/etc/bartl/notes.toml", helper) ==
+          header +
+              "\n[Unit]\n"
+              "Wants=postgresql.service\n"
+              "After=postgresql.service\n"
+              "RequiresMountsFor=/var/lib/notes/data\n"
+              "\n[Service]\n"
+              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/notes\n"
+              "ReadWritePaths=-/var/lib/notes\n");
+}
+
+TEST_CASE("a file store URL that names no directory is a configuration error") {
+    CHECK_THROWS_AS(unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///x%zz\"\n"),
+                               notes_unit, ""),
+                    ConfigError);
+}
