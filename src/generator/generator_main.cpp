@@ -20,11 +20,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <systemd/sd-journal.h>
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
@@ -39,8 +40,8 @@ using namespace bartl;
 constexpr const char* dropin_name = "50-bartl-generator.conf";
 
 /// The kernel log (/dev/kmsg), where messages of generators belong: the journal is not
-/// running yet at boot and imports the kernel log later. In a container, which has no kernel
-/// log, the journal itself (reachable at daemon-reload), else stderr.
+/// running yet at boot and imports the kernel log later. A container has no kernel log; there
+/// the journal's socket takes the record when journald runs (at daemon-reload), else stderr.
 class KernelLog {
 public:
     KernelLog() {
@@ -59,9 +60,7 @@ public:
     void write(int priority, std::string_view text) const {
         std::string message;
         for (const char c : text.substr(0, 900)) message += c == '\n' ? ' ' : c;
-        if (fd_ < 0 && sd_journal_send("MESSAGE=%s", message.c_str(), "PRIORITY=%i", priority,
-                                       "SYSLOG_IDENTIFIER=bartl-generator", nullptr) == 0)
-            return;
+        if (fd_ < 0 && to_journal(priority, message)) return;
         const std::string line = fmt::format("<{}>bartl-generator[{}]: {}\n", priority, ::getpid(), message);
         // One write(2) per record: /dev/kmsg takes each write as one message.
         [[maybe_unused]] const auto n = ::write(fd_ >= 0 ? fd_ : STDERR_FILENO, line.data(), line.size());
@@ -70,6 +69,24 @@ public:
     void warning(std::string_view text) const { write(4, text); }
 
 private:
+    /// One datagram of the journal's native protocol (systemd-journald.service(8)), sent
+    /// without blocking: a generator must never wait for another process.
+    static bool to_journal(int priority, const std::string& message) {
+        const int s = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s < 0) return false;
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        constexpr std::string_view path = "/run/systemd/journal/socket";
+        path.copy(addr.sun_path, path.size());
+        const std::string record = fmt::format("PRIORITY={}\nSYSLOG_IDENTIFIER=bartl-generator\nSYSLOG_PID={}\n"
+                                               "MESSAGE={}\n",
+                                               priority, ::getpid(), message);
+        const bool sent = ::sendto(s, record.data(), record.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                                   sizeof addr) == static_cast<ssize_t>(record.size());
+        ::close(s);
+        return sent;
+    }
+
     int fd_ = -1;
 };
 
