@@ -51,9 +51,12 @@ std::string shown(std::string_view text) {
 
 }  // namespace
 
-UnitNeeds unit_needs(const Config& config, const UnitTarget& target, const std::string& group) {
+UnitNeeds unit_needs(const Config& config, const UnitTarget& target) {
     UnitNeeds n;
-    n.group = group;
+    if (config.run_as) {
+        n.user = config.run_as->user;
+        n.group = config.run_as->group;
+    }
     // Anything inside the unit's StateDirectory= is created and opened by systemd itself.
     auto own = [&](const fs::path& p) { return is_within(p, target.state_directory); };
 
@@ -137,8 +140,10 @@ std::string render_dropin(const UnitNeeds& needs, const fs::path& config_file, c
         for (const auto& d : dirs) out += " " + unit_word(d.string(), true);
         out += "\n";
     };
-    prepare(needs.state_parents,
-            needs.group.empty() ? " --mode=0755" : " --mode=0750 --group=" + unit_word(needs.group, true));
+    const std::string owner = !needs.group.empty() ? " --mode=0750 --group=" + unit_word(needs.group, true)
+                              : !needs.user.empty() ? " --mode=0750 --group-of=" + unit_word(needs.user, true)
+                                                    : std::string(" --mode=0755");
+    prepare(needs.state_parents, owner);
     prepare(needs.private_dirs, " --mode=0750");
     for (const auto& p : needs.read_write) out += fmt::format("ReadWritePaths={}\n", unit_word("-" + p.string()));
     return out;

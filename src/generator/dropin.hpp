@@ -25,14 +25,15 @@ struct UnitNeeds {
     std::vector<std::filesystem::path> read_write;
     /// RequiresMountsFor=: each state path, that bartl_dir, the file:// store. Sorted.
     std::vector<std::filesystem::path> mounts;
-    /// Directories containing state paths, created at start when missing: owner root, group
-    /// `group`, mode 0750 (0755 and group root without a group, so that an app that drops
-    /// root by itself still reaches its state). Sorted.
+    /// Directories containing state paths, created at start when missing: owner root, the
+    /// app's group, mode 0750; without [app] user root:root 0755, so that an app that drops
+    /// root by itself still reaches its state. Sorted.
     std::vector<std::filesystem::path> state_parents;
     /// Directories only bartld uses (a bartl_dir outside StateDirectory=), created at start
     /// when missing: root:root 0750. Sorted.
     std::vector<std::filesystem::path> private_dirs;
-    std::string group;     ///< the app's group (name or GID) for state_parents; "" = root
+    std::string user;      ///< [app] user as written; "" = none (the app runs as root)
+    std::string group;     ///< [app] group as written; "" = the user's primary group
     bool network = false;  ///< a remote store (s3://, sftp://): Wants=/After=network-online.target
     /// Local services the state lives in (database servers, issue 14's [[state.databases]]):
     /// Wants=/After= each. Nothing in the configuration names one yet.
@@ -42,10 +43,10 @@ struct UnitNeeds {
     std::vector<std::string> warnings;
 };
 
-/// What `config` needs in `target` (see UnitNeeds). `group` is the group that owns the
-/// state's parent directories bartl creates ("" = root; [app] group once bartl.toml has it).
-/// Throws ConfigError when the file:// store URL does not name a directory.
-UnitNeeds unit_needs(const Config& config, const UnitTarget& target, const std::string& group);
+/// What `config` needs in `target` (see UnitNeeds). Names users and groups as written, never
+/// looked up: bartl-prepare-dirs resolves them at start. Throws ConfigError when the file://
+/// store URL does not name a directory.
+UnitNeeds unit_needs(const Config& config, const UnitTarget& target);
 
 /// The drop-in text: a header naming `config_file`, then [Unit] and [Service] with what
 /// `needs` lists, directories created by `prepare_dirs` (bartl-prepare-dirs, run with full

@@ -162,10 +162,10 @@ void generate(const fs::path& file, const fs::path& normal_dir, const KernelLog&
     std::vector<std::pair<std::string, std::string>> dropins;
     try {
         for (const auto& job : jobs) {
-            const Config config = load_config(file, job.instance);
-            // The group owning the state's parent directories: root until [app] user and
-            // group exist (issue 11), then the app's group.
-            const UnitNeeds needs = unit_needs(config, job.target, "");
+            // The user database is not there to ask yet (NSS modules may need services that
+            // wait for this very generator): bartl-prepare-dirs resolves [app] user at start.
+            const Config config = load_config(file, job.instance, {.resolve_users = false});
+            const UnitNeeds needs = unit_needs(config, job.target);
             for (const auto& w : needs.warnings) log.warning(fmt::format("{} ({})", w, job.target.unit));
             dropins.emplace_back(job.target.unit,
                                  render_dropin(needs, file, BARTL_LIBEXECDIR "/bartl/bartl-prepare-dirs"));

@@ -1,10 +1,11 @@
-// bartl-prepare-dirs [--mode=OCTAL] [--group=NAME|GID] DIR...
+// bartl-prepare-dirs [--mode=OCTAL] [--group=NAME|GID | --group-of=USER] DIR...
 //
 // Run by the drop-ins bartl-generator(8) writes, as ExecStartPre=+ (full privileges, outside
 // the sandbox): it creates the directories that the unit's ReadWritePaths=- must find when
 // systemd sets up the sandbox of ExecStart=, which fails with 226/NAMESPACE for a directory
-// that does not exist. Exit status: 0 done, 1 a directory could not be created, 64 usage,
-// 78 the group does not exist.
+// that does not exist. Users and groups are looked up here, at start, not by the generator,
+// which runs before the user database may be asked. Exit status: 0 done, 1 a directory could
+// not be created, 64 usage, 78 the group or user does not exist.
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +27,8 @@
 
 namespace {
 
-constexpr const char* usage_text = "usage: bartl-prepare-dirs [--mode=OCTAL] [--group=NAME|GID] DIR...\n";
+constexpr const char* usage_text =
+    "usage: bartl-prepare-dirs [--mode=OCTAL] [--group=NAME|GID | --group-of=USER] DIR...\n";
 
 std::optional<unsigned long> parse_number(std::string_view text, int base) {
     unsigned long v = 0;
@@ -34,22 +37,54 @@ std::optional<unsigned long> parse_number(std::string_view text, int base) {
     return v;
 }
 
-/// The GID of group `name` (a name, or a number), std::nullopt when the group database does
-/// not know it.
-std::optional<gid_t> lookup_group(const std::string& name) {
-    if (auto n = parse_number(name, 10)) return static_cast<gid_t>(*n);
-    std::vector<char> buf(4096);
+/// Calls a getgrnam_r(3)-like `lookup(entry, buf, size, result)` with a buffer grown until the
+/// entry fits; the entry, or std::nullopt when the database does not know it.
+template <typename Entry, typename Lookup>
+std::optional<Entry> lookup_entry(Lookup lookup, std::vector<char>& buf) {
+    buf.resize(4096);
     for (;;) {
-        group g{};
-        group* found = nullptr;
-        const int r = ::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+        Entry e{};
+        Entry* found = nullptr;
+        const int r = lookup(&e, buf.data(), buf.size(), &found);
         if (r == ERANGE && buf.size() < (1u << 20)) {
             buf.resize(buf.size() * 2);
             continue;
         }
         if (r != 0 || !found) return std::nullopt;
-        return found->gr_gid;
+        return e;
     }
+}
+
+/// The GID of group `name` (a name, or a number, as systemd's Group= takes it).
+std::optional<gid_t> lookup_group(const std::string& name) {
+    if (auto n = parse_number(name, 10)) return static_cast<gid_t>(*n);
+    std::vector<char> buf;
+    const auto g = lookup_entry<group>(
+        [&](group* e, char* b, std::size_t n, group** out) { return ::getgrnam_r(name.c_str(), e, b, n, out); }, buf);
+    if (!g) return std::nullopt;
+    return g->gr_gid;
+}
+
+/// The name of group `gid` for messages, else the number.
+std::string group_name(gid_t gid) {
+    std::vector<char> buf;
+    const auto g = lookup_entry<group>(
+        [&](group* e, char* b, std::size_t n, group** out) { return ::getgrgid_r(gid, e, b, n, out); }, buf);
+    return g ? std::string(g->gr_name) : std::to_string(gid);
+}
+
+/// The primary GID of user `name` (a name, or a UID the user database knows).
+std::optional<gid_t> lookup_primary_group(const std::string& name) {
+    std::vector<char> buf;
+    auto pw = lookup_entry<passwd>(
+        [&](passwd* e, char* b, std::size_t n, passwd** out) { return ::getpwnam_r(name.c_str(), e, b, n, out); }, buf);
+    if (!pw)
+        if (auto uid = parse_number(name, 10))
+            pw = lookup_entry<passwd>([&](passwd* e, char* b, std::size_t n,
+                                          passwd** out) { return ::getpwuid_r(uid_t(*uid), e, b, n, out); },
+                                      buf);
+    if (!pw) return std::nullopt;
+    return pw->pw_gid;
 }
 
 }  // namespace
@@ -57,6 +92,7 @@ std::optional<gid_t> lookup_group(const std::string& name) {
 int main(int argc, char** argv) {
     mode_t mode = 0755;
     std::string group;
+    std::string group_of;
     std::vector<std::string> dirs;
     bool options = true;
     for (int i = 1; i < argc; ++i) {
@@ -73,6 +109,8 @@ int main(int argc, char** argv) {
             mode = static_cast<mode_t>(*m);
         } else if (options && a.starts_with("--group=")) {
             group = a.substr(8);
+        } else if (options && a.starts_with("--group-of=")) {
+            group_of = a.substr(11);
         } else if (options && a.starts_with("-")) {
             std::fprintf(stderr, "bartl-prepare-dirs: unknown option %s\n%s", argv[i], usage_text);
             return 64;
@@ -80,7 +118,7 @@ int main(int argc, char** argv) {
             dirs.emplace_back(a);
         }
     }
-    if (dirs.empty()) {
+    if (dirs.empty() || (!group.empty() && !group_of.empty())) {
         std::fputs(usage_text, stderr);
         return 64;
     }
@@ -92,14 +130,22 @@ int main(int argc, char** argv) {
             return 78;
         }
         gid = *g;
+    } else if (!group_of.empty()) {
+        const auto g = lookup_primary_group(group_of);
+        if (!g) {
+            std::fprintf(stderr, "bartl-prepare-dirs: user \"%s\" does not exist\n", group_of.c_str());
+            return 78;
+        }
+        gid = *g;
     }
+    const std::string shown = group_name(gid);
     int status = 0;
     for (const auto& d : dirs) {
         try {
             for (const auto& made : bartl::create_missing_dir(d, mode, gid)) {
                 const bool target = made == std::filesystem::path(d).lexically_normal();
                 std::fprintf(stderr, "bartl-prepare-dirs: created %s (root:%s, %04o)\n", made.c_str(),
-                             target && !group.empty() ? group.c_str() : "root", target ? unsigned(mode) : 0755u);
+                             target ? shown.c_str() : "root", target ? unsigned(mode) : 0755u);
             }
         } catch (const std::exception& e) {
             std::fprintf(stderr, "bartl-prepare-dirs: %s\n", e.what());

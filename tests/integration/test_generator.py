@@ -8,9 +8,11 @@ kernel log lines sent to a file ($BARTL_GENERATOR_LOG). Its drop-ins are compare
 bartl-prepare-dirs creates directories in a temporary tree (as root: owners are part of what it
 does)."""
 import grp
+import pwd
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -109,6 +111,21 @@ class Generator(CheckedTest):
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o644)
         self.assertEqual(self.log_lines(), [])
 
+    def test_the_app_user_is_named_not_looked_up(self):
+        # At boot the user database may not answer yet: the generator passes the names on and
+        # bartl-prepare-dirs looks them up at start. A user created later (by the product's
+        # postinst) is no reason to skip the config.
+        self.write("own.toml", config_text("own").replace("[state]", 'user = "made-by-postinst"\n[state]'))
+        self.write("grp.toml", config_text("grp").replace("[state]", 'user = "app"\ngroup = "www"\n[state]'))
+        r = self.generate()
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(self.log_lines(), [])
+        w = self.written()
+        self.assertIn(f"ExecStartPre=+{INSTALLED_HELPER} --mode=0750 --group-of=made-by-postinst /var/lib/own\n",
+                      w[f"generator/bartld@own.service.d/{DROPIN}"])
+        self.assertIn(f"ExecStartPre=+{INSTALLED_HELPER} --mode=0750 --group=www /var/lib/grp\n",
+                      w[f"generator/bartld@grp.service.d/{DROPIN}"])
+
     def test_remote_store_wants_the_network(self):
         self.write("s3.toml", config_text("s3", store="s3://bucket/s3"))
         self.write("files.toml", config_text("files"))
@@ -158,6 +175,41 @@ class Generator(CheckedTest):
         w = self.written()
         self.assertEqual(sorted(w), [f"generator/bartld.service.d/{DROPIN}", f"generator/bartld@bartl.service.d/{DROPIN}"])
         self.assertIn("ReadWritePaths=-/var/lib/notes\n", w[f"generator/bartld.service.d/{DROPIN}"])
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "a private /dev and /run: needs root")
+    def test_without_a_kernel_log_it_logs_to_the_journal_without_waiting(self):
+        # A container: no /dev/kmsg. The generator tries the journal's socket (here the test's,
+        # in a private mount namespace), then stderr; it never waits for either.
+        self.write("bad.toml", '[app]\nname = "bad"\nversoin = "1.0.0"\n')
+        sock_path = os.path.join(self.tmp, "journal.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(scaled(10))
+        journal = 'touch /run/systemd/journal/socket && mount --bind "$0" /run/systemd/journal/socket && '
+        container = ("mount -t tmpfs tmpfs /dev && mount -t tmpfs -o size=1m tmpfs /run && "
+                     "mkdir -p /run/systemd/journal && {journal}exec \"$@\"")
+        env = dict(os.environ, BARTL_GENERATOR_CONFIG_DIR=self.conf)
+        env.pop("BARTL_GENERATOR_LOG", None)
+        message = (f"{self.conf}/bad.toml:3:1: unknown key 'versoin' in [app]; did you mean 'version'? "
+                   "(bartld@bad.service gets no drop-in)")
+        try:
+            for with_journal in (True, False):
+                with self.subTest(journal=with_journal):
+                    script = container.format(journal=journal if with_journal else "")
+                    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
+                                        sock_path, *command(GENERATOR, self.out)],
+                                       capture_output=True, text=True, env=env, timeout=scaled(30))
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    if with_journal:
+                        self.assertEqual(r.stderr, "")
+                        fields = dict(line.split("=", 1) for line in sock.recv(65536).decode().splitlines())
+                        self.assertEqual((fields["PRIORITY"], fields["SYSLOG_IDENTIFIER"]), ("3", "bartl-generator"))
+                        self.assertTrue(fields["SYSLOG_PID"].isdigit())
+                        self.assertEqual(fields["MESSAGE"], message)
+                    else:
+                        self.assertRegex(r.stderr, r"^<3>bartl-generator\[\d+\]: " + re.escape(message) + "\n$")
+        finally:
+            sock.close()
 
     def test_no_config_directory_is_nothing_to_do(self):
         os.rmdir(self.conf)
@@ -263,6 +315,17 @@ class PrepareDirs(CheckedTest):
         self.assertEqual(self.prepare(p).returncode, 0)
         self.assertEqual(self.owner_mode(p), (0, 0, 0o755))
 
+    def test_group_of_a_user_is_its_primary_group(self):
+        user = next(u for u in pwd.getpwall() if u.pw_uid != 0 and u.pw_gid != 0)
+        shown = grp.getgrgid(user.pw_gid).gr_name
+        for spec in (user.pw_name, str(user.pw_uid)):
+            with self.subTest(user=spec):
+                d = os.path.join(self.tmp, "by-" + spec)
+                r = self.prepare("--mode=0750", f"--group-of={spec}", d)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(self.owner_mode(d), (0, user.pw_gid, 0o750))
+                self.assertEqual(r.stderr, f"bartl-prepare-dirs: created {d} (root:{shown}, 0750)\n")
+
     def test_symlinked_ancestors_are_followed(self):
         real = os.path.join(self.tmp, "data")
         os.makedirs(real)
@@ -295,7 +358,9 @@ class PrepareDirs(CheckedTest):
                 (("--owner=x", d), 64, "unknown option --owner=x"),
                 (("relative/x",), 1, "relative/x: not an absolute path"),
                 ((os.path.join(self.tmp, "a", "..", "b"),), 1, "must not contain '..'"),
-                (("--group=no-such-group-here", d), 78, "group \"no-such-group-here\" does not exist")):
+                (("--group=no-such-group-here", d), 78, "group \"no-such-group-here\" does not exist"),
+                (("--group-of=no-such-user-here", d), 78, "user \"no-such-user-here\" does not exist"),
+                (("--group=root", "--group-of=root", d), 64, "usage: bartl-prepare-dirs")):
             with self.subTest(args=args):
                 r = self.prepare(*args)
                 self.assertEqual(r.returncode, code, r.stderr)

@@ -521,6 +521,9 @@ class RealSystemd(unittest.TestCase):
         self.assertIsNone(health(NOTES_PORT))
         self.assertNotEqual(self.c.run("test", "-e", "/var/lib/notes", check=False).returncode, 0,
                             "/var/lib/notes exists before the first start")
+        # The operator's one step for a new store (bartl(7) "Fresh install"): without the
+        # store's identity an empty store is never taken for "no backup".
+        self.c.run("bartld", "--instance", "notes", "--init-store")
 
         seen = self.start_and_watch(unit, NOTES_PORT)
         log(f"bartld@notes start: {seen}")
@@ -630,6 +633,7 @@ class RealSystemd(unittest.TestCase):
                 -e 's#file:///var/backups/bartl/notes#file:///var/backups/bartl/other#' \
                 /etc/bartl/notes.toml >/etc/bartl/other.toml
             mkdir -p -m 0700 /var/backups/bartl/other
+            bartld --instance other --init-store
             systemctl daemon-reload
         """)
         conf = "\n".join(l for l in self.c.run("cat", "/etc/bartl/other.toml").stdout.splitlines()
@@ -652,14 +656,19 @@ class RealSystemd(unittest.TestCase):
 
     def test_7_a_config_is_all_an_instance_needs(self):
         """bartl-generator: /etc/bartl/NAME.toml and no drop-in run under the hardened unit, with
-        the state's parent missing; a bad config breaks neither daemon-reload nor the boot."""
+        the state's parent missing and the app as its own user; a bad config breaks neither
+        daemon-reload nor the boot."""
         unit, bad = "bartld@demo.service", "bartld@bad.service"
         self.assertNotEqual(self.c.run("test", "-e", "/var/lib/demo", check=False).returncode, 0)
         notes = self.c.run("cat", "/etc/bartl/notes.toml").stdout
         demo = (notes.replace('name = "notes"', 'name = "demo"').replace("/var/lib/notes/data", "/var/lib/demo/data")
                 .replace(f'"--port", "{NOTES_PORT}"', f'"--port", "{DEMO_PORT}"')
                 .replace("file:///var/backups/bartl/notes", "file:///var/backups/bartl/demo"))
+        # [app] user, in the [app] table (TOML tables cannot be reopened).
+        demo = demo.replace('name = "demo"\n', 'name = "demo"\nuser = "demo"\n', 1)
         self.assertIn('paths = ["/var/lib/demo/data"]', demo)
+        self.assertIn('user = "demo"', demo)
+        self.c.run("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "demo")
         self.c.run("tee", "/etc/bartl/demo.toml", input=demo)
         self.c.run("tee", "/etc/bartl/bad.toml", input='[app]\nname = "bad"\nversoin = "1.0.0"\n')
         # Quoting on the way to systemd: a space, "%" and "$" in a state path (a state-only
@@ -668,6 +677,7 @@ class RealSystemd(unittest.TestCase):
         self.c.run("tee", "/etc/bartl/odd.toml", input=f'[app]\nname = "odd"\nversion = "1.0.0"\n'
                                                       f'[state]\npaths = ["{odd_path}"]\n')
         self.c.run("mkdir", "-p", "-m", "0700", "/var/backups/bartl/demo")
+        self.c.run("bartld", "--instance", "demo", "--init-store")
         before = self.c.run("systemctl", "is-system-running", check=False).stdout.strip()
         self.c.run("systemctl", "daemon-reload")
         self.assertEqual(self.c.run("systemctl", "is-system-running", check=False).stdout.strip(), before)
@@ -684,16 +694,21 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(s["ReadWritePaths"].split(), ["-/var/backups/bartl", "-/var/backups/bartl/demo", "-/var/lib/demo"])
         # Besides those systemd adds for StateDirectory=, RuntimeDirectory= and PrivateTmp=.
         self.assertLessEqual({"/var/backups/bartl/demo", "/var/lib/demo/data"}, set(s["RequiresMountsFor"].split()))
-        self.assertIn("argv[]=/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/demo ;", s["ExecStartPre"])
+        self.assertIn("argv[]=/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 --group-of=demo /var/lib/demo ;",
+                      s["ExecStartPre"])
         s = self.c.show("bartld@odd.service", "ReadWritePaths", "RequiresMountsFor")
         self.assertIn(f'"-{os.path.dirname(odd_path)}"', s["ReadWritePaths"])
         self.assertIn(f'"{odd_path}"', s["RequiresMountsFor"])
 
         self.c.run("systemctl", "start", unit, timeout=300)
         self.assert_serving(unit, DEMO_PORT, "2.0.0", "2.0.0")
-        self.assertEqual(self.c.run("stat", "-c", "%U:%G %a", "/var/lib/demo").stdout, "root:root 755\n")
-        self.assertIn("bartl-prepare-dirs: created /var/lib/demo (root:root, 0755)", self.journal(unit))
+        # The parent bartl-prepare-dirs made for the app, the state bartld made as the app's.
+        self.assertEqual(self.c.run("stat", "-c", "%U:%G %a", "/var/lib/demo").stdout, "root:demo 750\n")
+        self.assertIn("bartl-prepare-dirs: created /var/lib/demo (root:demo, 0750)", self.journal(unit))
+        self.assertEqual(self.c.run("stat", "-c", "%U:%G", "/var/lib/demo/data").stdout, "demo:demo\n")
+        # The app writes its own state as its own user.
         http_json(DEMO_PORT, "/notes", {"text": "kept across the reboot"})
+        self.assertEqual(self.c.run("stat", "-c", "%U", "/var/lib/demo/data/notes.db").stdout, "demo\n")
         self.c.run("systemctl", "start", "bartld@odd.service", timeout=120)
         self.assertEqual(self.c.show("bartld@odd.service", "ActiveState")["ActiveState"], "active",
                          self.journal("bartld@odd.service"))

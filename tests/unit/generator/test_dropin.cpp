@@ -19,12 +19,14 @@ namespace {
 const UnitTarget notes_unit{"bartld@notes.service", "/var/lib/bartl/notes"};
 const fs::path helper = "/usr/libexec/bartl/bartl-prepare-dirs";
 
-Config config(const std::string& state_and_backup) {
-    return parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n" + state_and_backup, "notes.toml", "notes");
+// As bartl-generator loads it: [app] user and group as written, not looked up.
+Config config(const std::string& state_and_backup, const std::string& app = "") {
+    return parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n" + app + state_and_backup, "notes.toml", "notes",
+                        {.resolve_users = false});
 }
 
-std::string dropin(const std::string& state_and_backup, const std::string& group = "") {
-    return render_dropin(unit_needs(config(state_and_backup), notes_unit, group), "/etc/bartl/notes.toml", helper);
+std::string dropin(const std::string& state_and_backup, const std::string& app = "") {
+    return render_dropin(unit_needs(config(state_and_backup, app), notes_unit), "/etc/bartl/notes.toml", helper);
 }
 
 const std::string header =
@@ -46,17 +48,20 @@ TEST_CASE("the appliance's configuration: its state's parent, its store, mounts 
 }
 
 TEST_CASE("the app's group owns the state's parents, closed to others") {
-    CHECK(dropin("[state]\npaths = [\"/var/lib/notes/data\"]\n", "notes") ==
-          header +
-              "\n[Unit]\n"
-              "RequiresMountsFor=/var/lib/notes/data\n"
-              "\n[Service]\n"
-              "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 --group=notes /var/lib/notes\n"
-              "ReadWritePaths=-/var/lib/notes\n");
+    const std::string state = "[state]\npaths = [\"/var/lib/notes/data\"]\n";
+    const std::string tail = " /var/lib/notes\nReadWritePaths=-/var/lib/notes\n";
+    const std::string head = header + "\n[Unit]\nRequiresMountsFor=/var/lib/notes/data\n\n[Service]\n"
+                             "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 ";
+    CHECK(dropin(state, "user = \"notes\"\ngroup = \"www-data\"\n") == head + "--group=www-data" + tail);
+    // Without [app] group, the user's primary group, looked up at start.
+    CHECK(dropin(state, "user = \"notes\"\n") == head + "--group-of=notes" + tail);
+    CHECK(dropin(state, "user = \"4711\"\n") == head + "--group-of=4711" + tail);
+    // Never looked up here: a user this host does not know yet is no error.
+    CHECK_NOTHROW(dropin(state, "user = \"no-such-user-on-this-host\"\n"));
 }
 
 TEST_CASE("no store: only the state") {
-    const auto n = unit_needs(config("[state]\npaths = [\"/srv/notes/data\"]\n"), notes_unit, "");
+    const auto n = unit_needs(config("[state]\npaths = [\"/srv/notes/data\"]\n"), notes_unit);
     CHECK(n.read_write == std::vector<fs::path>{"/srv/notes"});
     CHECK(n.mounts == std::vector<fs::path>{"/srv/notes/data"});
     CHECK(n.state_parents == std::vector<fs::path>{"/srv/notes"});
@@ -69,7 +74,7 @@ TEST_CASE("remote stores want the network, and need no path") {
     for (const std::string store : {"s3://bucket/notes", "sftp://backup.example.org/srv/notes"}) {
         INFO(store);
         const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"" + store + "\"\n"),
-                                  notes_unit, "");
+                                  notes_unit);
         CHECK(n.network);
         CHECK(n.read_write == std::vector<fs::path>{"/var/lib/notes"});
         CHECK(n.mounts == std::vector<fs::path>{"/var/lib/notes/data"});
@@ -87,7 +92,7 @@ TEST_CASE("remote stores want the network, and need no path") {
 
 TEST_CASE("a local file store never wants the network") {
     const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///mnt/backup/notes\"\n"),
-                              notes_unit, "");
+                              notes_unit);
     CHECK_FALSE(n.network);
     CHECK(n.read_write == std::vector<fs::path>{"/mnt/backup/notes", "/var/lib/notes"});
     // The store is opened and waited for, never created: missing reads as "not mounted".
@@ -108,21 +113,21 @@ TEST_CASE("a bartl_dir outside the unit's StateDirectory= is opened, mounted and
 }
 
 TEST_CASE("the default bartl_dir is the StateDirectory= systemd creates itself") {
-    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit, "");
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit);
     CHECK(n.private_dirs.empty());
     CHECK(std::find(n.read_write.begin(), n.read_write.end(), fs::path("/var/lib/bartl/notes")) == n.read_write.end());
     // bartld.service: StateDirectory=bartl, and bartl_dir /var/lib/bartl/APP inside it.
     const auto single = unit_needs(parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = "
                                                 "[\"/var/lib/notes/data\"]\n",
                                                 "bartl.toml"),
-                                   {"bartld.service", "/var/lib/bartl"}, "");
+                                   {"bartld.service", "/var/lib/bartl"});
     CHECK(single.private_dirs.empty());
     CHECK(single.mounts == std::vector<fs::path>{"/var/lib/notes/data"});
 }
 
 TEST_CASE("a state path whose parent lies in the StateDirectory= needs nothing for it") {
     const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/bartl/notes/data\"]\nbartl_dir = \"/srv/nb\"\n"),
-                              notes_unit, "");
+                              notes_unit);
     CHECK(n.read_write == std::vector<fs::path>{"/srv/nb"});
     CHECK(n.state_parents.empty());
     CHECK(n.mounts == std::vector<fs::path>{"/srv/nb", "/var/lib/bartl/notes/data"});
@@ -131,7 +136,7 @@ TEST_CASE("a state path whose parent lies in the StateDirectory= needs nothing f
 TEST_CASE("several state paths: one entry per parent, nested ones covered by the outer") {
     const auto n = unit_needs(config("[state]\npaths = [\"/srv/notes/media\", \"/srv/notes/data\", "
                                      "\"/srv/notes/cache/thumbs\", \"/var/lib/notes/db\"]\n"),
-                              notes_unit, "notes");
+                              notes_unit);
     CHECK(n.read_write == std::vector<fs::path>{"/srv/notes", "/var/lib/notes"});
     // Both levels are created for the app (outer first), since both lead to its state.
     CHECK(n.state_parents == std::vector<fs::path>{"/srv/notes", "/srv/notes/cache", "/var/lib/notes"});
@@ -140,7 +145,7 @@ TEST_CASE("several state paths: one entry per parent, nested ones covered by the
 }
 
 TEST_CASE("a state path directly in / is named in a warning, not opened") {
-    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\", \"/notes\"]\n"), notes_unit, "");
+    const auto n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\", \"/notes\"]\n"), notes_unit);
     CHECK(n.read_write == std::vector<fs::path>{"/var/lib/notes"});
     CHECK(n.mounts == std::vector<fs::path>{"/notes", "/var/lib/notes/data"});
     REQUIRE(n.warnings.size() == 1);
@@ -181,12 +186,12 @@ TEST_CASE("unit_word") {
 }
 
 TEST_CASE("a path no unit file line can carry is refused, not written") {
-    const auto n = unit_needs(config("[state]\npaths = [\"/srv/a\\nb/data\"]\n"), notes_unit, "");
+    const auto n = unit_needs(config("[state]\npaths = [\"/srv/a\\nb/data\"]\n"), notes_unit);
     CHECK_THROWS_AS(render_dropin(n, "/etc/bartl/notes.toml", helper), std::invalid_argument);
 }
 
 TEST_CASE("services the state lives in are wanted and ordered before") {
-    UnitNeeds n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit, "");
+    UnitNeeds n = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n"), notes_unit);
     n.services = {"postgresql.service"};
     CHECK(render_dropin(n, "/etc/bartl/notes.toml", helper) ==
           header +
@@ -201,6 +206,6 @@ TEST_CASE("services the state lives in are wanted and ordered before") {
 
 TEST_CASE("a file store URL that names no directory is a configuration error") {
     CHECK_THROWS_AS(unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///x%zz\"\n"),
-                               notes_unit, ""),
+                               notes_unit),
                     ConfigError);
 }
