@@ -29,6 +29,7 @@
 #include "core/error.hpp"
 #include "core/semver.hpp"
 #include "core/store_url.hpp"
+#include "config/userdb.hpp"
 
 namespace bartl {
 
@@ -453,21 +454,6 @@ void parse_ready_command(const Parser& p, const Section& app, Readiness& r) {
         p.fail(cmd->source(), "[app] ready_command must not be empty");
     if (auto d = p.duration(app, "ready_interval", false))
         r.interval = *d;
-}
-
-/// Reads a getpw*_r/getgr*_r answer into `buf`, growing it while the entry does not fit.
-template <typename Entry, typename Lookup>
-bool lookup_entry(Lookup lookup, Entry& entry, std::vector<char>& buf) {
-    buf.resize(1024);
-    for (;;) {
-        Entry* result = nullptr;
-        const int rc = lookup(&entry, buf.data(), buf.size(), &result);
-        if (rc == ERANGE && buf.size() < (1u << 20)) {
-            buf.resize(buf.size() * 2);
-            continue;
-        }
-        return rc == 0 && result != nullptr;
-    }
 }
 
 /// All digits: systemd's User= takes a numeric UID too.

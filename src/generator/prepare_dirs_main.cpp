@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "config/userdb.hpp"
 #include "core/error.hpp"
 #include "generator/prepare.hpp"
 
@@ -37,54 +38,41 @@ std::optional<unsigned long> parse_number(std::string_view text, int base) {
     return v;
 }
 
-/// Calls a getgrnam_r(3)-like `lookup(entry, buf, size, result)` with a buffer grown until the
-/// entry fits; the entry, or std::nullopt when the database does not know it.
-template <typename Entry, typename Lookup>
-std::optional<Entry> lookup_entry(Lookup lookup, std::vector<char>& buf) {
-    buf.resize(4096);
-    for (;;) {
-        Entry e{};
-        Entry* found = nullptr;
-        const int r = lookup(&e, buf.data(), buf.size(), &found);
-        if (r == ERANGE && buf.size() < (1u << 20)) {
-            buf.resize(buf.size() * 2);
-            continue;
-        }
-        if (r != 0 || !found) return std::nullopt;
-        return e;
-    }
-}
-
 /// The GID of group `name` (a name, or a number, as systemd's Group= takes it).
 std::optional<gid_t> lookup_group(const std::string& name) {
     if (auto n = parse_number(name, 10)) return static_cast<gid_t>(*n);
     std::vector<char> buf;
-    const auto g = lookup_entry<group>(
-        [&](group* e, char* b, std::size_t n, group** out) { return ::getgrnam_r(name.c_str(), e, b, n, out); }, buf);
-    if (!g) return std::nullopt;
-    return g->gr_gid;
+    group g{};
+    if (!bartl::lookup_entry([&](group* e, char* b, std::size_t n, group** out) {
+            return ::getgrnam_r(name.c_str(), e, b, n, out);
+        }, g, buf))
+        return std::nullopt;
+    return g.gr_gid;
 }
 
 /// The name of group `gid` for messages, else the number.
 std::string group_name(gid_t gid) {
     std::vector<char> buf;
-    const auto g = lookup_entry<group>(
-        [&](group* e, char* b, std::size_t n, group** out) { return ::getgrgid_r(gid, e, b, n, out); }, buf);
-    return g ? std::string(g->gr_name) : std::to_string(gid);
+    group g{};
+    return bartl::lookup_entry([&](group* e, char* b, std::size_t n, group** out) {
+        return ::getgrgid_r(gid, e, b, n, out);
+    }, g, buf) ? std::string(g.gr_name) : std::to_string(gid);
 }
 
 /// The primary GID of user `name` (a name, or a UID the user database knows).
 std::optional<gid_t> lookup_primary_group(const std::string& name) {
     std::vector<char> buf;
-    auto pw = lookup_entry<passwd>(
-        [&](passwd* e, char* b, std::size_t n, passwd** out) { return ::getpwnam_r(name.c_str(), e, b, n, out); }, buf);
-    if (!pw)
-        if (auto uid = parse_number(name, 10))
-            pw = lookup_entry<passwd>([&](passwd* e, char* b, std::size_t n,
-                                          passwd** out) { return ::getpwuid_r(uid_t(*uid), e, b, n, out); },
-                                      buf);
-    if (!pw) return std::nullopt;
-    return pw->pw_gid;
+    passwd pw{};
+    bool found = bartl::lookup_entry([&](passwd* e, char* b, std::size_t n, passwd** out) {
+        return ::getpwnam_r(name.c_str(), e, b, n, out);
+    }, pw, buf);
+    if (!found)
+        if (const auto uid = parse_number(name, 10))
+            found = bartl::lookup_entry([&](passwd* e, char* b, std::size_t n, passwd** out) {
+                return ::getpwuid_r(uid_t(*uid), e, b, n, out);
+            }, pw, buf);
+    if (!found) return std::nullopt;
+    return pw.pw_gid;
 }
 
 }  // namespace
