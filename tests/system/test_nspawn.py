@@ -696,9 +696,11 @@ class RealSystemd(unittest.TestCase):
         self.assertLessEqual({"/var/backups/bartl/demo", "/var/lib/demo/data"}, set(s["RequiresMountsFor"].split()))
         self.assertIn("argv[]=/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 --group-of=demo /var/lib/demo ;",
                       s["ExecStartPre"])
+        # systemctl show quotes what holds a space and writes "$" as "\$".
         s = self.c.show("bartld@odd.service", "ReadWritePaths", "RequiresMountsFor")
-        self.assertIn(f'"-{os.path.dirname(odd_path)}"', s["ReadWritePaths"])
-        self.assertIn(f'"{odd_path}"', s["RequiresMountsFor"])
+        shown = os.path.dirname(odd_path).replace("$", "\\$")
+        self.assertIn(f'"-{shown}"', s["ReadWritePaths"])
+        self.assertIn(f'"{odd_path}"'.replace("$", "\\$"), s["RequiresMountsFor"])
 
         self.c.run("systemctl", "start", unit, timeout=300)
         self.assert_serving(unit, DEMO_PORT, "2.0.0", "2.0.0")
