@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.hpp"
 #include "core/store_url.hpp"
 
 namespace bartl {
@@ -146,7 +147,43 @@ std::string render_dropin(const UnitNeeds& needs, const fs::path& config_file, c
     prepare(needs.state_parents, owner);
     prepare(needs.private_dirs, " --mode=0750");
     for (const auto& p : needs.read_write) out += fmt::format("ReadWritePaths={}\n", unit_word("-" + p.string()));
+    out += fmt::format("Environment={}={}\n", kSandboxEnv, sandbox_fingerprint(needs));
     return out;
+}
+
+std::string sandbox_fingerprint(const UnitNeeds& needs) {
+    // Each item framed by its length, so that no two different needs give the same text.
+    std::string text;
+    auto add = [&](std::string_view tag, std::string_view value) {
+        text += fmt::format("{}:{}:{};", tag, value.size(), value);
+    };
+    for (const auto& p : needs.read_write) add("rw", p.string());
+    for (const auto& p : needs.mounts) add("mount", p.string());
+    for (const auto& p : needs.state_parents) add("parent", p.string());
+    for (const auto& p : needs.private_dirs) add("private", p.string());
+    for (const auto& s : needs.services) add("service", s);
+    add("user", needs.user);
+    add("group", needs.group);
+    add("network", needs.network ? "1" : "0");
+    std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64 offset basis and prime
+    for (const char c : text) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 0x100000001b3ULL;
+    }
+    return fmt::format("{:016x}", h);
+}
+
+void check_sandbox_fits(const Config& config, const std::string& fingerprint, const fs::path& state_directory,
+                        const std::string& unit) {
+    if (fingerprint.empty()) return;
+    const UnitNeeds needs = unit_needs(config, {unit, state_directory});
+    if (sandbox_fingerprint(needs) == fingerprint) return;
+    throw ConfigError(fmt::format(
+        "{}: {} was set up by bartl-generator(8) for another version of this file ([state] paths, "
+        "bartl_dir, [backup] store or [app] user changed since boot or the last daemon-reload), so its "
+        "sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
+        "{} again",
+        config.file.string(), unit, unit));
 }
 
 }  // namespace bartl

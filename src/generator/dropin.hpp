@@ -48,8 +48,18 @@ struct UnitNeeds {
 /// store URL does not name a directory.
 UnitNeeds unit_needs(const Config& config, const UnitTarget& target);
 
+/// A fingerprint of everything in `needs` that the drop-in grants (paths, owners, network,
+/// services; not the warnings): 16 hex digits, FNV-1a 64 of a canonical text. Not a security
+/// measure: it only detects a drop-in written for another version of the configuration.
+/// Pure; equal needs give equal fingerprints in every build.
+std::string sandbox_fingerprint(const UnitNeeds& needs);
+
+/// The environment variable the drop-in sets to sandbox_fingerprint(), which bartld compares
+/// with the fingerprint of the configuration it loaded (check_sandbox_fits()).
+inline constexpr const char* kSandboxEnv = "BARTL_SANDBOX_FINGERPRINT";
+
 /// The drop-in text: a header naming `config_file`, then [Unit] and [Service] with what
-/// `needs` lists, directories created by `prepare_dirs` (bartl-prepare-dirs, run with full
+/// `needs` lists, Environment=BARTL_SANDBOX_FINGERPRINT=sandbox_fingerprint(needs), directories created by `prepare_dirs` (bartl-prepare-dirs, run with full
 /// privileges as ExecStartPre=+ before the sandbox of ExecStart= is set up).
 /// Throws std::invalid_argument when a path holds a control character (no unit file line can
 /// carry it).
@@ -61,5 +71,14 @@ std::string render_dropin(const UnitNeeds& needs, const std::filesystem::path& c
 /// systemd.unit(5)) and, for a command line (`exec`), "$" doubled (variable expansion).
 /// Throws std::invalid_argument for control characters.
 std::string unit_word(std::string_view text, bool exec = false);
+
+/// Whether the unit bartld runs in was set up for `config`: `fingerprint` is the value of
+/// BARTL_SANDBOX_FINGERPRINT that the unit's generated drop-in set ("" = not started by such a
+/// unit: nothing to check), `state_directory` the unit's StateDirectory= ($STATE_DIRECTORY).
+/// Throws ConfigError (exit 78) naming the configuration file and `systemctl daemon-reload`
+/// when the configuration's paths, store or [app] user changed since the drop-in was written:
+/// the sandbox would otherwise leave the new paths read-only and every start fail alike.
+void check_sandbox_fits(const Config& config, const std::string& fingerprint,
+                        const std::filesystem::path& state_directory, const std::string& unit);
 
 }  // namespace bartl

@@ -106,10 +106,47 @@ class Generator(CheckedTest):
             "\n[Service]\n"
             f"ExecStartPre=+{INSTALLED_HELPER} --mode=0755 /var/lib/demo\n"
             "ReadWritePaths=-/var/backups/bartl/demo\n"
-            "ReadWritePaths=-/var/lib/demo\n")})
+            "ReadWritePaths=-/var/lib/demo\n"
+            f"Environment=BARTL_SANDBOX_FINGERPRINT={self.fingerprint('demo')}\n")})
         st = os.stat(os.path.join(self.out, "bartld@demo.service.d", DROPIN))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o644)
         self.assertEqual(self.log_lines(), [])
+
+    def fingerprint(self, instance):
+        """The fingerprint the drop-in of bartld@INSTANCE sets: 16 hex digits."""
+        with open(os.path.join(self.out, f"bartld@{instance}.service.d", DROPIN)) as f:
+            m = re.search(r"^Environment=BARTL_SANDBOX_FINGERPRINT=([0-9a-f]{16})$", f.read(), re.M)
+        self.assertIsNotNone(m, "no fingerprint in the drop-in")
+        return m.group(1)
+
+    def test_bartld_refuses_a_drop_in_written_for_another_configuration(self):
+        # The operator adds a state path and restarts without daemon-reload: the unit's sandbox
+        # would leave the new path read-only and every start fail with EROFS, retried forever.
+        # bartld sees the drop-in's fingerprint is not its configuration's: exit 78 (not
+        # retried), naming the file and the way out.
+        cfg = self.write("demo.toml", DEMO)
+        self.assertEqual(self.generate().returncode, 0)
+        env = dict(os.environ, BARTL_SANDBOX_FINGERPRINT=self.fingerprint("demo"),
+                   STATE_DIRECTORY="/var/lib/bartl/demo")
+        check = lambda: subprocess.run(command(BARTLD, "--config", cfg, "--check-config"),
+                                       capture_output=True, text=True, env=env, timeout=scaled(30))
+        r = check()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # A change the sandbox does not depend on keeps fitting.
+        self.write("demo.toml", DEMO + "keep_last = 3\n")
+        self.assertEqual(check().returncode, 0)
+        self.write("demo.toml", DEMO.replace('["/var/lib/demo/data"]', '["/var/lib/demo/data", "/srv/demo/uploads"]'))
+        r = check()
+        self.assertEqual(r.returncode, 78, r.stderr)
+        # (The unit's name is the cgroup's; outside systemd, bartld.service for --config.)
+        self.assertRegex(r.stderr, rf"{re.escape(cfg)}: \S+\.service was set up by bartl-generator\(8\) for "
+                         r"another version of this file \(\[state\] paths, bartl_dir, \[backup\] store or "
+                         r"\[app\] user changed")
+        self.assertIn('run "systemctl daemon-reload", then start', r.stderr)
+        # After the reload (the generator runs again) it fits.
+        self.assertEqual(self.generate().returncode, 0)
+        env["BARTL_SANDBOX_FINGERPRINT"] = self.fingerprint("demo")
+        self.assertEqual(check().returncode, 0, check().stderr)
 
     def test_the_app_user_is_named_not_looked_up(self):
         # At boot the user database may not answer yet: the generator passes the names on and

@@ -25,8 +25,15 @@ Config config(const std::string& state_and_backup, const std::string& app = "") 
                         {.resolve_users = false});
 }
 
+// The drop-in without its last line, the fingerprint (tested on its own below), which must
+// be there and be the needs' own.
 std::string dropin(const std::string& state_and_backup, const std::string& app = "") {
-    return render_dropin(unit_needs(config(state_and_backup, app), notes_unit), "/etc/bartl/notes.toml", helper);
+    const UnitNeeds needs = unit_needs(config(state_and_backup, app), notes_unit);
+    std::string text = render_dropin(needs, "/etc/bartl/notes.toml", helper);
+    const std::string last = std::string(kSandboxEnv) + "=" + sandbox_fingerprint(needs) + "\n";
+    REQUIRE(text.ends_with("\nEnvironment=" + last));
+    text.resize(text.size() - last.size() - std::string("Environment=").size());
+    return text;
 }
 
 const std::string header =
@@ -201,11 +208,62 @@ TEST_CASE("services the state lives in are wanted and ordered before") {
               "RequiresMountsFor=/var/lib/notes/data\n"
               "\n[Service]\n"
               "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/notes\n"
-              "ReadWritePaths=-/var/lib/notes\n");
+              "ReadWritePaths=-/var/lib/notes\n"
+              "Environment=BARTL_SANDBOX_FINGERPRINT=" + sandbox_fingerprint(n) + "\n");
 }
 
 TEST_CASE("a file store URL that names no directory is a configuration error") {
     CHECK_THROWS_AS(unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[backup]\nstore = \"file:///x%zz\"\n"),
                                notes_unit),
                     ConfigError);
+}
+
+TEST_CASE("the sandbox fingerprint changes with everything the drop-in grants, and only with that") {
+    const std::string base = "[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n";
+    const auto fp = [](const std::string& state_and_backup, const std::string& app = "") {
+        return sandbox_fingerprint(unit_needs(config(state_and_backup, app), notes_unit));
+    };
+    const std::string f = fp(base);
+    CHECK(f.size() == 16);
+    CHECK(f.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(fp(base) == f);  // stable
+    // Not granted by the drop-in: the schedule, retention, hooks.
+    CHECK(fp(base + "interval = \"1h\"\nkeep_last = 3\n") == f);
+    // Granted: each of these changes it.
+    CHECK(fp("[state]\npaths = [\"/srv/notes/db\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n") != f);
+    CHECK(fp("[state]\npaths = [\"/srv/notes/data\", \"/srv/other/x\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n") != f);
+    CHECK(fp("[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"file:///mnt/backups\"\n") != f);
+    CHECK(fp("[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"s3://bucket/notes\"\n") != f);
+    CHECK(fp("[state]\npaths = [\"/srv/notes/data\"]\nbartl_dir = \"/srv/bartl\"\n[backup]\nstore = \"file:///var/backups/notes\"\n") != f);
+    CHECK(fp(base, "user = \"notes\"\n") != f);
+    CHECK(fp(base, "user = \"notes\"\ngroup = \"www-data\"\n") != fp(base, "user = \"notes\"\n"));
+    // Length framing: moving a character between two items is a different fingerprint.
+    UnitNeeds a, b;
+    a.user = "ab";
+    a.group = "c";
+    b.user = "a";
+    b.group = "bc";
+    CHECK(sandbox_fingerprint(a) != sandbox_fingerprint(b));
+}
+
+TEST_CASE("bartld refuses to run in a unit whose drop-in was written for another configuration") {
+    const std::string base = "[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n";
+    const Config then = config(base);
+    const std::string written = sandbox_fingerprint(unit_needs(then, notes_unit));
+    // Not started by a generated unit: nothing to check.
+    CHECK_NOTHROW(check_sandbox_fits(then, "", notes_unit.state_directory, notes_unit.unit));
+    CHECK_NOTHROW(check_sandbox_fits(then, written, notes_unit.state_directory, notes_unit.unit));
+    CHECK_NOTHROW(check_sandbox_fits(config(base + "keep_last = 2\n"), written, notes_unit.state_directory,
+                                     notes_unit.unit));
+    const Config now = config("[state]\npaths = [\"/srv/notes/data\", \"/srv/notes2/data\"]\n[backup]\nstore = "
+                              "\"file:///var/backups/notes\"\n");
+    try {
+        check_sandbox_fits(now, written, notes_unit.state_directory, notes_unit.unit);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        const std::string what = e.what();
+        CHECK(what.starts_with(then.file.string() + ": bartld@notes.service was set up by bartl-generator(8)"));
+        CHECK(what.find("systemctl daemon-reload") != std::string::npos);
+        CHECK(static_cast<int>(e.exit_code()) == 78);
+    }
 }
