@@ -1,6 +1,7 @@
 #include "generator/dropin.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -50,6 +51,20 @@ std::string shown(std::string_view text) {
     return out;
 }
 
+/// Why the unit's sandbox (bartld@.service) hides or empties `path`, std::nullopt when it
+/// does not: ProtectHome=yes makes /home, /root and /run/user inaccessible, PrivateTmp=yes
+/// gives the unit an empty /tmp and /var/tmp of its own at every start, so state kept there
+/// would be taken for lost and restored at each start.
+std::optional<std::string> hidden_by_sandbox(const fs::path& path) {
+    for (const char* dir : {"/home", "/root", "/run/user"})
+        if (is_within(path, dir))
+            return fmt::format("{}, which the unit cannot see (ProtectHome=yes)", dir);
+    for (const char* dir : {"/tmp", "/var/tmp"})
+        if (is_within(path, dir))
+            return fmt::format("{}, which the unit gets empty at every start (PrivateTmp=yes)", dir);
+    return std::nullopt;
+}
+
 }  // namespace
 
 UnitNeeds unit_needs(const Config& config, const UnitTarget& target) {
@@ -71,6 +86,13 @@ UnitNeeds unit_needs(const Config& config, const UnitTarget& target) {
                 "{}: {} \"{}\" lies directly in /, which the unit cannot open for writing; move it one "
                 "level down, e.g. to /srv{}",
                 config.where(label), label, sp.string(), sp.string()));
+            continue;
+        }
+        if (const auto hidden = hidden_by_sandbox(sp)) {
+            const std::string label = fmt::format("[state] paths[{}]", i);
+            n.warnings.push_back(fmt::format("{}: {} \"{}\" lies under {}; move it, e.g. to /srv/{}",
+                                             config.where(label), label, sp.string(), *hidden,
+                                             sp.filename().string()));
             continue;
         }
         if (own(parent)) continue;

@@ -161,6 +161,21 @@ TEST_CASE("a state path directly in / is named in a warning, not opened") {
           "move it one level down, e.g. to /srv/notes");
 }
 
+TEST_CASE("state the sandbox hides or empties is named in a warning, not opened") {
+    const auto n = unit_needs(config("[state]\npaths = [\"/home/ann/notes\", \"/tmp/cache\", \"/var/tmp/x/y\", "
+                                     "\"/root/n\", \"/run/user/0/n\", \"/homestead/n\"]\n"),
+                              notes_unit);
+    CHECK(n.read_write == std::vector<fs::path>{"/homestead"});
+    REQUIRE(n.warnings.size() == 5);
+    CHECK(n.warnings[0] == "notes.toml:5:10: [state] paths[0] \"/home/ann/notes\" lies under /home, which the unit "
+                           "cannot see (ProtectHome=yes); move it, e.g. to /srv/notes");
+    CHECK(n.warnings[1].find("\"/tmp/cache\" lies under /tmp, which the unit gets empty at every start "
+                             "(PrivateTmp=yes)") != std::string::npos);
+    CHECK(n.warnings[2].find("under /var/tmp,") != std::string::npos);
+    CHECK(n.warnings[3].find("under /root,") != std::string::npos);
+    CHECK(n.warnings[4].find("under /run/user,") != std::string::npos);
+}
+
 TEST_CASE("paths with spaces, quotes, backslashes, % and $ reach systemd as written") {
     CHECK(dropin("[state]\npaths = ['/srv/my notes/100% \"da$h\\x/data']\n[backup]\nstore = \"file:///mnt/b%20k\"\n") ==
           header +
