@@ -23,9 +23,9 @@ returns the counters and the requests seen. A rule:
    "count": 2, "action": "status", "status": 503}                              # what it does
 
 matches requests of operation `op` (the names of the counters: GetObject, PutObject,
-UploadPart, ListObjectsV2, ...), whose method equals `method`, whose raw query holds `query` and
-whose object key holds `key` (each optional); `count` (default 1) is how many requests it hits before it
-is spent. Actions: "status" (answer with that status and an S3 error body: 503 SlowDown, 500
+UploadPart, ListObjectsV2, ...), whose method equals `method`, whose raw query holds `query`,
+whose object key holds `key` and ends with `key_suffix` (each optional); `count` (default 1)
+is how many requests it hits before it is spent. Actions: "status" (answer with that status and an S3 error body: 503 SlowDown, 500
 InternalError, 429 SlowDown, 412 PreconditionFailed...), "reset" (forward, then cut the
 connection with a TCP reset after `after` bytes of the response body), "drop" (close the
 connection without an answer, after reading the request), "slow" (wait `delay` seconds before
@@ -116,6 +116,8 @@ class State:
                 if r.get("query") and r["query"] not in query:
                     continue
                 if r.get("key") and r["key"] not in key:
+                    continue
+                if r.get("key_suffix") and not key.endswith(r["key_suffix"]):
                     continue
                 r["left"] = r.get("left", 1) - 1
                 r["hits"] = r.get("hits", 0) + 1
