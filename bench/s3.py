@@ -76,14 +76,16 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
     res = {"size": size, "files": nfiles, "upload": [], "upload_base": [], "restore": [], "restore_base": [],
            "upload_rss": [], "restore_rss": [], "blob": 0}
     try:
-        cfg_a = os.path.join(work, "a.toml")
-        write_config(cfg_a, state, bartl_dir, "bench", endpoint, part_size, parts)
-        clear_prefix(servers, "bench")
-        must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
         print(f"data set: {nfiles} files; warm-up read {warm(state, work):.1f} s", flush=True)
         for run in range(runs):
             ex = os.path.join(work, f"run{run}")
             os.makedirs(ex)
+            # A new store each run: the restore below takes the store over, which fences the
+            # data set's state there.
+            cfg_a = os.path.join(ex, "a.toml")
+            write_config(cfg_a, state, bartl_dir, "bench", endpoint, part_size, parts)
+            clear_prefix(servers, "bench")
+            must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
             m = must(timed([bartld, "--config", cfg_a, "--backup"], work, env), "bartld --backup")
             res["upload"].append(m.seconds)
             res["upload_rss"].append(m.maxrss_kib)
@@ -122,11 +124,6 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             got = count_files(os.path.join(rroot, "state", "data"))
             if got != nfiles:
                 sys.exit(f"restore gave {got} files, expected {nfiles}")
-            # Only this run's blob in the bucket for the next one; the identity stays.
-            for n in os.listdir(os.path.join(servers.data, BUCKET, "bench")):
-                if n.startswith("benchdata-"):
-                    p = os.path.join(servers.data, BUCKET, "bench", n)
-                    shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
             shutil.rmtree(ex)
             print(f"  run {run + 1}/{runs}: upload {res['upload'][-1]:.2f} s vs {res['upload_base'][-1]:.2f} s, "
                   f"restore {res['restore'][-1]:.2f} s vs {res['restore_base'][-1]:.2f} s, "
