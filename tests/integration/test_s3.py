@@ -11,9 +11,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
-from bartltest import EXIT_RUNTIME, Stack, StackTest, edit_config
+from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled
 from s3servers import BUCKET, S3Servers, Unavailable, aws_cli
 
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
@@ -293,6 +294,36 @@ class S3(StackTest):
         self.assertEqual(sorted(s.objects()), sorted(before))
         self.assertEqual(s.backups(), [])
         self.assertEqual(_servers.uploads_in_progress(), [])  # aborted, not left behind
+
+    def test_killed_backup_is_never_listed_and_its_upload_is_aborted_once_a_day_old(self):
+        s = self.bare()
+        self.ok(s, "--prepare")
+        self.fill(s, big=16 << 20)
+        # Parts never arrive (the proxy drops them), so the backup is mid-upload when killed.
+        _servers.fault({"op": "UploadPart", "action": "drop", "count": 100000})
+        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + scaled(60)
+        while not (_servers.uploads_in_progress() and _servers.stats()["counts"].get("UploadPart", 0) >= 2):
+            self.assertLess(time.monotonic(), deadline, "the backup never started its upload")
+            self.assertIsNone(p.poll(), "bartld --backup ended before it was killed")
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        _servers.reset()
+        [killed] = _servers.uploads_in_progress()
+        self.assertEqual(s.backups(), [])
+        # The next backup leaves an upload younger than a day alone (its writer may be alive).
+        self.ok(s, "--backup")
+        self.assertEqual(len(s.backups()), 1)
+        self.assertEqual(_servers.uploads_in_progress(), [killed])
+        # A day later (s3rver dates an upload by its directory) the one after aborts it.
+        old = time.time() - 2 * 86400
+        os.utime(os.path.join(_servers.data, BUCKET, "._S3rver_uploads", killed), (old, old))
+        r = self.ok(s, "--backup")
+        self.assertIn(f"aborted the unfinished upload {killed}", r.stderr)
+        self.assertEqual(_servers.uploads_in_progress(), [])
+        self.assertEqual(_servers.stats()["counts"].get("AbortMultipartUpload"), 1)
 
     def test_restore_resumes_after_resets_and_bursts(self):
         s = self.bare()
