@@ -166,7 +166,10 @@ class Stack(InstanceBase):
 
 
 class StackTest(CheckedTest):
-    """Base class: self.tmp is a fresh directory, removed afterwards; self.stack(...) makes stacks."""
+    """Base class: self.tmp is a fresh directory, removed afterwards; self.stack(...) makes stacks
+    of `stack_class` (a subclass of Stack for another kind of store)."""
+
+    stack_class = Stack
 
     def setUp(self):
         super().setUp()
@@ -182,7 +185,7 @@ class StackTest(CheckedTest):
         super().tearDown()
 
     def stack(self, version="1.0.0", root=None, **kw):
-        s = Stack(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), version, **kw)
+        s = self.stack_class(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), version, **kw)
         self.stacks.append(s)
         return s
 
