@@ -473,6 +473,8 @@ void parse_run_as(const Parser& p, const Section& app, Config& c) {
     const toml::node& user_node = *app.get("user");
     RunAs r;
     r.user = *user;
+    r.user_written = *user;
+    r.group_written = group_text.value_or("");
     const auto& pos = user_node.source().begin;
     r.where = fmt::format("{}:{}:{}", p.source(), pos.line, pos.column);
     if (!p.options().resolve_users) {

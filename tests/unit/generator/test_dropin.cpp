@@ -282,3 +282,21 @@ TEST_CASE("bartld refuses to run in a unit whose drop-in was written for another
         CHECK(static_cast<int>(e.exit_code()) == 78);
     }
 }
+
+TEST_CASE("bartld, which resolves [app] user, computes the fingerprint bartl-generator wrote without") {
+    // bartl-generator loads the file without the user database, bartld with it: the user's
+    // primary group filled in, a numeric UID turned into its name. Neither may change the
+    // fingerprint, or every instance with [app] user fails at start with exit 78.
+    const std::string base = "[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n";
+    for (const std::string app : {"user = \"root\"\n", "user = \"0\"\n", "user = \"root\"\ngroup = \"0\"\n"}) {
+        INFO(app);
+        const Config unresolved = config(base, app);
+        const Config resolved = parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n" + app + base, "notes.toml",
+                                             "notes", {.resolve_users = true});
+        REQUIRE(resolved.run_as);
+        CHECK(resolved.run_as->user == "root");
+        const std::string written = sandbox_fingerprint(unit_needs(unresolved, notes_unit));
+        CHECK(sandbox_fingerprint(unit_needs(resolved, notes_unit)) == written);
+        CHECK_NOTHROW(check_sandbox_fits(resolved, written, notes_unit.state_directory, notes_unit.unit));
+    }
+}
