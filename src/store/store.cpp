@@ -4,18 +4,19 @@
 #include <fmt/format.h>
 
 #include "store/file_store.hpp"
+#include "store/sftp_store.hpp"
 
 namespace bartl {
 
 std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options) {
-    (void)options;  // the file store needs none
     const auto sep = url.find("://");
     if (sep == std::string::npos || sep == 0)
         throw ConfigError(fmt::format(
             "store URL \"{}\" is malformed: expected file:///DIR, s3://BUCKET/PREFIX or sftp://HOST/DIR", url));
     const std::string scheme = url.substr(0, sep);
     if (scheme == "file") return std::make_unique<FileStore>(url, file_url_path(url));
-    if (scheme == "s3" || scheme == "sftp")
+    if (scheme == "sftp") return std::make_unique<SftpStore>(url, parse_sftp_url(url), options);
+    if (scheme == "s3")
         throw ConfigError(fmt::format("store URL \"{}\": {}:// stores are not supported yet by this bartl", url, scheme));
     throw ConfigError(fmt::format("store URL \"{}\": unknown scheme \"{}\" (expected file, s3 or sftp)", url, scheme));
 }

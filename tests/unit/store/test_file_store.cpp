@@ -164,7 +164,7 @@ TEST_CASE("open_store dispatches on the URL scheme", "[store]") {
     CHECK_FALSE(kept->conditional_write_guarantee().empty());
 
     CHECK_THROWS_WITH(open_store("s3://bucket/prefix"), Catch::Contains("not supported yet"));
-    CHECK_THROWS_AS(open_store("sftp://host/dir"), ConfigError);
+    CHECK_THROWS_AS(open_store("sftp://host"), ConfigError);  // no directory
     CHECK_THROWS_AS(open_store("ftp://host/dir"), ConfigError);
     CHECK_THROWS_WITH(open_store("/var/backups"), Catch::Contains("malformed"));
     CHECK_THROWS_AS(open_store("file://host/dir"), ConfigError);
