@@ -20,7 +20,7 @@ first run; dropping the cache needs root and disturbs the other users of this ma
            baseline: zstd -dc BLOB | tar -x -C DIR                            (issue 3)
            durable:  zstd -dc BLOB | tar -x -C DIR; sync -f DIR              (informational)
 
-Peak RSS of bartld comes from wait4(2) rusage (ru_maxrss). Targets: bartld time / baseline
+Peak RSS of bartld is its VmHWM (/proc/PID/status, sampled every 5 ms). Targets: bartld time / baseline
 time <= 1.0 for both, peak RSS < 64 MiB for both. Exit status is 0 unless --check is given
 and a target fails. Everything but the reusable data set is removed at the end (--clean
 removes the data set too).
@@ -32,10 +32,10 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import GiB, MiB, find_bartld, human, median, parse_size, verdict  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
+import bartltest as bt  # noqa: E402
+from bartltest import GiB, MiB, human, median, parse_size, verdict  # noqa: E402
 
 GEN_VERSION = 1  # bump when the generator changes: old data sets are regenerated
 TARGET_RATIO = 1.0
@@ -128,30 +128,11 @@ def generate(into, size, seed):
 # ---------------------------------------------------------------------------------------------
 # Running and timing
 
-class Measured:
-    def __init__(self, seconds, maxrss_kib, returncode, stdout, stderr):
-        self.seconds, self.maxrss_kib, self.returncode = seconds, maxrss_kib, returncode
-        self.stdout, self.stderr = stdout, stderr
-
-
 def timed(argv, workdir, env=None):
-    """Runs argv after an untimed sync; wall time from spawn to exit, ru_maxrss via wait4."""
+    """Runs argv after an untimed sync; bartltest.Result with the wall time from spawn to exit
+    (elapsed) and the program's own peak RSS (maxrss_kib, VmHWM); its output stays in workdir."""
     subprocess.run(["sync"], check=True)
-    out_path = os.path.join(workdir, "out.txt")
-    err_path = os.path.join(workdir, "err.txt")
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        t0 = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, env or os.environ,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                           (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
-        _, status, usage = os.wait4(pid, 0)
-        seconds = time.perf_counter() - t0
-    with open(out_path, errors="replace") as f:
-        stdout = f.read()
-    with open(err_path, errors="replace") as f:
-        stderr = f.read()
-    rc = os.waitstatus_to_exitcode(status)
-    return Measured(seconds, usage.ru_maxrss, rc, stdout, stderr)
+    return bt.procs.run(argv, env or os.environ, workdir, timeout=None)
 
 
 def must(m, what):
@@ -164,21 +145,13 @@ def bash(cmd):
     return ["/bin/bash", "-o", "pipefail", "-c", cmd]
 
 
-def toml_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(path, state, bartl_dir, store, init_hook=None, moved_from=None):
-    lines = ["[app]", 'name = "benchdata"', 'version = "1.0.0"', "", "[state]",
-             f"paths = [{toml_str(state)}]", f"bartl_dir = {toml_str(bartl_dir)}"]
-    if moved_from:  # the restore side's state lives elsewhere than the backed-up one
-        lines.append(f"moved = {{ {toml_str(moved_from)} = {toml_str(state)} }}")
-    if init_hook:
-        lines += ["", "[hooks]", "init = [" + ", ".join(toml_str(a) for a in init_hook) + "]"]
-    lines += ["", "[backup]", f"store = {toml_str('file://' + store)}", 'compression = "zstd:3"',
-              'interval = "24h"', "keep_last = 100"]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    bt.write_config(path, {
+        "app": {"name": "benchdata", "version": "1.0.0"},
+        # moved: the restore side's state lives elsewhere than the backed-up one
+        "state": {"paths": [state], "bartl_dir": bartl_dir, "moved": {moved_from: state} if moved_from else None},
+        **({"hooks": {"init": init_hook}} if init_hook else {}),
+        "backup": {"store": "file://" + store, "compression": "zstd:3", "interval": "24h", "keep_last": 100}})
 
 
 def du_bytes(path):
@@ -224,7 +197,7 @@ def ensure_dataset(bartld, base, size, seed, env):
     os.makedirs(os.path.join(root, "tmp"))
     m = timed([bartld, "--config", cfg, "--prepare"], os.path.join(root, "tmp"), env)
     must(m, "generating the data set (bartld --prepare with the generator as init hook)")
-    print(f"data set: generated in {m.seconds:.1f} s")
+    print(f"data set: generated in {m.elapsed:.1f} s")
     with open(stamp, "w") as f:
         json.dump(want, f)
     return root, state, bartl_dir
@@ -234,7 +207,7 @@ def warm(state, workdir):
     """Reads every file once so both sides start from a warm page cache."""
     m = timed(bash(f"tar -cf - -C {q(state)} . | cat >/dev/null"), workdir)
     must(m, "warm-up read")
-    return m.seconds
+    return m.elapsed
 
 
 def q(s):
@@ -273,15 +246,15 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
                          moved_from=state)
             # backup: baseline, then bartld
             m = must(timed(bash(f"tar -cf - -C {q(state)} . | zstd -3 -T0 -q | sha256sum"), work), "baseline backup")
-            res["backup_base"].append(m.seconds)
+            res["backup_base"].append(m.elapsed)
             if durable:
                 f = os.path.join(work, "baseline.tar.zst")
                 m = must(timed(bash(f"tar -cf - -C {q(state)} . | zstd -3 -T0 -q | tee {q(f)} | sha256sum"
                                     f" && sync {q(f)}"), work), "durable baseline backup")
-                res["backup_durable"].append(m.seconds)
+                res["backup_durable"].append(m.elapsed)
                 os.unlink(f)
             m = must(timed([bartld, "--config", cfg_a, "--backup"], work, env), "bartld --backup")
-            res["backup"].append(m.seconds)
+            res["backup"].append(m.elapsed)
             res["backup_rss"].append(m.maxrss_kib)
             blobs = [n for n in os.listdir(store) if n.endswith(".tar.zst")]
             if len(blobs) != 1:
@@ -295,17 +268,17 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
             x = os.path.join(ex, "tar-x")
             os.makedirs(x)
             m = must(timed(bash(f"zstd -dc -q {q(blob)} | {tar_x} -C {q(x)}"), work), "baseline restore")
-            res["restore_base"].append(m.seconds)
+            res["restore_base"].append(m.elapsed)
             if durable:
                 x = os.path.join(ex, "tar-x-durable")
                 os.makedirs(x)
                 m = must(timed(bash(f"zstd -dc -q {q(blob)} | {tar_x} -C {q(x)} && sync -f {q(x)}"), work),
                          "durable baseline restore")
-                res["restore_durable"].append(m.seconds)
+                res["restore_durable"].append(m.elapsed)
             m = must(timed([bartld, "--config", cfg_b, "--prepare"], work, env), "bartld --prepare (restore)")
             if "restore" not in m.stdout:
                 sys.exit(f"bartld --prepare did not restore: {m.stdout}\n{m.stderr[-2000:]}")
-            res["restore"].append(m.seconds)
+            res["restore"].append(m.elapsed)
             res["restore_rss"].append(m.maxrss_kib)
             got = count_files(os.path.join(rroot, "state", "data"))
             if got != nfiles:
@@ -341,11 +314,10 @@ def main():
     for tool in ("tar", "zstd", "sha256sum", "sync"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found")
-    bartld = find_bartld(args.bartld)
+    bartld = bt.require_bartld(("build-bench", "build"), args.bartld)
     sizes = [parse_size(s) for s in (args.size or ["1G"])]
     os.makedirs(args.dir, exist_ok=True)
-    env = dict(os.environ, BARTL_LOG_LEVEL=os.environ.get("BARTL_LOG_LEVEL", "notice"))
-    env.pop("NOTIFY_SOCKET", None)
+    env = bt.bartld_env(os.environ.get("BARTL_LOG_LEVEL", "notice"))
     print(f"bartld: {bartld}; {os.cpu_count()} CPUs; warm page cache (data read once before the runs);"
           f" sync before every timed step")
     results, roots = [], []

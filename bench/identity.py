@@ -18,8 +18,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import find_bartld, median, pct, verdict  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
+import bartltest as bt  # noqa: E402
+from bartltest import median, pct, verdict  # noqa: E402
 
 HOOK = """#!/usr/bin/env python3
 import os
@@ -37,16 +38,13 @@ for i in range(n):
 
 def make_instance(bartld, root, files, env):
     os.makedirs(root)
-    hook = os.path.join(root, "fill")
-    with open(hook, "w") as f:
-        f.write(HOOK)
-    os.chmod(hook, 0o755)
+    hook = bt.write_exec(os.path.join(root, "fill"), HOOK)
     os.makedirs(os.path.join(root, "store"))
-    cfg = os.path.join(root, "bench.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[app]\nname = "bench"\nversion = "1.0.0"\nenvironment = {{ BENCH_FILES = "{files}" }}\n'
-                f'[state]\npaths = ["{root}/state/data"]\nbartl_dir = "{root}/bartl"\n'
-                f'[hooks]\ninit = ["{hook}"]\n[backup]\nstore = "file://{root}/store"\n')
+    cfg = bt.write_config(os.path.join(root, "bench.toml"), {
+        "app": {"name": "bench", "version": "1.0.0", "environment": {"BENCH_FILES": str(files)}},
+        "state": {"paths": [f"{root}/state/data"], "bartl_dir": f"{root}/bartl"},
+        "hooks": {"init": [hook]},
+        "backup": {"store": f"file://{root}/store"}})
     run_env = dict(env, BENCH_FILES=str(files))
     for args in (["--init-store"], ["--prepare"]):
         p = subprocess.run([bartld, "--config", cfg, *args], env=run_env, capture_output=True, text=True)
@@ -75,10 +73,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--check", action="store_true", help="exit 1 when the target fails")
     args = ap.parse_args()
-    bartld = find_bartld(args.bartld)
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    env["BARTL_LOG_LEVEL"] = "info"
-    env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=/nonexistent-bench-bus"
+    bartld = bt.require_bartld(("build-bench", "build"), args.bartld)
+    env = bt.bartld_env("info", "/nonexistent-bench-bus")
     base = tempfile.mkdtemp(prefix="bartl-bench-identity-")
     try:
         sizes = (10, 100_000)

@@ -21,94 +21,39 @@ Exit status is 0 unless --check is given and a target fails.
 """
 import argparse
 import os
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import find_bartld, median, pct, proc_status, verdict  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
+import bartltest as bt  # noqa: E402
+from bartltest import median, pct, proc_status, verdict  # noqa: E402
 
 TARGET_MS = 10.0
 TARGET_RSS_KIB = 10 * 1024
 
 
-def toml_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(root, app_argv, store, bartld):
     cfg = os.path.join(root, "bench.toml")
-    lines = [
-        "[app]",
-        'name = "benchapp"',
-        'version = "1.0.0"',
-        "exec = [" + ", ".join(toml_str(a) for a in app_argv) + "]",
-        'ready = "started"',
-        'stop_timeout = "5s"',
-        "",
-        "[state]",
-        f"paths = [{toml_str(os.path.join(root, 'state'))}]",
-        f"bartl_dir = {toml_str(os.path.join(root, 'bartl'))}",
-    ]
+    tables = {"app": {"name": "benchapp", "version": "1.0.0", "exec": app_argv, "ready": "started", "stop_timeout": "5s"},
+              "state": {"paths": [os.path.join(root, "state")], "bartl_dir": os.path.join(root, "bartl")}}
     if store:
         os.makedirs(os.path.join(root, "store"), exist_ok=True)
-        lines += ["", "[backup]", f"store = {toml_str('file://' + os.path.join(root, 'store'))}", 'interval = "24h"']
-    with open(cfg, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        tables["backup"] = {"store": "file://" + os.path.join(root, "store"), "interval": "24h"}
+    bt.write_config(cfg, tables)
     if store:  # the operator's one-time step for a new store
-        subprocess.run([bartld, "--config", cfg, "--init-store"], check=True, capture_output=True)
+        bt.init_store(bartld, cfg)
     return cfg
 
 
-class Listener:
-    """A real NOTIFY_SOCKET: AF_UNIX datagram socket read inline (no thread, precise arrival times)."""
-
-    def __init__(self, directory):
-        self.path = os.path.join(directory, "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.setblocking(False)
-
-    def drain(self):
-        while True:
-            try:
-                self.sock.recv(65536)
-            except BlockingIOError:
-                return
-
-    def wait_ready(self, pid, timeout=10.0):
-        """perf_counter() at arrival of READY=1, or raises if bartld exits or the timeout passes."""
-        deadline = time.perf_counter() + timeout
-        while True:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise RuntimeError(f"no READY=1 from bartld (PID {pid}) within {timeout}s")
-            r, _, _ = select.select([self.sock], [], [], min(left, 0.05))
-            if r:
-                data = self.sock.recv(65536)
-                t = time.perf_counter()
-                if "READY=1" in data.decode(errors="replace").split("\n"):
-                    return t
-                continue
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                raise RuntimeError(f"bartld exited before READY=1 (wait status {status})")
-
-    def close(self):
-        self.sock.close()
-
-
 def spawn(argv, env):
+    """posix_spawn(3) with stdin, stdout and stderr on /dev/null; returns the PID."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                   (os.POSIX_SPAWN_DUP2, devnull, 2)]
-        return os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        return bt.spawn(argv, env, stdin=devnull, stdout=devnull, stderr=devnull)
     finally:
         os.close(devnull)
 
@@ -129,11 +74,15 @@ def stop(pid, timeout=10.0):
 
 
 def run_bartld(bartld, cfg, env, listener, settle):
-    listener.drain()
-    t0 = time.perf_counter()
+    """One start on the reboot path: (ms from exec to the arrival of READY=1, /proc status at
+    READY=1, status and smaps_rollup after `settle` s, CPU ms of the whole run)."""
+    listener.clear()
+    t0 = time.monotonic()  # the listener's clock
     pid = spawn([bartld, "--config", cfg], env)
     try:
-        t1 = listener.wait_ready(pid)
+        t1 = listener.wait_for("READY=1", timeout=10, alive=lambda: not bt.exited(pid))
+        if t1 is None:
+            raise RuntimeError(f"bartld (PID {pid}) exited or sent no READY=1 within 10 s")
         at_ready = proc_status(pid)
         serving = {}
         if settle > 0:
@@ -192,16 +141,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
-    bartld = find_bartld(args.bartld)
+    bartld = bt.require_bartld(("build-bench", "build"), args.bartld)
     app_argv = args.app.split()
     if not os.path.isabs(app_argv[0]):
         app_argv[0] = shutil.which(app_argv[0]) or app_argv[0]
     root = tempfile.mkdtemp(prefix="bartl-bench-startup-")
-    listener = Listener(root)
+    listener = bt.NotifyListener(root, background=False)
     try:
         cfg = write_config(root, app_argv, store=not args.no_store, bartld=bartld)
-        base_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-        base_env["BARTL_LOG_LEVEL"] = base_env.get("BARTL_LOG_LEVEL", "notice")
+        base_env = bt.bartld_env(os.environ.get("BARTL_LOG_LEVEL", "notice"))
         # First start: fresh install (init without a hook), so every measured start is a reboot.
         p = subprocess.run([bartld, "--config", cfg, "--prepare"], env=base_env, capture_output=True, text=True,
                            timeout=60)

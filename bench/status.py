@@ -11,20 +11,12 @@ Usage: bench/status.py [--runs N] [--size-mib M] [--check]   (BARTLD/BARTLCTL fr
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "helpers"))
-os.environ.setdefault("BARTL_SOURCE_ROOT", os.path.abspath(os.path.join(HERE, "..")))
-build = os.path.join(HERE, "..", "build")
-os.environ.setdefault("BARTLD", os.path.join(build, "src", "daemon", "bartld"))
-os.environ.setdefault("BARTLCTL", os.path.join(build, "src", "ctl", "bartlctl"))
-os.environ.setdefault("BARTL_DBUS_POLICY", os.path.join(build, "dbus", "app.bartl.Instance1.conf"))
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
 import bartltest  # noqa: E402
 
 
@@ -56,11 +48,11 @@ def main():
         with open(os.path.join(state, "data.bin"), "wb") as f:
             for _ in range(a.size_mib):
                 f.write(os.urandom(1 << 20))
-        conf = os.path.join(root, "bench.toml")
-        with open(conf, "w") as f:
-            f.write(f'[app]\nname = "bench"\nversion = "1.0.0"\n[state]\npaths = ["{state}"]\n'
-                    f'bartl_dir = "{root}/bartl"\n[backup]\nstore = "file://{root}/store"\n'
-                    f'compression = "zstd:19"\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n')
+        conf = bartltest.write_config(os.path.join(root, "bench.toml"), {
+            "app": {"name": "bench", "version": "1.0.0"},
+            "state": {"paths": [state], "bartl_dir": f"{root}/bartl"},
+            "backup": {"store": f"file://{root}/store", "compression": "zstd:19", "keep_last": 0, "keep_daily": 0,
+                       "keep_weekly": 0, "keep_monthly": 0}})
         # A new store gets its identity; adopt the data (it is not bartl's yet); then serve.
         r = bartltest.bartlctl("init-store", "-c", conf, bus=bus)
         if r.returncode != 0:
@@ -69,20 +61,20 @@ def main():
         if r.returncode != 0:
             raise SystemExit(f"adopt failed: {r.stderr}")
         env = {**os.environ, **bus.env(), "BARTL_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([os.environ["BARTLD"], "--config", conf], env=env)
+        proc = subprocess.Popen([bartltest.BARTLD, "--config", conf], env=env)
         for _ in range(200):
             if bartltest.bartlctl("-i", "bench", "status", bus=bus).returncode == 0:
                 break
             time.sleep(0.05)
         idle = time_status(bus, a.runs)
-        backup = subprocess.Popen([os.environ["BARTLCTL"], "-i", "bench", "backup", "--wait"],
+        backup = subprocess.Popen([bartltest.BARTLCTL, "-i", "bench", "backup", "--wait"],
                                   env=env, stdout=subprocess.DEVNULL)
         time.sleep(0.3)
         busy = time_status(bus, a.runs)
         still_running = backup.poll() is None
         backup.wait()
-        med_i, med_b = statistics.median(idle), statistics.median(busy)
-        p90 = lambda v: sorted(v)[int(len(v) * 0.9) - 1]
+        med_i, med_b = bartltest.median(idle), bartltest.median(busy)
+        p90 = lambda v: bartltest.pct(v, 90)  # noqa: E731
         print(f"bartlctl status, {a.runs} runs each, {os.cpu_count()} cores")
         print(f"  idle:           median {med_i:6.1f} ms   p90 {p90(idle):6.1f} ms   (baseline)")
         print(f"  backup running: median {med_b:6.1f} ms   p90 {p90(busy):6.1f} ms   ratio {med_b / med_i:.2f}")

@@ -7,8 +7,7 @@
 #include "blob/blob.hpp"
 #include "util/sha256.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
+#include "blob/libarchive.hpp"
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <locale.h>
@@ -51,16 +50,16 @@ constexpr std::uint64_t kMinUnpackedLimit = 256ull * 1024 * 1024;
 constexpr std::uint64_t kUnpackedRatio = 200;
 
 struct ReadFree {
-    void operator()(archive* a) const noexcept { archive_read_free(a); }
+    void operator()(archive* a) const noexcept { la::archive_read_free(a); }
 };
 struct WriteFree {
-    void operator()(archive* a) const noexcept { archive_write_free(a); }
+    void operator()(archive* a) const noexcept { la::archive_write_free(a); }
 };
 struct EntryFree {
-    void operator()(archive_entry* e) const noexcept { archive_entry_free(e); }
+    void operator()(archive_entry* e) const noexcept { la::archive_entry_free(e); }
 };
 struct ResolverFree {
-    void operator()(archive_entry_linkresolver* r) const noexcept { archive_entry_linkresolver_free(r); }
+    void operator()(archive_entry_linkresolver* r) const noexcept { la::archive_entry_linkresolver_free(r); }
 };
 using ReadArchive = std::unique_ptr<archive, ReadFree>;
 using WriteArchive = std::unique_ptr<archive, WriteFree>;
@@ -68,7 +67,7 @@ using Entry = std::unique_ptr<archive_entry, EntryFree>;
 using Resolver = std::unique_ptr<archive_entry_linkresolver, ResolverFree>;
 
 std::string la_error(archive* a) {
-    const char* s = archive_error_string(a);
+    const char* s = la::archive_error_string(a);
     return s != nullptr ? s : "unknown libarchive error";
 }
 
@@ -154,7 +153,7 @@ struct TarOut : CallbackState {
 la_ssize_t tar_out_cb(archive* a, void* p, const void* buf, size_t n) {
     auto* t = static_cast<TarOut*>(p);
     if (t->pipe.push(buf, n)) return static_cast<la_ssize_t>(n);
-    archive_set_error(a, ECANCELED, "the compressor stopped");
+    la::archive_set_error(a, ECANCELED, "the compressor stopped");
     return -1;
 }
 
@@ -168,19 +167,19 @@ la_ssize_t tar_out_cb(archive* a, void* p, const void* buf, size_t n) {
 void write_data(archive* w, CallbackState& ctx, const void* data, std::size_t n, const std::string& what) {
     // archive_write_data returns less than n only when the entry's declared size is reached
     // (the file grew while read): the rest is dropped, and the size check reports the change.
-    if (n > 0 && archive_write_data(w, data, n) < 0) write_failed(w, ctx, what);
+    if (n > 0 && la::archive_write_data(w, data, n) < 0) write_failed(w, ctx, what);
 }
 
 void write_manifest_entry(archive* w, CallbackState& ctx, const std::string& json) {
-    Entry e(archive_entry_new());
-    archive_entry_set_pathname(e.get(), kManifestEntry);
-    archive_entry_set_filetype(e.get(), AE_IFREG);
-    archive_entry_set_perm(e.get(), 0644);
-    archive_entry_set_size(e.get(), static_cast<la_int64_t>(json.size()));
-    archive_entry_set_mtime(e.get(), std::time(nullptr), 0);
-    if (archive_write_header(w, e.get()) < ARCHIVE_WARN) write_failed(w, ctx, "cannot write bartl/manifest.json");
+    Entry e(la::archive_entry_new());
+    la::archive_entry_set_pathname(e.get(), kManifestEntry);
+    la::archive_entry_set_filetype(e.get(), AE_IFREG);
+    la::archive_entry_set_perm(e.get(), 0644);
+    la::archive_entry_set_size(e.get(), static_cast<la_int64_t>(json.size()));
+    la::archive_entry_set_mtime(e.get(), std::time(nullptr), 0);
+    if (la::archive_write_header(w, e.get()) < ARCHIVE_WARN) write_failed(w, ctx, "cannot write bartl/manifest.json");
     write_data(w, ctx, json.data(), json.size(), "cannot write bartl/manifest.json");
-    if (archive_write_finish_entry(w) < ARCHIVE_WARN) write_failed(w, ctx, "cannot write bartl/manifest.json");
+    if (la::archive_write_finish_entry(w) < ARCHIVE_WARN) write_failed(w, ctx, "cannot write bartl/manifest.json");
 }
 
 const char* unsupported_kind(mode_t type) {
@@ -197,7 +196,7 @@ const char* unsupported_kind(mode_t type) {
 /// message inside it when the last entries of a walk vanished, and tests/lsan.supp and
 /// tests/valgrind.supp name this frame to suppress exactly that (never bartl's own frees).
 [[gnu::noinline]] int next_disk_entry(archive* disk, archive_entry* entry) {
-    const int r = archive_read_next_header2(disk, entry);
+    const int r = la::archive_read_next_header2(disk, entry);
     asm volatile("" ::: "memory");  // no tail call: the frame stays in the stack the checkers see
     return r;
 }
@@ -212,11 +211,11 @@ void drop_state_id_xattr(archive_entry* e) {
     };
     std::vector<Xattr> keep;
     bool found = false;
-    archive_entry_xattr_reset(e);
+    la::archive_entry_xattr_reset(e);
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    while (la::archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
         if (std::string_view(name) == kStateIdXattr) {
             found = true;
             continue;
@@ -224,8 +223,8 @@ void drop_state_id_xattr(archive_entry* e) {
         keep.push_back({name, std::string(static_cast<const char*>(value), size)});
     }
     if (!found) return;
-    archive_entry_xattr_clear(e);
-    for (const auto& x : keep) archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    la::archive_entry_xattr_clear(e);
+    for (const auto& x : keep) la::archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
 }
 
 void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std::size_t n, BlobWriteResult& result,
@@ -239,29 +238,29 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
         throw RuntimeError(fmt::format("cannot read state path {}: {}", root, std::strerror(errno)));
     if (!S_ISDIR(st.st_mode)) throw RuntimeError(fmt::format("state path {} is not a directory", root));
 
-    ReadArchive disk(archive_read_disk_new());
+    ReadArchive disk(la::archive_read_disk_new());
     if (!disk) throw RuntimeError("cannot allocate a libarchive disk reader");
     // Physical: a symlink in the state is archived as a symlink, never followed out of the tree.
-    archive_read_disk_set_symlink_physical(disk.get());
-    archive_read_disk_set_standard_lookup(disk.get());
-    if (archive_read_disk_open(disk.get(), root.c_str()) != ARCHIVE_OK)
+    la::archive_read_disk_set_symlink_physical(disk.get());
+    la::archive_read_disk_set_standard_lookup(disk.get());
+    if (la::archive_read_disk_open(disk.get(), root.c_str()) != ARCHIVE_OK)
         throw RuntimeError(fmt::format("cannot read state path {}: {}", root, la_error(disk.get())));
 
     // One resolver per root: a hard link between two state paths is stored as two copies,
     // because a restore only accepts links inside one state/N tree.
-    Resolver resolver(archive_entry_linkresolver_new());
-    archive_entry_linkresolver_set_strategy(resolver.get(), ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
+    Resolver resolver(la::archive_entry_linkresolver_new());
+    la::archive_entry_linkresolver_set_strategy(resolver.get(), ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
 
-    Entry entry(archive_entry_new());
+    Entry entry(la::archive_entry_new());
     std::vector<char> zeros;
     for (;;) {
-        archive_entry_clear(entry.get());
+        la::archive_entry_clear(entry.get());
         int r = next_disk_entry(disk.get(), entry.get());
         if (r == ARCHIVE_EOF) break;
         if (r == ARCHIVE_WARN || r == ARCHIVE_FAILED) {
             // Live apps delete temporary files while we walk: libarchive reports those as
             // ENOENT, and the backup goes on without them.
-            if (archive_errno(disk.get()) == ENOENT) {
+            if (la::archive_errno(disk.get()) == ENOENT) {
                 result.changed_while_read.push_back(la_error(disk.get()));
                 if (r == ARCHIVE_FAILED) continue;
             } else if (r == ARCHIVE_WARN) {
@@ -272,8 +271,8 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
         } else if (r != ARCHIVE_OK) {
             throw RuntimeError(fmt::format("cannot read {}: {}", root, la_error(disk.get())));
         }
-        const char* src_c = archive_entry_sourcepath(entry.get());
-        if (src_c == nullptr) src_c = archive_entry_pathname(entry.get());
+        const char* src_c = la::archive_entry_sourcepath(entry.get());
+        if (src_c == nullptr) src_c = la::archive_entry_pathname(entry.get());
         const std::string src = src_c != nullptr ? src_c : root;
         std::string rel;
         if (src != root) {
@@ -287,19 +286,19 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
             ++result.excluded;
             continue;
         }
-        if (archive_read_disk_can_descend(disk.get())) archive_read_disk_descend(disk.get());
+        if (la::archive_read_disk_can_descend(disk.get())) la::archive_read_disk_descend(disk.get());
 
-        const mode_t type = archive_entry_filetype(entry.get());
+        const mode_t type = la::archive_entry_filetype(entry.get());
         if (const char* kind = unsupported_kind(type)) {
             result.warnings.push_back(fmt::format("{}: {} not backed up (a restore would refuse it)", src, kind));
             continue;
         }
         if (rel.empty()) drop_state_id_xattr(entry.get());
-        archive_entry_set_pathname(entry.get(), (prefix + rel).c_str());
+        la::archive_entry_set_pathname(entry.get(), (prefix + rel).c_str());
         if (type == AE_IFLNK) {
             // Refused here rather than at restore: a backup that cannot be restored is worse
             // than a failed backup the operator sees today.
-            const char* t = archive_entry_symlink(entry.get());
+            const char* t = la::archive_entry_symlink(entry.get());
             const std::string target = t != nullptr ? t : "";
             if (const auto why = symlink_target_problem(target, rel))
                 throw RuntimeError(fmt::format(
@@ -308,16 +307,16 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
                     src, target, *why, root));
         }
 
-        const la_int64_t size = archive_entry_size(entry.get());
-        const time_t mtime = archive_entry_mtime(entry.get());
-        const long mtime_ns = archive_entry_mtime_nsec(entry.get());
+        const la_int64_t size = la::archive_entry_size(entry.get());
+        const time_t mtime = la::archive_entry_mtime(entry.get());
+        const long mtime_ns = la::archive_entry_mtime_nsec(entry.get());
 
         archive_entry* e = entry.get();
         archive_entry* spare = nullptr;
-        archive_entry_linkify(resolver.get(), &e, &spare);  // tar strategy: never defers, no spare
+        la::archive_entry_linkify(resolver.get(), &e, &spare);  // tar strategy: never defers, no spare
         if (e == nullptr) continue;
 
-        r = archive_write_header(w, e);
+        r = la::archive_write_header(w, e);
         if (r < ARCHIVE_WARN) write_failed(w, ctx, fmt::format("cannot archive {}", src));
         if (r == ARCHIVE_WARN) {
             // A non-ASCII name "can't be translated" from the C locale: stored as raw bytes,
@@ -327,17 +326,17 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
         }
         ++result.files;
 
-        if (type == AE_IFREG && archive_entry_hardlink(e) == nullptr && size > 0) {
+        if (type == AE_IFREG && la::archive_entry_hardlink(e) == nullptr && size > 0) {
             std::int64_t pos = 0;
             bool vanished = false;
             for (;;) {
                 const void* buf = nullptr;
                 size_t len = 0;
                 la_int64_t off = 0;
-                r = archive_read_data_block(disk.get(), &buf, &len, &off);
+                r = la::archive_read_data_block(disk.get(), &buf, &len, &off);
                 if (r == ARCHIVE_EOF) break;
                 if (r < ARCHIVE_WARN) {
-                    if (archive_errno(disk.get()) == ENOENT) {  // removed between listing and opening
+                    if (la::archive_errno(disk.get()) == ENOENT) {  // removed between listing and opening
                         vanished = true;
                         break;
                     }
@@ -365,9 +364,9 @@ void write_tree(archive* w, CallbackState& ctx, const std::string& root_in, std:
                 result.changed_while_read.push_back(src);
         }
         // The pax writer pads an entry that came up short with zeros, keeping the archive valid.
-        if (archive_write_finish_entry(w) < ARCHIVE_WARN) write_failed(w, ctx, fmt::format("cannot archive {}", src));
+        if (la::archive_write_finish_entry(w) < ARCHIVE_WARN) write_failed(w, ctx, fmt::format("cannot archive {}", src));
     }
-    archive_read_close(disk.get());
+    la::archive_read_close(disk.get());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,7 +406,7 @@ la_ssize_t read_cb(archive* a, void* p, const void** out) {
         return static_cast<la_ssize_t>(n);
     } catch (...) {
         c->error = std::current_exception();
-        archive_set_error(a, EIO, "reading the backup blob failed");
+        la::archive_set_error(a, EIO, "reading the backup blob failed");
         return -1;
     }
 }
@@ -441,15 +440,15 @@ void finish_and_verify(ReadCtx& ctx, std::uint64_t expected_size, const std::str
 /// close() only if all of that held, else with fail(the reason).
 void fetch_stage(ChunkPipe& pipe, ReadCtx& ctx, const std::string& expected_sha256, std::uint64_t limit) {
     try {
-        ReadArchive z(archive_read_new());
+        ReadArchive z(la::archive_read_new());
         if (!z) throw RuntimeError("cannot allocate a libarchive reader");
         // Only what bartl writes: one decoder, less attack surface.
-        archive_read_support_filter_zstd(z.get());
-        archive_read_support_format_raw(z.get());
-        if (archive_read_open(z.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK)
+        la::archive_read_support_filter_zstd(z.get());
+        la::archive_read_support_format_raw(z.get());
+        if (la::archive_read_open(z.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK)
             read_failed(z.get(), ctx, ctx.label, "");
         archive_entry* e = nullptr;
-        const int rc = archive_read_next_header(z.get(), &e);
+        const int rc = la::archive_read_next_header(z.get(), &e);
         if (rc == ARCHIVE_EOF)
             throw IntegrityError(fmt::format("{}: archive holds no {}", ctx.label, kManifestEntry));
         if (rc < ARCHIVE_WARN) read_failed(z.get(), ctx, ctx.label, "");
@@ -458,7 +457,7 @@ void fetch_stage(ChunkPipe& pipe, ReadCtx& ctx, const std::string& expected_sha2
             const void* buf = nullptr;
             size_t len = 0;
             la_int64_t off = 0;
-            const int r = archive_read_data_block(z.get(), &buf, &len, &off);
+            const int r = la::archive_read_data_block(z.get(), &buf, &len, &off);
             if (r == ARCHIVE_EOF) break;
             if (r < ARCHIVE_WARN) {
                 if (ctx.error) std::rethrow_exception(ctx.error);
@@ -496,7 +495,7 @@ la_ssize_t pipe_in_cb(archive* a, void* p, const void** out) {
         return static_cast<la_ssize_t>(chunk.size());
     } catch (...) {
         c->error = std::current_exception();
-        archive_set_error(a, EIO, "reading the backup blob failed");
+        la::archive_set_error(a, EIO, "reading the backup blob failed");
         return -1;
     }
 }
@@ -600,7 +599,7 @@ bool is_resource_error(int err) {
 /// A failed archive_write_disk call: a full or broken disk is a RuntimeError (retry later);
 /// anything else means the entry itself was unacceptable (e.g. writing through a symlink).
 [[noreturn]] void extract_failed(archive* disk, const std::string& label, const std::string& entry) {
-    const int err = archive_errno(disk);
+    const int err = la::archive_errno(disk);
     if (is_resource_error(err))
         throw RuntimeError(fmt::format("{}: cannot extract \"{}\": {}: {}", label, entry, la_error(disk),
                                        std::strerror(err)));
@@ -611,24 +610,24 @@ bool is_resource_error(int err) {
 /// new files there, which grants nothing) and drops security.capability xattrs: a restored
 /// file must never gain privileges from a backup.
 void neutralise(archive_entry* e, const std::string& name, std::vector<std::string>& warnings) {
-    const mode_t perm = archive_entry_perm(e);
-    const mode_t strip = archive_entry_filetype(e) == AE_IFDIR ? S_ISUID : (S_ISUID | S_ISGID);
+    const mode_t perm = la::archive_entry_perm(e);
+    const mode_t strip = la::archive_entry_filetype(e) == AE_IFDIR ? S_ISUID : (S_ISUID | S_ISGID);
     if (perm & strip) {
-        archive_entry_set_perm(e, perm & ~strip);
+        la::archive_entry_set_perm(e, perm & ~strip);
         warnings.push_back(fmt::format("{}: setuid/setgid bit cleared", name));
     }
-    if (archive_entry_xattr_count(e) == 0) return;
+    if (la::archive_entry_xattr_count(e) == 0) return;
     struct Xattr {
         std::string name;
         std::string value;
     };
     std::vector<Xattr> keep;
     bool dropped = false;
-    archive_entry_xattr_reset(e);
+    la::archive_entry_xattr_reset(e);
     const char* xname = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+    while (la::archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
         if (std::string_view(xname) == "security.capability") {
             dropped = true;
             continue;
@@ -636,8 +635,8 @@ void neutralise(archive_entry* e, const std::string& name, std::vector<std::stri
         keep.push_back({xname, std::string(static_cast<const char*>(value), size)});
     }
     if (!dropped) return;
-    archive_entry_xattr_clear(e);
-    for (const auto& x : keep) archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    la::archive_entry_xattr_clear(e);
+    for (const auto& x : keep) la::archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
     warnings.push_back(fmt::format("{}: security.capability xattr dropped", name));
 }
 
@@ -763,6 +762,7 @@ bool path_excluded(const std::string& rel, const std::vector<std::string>& globs
 
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress) {
+    la::load();
     if (threads <= 0)
         threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, kMaxDefaultThreads));
     BlobWriteResult result;
@@ -774,20 +774,20 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
     TarOut out(pipe);
     const RawNames raw_names;
     try {
-        WriteArchive w(archive_write_new());
+        WriteArchive w(la::archive_write_new());
         if (!w) throw RuntimeError("cannot allocate a libarchive writer");
-        if (archive_write_set_format_pax_restricted(w.get()) != ARCHIVE_OK)
+        if (la::archive_write_set_format_pax_restricted(w.get()) != ARCHIVE_OK)
             throw RuntimeError(fmt::format("cannot set up the pax writer: {}", la_error(w.get())));
-        archive_write_set_bytes_per_block(w.get(), kBlock);
-        archive_write_set_bytes_in_last_block(w.get(), 1);
-        if (archive_write_open(w.get(), &out, nullptr, tar_out_cb, nullptr) != ARCHIVE_OK)
+        la::archive_write_set_bytes_per_block(w.get(), kBlock);
+        la::archive_write_set_bytes_in_last_block(w.get(), 1);
+        if (la::archive_write_open(w.get(), &out, nullptr, tar_out_cb, nullptr) != ARCHIVE_OK)
             write_failed(w.get(), out, "cannot start the backup blob");
 
         Throttle throttle(progress, 0);
         write_manifest_entry(w.get(), out, manifest.to_archive_json());
         for (std::size_t n = 0; n < manifest.paths.size(); ++n)
             write_tree(w.get(), out, manifest.paths[n], n, result, throttle, manifest.exclude);
-        if (archive_write_close(w.get()) != ARCHIVE_OK) write_failed(w.get(), out, "cannot finish the backup blob");
+        if (la::archive_write_close(w.get()) != ARCHIVE_OK) write_failed(w.get(), out, "cannot finish the backup blob");
         pipe.close();
         compressor.join(false);
         throttle.finish(result.bytes);
@@ -834,24 +834,24 @@ public:
     /// Adds a (validated) symlink entry.
     void add(archive_entry* e) {
         if (!w_) open();
-        if (archive_write_header(w_.get(), e) < ARCHIVE_WARN || archive_write_finish_entry(w_.get()) < ARCHIVE_WARN)
+        if (la::archive_write_header(w_.get(), e) < ARCHIVE_WARN || la::archive_write_finish_entry(w_.get()) < ARCHIVE_WARN)
             throw RuntimeError(fmt::format("cannot set a symlink aside for extraction: {}", la_error(w_.get())));
     }
     /// Calls `fn(entry)` for every symlink added, in order.
     template <typename Fn>
     void replay(Fn&& fn) {
         if (!w_) return;
-        if (archive_write_close(w_.get()) != ARCHIVE_OK)
+        if (la::archive_write_close(w_.get()) != ARCHIVE_OK)
             throw RuntimeError(fmt::format("cannot set symlinks aside for extraction: {}", la_error(w_.get())));
         std::rewind(f_.get());
-        ReadArchive r(archive_read_new());
+        ReadArchive r(la::archive_read_new());
         if (!r) throw RuntimeError("cannot allocate a libarchive reader");
-        archive_read_support_format_tar(r.get());
-        if (archive_read_open_FILE(r.get(), f_.get()) != ARCHIVE_OK)
+        la::archive_read_support_format_tar(r.get());
+        if (la::archive_read_open_FILE(r.get(), f_.get()) != ARCHIVE_OK)
             throw RuntimeError(fmt::format("cannot read the symlinks set aside: {}", la_error(r.get())));
         for (;;) {
             archive_entry* e = nullptr;
-            const int rc = archive_read_next_header(r.get(), &e);
+            const int rc = la::archive_read_next_header(r.get(), &e);
             if (rc == ARCHIVE_EOF) break;
             if (rc < ARCHIVE_WARN)
                 throw RuntimeError(fmt::format("cannot read the symlinks set aside: {}", la_error(r.get())));
@@ -868,9 +868,9 @@ private:
         }
         if (!f_) f_.reset(std::tmpfile());
         if (!f_) throw RuntimeError(fmt::format("cannot create a temporary file: {}", std::strerror(errno)));
-        w_.reset(archive_write_new());
-        if (!w_ || archive_write_set_format_pax_restricted(w_.get()) != ARCHIVE_OK ||
-            archive_write_open_FILE(w_.get(), f_.get()) != ARCHIVE_OK)
+        w_.reset(la::archive_write_new());
+        if (!w_ || la::archive_write_set_format_pax_restricted(w_.get()) != ARCHIVE_OK ||
+            la::archive_write_open_FILE(w_.get(), f_.get()) != ARCHIVE_OK)
             throw RuntimeError("cannot set up a temporary archive for symlinks");
     }
     std::string dir_;
@@ -899,6 +899,7 @@ mode_t existing_type(const std::string& path) {
 BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                                const std::vector<std::filesystem::path>& staging, const ProgressFn& progress,
                                const BlobReadOptions& options) {
+    la::load();
     const std::string& label = options.label;
     const auto roots = prepare_staging(staging);
     const std::uint64_t limit = options.max_unpacked != 0
@@ -917,21 +918,21 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
     Throttle throttle(progress, expected_size);
     PipeIn in(pipe, ctx, throttle);
 
-    ReadArchive r(archive_read_new());
+    ReadArchive r(la::archive_read_new());
     if (!r) throw RuntimeError("cannot allocate a libarchive reader");
-    archive_read_support_format_tar(r.get());
-    if (archive_read_open(r.get(), &in, nullptr, pipe_in_cb, nullptr) != ARCHIVE_OK)
+    la::archive_read_support_format_tar(r.get());
+    if (la::archive_read_open(r.get(), &in, nullptr, pipe_in_cb, nullptr) != ARCHIVE_OK)
         read_failed(r.get(), in, label, "");
 
-    WriteArchive disk(archive_write_disk_new());
+    WriteArchive disk(la::archive_write_disk_new());
     if (!disk) throw RuntimeError("cannot allocate a libarchive disk writer");
     int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_XATTR |
                 ARCHIVE_EXTRACT_SECURE_NODOTDOT;
     if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
     // No symlink exists in staging until the deferred ones are created at the end.
-    archive_write_disk_set_options(disk.get(), flags);
+    la::archive_write_disk_set_options(disk.get(), flags);
     // By name: a restore on another host maps "notes" to that host's uid for "notes".
-    archive_write_disk_set_standard_lookup(disk.get());
+    la::archive_write_disk_set_standard_lookup(disk.get());
 
     // libarchive sets an existing directory's mtime at once (not deferred like the ones it
     // creates), so extracting its children would overwrite it: staging roots get theirs last.
@@ -945,7 +946,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
         // Duplicates could replace an entry checked before: a non-directory never lands on an
         // existing path (staging starts empty), a directory only on a directory.
         const mode_t there = existing_type(dest);
-        const bool is_dir = archive_entry_filetype(e) == AE_IFDIR && archive_entry_hardlink(e) == nullptr;
+        const bool is_dir = la::archive_entry_filetype(e) == AE_IFDIR && la::archive_entry_hardlink(e) == nullptr;
         if (there == kBelowNonDirectory)
             throw IntegrityError(fmt::format(
                 "{}: rejected entry \"{}\": an earlier entry is a file where this one needs a directory", label,
@@ -954,23 +955,23 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
             throw IntegrityError(fmt::format(
                 "{}: rejected {} \"{}\": the path already exists (the entry appears twice, or an earlier entry "
                 "was written below it)",
-                label, archive_entry_filetype(e) == AE_IFLNK ? "symlink" : "entry", name));
-        int rc = archive_write_header(disk.get(), e);
+                label, la::archive_entry_filetype(e) == AE_IFLNK ? "symlink" : "entry", name));
+        int rc = la::archive_write_header(disk.get(), e);
         if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
         if (rc == ARCHIVE_WARN) add_warning(result, fmt::format("{}: {}", name, la_error(disk.get())), dropped_warnings);
         while (data != nullptr) {
             const void* buf = nullptr;
             size_t len = 0;
             la_int64_t off = 0;
-            rc = archive_read_data_block(data, &buf, &len, &off);
+            rc = la::archive_read_data_block(data, &buf, &len, &off);
             if (rc == ARCHIVE_EOF) break;
             if (rc < ARCHIVE_WARN) read_failed(data, in, label, name);
             // write_disk reports a failed write(2) (ENOSPC, EIO) as ARCHIVE_WARN, not FATAL:
             // anything but OK here means the file on disk is not the file in the archive.
-            if (archive_write_data_block(disk.get(), buf, len, off) != ARCHIVE_OK)
+            if (la::archive_write_data_block(disk.get(), buf, len, off) != ARCHIVE_OK)
                 extract_failed(disk.get(), label, name);
         }
-        rc = archive_write_finish_entry(disk.get());
+        rc = la::archive_write_finish_entry(disk.get());
         if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label, name);
         if (rc == ARCHIVE_WARN) add_warning(result, fmt::format("{}: {}", name, la_error(disk.get())), dropped_warnings);
         ++result.files;
@@ -978,24 +979,24 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
 
     for (bool first = true;; first = false) {
         archive_entry* e = nullptr;
-        int rc = archive_read_next_header(r.get(), &e);
+        int rc = la::archive_read_next_header(r.get(), &e);
         if (rc == ARCHIVE_EOF) break;
         if (rc < ARCHIVE_WARN) read_failed(r.get(), in, label, last_entry);
-        const char* pn = archive_entry_pathname(e);
+        const char* pn = la::archive_entry_pathname(e);
         if (pn == nullptr) throw IntegrityError(fmt::format("{}: entry after \"{}\" has no name", label, last_entry));
         const std::string name = pn;
         last_entry = name;
 
         if (name == kManifestEntry) {
             if (!first) throw IntegrityError(fmt::format("{}: {} is not the first entry", label, kManifestEntry));
-            if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) != nullptr ||
-                archive_entry_size(e) < 0 || static_cast<std::uint64_t>(archive_entry_size(e)) > kMaxManifestBytes)
+            if (la::archive_entry_filetype(e) != AE_IFREG || la::archive_entry_hardlink(e) != nullptr ||
+                la::archive_entry_size(e) < 0 || static_cast<std::uint64_t>(la::archive_entry_size(e)) > kMaxManifestBytes)
                 throw IntegrityError(
                     fmt::format("{}: {} is not a regular file of at most 1 MiB", label, kManifestEntry));
             std::string text;
             char buf[16384];
             for (;;) {
-                la_ssize_t n = archive_read_data(r.get(), buf, sizeof buf);
+                la_ssize_t n = la::archive_read_data(r.get(), buf, sizeof buf);
                 if (n < 0) read_failed(r.get(), in, label, name);
                 if (n == 0) break;
                 text.append(buf, static_cast<std::size_t>(n));
@@ -1016,9 +1017,9 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
         const std::string& root = roots[pl.root];
         const std::string dest = pl.rel.empty() ? root : root + "/" + pl.rel;
 
-        const mode_t type = archive_entry_filetype(e);
-        const char* hardlink = archive_entry_hardlink(e);
-        const char* symlink = archive_entry_symlink(e);
+        const mode_t type = la::archive_entry_filetype(e);
+        const char* hardlink = la::archive_entry_hardlink(e);
+        const char* symlink = la::archive_entry_symlink(e);
         if (hardlink != nullptr) {
             if (symlink != nullptr || (type != AE_IFREG && type != 0))
                 throw IntegrityError(fmt::format("{}: rejected entry \"{}\": malformed hard link", label, name));
@@ -1030,7 +1031,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
                     "{}: rejected hard link \"{}\" -> \"{}\": target is not a file extracted earlier in the same "
                     "state/{}/ tree",
                     label, name, hardlink, pl.root));
-            archive_entry_set_hardlink(e, target_path.c_str());
+            la::archive_entry_set_hardlink(e, target_path.c_str());
         } else if (type == AE_IFLNK) {
             if (pl.rel.empty())
                 throw IntegrityError(fmt::format("{}: rejected entry \"{}\": a state root must be a directory",
@@ -1048,15 +1049,15 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
         std::vector<std::string> neutralised;
         neutralise(e, name, neutralised);
         for (auto& w : neutralised) add_warning(result, std::move(w), dropped_warnings);
-        if (pl.rel.empty() && archive_entry_mtime_is_set(e))
-            root_mtimes[pl.root] = timespec{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+        if (pl.rel.empty() && la::archive_entry_mtime_is_set(e))
+            root_mtimes[pl.root] = timespec{la::archive_entry_mtime(e), la::archive_entry_mtime_nsec(e)};
         if (type == AE_IFLNK && hardlink == nullptr) {
             symlinks.add(e);  // by its archive name; placed again when replayed
             continue;
         }
-        archive_entry_set_pathname(e, dest.c_str());
+        la::archive_entry_set_pathname(e, dest.c_str());
         if (type == AE_IFREG && hardlink == nullptr)
-            result.bytes += static_cast<std::uint64_t>(std::max<la_int64_t>(0, archive_entry_size(e)));
+            result.bytes += static_cast<std::uint64_t>(std::max<la_int64_t>(0, la::archive_entry_size(e)));
         extract(e, name, dest, r.get());
     }
     // Whatever follows the tar end-of-archive blocks (padding) is read, and the fetch stage's
@@ -1073,17 +1074,17 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
     if (!seen_manifest) throw IntegrityError(fmt::format("{}: archive holds no {}", label, kManifestEntry));
 
     // Now the symlinks, with libarchive refusing any path that leads through one.
-    archive_write_disk_set_options(disk.get(), flags | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+    la::archive_write_disk_set_options(disk.get(), flags | ARCHIVE_EXTRACT_SECURE_SYMLINKS);
     symlinks.replay([&](archive_entry* e) {
-        const std::string name = archive_entry_pathname(e);
+        const std::string name = la::archive_entry_pathname(e);
         const Placement pl = place(name, roots.size(), label);
         const std::string dest = roots[pl.root] + "/" + pl.rel;
-        archive_entry_set_pathname(e, dest.c_str());
+        la::archive_entry_set_pathname(e, dest.c_str());
         extract(e, name, dest, nullptr);
     });
 
     // Applies the deferred directory modes and mtimes.
-    if (archive_write_close(disk.get()) < ARCHIVE_WARN)
+    if (la::archive_write_close(disk.get()) < ARCHIVE_WARN)
         throw RuntimeError(fmt::format("{}: cannot finish extraction: {}", label, la_error(disk.get())));
     for (std::size_t i = 0; i < roots.size(); ++i) {
         if (!root_mtimes[i]) continue;

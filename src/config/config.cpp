@@ -29,6 +29,7 @@
 #include "core/error.hpp"
 #include "core/semver.hpp"
 #include "core/store_url.hpp"
+#include "config/userdb.hpp"
 
 namespace bartl {
 
@@ -163,7 +164,10 @@ struct Section {
 
 class Parser {
 public:
-    explicit Parser(std::string source) : source_(std::move(source)) {}
+    explicit Parser(std::string source, LoadOptions options = {}) : source_(std::move(source)), options_(options) {}
+
+    /// What loading may consult besides the file.
+    const LoadOptions& options() const noexcept { return options_; }
 
     /// "SOURCE:LINE:COLUMN" of a node (1:1 when unknown).
     std::string position(const toml::source_region& where) const {
@@ -342,6 +346,7 @@ private:
     }
 
     std::string source_;
+    LoadOptions options_;
 };
 
 /// Remembers where `key` of `sec` was set, for checks after loading (Config::where()).
@@ -451,21 +456,6 @@ void parse_ready_command(const Parser& p, const Section& app, Readiness& r) {
         r.interval = *d;
 }
 
-/// Reads a getpw*_r/getgr*_r answer into `buf`, growing it while the entry does not fit.
-template <typename Entry, typename Lookup>
-bool lookup_entry(Lookup lookup, Entry& entry, std::vector<char>& buf) {
-    buf.resize(1024);
-    for (;;) {
-        Entry* result = nullptr;
-        const int rc = lookup(&entry, buf.data(), buf.size(), &result);
-        if (rc == ERANGE && buf.size() < (1u << 20)) {
-            buf.resize(buf.size() * 2);
-            continue;
-        }
-        return rc == 0 && result != nullptr;
-    }
-}
-
 /// All digits: systemd's User= takes a numeric UID too.
 bool is_number(std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -483,6 +473,13 @@ void parse_run_as(const Parser& p, const Section& app, Config& c) {
     const toml::node& user_node = *app.get("user");
     RunAs r;
     r.user = *user;
+    const auto& pos = user_node.source().begin;
+    r.where = fmt::format("{}:{}:{}", p.source(), pos.line, pos.column);
+    if (!p.options().resolve_users) {
+        r.group = group_text.value_or("");
+        c.run_as = std::move(r);
+        return;
+    }
     passwd pw{};
     std::vector<char> pw_buf;
     bool found = lookup_entry([&](passwd* e, char* b, std::size_t n, passwd** out) {
@@ -541,8 +538,6 @@ void parse_run_as(const Parser& p, const Section& app, Config& c) {
     if (r.groups.empty() || r.groups.size() > 65536)
         r.groups = {r.gid};
     r.user = user_name;
-    const auto& pos = user_node.source().begin;
-    r.where = fmt::format("{}:{}:{}", p.source(), pos.line, pos.column);
     c.run_as = std::move(r);
 }
 
@@ -1012,10 +1007,11 @@ void parse_store(const Parser& p, const Section& store, const Section& s3, const
     if (auto v = p.absolute_path(sftp, "known_hosts")) st.sftp.known_hosts = *v;
 }
 
-Config parse_config(const std::string& toml_text, const std::string& source_name, const std::string& instance) {
+Config parse_config(const std::string& toml_text, const std::string& source_name, const std::string& instance,
+                    const LoadOptions& options) {
     if (!instance.empty())
         check_instance_name(instance);
-    const Parser p(source_name);
+    const Parser p(source_name, options);
     toml::table doc;
     try {
         doc = toml::parse(toml_text, source_name);
@@ -1072,7 +1068,7 @@ std::optional<std::string> VersionPattern::first_group(const std::string& subjec
     return subject.substr(std::size_t(m[1].rm_so), std::size_t(m[1].rm_eo - m[1].rm_so));
 }
 
-Config load_config(const std::filesystem::path& file, const std::string& instance) {
+Config load_config(const std::filesystem::path& file, const std::string& instance, const LoadOptions& options) {
     // stdio rather than iostreams: errno is reliable after fopen/fread, and the message must
     // say why the file could not be read.
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
@@ -1085,7 +1081,7 @@ Config load_config(const std::filesystem::path& file, const std::string& instanc
         text.append(buf, n);
     if (std::ferror(f.get()))
         throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(errno)));
-    Config c = parse_config(text, file.string(), instance);
+    Config c = parse_config(text, file.string(), instance, options);
     c.file = file;
     return c;
 }

@@ -28,7 +28,7 @@ struct Readiness {
 
 /// [app] user and group: who the app, its readiness probe, the version command, hooks and
 /// migration scripts run as. Resolved in the user database (getpwnam(3), getgrnam(3),
-/// getgrouplist(3)) when the config is loaded.
+/// getgrouplist(3)) when the config is loaded, unless LoadOptions::resolve_users is off.
 struct RunAs {
     std::string user;             ///< [app] user as written (a name, or a numeric UID)
     uid_t uid = 0;
@@ -124,16 +124,26 @@ private:
     std::unique_ptr<Compiled> re_;
 };
 
+/// What loading a configuration may consult besides the file.
+struct LoadOptions {
+    /// Resolve [app] user and group in the user database (the default). bartl-generator runs
+    /// before the user database may be asked (systemd.generator(7)): without it RunAs holds
+    /// the names as written (group "" = the user's primary group), uid, gid, groups and home
+    /// stay unset, and an unknown user is no error.
+    bool resolve_users = true;
+};
+
 /// Loads and validates a config file. `instance` overrides the instance name (else app.name).
 /// Throws ConfigError with "FILE:LINE:COLUMN: message" for syntax errors, unknown keys, wrong
 /// types, relative paths, invalid names, two version sources, missing required keys, a
 /// version_pattern that is no regex or has not exactly one capture group, an [app] user or
 /// group the user database does not know.
-Config load_config(const std::filesystem::path& file, const std::string& instance = "");
+Config load_config(const std::filesystem::path& file, const std::string& instance = "",
+                   const LoadOptions& options = {});
 
 /// As load_config, from TOML text; `source_name` stands for the file name in messages.
 Config parse_config(const std::string& toml_text, const std::string& source_name,
-                    const std::string& instance = "");
+                    const std::string& instance = "", const LoadOptions& options = {});
 
 /// Path of an instance's config: /etc/bartl/NAME.toml (sysconfdir from the build).
 /// Throws UsageError when NAME is not a valid instance name.

@@ -43,6 +43,15 @@ std::string Marker::to_json() const {
     json h = json::array();
     for (const auto& e : history)
         h.push_back({{"time", e.time}, {"event", e.event}, {"from", e.from}, {"to", e.to}, {"detail", e.detail}});
+    if (state_id.empty()) {
+        // Not upgraded yet (found by tests/fuzz): written back as it was read, format 1, so
+        // it still parses (format 2 requires a state ID) and the next start upgrades it.
+        json paths = json::array();
+        for (const auto& c : components) paths.push_back(c.name);
+        const json j = {{"format", 1}, {"app", app}, {"version", version}, {"origin", origin},
+                        {"state_paths", paths}, {"history", h}};
+        return j.dump(2) + "\n";
+    }
     json comps = json::array();
     for (const auto& c : components)
         comps.push_back({{"kind", c.kind},

@@ -75,7 +75,8 @@ struct Marker {
 
     /// The component with this kind and name, or nullptr.
     const ComponentRecord* find(const std::string& kind, const std::string& name) const;
-    /// Serialises to pretty JSON text (ends with a newline), always format 2.
+    /// Serialises to pretty JSON text (ends with a newline): format 2, or format 1 while the
+    /// state has no state ID yet (a marker of an older bartl, not upgraded: it stays readable).
     std::string to_json() const;
     /// Parses marker JSON of format 1 (state_paths, no state ID: components come back with an
     /// empty binding) or 2. Every key bartl writes is required (unknown extra keys are

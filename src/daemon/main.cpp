@@ -4,6 +4,9 @@
 #include <iostream>
 #include <memory>
 #include <pthread.h>
+#include <cstdlib>
+
+#include <systemd/sd-login.h>
 
 #include <CLI/CLI.hpp>
 
@@ -18,6 +21,7 @@
 #include "daemon/heartbeat.hpp"
 #include "daemon/serve.hpp"
 #include "daemon/status.hpp"
+#include "generator/dropin.hpp"
 #include "ops/backup.hpp"
 #include "ops/catalog.hpp"
 #include "ops/commands.hpp"
@@ -69,6 +73,27 @@ Reporter daemon_reporter(Status* status = nullptr) {
     return r;
 }
 
+/// Under a unit with bartl-generator's drop-in: that drop-in was written for this
+/// configuration (check_sandbox_fits). $STATE_DIRECTORY is the unit's StateDirectory=
+/// (systemd.exec(5); the first one when several).
+void check_unit_sandbox(const Config& config, const std::string& instance) {
+    const char* fingerprint = std::getenv(kSandboxEnv);
+    if (!fingerprint || !*fingerprint) return;
+    // The unit's name from our cgroup (sd_pid_get_unit(3)), else what it would be.
+    std::string unit = instance.empty() ? "bartld.service" : fmt::format("bartld@{}.service", instance);
+    if (char* u = nullptr; sd_pid_get_unit(0, &u) >= 0 && u) {
+        unit = u;
+        std::free(u);
+    }
+    std::filesystem::path state_directory = instance.empty() ? std::filesystem::path("/var/lib/bartl")
+                                                             : std::filesystem::path("/var/lib/bartl") / instance;
+    if (const char* sd = std::getenv("STATE_DIRECTORY"); sd && *sd) {
+        const std::string_view dirs = sd;
+        state_directory = std::string(dirs.substr(0, dirs.find(':')));
+    }
+    check_sandbox_fits(config, fingerprint, state_directory, unit);
+}
+
 int run(const Args& a) {
     if (a.config_file.empty() == a.instance.empty())
         throw UsageError("exactly one of --config FILE or --instance NAME is required");
@@ -77,6 +102,7 @@ int run(const Args& a) {
     log::set_context("BARTL_INSTANCE", config.instance);
     check_config_files(config);  // a hook that cannot run is exit 78 now, not exit 1 later
     check_user_switch(config);
+    check_unit_sandbox(config, a.instance);
     const Version engine = resolve_engine_version(config);
     log::set_context("BARTL_ENGINE_VERSION", engine.str());
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "store/file_store.hpp"
+#include "store/s3_store.hpp"
 #include "store/sftp_store.hpp"
 
 namespace bartl {
@@ -15,9 +16,8 @@ std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& op
             "store URL \"{}\" is malformed: expected file:///DIR, s3://BUCKET/PREFIX or sftp://HOST/DIR", url));
     const std::string scheme = url.substr(0, sep);
     if (scheme == "file") return std::make_unique<FileStore>(url, file_url_path(url));
+    if (scheme == "s3") return std::make_unique<S3Store>(url, options);
     if (scheme == "sftp") return std::make_unique<SftpStore>(url, parse_sftp_url(url), options);
-    if (scheme == "s3")
-        throw ConfigError(fmt::format("store URL \"{}\": {}:// stores are not supported yet by this bartl", url, scheme));
     throw ConfigError(fmt::format("store URL \"{}\": unknown scheme \"{}\" (expected file, s3 or sftp)", url, scheme));
 }
 

@@ -27,8 +27,8 @@ import random
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import faultlib as fl  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import bartltest as bt  # noqa: E402
 
 INIT_HOOK = r"""#!/bin/sh
 set -eu
@@ -117,18 +117,18 @@ def damage(rng, kind, store, blobs, subset):
 
 
 def main(argv):
-    long, seed = fl.mode_from_argv(argv)
+    long, seed = bt.mode_from_argv(argv)
     n = 100 if long else 10
     rng = random.Random(seed)
-    print(f"corrupt: {n} variants per kind, seed {seed}, bartld {fl.BARTLD}", flush=True)
-    work = fl.scratch_root()
+    print(f"corrupt: {n} variants per kind, seed {seed}, bartld {bt.Instance.bartld}", flush=True)
+    work = bt.scratch_root()
     rows = []
     failures = 0
     try:
-        inst = fl.Instance(work, init_hook=[fl.write_exec(os.path.join(work, "hooks", "init"), INIT_HOOK)],
+        inst = bt.Instance(work, init_hook=[bt.write_exec(os.path.join(work, "hooks", "init"), INIT_HOOK)],
                            keep_last=0)
         r = inst.run("--prepare")
-        assert r.rc == 0, r
+        assert r.returncode == 0, r
         expected = {}  # blob name -> state hash
         for g in range(N_BACKUPS):
             with open(os.path.join(inst.paths[0], "generation"), "w") as f:
@@ -137,7 +137,7 @@ def main(argv):
                 f.write(rng.randbytes(200_000))
             before = set(inst.sidecars())
             r = inst.run("--backup")
-            assert r.rc == 0, r
+            assert r.returncode == 0, r
             (new,) = set(inst.sidecars()) - before
             expected[new] = inst.state_hash()
         pristine = os.path.join(work, "pristine-store")
@@ -159,13 +159,13 @@ def main(argv):
                 row["variants"] += 1
                 intact = [b for b in order if b not in damaged]
                 m = inst.marker()
-                log = r.err
+                log = r.stderr
                 verdict = None
                 if intact:
                     want = intact[0]
                     passed = [b for b in order[: order.index(want)]]
-                    if r.rc != 0 or not m:
-                        verdict = f"exit {r.rc}, expected restore of {ids[want]}"
+                    if r.returncode != 0 or not m:
+                        verdict = f"exit {r.returncode}, expected restore of {ids[want]}"
                     elif m["origin"] != "restore:" + ids[want]:
                         verdict = f"origin {m['origin']}, expected restore:{ids[want]}"
                         if m["origin"] == "init" or m["origin"].removeprefix("restore:") in {ids[b] for b in damaged}:
@@ -178,15 +178,15 @@ def main(argv):
                 else:
                     if kind == "delete-sidecar":
                         # No sidecar left: the store answered "no backup" (bartl(7)), so init.
-                        if r.rc != 0 or not m or m["origin"] != "init":
-                            verdict = f"every sidecar deleted: expected init, got exit {r.rc}"
-                    elif r.rc == 0 or m is not None:
-                        verdict = f"no intact backup, yet exit {r.rc} origin {m and m['origin']}"
+                        if r.returncode != 0 or not m or m["origin"] != "init":
+                            verdict = f"every sidecar deleted: expected init, got exit {r.returncode}"
+                    elif r.returncode == 0 or m is not None:
+                        verdict = f"no intact backup, yet exit {r.returncode} origin {m and m['origin']}"
                         row["wrong"] += 1
-                    elif r.rc != 1:
-                        verdict = f"no intact backup: exit {r.rc}, expected 1"
+                    elif r.returncode != 1:
+                        verdict = f"no intact backup: exit {r.returncode}, expected 1"
                     elif any(os.path.lexists(p) and (not os.path.isdir(p) or os.listdir(p)) for p in inst.paths) \
-                            or any(os.path.lexists(fl.staging_of(p)) for p in inst.paths):
+                            or any(os.path.lexists(bt.staging_of(p)) for p in inst.paths):
                         verdict = "state paths written although nothing was restored"
                         row["wrong"] += 1
                     elif any(ids[b] not in log for b in damaged):
@@ -202,10 +202,10 @@ def main(argv):
             rows.append([kind, row["variants"], row["rejected"], row["wrong"], row["none-intact exit 1"]])
             print(f"  {kind}: done", flush=True)
     finally:
-        fl.remove_scratch(work)
+        bt.remove_scratch(work)
     tot = [sum(r[i] for r in rows) for i in range(1, 5)]
     rows.append(["total", *tot])
-    fl.print_table(f"Corrupt backups ({N_BACKUPS} backups, random damaged subsets; seed {seed})",
+    bt.print_table(f"Corrupt backups ({N_BACKUPS} backups, random damaged subsets; seed {seed})",
                    ["damage", "variants", "handled right", "wrongly accepted", "of which none intact -> exit 1"],
                    rows)
     ok = failures == 0

@@ -22,8 +22,8 @@ import os
 import random
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import faultlib as fl  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import bartltest as bt  # noqa: E402
 
 # An idempotent migration step of ~0.5 s: derives v<step>/ files from data/ one by one,
 # each written to a temporary name and renamed; a re-run removes its own temporaries and
@@ -77,7 +77,7 @@ def measure(inst, reset, args, runs=2):
     for _ in range(runs):
         reset()
         r = inst.run(*args)
-        if r.rc != 0:
+        if r.returncode != 0:
             raise SystemExit(f"undisturbed run failed: {r!r}")
         best = max(best, r.elapsed)
     return best, r
@@ -100,19 +100,19 @@ def kills(t, n, rng, dur, inst, reset, *args):
 
 
 def staging_left(inst):
-    return [fl.staging_of(p) for p in inst.paths if os.path.lexists(fl.staging_of(p))]
+    return [bt.staging_of(p) for p in inst.paths if os.path.lexists(bt.staging_of(p))]
 
 
 def check_converges(t, inst, ref_hash, origin_prefix, version, killed_result):
     r = inst.run("--prepare")
     m = inst.marker()
-    conv = r.rc == 0 and m is not None and m["version"] == version
-    if r.rc == fl.EXIT_FOREIGN:
+    conv = r.returncode == 0 and m is not None and m["version"] == version
+    if r.returncode == bt.EXIT_FOREIGN:
         t.lost += 1
         fail_note(t, "restart refused the state as foreign", killed_result, r)
         return
     if not conv:
-        fail_note(t, f"restart did not converge (exit {r.rc}, marker {m and m.get('version')})", killed_result, r)
+        fail_note(t, f"restart did not converge (exit {r.returncode}, marker {m and m.get('version')})", killed_result, r)
         t.lost += 1
         return
     t.converged += 1
@@ -134,8 +134,8 @@ def check_converges(t, inst, ref_hash, origin_prefix, version, killed_result):
 
 def scenario_init(rng, n, work):
     t = Tally("init")
-    inst = fl.Instance(os.path.join(work, "init"), n_paths=2,
-                       init_hook=fl.init_hook(os.path.join(work, "init"), pause=0.08))
+    inst = bt.Instance(os.path.join(work, "init"), n_paths=2,
+                       init_hook=bt.init_hook(os.path.join(work, "init"), pause=0.08))
     dur, _ = measure(inst, inst.wipe_state, ["--prepare"])
     ref = inst.state_hash()
     t.detail["op s"] = f"{dur:.2f}"
@@ -146,9 +146,9 @@ def scenario_init(rng, n, work):
 
 def scenario_restore(rng, n, work, mib):
     t = Tally("restore")
-    inst = fl.dataset_instance(work, mib, "restore")
+    inst = bt.dataset_instance(work, mib, "restore")
     r = inst.run("--backup")
-    assert r.rc == 0, r
+    assert r.returncode == 0, r
     ref = inst.state_hash()
     dur, res = measure(inst, inst.wipe_state, ["--prepare"])
     assert inst.marker()["origin"].startswith("restore:"), inst.marker()
@@ -165,12 +165,12 @@ def scenario_migrate(rng, n, work):
     root = os.path.join(work, "migrate")
     mig = os.path.join(root, "migrations")
     for s in STEPS:
-        fl.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION.format())
-    inst = fl.Instance(root, n_paths=1,
-                       init_hook=fl.init_hook(root, pause=0.08),
+        bt.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION.format())
+    inst = bt.Instance(root, n_paths=1,
+                       init_hook=bt.init_hook(root, pause=0.08),
                        before_migrate=True, keep_last=3)
     r = inst.run("--prepare")
-    assert r.rc == 0, r
+    assert r.returncode == 0, r
     snap = os.path.join(root, "snapshot-1.0.0")
     inst.snapshot(snap)
     inst.write_config(version=STEPS[-1], migrations=mig)
@@ -201,7 +201,7 @@ def scenario_migrate(rng, n, work):
 
 def check_store(t, inst, before_blobs, verify_new=True):
     """Listed backups verify; returns (orphan blobs, hidden temporaries, bad) for the table."""
-    orphans, hidden, problems = fl.check_store(inst, before_blobs, verify_new)
+    orphans, hidden, problems = bt.check_store(inst, before_blobs, verify_new)
     for msg, r in problems:
         fail_note(t, msg, *([r] if r else []))
     return orphans, hidden, bool(problems)
@@ -209,13 +209,13 @@ def check_store(t, inst, before_blobs, verify_new=True):
 
 def scenario_backup(rng, n, work, mib):
     t = Tally("backup")
-    inst = fl.dataset_instance(work, mib, "backup")
+    inst = bt.dataset_instance(work, mib, "backup")
     ref = inst.state_hash()
     r = inst.run("--backup")
-    assert r.rc == 0, r
+    assert r.returncode == 0, r
     dur = r.elapsed
     r = inst.run("--backup")
-    assert r.rc == 0, r
+    assert r.returncode == 0, r
     dur = max(dur, r.elapsed)
     t.detail["op s"] = f"{dur:.2f}"
     orphan_total = hidden_total = 0
@@ -234,8 +234,8 @@ def scenario_backup(rng, n, work, mib):
             t.lost += 1
             continue
         r = inst.run("--prepare")
-        if r.rc != 0:
-            fail_note(t, f"restart after a killed backup exited {r.rc}", k, r)
+        if r.returncode != 0:
+            fail_note(t, f"restart after a killed backup exited {r.returncode}", k, r)
             t.lost += 1
             continue
         t.converged += 1
@@ -246,7 +246,7 @@ def scenario_backup(rng, n, work, mib):
         t.identical += 1
     # A killed backup must not block the next one.
     r = inst.run("--backup")
-    if r.rc != 0:
+    if r.returncode != 0:
         fail_note(t, "a backup after the kills failed", r)
         t.lost += 1
     t.detail["orphan blobs"] = orphan_total
@@ -255,20 +255,20 @@ def scenario_backup(rng, n, work, mib):
 
 
 def main(argv):
-    long, seed = fl.mode_from_argv(argv)
+    long, seed = bt.mode_from_argv(argv)
     n = 200 if long else 20
-    only = fl.only_from_argv(argv)
+    only = bt.only_from_argv(argv)
     if "--kills" in argv:
         n = int(argv[argv.index("--kills") + 1])
     mib = int(os.environ.get("FAULTS_RESTORE_MIB", "300" if long else "100"))
     rng = random.Random(seed)
-    print(f"crash: {n} kills per operation, seed {seed}, bartld {fl.BARTLD}", flush=True)
-    work = fl.scratch_root()
-    tallies = fl.run_each(work, (("init", lambda: scenario_init(rng, n, work)),
+    print(f"crash: {n} kills per operation, seed {seed}, bartld {bt.Instance.bartld}", flush=True)
+    work = bt.scratch_root()
+    tallies = bt.run_each(work, (("init", lambda: scenario_init(rng, n, work)),
                                  ("restore", lambda: scenario_restore(rng, n, work, mib)),
                                  ("migrate", lambda: scenario_migrate(rng, n, work)),
                                  ("backup", lambda: scenario_backup(rng, n, work, mib))), only)
-    return fl.finish("crash", f"Crash anywhere (kill -9 at uniform random moments; seed {seed})",
+    return bt.finish("crash", f"Crash anywhere (kill -9 at uniform random moments; seed {seed})",
                      ["operation", "kills", "converged", "identical", "data lost", "missed", "details"], tallies)
 
 

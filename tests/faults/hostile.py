@@ -24,8 +24,8 @@ import tarfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import faultlib as fl  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import bartltest as bt  # noqa: E402
 
 APP = "fapp"
 MIB = 1 << 20
@@ -148,14 +148,14 @@ class Sampler:
 
 def state_empty(inst):
     return all(not os.path.lexists(p) or (os.path.isdir(p) and not os.listdir(p)) for p in inst.paths) and \
-        not any(os.path.lexists(fl.staging_of(p)) for p in inst.paths) and inst.marker() is None
+        not any(os.path.lexists(bt.staging_of(p)) for p in inst.paths) and inst.marker() is None
 
 
 def main(argv):
-    long, seed = fl.mode_from_argv(argv)
+    long, seed = bt.mode_from_argv(argv)
     n_entries = 2_000_000 if long else 200_000
     bomb_size = (8 << 30) if long else (1 << 30)
-    work = fl.scratch_root()
+    work = bt.scratch_root()
     mnt = os.path.join(work, "statefs")
     os.makedirs(mnt)
     rows = []
@@ -163,12 +163,12 @@ def main(argv):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,nr_inodes=4m", "tmpfs", mnt]).returncode == 0
     if not mounted:
         print("hostile: cannot mount a tmpfs (not root?): peak-written figures come from the scratch filesystem")
-    print(f"hostile: {n_entries} entries, bomb {bomb_size >> 20} MiB, bartld {fl.BARTLD}", flush=True)
+    print(f"hostile: {n_entries} entries, bomb {bomb_size >> 20} MiB, bartld {bt.Instance.bartld}", flush=True)
     try:
         def case(label, bid, entries, claim_files, claim_bytes, expect_ok, size_text, max_rss_mib, max_secs,
                  max_written=None):
             root = os.path.join(work, bid)
-            inst = fl.Instance(root, state_dir=mnt)
+            inst = bt.Instance(root, state_dir=mnt)
             inst.wipe_state()
             t0 = time.monotonic()
             make_backup(inst, bid, entries, claim_files, claim_bytes)
@@ -180,14 +180,14 @@ def main(argv):
             verdict = []
             if expect_ok:
                 m = inst.marker()
-                if r.rc != 0 or not m or m["origin"] != "restore:" + bid:
-                    verdict.append(f"expected a restore, got exit {r.rc}")
+                if r.returncode != 0 or not m or m["origin"] != "restore:" + bid:
+                    verdict.append(f"expected a restore, got exit {r.returncode}")
             else:
-                if r.rc != 1:
-                    verdict.append(f"expected exit 1, got {r.rc}")
+                if r.returncode != 1:
+                    verdict.append(f"expected exit 1, got {r.returncode}")
                 if not state_empty(inst):
                     verdict.append("state or staging left behind")
-                if bid not in r.err:
+                if bid not in r.stderr:
                     verdict.append("backup not named in the log")
             if rss > max_rss_mib:
                 verdict.append(f"maxrss {rss:.0f} MiB > {max_rss_mib} MiB")
@@ -195,7 +195,7 @@ def main(argv):
                 verdict.append(f"took {r.elapsed:.0f}s > {max_secs}s")
             if max_written is not None and s.peak_bytes > max_written:
                 verdict.append(f"wrote {s.peak_bytes >> 20} MiB > limit {max_written >> 20} MiB")
-            rows.append([label, size_text, r.rc, f"{r.elapsed:.1f}", f"{rss:.1f}", f"{s.peak_bytes / MIB:.1f}",
+            rows.append([label, size_text, r.returncode, f"{r.elapsed:.1f}", f"{rss:.1f}", f"{s.peak_bytes / MIB:.1f}",
                          s.peak_inodes, "ok" if not verdict else "FAIL: " + "; ".join(verdict)])
             if verdict:
                 failures.append(label)
@@ -226,10 +226,8 @@ def main(argv):
     finally:
         if mounted:
             subprocess.run(["umount", "-l", mnt])
-        if not os.environ.get("FAULTS_KEEP"):
-            import shutil
-            shutil.rmtree(work, ignore_errors=True)
-    fl.print_table("Hostile archives at scale (restore by bartld --prepare)",
+        bt.remove_scratch(work)
+    bt.print_table("Hostile archives at scale (restore by bartld --prepare)",
                    ["case", "archive", "exit", "seconds", "maxrss MiB", "peak written MiB", "peak inodes",
                     "verdict"], rows)
     print("hostile: PASS" if not failures else f"hostile: FAIL {failures}", flush=True)

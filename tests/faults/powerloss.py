@@ -41,8 +41,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import faultlib as fl  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import bartltest as bt  # noqa: E402
 
 # A migration step in the usual shapes: derived files written to a temporary name and
 # renamed (a stdio writer, tr), a file rewritten in place by a truncating redirection, and an
@@ -79,8 +79,7 @@ def find_crashsim():
     build directory BARTLD belongs to, else in build-faults/ or build/."""
     if os.environ.get("BARTL_CRASHSIM"):
         return os.environ["BARTL_CRASHSIM"]
-    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(fl.BARTLD))))
-    for b in (build, os.path.join(fl.SOURCE_ROOT, "build-faults"), os.path.join(fl.SOURCE_ROOT, "build")):
+    for b in (bt.build_root(bt.Instance.bartld), os.path.join(bt.SOURCE_ROOT, "build-faults"), os.path.join(bt.SOURCE_ROOT, "build")):
         p = os.path.join(b, "tests", "faults", "crashsim.so")
         if os.path.exists(p):
             return p
@@ -176,7 +175,7 @@ def selftest(shim):
     """The shim at work on a shell script (so that a shim doing nothing cannot pass the whole
     table): after a crash before call 6 and after a power-off at the end, what `sync` made
     durable is there (kept, dir/) and nothing after it (the append, lost, the rmdir)."""
-    root = fl.scratch_root()
+    root = bt.scratch_root()
     try:
         sim = Sim(root, [os.path.join(root, "t")], shim)
         sim.save_start()
@@ -196,7 +195,7 @@ def selftest(shim):
                 raise SystemExit(f"powerloss: the crashsim self-test failed (crash at {at}: exit {p.returncode}, "
                                  f"kept {kept!r}, {sorted(os.listdir(t))}); log:\n{log}")
     finally:
-        fl.remove_scratch(root)
+        bt.remove_scratch(root)
 
 
 class Tally:
@@ -246,7 +245,7 @@ class Scenario:
         to the start."""
         self.save_start()
         r = self.inst.run(*self.args)
-        assert r.rc == 0, r
+        assert r.returncode == 0, r
         self.outcomes = {label: (origin, self.inst.state_hash())}
         self.sim.reset()
         return self
@@ -255,7 +254,7 @@ class Scenario:
         """The operation under the shim, crashing before call `at` if given. Result.killed:
         the power loss happened (bartld died of SIGKILL)."""
         r = self.inst.run_session(*self.args, env=self.sim.env(at))
-        r.killed = r.rc == -signal.SIGKILL
+        r.killed = r.returncode == -signal.SIGKILL
         return r
 
     def expected(self, ops, at):
@@ -269,10 +268,10 @@ class Scenario:
             return
         r = self.inst.run("--prepare")
         m = self.inst.marker()
-        if r.rc == fl.EXIT_FOREIGN:
+        if r.returncode == bt.EXIT_FOREIGN:
             return t.fail(where, "the next start refused the state as foreign", crashed, r)
-        if r.rc != 0 or m is None or m["version"] != self.version:
-            return t.fail(where, f"the next start did not converge (exit {r.rc}, marker {m and m.get('version')})",
+        if r.returncode != 0 or m is None or m["version"] != self.version:
+            return t.fail(where, f"the next start did not converge (exit {r.returncode}, marker {m and m.get('version')})",
                           crashed, r)
         t.recovered += 1
         h = self.inst.state_hash()
@@ -280,7 +279,7 @@ class Scenario:
                  if m["origin"].startswith(origin) and h == ref]
         if not match:
             return t.fail(where, f"state differs from every acceptable outcome (origin {m['origin']})", crashed, r)
-        left = [fl.staging_of(p) for p in self.inst.paths if os.path.lexists(fl.staging_of(p))]
+        left = [bt.staging_of(p) for p in self.inst.paths if os.path.lexists(bt.staging_of(p))]
         if left:
             return t.fail(where, f"staging left behind: {left}", r)
         if not self.check_store(t, where, r):
@@ -291,7 +290,7 @@ class Scenario:
     def check_store(self, t, where, result):
         """Listable backups whole and verified; no backup of the starting point gone unless
         retention may retire it (a newer backup is listable)."""
-        _, _, problems = fl.check_store(self.inst, set(self.start_backups), verified=self.verified)
+        _, _, problems = bt.check_store(self.inst, set(self.start_backups), verified=self.verified)
         for msg, r in problems:
             t.fail(where, msg, *([r] if r else []), result)
             return False
@@ -360,7 +359,7 @@ def run_scenario(build, budget, rng):
     sc.sim.reset()
     r = sc.run()
     ops, _, _ = sc.sim.read_log()
-    if r.rc != 0 or not ops:
+    if r.returncode != 0 or not ops:
         raise SystemExit(f"powerloss: undisturbed {sc.name} run under the shim failed or logged no call: {r!r}")
     t.calls = len(ops)
     sc.sim.poweroff()
@@ -371,8 +370,8 @@ def run_scenario(build, budget, rng):
         sc.sim.reset()
         k = sc.run(at)
         if not k.killed:
-            if k.rc != 0:
-                t.fail(f"@{at}", f"run under the shim exited {k.rc} without crashing", k)
+            if k.returncode != 0:
+                t.fail(f"@{at}", f"run under the shim exited {k.returncode} without crashing", k)
                 continue
             sc.sim.poweroff()  # the run took fewer calls this time: a power loss after its end
         t.points += 1
@@ -394,15 +393,15 @@ def scenarios(work, shim, mib, rng):
     """[(name, builder)]: each builder sets one scenario up, at its starting point."""
     def init():
         root = os.path.join(work, "init")
-        inst = fl.Instance(root, n_paths=2, init_hook=fl.init_hook(root))
+        inst = bt.Instance(root, n_paths=2, init_hook=bt.init_hook(root))
         os.makedirs(inst.paths[1])  # empty, as systemd's StateDirectory= leaves it: replaced by rename
         return Scenario("init", inst, ["--prepare"], "1.0.0", {}, shim).with_reference("init", "init")
 
     def restore():
-        hook = fl.write_exec(os.path.join(work, "restore", "hooks", "post_restore"), POST_RESTORE)
-        inst = fl.dataset_instance(work, mib, "restore", hooks={"post_restore": [hook]})
-        assert inst.run("--backup").rc == 0
-        bid = inst.backup_ids_newest_first()[0]
+        hook = bt.write_exec(os.path.join(work, "restore", "hooks", "post_restore"), POST_RESTORE)
+        inst = bt.dataset_instance(work, mib, "restore", hooks={"post_restore": [hook]})
+        assert inst.run("--backup").returncode == 0
+        bid = inst.backup_ids()[0]
         inst.wipe_state()
         return Scenario("restore", inst, ["--prepare"], "1.0.0", {}, shim).with_reference("restored", f"restore:{bid}")
 
@@ -410,17 +409,17 @@ def scenarios(work, shim, mib, rng):
         root = os.path.join(work, "migrate")
         mig = os.path.join(root, "migrations")
         for s in STEPS:
-            fl.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION)
-        inst = fl.Instance(root, n_paths=1, before_migrate=True, init_hook=fl.init_hook(root))
-        assert inst.run("--prepare").rc == 0
+            bt.write_exec(os.path.join(mig, f"{s}-derive"), MIGRATION)
+        inst = bt.Instance(root, n_paths=1, before_migrate=True, init_hook=bt.init_hook(root))
+        assert inst.run("--prepare").returncode == 0
         inst.write_config(version=STEPS[-1], migrations=mig)
         return Scenario("migrate", inst, ["--prepare"], STEPS[-1], {}, shim).with_reference("migrated", "init")
 
     def backup():
-        inst = fl.dataset_instance(work, mib, "backup", keep_last=2)
+        inst = bt.dataset_instance(work, mib, "backup", keep_last=2)
         for g in range(2):
             write_state(inst, f"generation {g}\n", rng.randbytes(50_000))
-            assert inst.run("--backup").rc == 0
+            assert inst.run("--backup").returncode == 0
             time.sleep(1.1)  # retention removes only what is older (in seconds) than the newest
         ref = inst.state_hash()
         sc = Scenario("backup", inst, ["--backup"], "1.0.0", {"unchanged": ("init", ref)}, shim)
@@ -428,13 +427,13 @@ def scenarios(work, shim, mib, rng):
         return sc.save_start()
 
     def restore_from():
-        inst = fl.dataset_instance(work, mib, "restore-from")
+        inst = bt.dataset_instance(work, mib, "restore-from")
         hashes = []
         for g in range(2):
             write_state(inst, f"generation {g}\n", rng.randbytes(50_000))
-            assert inst.run("--backup").rc == 0
+            assert inst.run("--backup").returncode == 0
             hashes.append(inst.state_hash())
-        newest, older = inst.backup_ids_newest_first()[:2]
+        newest, older = inst.backup_ids()[:2]
         for p in inst.paths:  # the state is lost, its marker stays behind
             shutil.rmtree(p)
         sc = RestoreFrom("restore-from", inst, ["--prepare", "--restore-from", older], "1.0.0",
@@ -447,7 +446,7 @@ def scenarios(work, shim, mib, rng):
 
 
 def main(argv):
-    long, seed = fl.mode_from_argv(argv)
+    long, seed = bt.mode_from_argv(argv)
     budget = None if long else 32
     if "--points" in argv:
         budget = int(argv[argv.index("--points") + 1])
@@ -455,12 +454,12 @@ def main(argv):
     rng = random.Random(seed)
     shim = find_crashsim()
     print(f"powerloss: {'every call' if budget is None else f'at most {budget} crash points'} per operation, "
-          f"seed {seed}, bartld {fl.BARTLD}, shim {shim}", flush=True)
+          f"seed {seed}, bartld {bt.Instance.bartld}, shim {shim}", flush=True)
     selftest(shim)
-    work = fl.scratch_root()
-    tallies = fl.run_each(work, [(name, lambda build=build: run_scenario(build, budget, rng))
-                                 for name, build in scenarios(work, shim, mib, rng)], fl.only_from_argv(argv))
-    return fl.finish("powerloss",
+    work = bt.scratch_root()
+    tallies = bt.run_each(work, [(name, lambda build=build: run_scenario(build, budget, rng))
+                                 for name, build in scenarios(work, shim, mib, rng)], bt.only_from_argv(argv))
+    return bt.finish("powerloss",
                      f"Power loss anywhere (crashsim: a crash before call N, non-durable changes undone; seed {seed})",
                      ["operation", "calls", "crash points", "recovered", "identical", "data lost", "undone/crash",
                       "s", "outcomes"], tallies)

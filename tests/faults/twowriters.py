@@ -9,12 +9,11 @@ Usage: twowriters.py [--long] [--seed N]   (CI: 5 rounds each, --long: 50)
 """
 import os
 import random
-import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import faultlib as fl  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import bartltest as bt  # noqa: E402
 
 INIT_HOOK = r"""#!/bin/sh
 set -eu
@@ -24,16 +23,16 @@ for i in 1 2 3 4 5; do seq 1 $((i * 100)) > "$d/f$i"; sleep 0.2; done
 
 
 def main(argv):
-    long, seed = fl.mode_from_argv(argv)
+    long, seed = bt.mode_from_argv(argv)
     rounds = 50 if long else 5
     rng = random.Random(seed)
-    work = fl.scratch_root()
+    work = bt.scratch_root()
     rows = []
     failures = []
     try:
-        inst = fl.Instance(work, init_hook=[fl.write_exec(os.path.join(work, "hooks", "init"), INIT_HOOK)])
+        inst = bt.Instance(work, init_hook=[bt.write_exec(os.path.join(work, "hooks", "init"), INIT_HOOK)])
         r = inst.run("--prepare")
-        assert r.rc == 0, r
+        assert r.returncode == 0, r
         ref = inst.state_hash()
 
         ok = 0
@@ -41,14 +40,14 @@ def main(argv):
             inst.wipe_state()
             a = inst.start("--prepare")
             b = inst.start("--prepare")
-            ra, rb = inst._collect(*a), inst._collect(*b)
-            pids = {id(ra): a[0].pid, id(rb): b[0].pid}
-            winners = [x for x in (ra, rb) if x.rc == 0]
-            losers = [x for x in (ra, rb) if x.rc != 0]
-            good = len(winners) == 1 and len(losers) == 1 and losers[0].rc == 1
+            ra, rb = a.wait(), b.wait()
+            pids = {id(ra): a.pid, id(rb): b.pid}
+            winners = [x for x in (ra, rb) if x.returncode == 0]
+            losers = [x for x in (ra, rb) if x.returncode != 0]
+            good = len(winners) == 1 and len(losers) == 1 and losers[0].returncode == 1
             if good:
                 holder = pids[id(winners[0])]
-                good = f"locked by PID {holder}" in losers[0].err and inst.state_hash() == ref
+                good = f"locked by PID {holder}" in losers[0].stderr and inst.state_hash() == ref
             if good:
                 ok += 1
             else:
@@ -62,8 +61,8 @@ def main(argv):
             p = inst.start("--prepare")
             time.sleep(0.3)
             r = inst.run("--backup")
-            rp = inst._collect(*p)
-            if r.rc == 1 and f"locked by PID {p[0].pid}" in r.err and rp.rc == 0:
+            rp = p.wait()
+            if r.returncode == 1 and f"locked by PID {p.pid}" in r.stderr and rp.returncode == 0:
                 ok += 1
             else:
                 failures.append("backup")
@@ -76,16 +75,15 @@ def main(argv):
             k = inst.run_killed(rng.uniform(0.1, 0.9), "--prepare")
             t0 = time.monotonic()
             r = inst.run("--prepare")
-            if k.killed and r.rc == 0 and inst.state_hash() == ref and "locked" not in r.err:
+            if k.killed and r.returncode == 0 and inst.state_hash() == ref and "locked" not in r.stderr:
                 ok += 1
             else:
                 failures.append("killed")
                 print(f"  FAIL after a killed holder: {k!r}\n{r!r}"[:4000], file=sys.stderr)
         rows.append(["holder killed -9, next start", rounds, ok, "proceeds at once, state as undisturbed"])
     finally:
-        if not os.environ.get("FAULTS_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-    fl.print_table("Two writers (instance lock)", ["case", "rounds", "right", "expected"], rows)
+        bt.remove_scratch(work)
+    bt.print_table("Two writers (instance lock)", ["case", "rounds", "right", "expected"], rows)
     print("twowriters: PASS" if not failures else f"twowriters: FAIL {sorted(set(failures))}", flush=True)
     return 0 if not failures else 1
 

@@ -2,7 +2,7 @@
 // (src/core/marker.hpp): the state marker (commit point) and the intent record (licence to
 // delete half-done data). Every input is tried as both.
 // Contract checked: throws only std::invalid_argument; a parsed record (of format 1 or 2) is
-// held as format 2; an intent's op is init, restore or migrate; a parsed record serialises to
+// held as format 2 (written as format 1 while it has no state ID); an intent's op is init, restore or migrate; a parsed record serialises to
 // JSON that parses back to the same fields.
 #include <cstddef>
 #include <cstdint>

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import time
 
+from bartltest import free_port
+
 SSHD = "/usr/sbin/sshd"
 PR_SET_PDEATHSIG = 1
 
@@ -17,12 +19,6 @@ PR_SET_PDEATHSIG = 1
 def _die_with_parent():
     """In the child before exec: SIGKILL when the test process dies, however it dies."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keygen(path):

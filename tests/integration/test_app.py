@@ -10,22 +10,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
-from bartltest import BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_RUNTIME, StackTest, command, edit_config, scaled
-
-
-def write_script(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o755)
-    return path
+from bartltest import BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_RUNTIME, Datagrams, StackTest, command, edit_config, scaled
+from bartltest import write_exec as write_script
 
 
 def ids_of(pid):
@@ -282,24 +274,14 @@ class VersionPattern(StackTest):
                       f'one', r.stderr)
 
 
-class FakeJournal:
+class FakeJournal(Datagrams):
     """A real AF_UNIX datagram socket speaking journald's native protocol: each datagram is one
     entry of "NAME=value\\n" fields (or "NAME\\n" + 64-bit LE length + value + "\\n")."""
 
     def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.settimeout(0.2)
-        self.entries = []
-        self.lock = threading.Lock()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(path, mode=0o666)
 
-    @staticmethod
-    def parse(data):
+    def parse(self, data):
         fields, i = {}, 0
         while i < len(data):
             nl = data.index(b"\n", i)
@@ -314,24 +296,12 @@ class FakeJournal:
                 i = nl + 9 + n + 1
         return fields
 
-    def _run(self):
-        while not self.stopped:
-            try:
-                data = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.entries.append(self.parse(data))
+    def entries(self):
+        with self.lock:
+            return [e for _, e in self.messages]
 
     def find(self, **match):
-        with self.lock:
-            return [e for e in self.entries if all(e.get(k) == v for k, v in match.items())]
-
-    def close(self):
-        self.stopped = True
-        self.sock.close()
+        return [e for e in self.entries() if all(e.get(k) == v for k, v in match.items())]
 
 
 # Runs the rest of its arguments in a private mount namespace whose
@@ -367,9 +337,8 @@ class Journal(StackTest):
             if self.journal.find(**match):
                 return self.journal.find(**match)
             time.sleep(0.02)
-        with self.journal.lock:
-            raise AssertionError(f"no journal entry with {match}; got:\n" +
-                                 "\n".join(json.dumps(e) for e in self.journal.entries))
+        raise AssertionError(f"no journal entry with {match}; got:\n" +
+                             "\n".join(json.dumps(e) for e in self.journal.entries()))
 
     def test_app_and_hook_lines_carry_the_instance_and_their_identifier(self):
         s = self.stack()

@@ -173,7 +173,11 @@ class Options(CheckedTest):
 class Rendering(unittest.TestCase):
     def test_pages_built_and_render_cleanly(self):
         pages = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(MAN, "*.scd")))
-        self.assertEqual(len(pages), 5, pages)
+        # Every source is built and installed: man/meson.build lists each one.
+        with open(os.path.join(MAN, "meson.build")) as f:
+            listed = re.search(r"foreach page : \[(.*?)\]", f.read(), re.S).group(1)
+        self.assertEqual(sorted(re.findall(r"'([^']+)'", listed)), pages)
+        self.assertGreaterEqual(len(pages), 6, pages)
         for page in pages:
             with self.subTest(page=page):
                 built = os.path.join(BUILD_ROOT, "man", page)

@@ -17,17 +17,10 @@ import unittest
 
 from bartltest import (BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_FOREIGN, EXIT_RUNTIME, PrivateBus, StackTest, edit_config, scaled,
                        tree_digest)
+from bartltest import write_file as write
 
 # Retention that keeps only the newest backup: what made each finding delete data.
 KEEP_ONE = {"backup.keep_last": "1", "backup.keep_daily": "0", "backup.keep_weekly": "0", "backup.keep_monthly": "0"}
-
-
-def write(path, text, mode=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    if mode is not None:
-        os.chmod(path, mode)
 
 
 def read(path):

@@ -16,9 +16,8 @@ import tempfile
 import time
 import unittest
 
-from bartltest import SOURCE_ROOT, BARTLD, command
+from bartltest import SOURCE_ROOT, BARTLD, BUILD_ROOT, command
 
-BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
 CACHE = os.path.join(BUILD_ROOT, "packages-cache")
 
 # Paths every package must hold ("*" ends a prefix match, for compressed man pages).
@@ -27,6 +26,8 @@ COMMON = [
     "/usr/bin/bartlctl",
     "/bartld.service",
     "/bartld@.service",
+    "/system-generators/bartl-generator",
+    "/usr/libexec/bartl/bartl-prepare-dirs",
     "/usr/lib/systemd/catalog/bartl.catalog",
     "/usr/lib/sysusers.d/bartl.conf",
     "/usr/lib/tmpfiles.d/bartl.conf",
@@ -34,6 +35,7 @@ COMMON = [
     "/usr/share/dbus-1/interfaces/app.bartl.Instance1.xml",
     "/usr/share/bash-completion/completions/bartlctl",
     "/usr/share/man/man8/bartld.8*",
+    "/usr/share/man/man8/bartl-generator.8*",
     "/usr/share/man/man1/bartlctl.1*",
     "/usr/share/man/man5/bartl.toml.5*",
     "/usr/share/man/man5/app.bartl.Instance1.5*",
@@ -128,6 +130,8 @@ def has(listing, wanted):
         return any(p.startswith(wanted[:-1]) for p in listing)
     if wanted.startswith("/bartld"):  # units: the directory differs per distribution
         return any(p.endswith("/systemd/system" + wanted) for p in listing)
+    if wanted.startswith("/system-generators/"):  # /lib or /usr/lib, as pkg-config says
+        return any(p.endswith("/systemd" + wanted) for p in listing)
     return wanted in listing
 
 
@@ -214,6 +218,8 @@ class Packages(unittest.TestCase):
         # The bartl group is created at install time (dh_installsysusers).
         self.assertIn("systemd-sysusers", postinst)
         self.assertIn("bartl.conf", postinst)
+        # bartl-generator sees the configurations already present (a reload restarts nothing).
+        self.assertIn("systemctl --system daemon-reload", postinst)
         for name, text in scripts.items():
             lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
             for i, line in enumerate(lines):
@@ -231,6 +237,7 @@ class Packages(unittest.TestCase):
         self.assertIn("systemctl --no-reload disable --now bartld.service", out)  # %systemd_preun
         self.assertIn("systemctl try-restart bartld.service", out)   # %systemd_postun_with_restart
         self.assertNotIn("bartld@", out, "template instances are the products' to restart")
+        self.assertIn("systemctl daemon-reload", out)  # bartl-generator, for the configs present
 
     def test_lintian_reports_no_errors(self):
         if shutil.which("lintian") is None:
@@ -241,7 +248,7 @@ class Packages(unittest.TestCase):
 
 
 class Appliance(unittest.TestCase):
-    """The example product package: depends on bartl, ships its config, hooks and drop-in."""
+    """The example product package: depends on bartl, ships its config and hooks, no drop-in."""
 
     def test_appliance_package(self):
         if os.environ.get("BARTL_TEST_PACKAGES") != "1":
@@ -256,9 +263,10 @@ class Appliance(unittest.TestCase):
             root = os.path.join(out, "root")
             subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
             for path in ("etc/bartl/notes.toml", "usr/lib/notes/bartl/init",
-                         "usr/lib/notes/bartl/migrations/2.0.0-add-tags",
-                         "lib/systemd/system/bartld@notes.service.d/50-notes.conf"):
+                         "usr/lib/notes/bartl/migrations/2.0.0-add-tags"):
                 self.assertTrue(os.path.exists(os.path.join(root, path)), path)
+            # No drop-in: bartl-generator derives the unit's from notes.toml.
+            self.assertFalse(os.path.exists(os.path.join(root, "lib/systemd/system/bartld@notes.service.d")))
             ctl = os.path.join(out, "ctl")
             subprocess.run(["dpkg-deb", "-e", deb, ctl], check=True)
             with open(os.path.join(ctl, "conffiles")) as f:

@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import BARTLD, EXIT_RUNTIME, HostView, Stack, StackTest, edit_config, scaled, store_objects, tree_digest
+from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled, store_objects, tree_digest
 from sshtest import SshServer, keygen
 
 KEEP_ONE = {"backup.keep_last": "1", "backup.keep_daily": "0", "backup.keep_weekly": "0", "backup.keep_monthly": "0"}
@@ -25,7 +25,7 @@ KEEP_ONE = {"backup.keep_last": "1", "backup.keep_daily": "0", "backup.keep_week
 class SftpStack(Stack):
     """The example notes app whose [backup] store is ROOT/backups on `ssh`, over sftp://."""
 
-    def __init__(self, root, ssh, version="1.0.0", **kw):
+    def __init__(self, root, version="1.0.0", ssh=None, **kw):
         self.ssh = ssh
         super().__init__(root, version, **kw)
 
@@ -44,6 +44,8 @@ def disaster(s):
 
 
 class Sftp(StackTest):
+    stack_class = SftpStack
+
     def setUp(self):
         super().setUp()
         if os.geteuid() != 0:
@@ -51,10 +53,12 @@ class Sftp(StackTest):
         self.ssh = SshServer(os.path.join(self.tmp, "sshd"))
         self.addCleanup(self.ssh.stop)
 
+    def stack(self, version="1.0.0", root=None, **kw):
+        return super().stack(version, root, ssh=self.ssh, **kw)
+
     def sftp_stack(self, version="1.0.0", root=None, **overrides):
         """A stack over sftp://; `overrides` as edit_config() takes them ("backup.compression")."""
-        s = SftpStack(root or os.path.join(self.tmp, f"host{len(self.stacks)}"), self.ssh, version)
-        self.stacks.append(s)
+        s = self.stack(version, root)
         if overrides:
             edit_config(s.config, overrides)
         return s
@@ -269,7 +273,7 @@ class Sftp(StackTest):
         if shutil.which("unshare") is None:
             self.skipTest("needs unshare for a second host")
         root = os.path.join(self.tmp, "shared")
-        a = self.sftp_host_stack("host-a", root)
+        a = self.host_stack("host-a", root)
         edit_config(a.config, KEEP_ONE)
         self.ok(a, "--prepare")
         a.start()
@@ -280,7 +284,7 @@ class Sftp(StackTest):
         [a1] = a.backups()
         self.assertEqual(a1["host"], "host-a")
         # Host B restores A's backup from the SSH server and takes the store over.
-        b = self.sftp_host_stack("host-b", root)
+        b = self.host_stack("host-b", root)
         edit_config(b.config, KEEP_ONE)
         r = self.ok(b, "--prepare")
         self.assertIn(f"restoring backup {a1['id']}", r.stderr)
@@ -297,12 +301,6 @@ class Sftp(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("fenced: store " + a.ssh.url(a.store), r.stderr)
         self.assertEqual(sorted(x["id"] for x in a.backups()), both)
-
-    def sftp_host_stack(self, name, root, version="1.0.0"):
-        host = HostView(name, os.path.join(self.tmp, name), os.path.join(root, "var", "lib"))
-        s = SftpStack(root, self.ssh, version, host=host)
-        self.stacks.append(s)
-        return s
 
 
 if __name__ == "__main__":

@@ -97,17 +97,20 @@ class Installed(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stderr.strip(), "", "systemd-analyze verify warned")
 
-    def test_verify_catches_a_missing_binary(self):
-        # The check above can fail: with the binary gone verify must complain.
-        unit = read_unit(self.template)["Service"]["ExecStart"][0].split()[0]
-        binary = self.root + unit
+    def verify_without(self, binary, unit):
+        """systemd-analyze verify's stderr for `unit` while `binary` (a path in the root) is gone."""
         os.rename(binary, binary + ".away")
         try:
-            r = self.analyze("verify", "bartld@notes.service")
+            r = self.analyze("verify", unit)
         finally:
             os.rename(binary + ".away", binary)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("not executable", r.stderr)
+        return r.stderr
+
+    def test_verify_catches_a_missing_binary(self):
+        # The check above can fail: with the binary gone verify must complain.
+        unit = read_unit(self.template)["Service"]["ExecStart"][0].split()[0]
+        self.assertIn("not executable", self.verify_without(self.root + unit, "bartld@notes.service"))
 
     def exposure(self, unit):
         r = self.analyze("security", "--offline=true", unit)
@@ -137,6 +140,43 @@ class Installed(unittest.TestCase):
         finally:
             shutil.rmtree(os.path.join(self.root, "etc", "systemd"))
 
+    def test_generator_installed_where_pkg_config_says(self):
+        expected = subprocess.run(["pkg-config", "--variable=systemdsystemgeneratordir", "systemd"],
+                                  capture_output=True, text=True).stdout.strip()
+        generator = find_one(self.root, "bartl-generator")
+        if expected:
+            self.assertEqual(os.path.relpath(os.path.dirname(generator), self.root), expected.lstrip("/"))
+        self.assertTrue(os.access(find_one(self.root, "bartl-prepare-dirs"), os.X_OK))
+
+    def test_generated_drop_in_applies_and_keeps_exposure(self):
+        # The installed generator's drop-in for a config with every kind of path, as systemd
+        # loads it. systemd-analyze's offline manager reads no generator directory, so the
+        # drop-in goes to the root's /etc/systemd/system.
+        etc = os.path.join(self.root, "etc", "systemd", "system")
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "conf"))
+            with open(os.path.join(tmp, "conf", "demo.toml"), "w") as f:
+                f.write('[app]\nname = "demo"\nversion = "1.0.0"\nexec = ["/bin/sleep", "infinity"]\n'
+                        '[state]\npaths = ["/var/lib/demo/data", "/srv/demo files/50% off"]\n'
+                        'bartl_dir = "/srv/demo-bartl"\n[backup]\nstore = "s3://bucket/demo"\n')
+            r = subprocess.run([find_one(self.root, "bartl-generator"), tmp, tmp, tmp], capture_output=True, text=True,
+                               env=dict(os.environ, BARTL_GENERATOR_CONFIG_DIR=os.path.join(tmp, "conf"),
+                                        BARTL_GENERATOR_LOG=os.path.join(tmp, "log")))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(tmp, "log")) as f:
+                self.assertEqual(f.read(), "", "the generator logged something")
+            shutil.copytree(os.path.join(tmp, "bartld@demo.service.d"), os.path.join(etc, "bartld@demo.service.d"))
+        try:
+            r = self.analyze("verify", "bartld@demo.service")
+            self.assertEqual((r.returncode, r.stderr.strip()), (0, ""), "systemd-analyze verify warned")
+            self.assertLessEqual(self.exposure("bartld@demo.service"), MAX_EXPOSURE)
+            # The check can fail: without the helper the drop-in runs, verify complains.
+            helper = find_one(self.root, "bartl-prepare-dirs")
+            self.assertIn(f"Command /{os.path.relpath(helper, self.root)} is not executable",
+                          self.verify_without(helper, "bartld@demo.service"))
+        finally:
+            shutil.rmtree(os.path.join(self.root, "etc", "systemd"))
+
     def test_lifecycle_settings(self):
         svc = read_unit(self.template)["Service"]
         unit = read_unit(self.template)["Unit"]
@@ -150,9 +190,12 @@ class Installed(unittest.TestCase):
         self.assertIn("TimeoutStartSec", svc)
         self.assertIn("WatchdogSec", svc)
         after = " ".join(unit["After"]).split()
-        for target in ("network-online.target", "remote-fs.target", "local-fs.target"):
+        for target in ("network.target", "remote-fs.target", "local-fs.target"):
             self.assertIn(target, after)
-        self.assertIn("network-online.target", " ".join(unit["Wants"]))
+        # Only an instance with a remote store waits for the network: bartl-generator adds it
+        # (tests/integration/test_generator.py).
+        self.assertNotIn("network-online.target", after)
+        self.assertNotIn("Wants", unit)
         caps = set(" ".join(svc["CapabilityBoundingSet"]).split())
         # Restore's owners and modes, reading state as root, signalling and starting the app
         # as [app] user: nothing more.

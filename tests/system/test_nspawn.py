@@ -22,6 +22,8 @@ The scenarios run in order in one container, each building on the one before:
   1 fresh install      4 downgrade refused (exit 65, no restart loop)
   2 bartlctl status    5 disaster recovery (state deleted, restored from the backup)
   3 in-place upgrade   6 two instances side by side
+  7 bartl-generator: a config and no drop-in is enough, a bad config breaks nothing, and
+    across a reboot
 """
 import fcntl
 import glob
@@ -46,7 +48,9 @@ SUITE = "bookworm"
 ROOT = os.path.join(CACHE_ROOT, f"{SUITE}-root")
 ARCHIVES = os.path.join(CACHE_ROOT, "apt-archives")
 INCLUDE = "systemd,systemd-sysv,dbus,libsystemd0"
-NOTES_PORT, OTHER_PORT = 8080, 8081
+NOTES_PORT, OTHER_PORT, DEMO_PORT = 8080, 8081, 8082
+EXIT_CONFIG = 78
+GENERATED = "/run/systemd/generator/{unit}.d/50-bartl-generator.conf"
 EXIT_DOWNGRADE = 65
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -243,19 +247,48 @@ def port_free(port):
 # The container
 
 class Container:
-    """systemd-nspawn -b on a volatile overlay of the cached root; commands run via nsenter."""
+    """systemd-nspawn -b on an overlay of the cached root; commands run via nsenter.
 
-    def __init__(self, root, debdir, logpath):
+    The overlay is mounted on the host (upper and work directories in `workdir`), so what the
+    container writes survives a reboot() and is gone with close(); the cached root is never
+    written."""
+
+    def __init__(self, root, debdir, workdir):
         self.name = f"bartl-test-{os.getpid()}"
-        self.logpath = logpath
-        self.log = open(logpath, "w")
+        self.debdir = debdir
+        self.workdir = workdir
+        self.tree = os.path.join(workdir, "tree")
+        for d in ("upper", "work", "tree"):
+            os.makedirs(os.path.join(workdir, d))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={root},upperdir={workdir}/upper,workdir={workdir}/work", self.tree],
+                       check=True, capture_output=True)
         os.makedirs(os.path.join(ARCHIVES, "partial"), exist_ok=True)
+        self.boots = 0
+        self.boot()
+
+    def boot(self):
+        """Starts systemd-nspawn -b on the overlay (in the background); find_init() follows."""
+        self.boots += 1
+        self.logpath = os.path.join(self.workdir, f"console-{self.boots}.log")
+        self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen(
-            ["systemd-nspawn", "-D", root, "-b", "--console=pipe", "--register=no", "--keep-unit",
-             "--volatile=overlay", f"--machine={self.name}", f"--bind-ro={debdir}:/mnt/host",
+            ["systemd-nspawn", "-D", self.tree, "-b", "--console=pipe", "--register=no", "--keep-unit",
+             f"--machine={self.name}", f"--bind-ro={self.debdir}:/mnt/host",
              f"--bind={ARCHIVES}:/var/cache/apt/archives"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = None
+
+    def reboot(self):
+        """Powers off and boots the same tree again: a real boot, generators and all."""
+        self.stop()
+        self.boot()
+        self.find_init()
+        return self.wait_booted()
+
+    def close(self):
+        self.stop()
+        subprocess.run(["umount", self.tree], capture_output=True)
 
     def find_init(self, timeout=30):
         """The container's PID 1: the child of nspawn in another PID namespace."""
@@ -372,13 +405,14 @@ class RealSystemd(unittest.TestCase):
         wanted = [os.path.join(cls.debdir, f"notes_{v}_all.deb") for v in ("1.0.0", "2.0.0")]
         if len(bartl) != 1 or not all(map(os.path.exists, wanted)):
             raise AssertionError(f"{cls.debdir} must hold one bartl_*.deb and {', '.join(wanted)}")
-        busy = [p for p in (NOTES_PORT, OTHER_PORT) if not port_free(p)]
+        busy = [p for p in (NOTES_PORT, OTHER_PORT, DEMO_PORT) if not port_free(p)]
         if busy:
             raise AssertionError(f"port(s) {busy} in use on the host; the container shares its network")
         cls.workdir = tempfile.mkdtemp(prefix="bartl-nspawn.")
         t1 = time.monotonic()
-        cls.c = Container(ROOT, cls.debdir, os.path.join(cls.workdir, "console.log"))
-        cls.addClassCleanup(cls.c.stop)
+        cls.addClassCleanup(shutil.rmtree, cls.workdir, ignore_errors=True)
+        cls.c = Container(ROOT, cls.debdir, cls.workdir)
+        cls.addClassCleanup(cls.c.close)
         cls.c.find_init()
         state = cls.c.wait_booted()
         cls.timings["boot"] = time.monotonic() - t1
@@ -482,8 +516,14 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(s["LoadState"], "loaded")
         self.assertEqual(s["ActiveState"], "inactive", "the package must not start the instance")
         self.assertEqual((s["Type"], s["NotifyAccess"]), ("notify", "main"))
-        self.assertIn("bartld@notes.service.d/50-notes.conf", s["DropInPaths"])
+        # The package ships no drop-in: bartl-generator wrote the only one, from notes.toml.
+        self.assertEqual(s["DropInPaths"], GENERATED.format(unit=unit))
         self.assertIsNone(health(NOTES_PORT))
+        self.assertNotEqual(self.c.run("test", "-e", "/var/lib/notes", check=False).returncode, 0,
+                            "/var/lib/notes exists before the first start")
+        # The operator's one step for a new store (bartl(7) "Fresh install"): without the
+        # store's identity an empty store is never taken for "no backup".
+        self.c.run("bartld", "--instance", "notes", "--init-store")
 
         seen = self.start_and_watch(unit, NOTES_PORT)
         log(f"bartld@notes start: {seen}")
@@ -494,6 +534,8 @@ class RealSystemd(unittest.TestCase):
         first_active = next(r for r in seen if r[0] == "active")
         self.assertTrue(first_active[3], f"active before the app answered: {seen}")
         self.assert_serving(unit, NOTES_PORT, "1.0.0", "1.0.0")
+        # Made by bartl-prepare-dirs (ExecStartPre=+) before the sandbox was set up.
+        self.assertEqual(self.c.run("stat", "-c", "%U:%G %a", "/var/lib/notes").stdout, "root:root 755\n")
 
         status = self.c.run("systemctl", "status", "--no-pager", "--lines=0", unit, check=False).stdout
         self.assertRegex(status, r"Active: active \(running\)")
@@ -591,8 +633,7 @@ class RealSystemd(unittest.TestCase):
                 -e 's#file:///var/backups/bartl/notes#file:///var/backups/bartl/other#' \
                 /etc/bartl/notes.toml >/etc/bartl/other.toml
             mkdir -p -m 0700 /var/backups/bartl/other
-            mkdir -p /etc/systemd/system/bartld@other.service.d
-            printf '[Service]\\nStateDirectory=other\\n' >/etc/systemd/system/bartld@other.service.d/50-other.conf
+            bartld --instance other --init-store
             systemctl daemon-reload
         """)
         conf = "\n".join(l for l in self.c.run("cat", "/etc/bartl/other.toml").stdout.splitlines()
@@ -612,6 +653,86 @@ class RealSystemd(unittest.TestCase):
         names = sorted(i["instance"] for i in json.loads(self.c.run("bartlctl", "instances", "--json").stdout))
         self.assertEqual(names, ["notes", "other"])
         self.assertEqual(http_json(OTHER_PORT, "/notes"), [])
+
+    def test_7_a_config_is_all_an_instance_needs(self):
+        """bartl-generator: /etc/bartl/NAME.toml and no drop-in run under the hardened unit, with
+        the state's parent missing and the app as its own user; a bad config breaks neither
+        daemon-reload nor the boot."""
+        unit, bad = "bartld@demo.service", "bartld@bad.service"
+        self.assertNotEqual(self.c.run("test", "-e", "/var/lib/demo", check=False).returncode, 0)
+        notes = self.c.run("cat", "/etc/bartl/notes.toml").stdout
+        demo = (notes.replace('name = "notes"', 'name = "demo"').replace("/var/lib/notes/data", "/var/lib/demo/data")
+                .replace(f'"--port", "{NOTES_PORT}"', f'"--port", "{DEMO_PORT}"')
+                .replace("file:///var/backups/bartl/notes", "file:///var/backups/bartl/demo"))
+        # [app] user, in the [app] table (TOML tables cannot be reopened).
+        demo = demo.replace('name = "demo"\n', 'name = "demo"\nuser = "demo"\n', 1)
+        self.assertIn('paths = ["/var/lib/demo/data"]', demo)
+        self.assertIn('user = "demo"', demo)
+        self.c.run("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "demo")
+        self.c.run("tee", "/etc/bartl/demo.toml", input=demo)
+        self.c.run("tee", "/etc/bartl/bad.toml", input='[app]\nname = "bad"\nversoin = "1.0.0"\n')
+        # Quoting on the way to systemd: a space, "%" and "$" in a state path (a state-only
+        # instance, no app).
+        odd_path = "/srv/odd dir/50% $HOME/data"
+        self.c.run("tee", "/etc/bartl/odd.toml", input=f'[app]\nname = "odd"\nversion = "1.0.0"\n'
+                                                      f'[state]\npaths = ["{odd_path}"]\n')
+        self.c.run("mkdir", "-p", "-m", "0700", "/var/backups/bartl/demo")
+        self.c.run("bartld", "--instance", "demo", "--init-store")
+        before = self.c.run("systemctl", "is-system-running", check=False).stdout.strip()
+        self.c.run("systemctl", "daemon-reload")
+        self.assertEqual(self.c.run("systemctl", "is-system-running", check=False).stdout.strip(), before)
+
+        with self.subTest("the bad config is logged and gets no drop-in"):
+            logged = self.c.run("journalctl", "-t", "bartl-generator", "-o", "cat", "--no-pager").stdout
+            self.assertIn("/etc/bartl/bad.toml:3:1: unknown key 'versoin' in [app]; did you mean 'version'? "
+                          "(bartld@bad.service gets no drop-in)", logged)
+            s = self.c.show(bad, "LoadState", "DropInPaths")
+            self.assertEqual((s["LoadState"], s["DropInPaths"]), ("loaded", ""))
+
+        s = self.c.show(unit, "DropInPaths", "ReadWritePaths", "RequiresMountsFor", "ExecStartPre")
+        self.assertEqual(s["DropInPaths"], GENERATED.format(unit=unit))
+        self.assertEqual(s["ReadWritePaths"].split(), ["-/var/backups/bartl", "-/var/backups/bartl/demo", "-/var/lib/demo"])
+        # Besides those systemd adds for StateDirectory=, RuntimeDirectory= and PrivateTmp=.
+        self.assertLessEqual({"/var/backups/bartl/demo", "/var/lib/demo/data"}, set(s["RequiresMountsFor"].split()))
+        self.assertIn("argv[]=/usr/libexec/bartl/bartl-prepare-dirs --mode=0750 --group-of=demo /var/lib/demo ;",
+                      s["ExecStartPre"])
+        # systemctl show quotes what holds a space and writes "$" as "\$".
+        s = self.c.show("bartld@odd.service", "ReadWritePaths", "RequiresMountsFor")
+        shown = os.path.dirname(odd_path).replace("$", "\\$")
+        self.assertIn(f'"-{shown}"', s["ReadWritePaths"])
+        self.assertIn(f'"{odd_path}"'.replace("$", "\\$"), s["RequiresMountsFor"])
+
+        self.c.run("systemctl", "start", unit, timeout=300)
+        self.assert_serving(unit, DEMO_PORT, "2.0.0", "2.0.0")
+        # The parent bartl-prepare-dirs made for the app, the state bartld made as the app's.
+        self.assertEqual(self.c.run("stat", "-c", "%U:%G %a", "/var/lib/demo").stdout, "root:demo 750\n")
+        self.assertIn("bartl-prepare-dirs: created /var/lib/demo (root:demo, 0750)", self.journal(unit))
+        self.assertEqual(self.c.run("stat", "-c", "%U:%G", "/var/lib/demo/data").stdout, "demo:demo\n")
+        # The app writes its own state as its own user.
+        http_json(DEMO_PORT, "/notes", {"text": "kept across the reboot"})
+        self.assertEqual(self.c.run("stat", "-c", "%U", "/var/lib/demo/data/notes.db").stdout, "demo\n")
+        self.c.run("systemctl", "start", "bartld@odd.service", timeout=120)
+        self.assertEqual(self.c.show("bartld@odd.service", "ActiveState")["ActiveState"], "active",
+                         self.journal("bartld@odd.service"))
+        self.assertEqual(self.c.run("ls", "-A", odd_path).returncode, 0)
+
+        # The generator at boot: the drop-in exists before any unit starts, bad.toml and all.
+        self.c.run("systemctl", "enable", unit)
+        t0 = time.monotonic()
+        state = self.c.reboot()
+        self.timings["reboot"] = time.monotonic() - t0
+        self.assertEqual(state, "running", self.c.run("systemctl", "--failed", "--no-legend", check=False).stdout)
+        self.assert_serving(unit, DEMO_PORT, "2.0.0", "2.0.0")
+        self.assertEqual(self.c.show(unit, "DropInPaths")["DropInPaths"], GENERATED.format(unit=unit))
+        self.assertIn("kept across the reboot", [n["text"] for n in http_json(DEMO_PORT, "/notes")])
+        self.assertEqual(self.marker("demo")["origin"], "init", "the reboot must serve the state, not make it anew")
+
+        with self.subTest("the skipped config fails its own unit at start, exit 78, no restart loop"):
+            self.assertNotEqual(self.c.run("systemctl", "start", bad, check=False, timeout=60).returncode, 0)
+            s = self.c.show(bad, "ActiveState", "ExecMainStatus", "NRestarts")
+            self.assertEqual((s["ActiveState"], s["ExecMainStatus"], s["NRestarts"]),
+                             ("failed", str(EXIT_CONFIG), "0"), self.journal(bad))
+            self.assertIn("unknown key 'versoin'", self.journal(bad))
 
 
 if __name__ == "__main__":

@@ -266,6 +266,26 @@ TEST_CASE("[app] user and group are resolved in the user database", "[config]") 
     CHECK(std::find(c.run_as->groups.begin(), c.run_as->groups.end(), gid_t(0)) != c.run_as->groups.end());
 }
 
+TEST_CASE("without resolve_users, [app] user and group stay names as written", "[config]") {
+    // bartl-generator's way: it runs before the user database may be asked.
+    const std::string app = "[app]\nname = \"notes\"\nversion = \"1.0.0\"\nexec = [\"/bin/x\"]\n";  // user on line 5
+    const std::string state = "[state]\npaths = [\"/var/lib/notes\"]\n";
+    const LoadOptions names{.resolve_users = false};
+    Config c = parse_config(app + "user = \"no-such-user-here\"\n" + state, "notes.toml", "", names);
+    REQUIRE(c.run_as);
+    CHECK(c.run_as->user == "no-such-user-here");
+    CHECK(c.run_as->group == "");
+    CHECK(c.run_as->where == "notes.toml:5:8");
+    CHECK(c.run_as->groups.empty());
+    c = parse_config(app + "user = \"65534\"\ngroup = \"www\"\n" + state, "notes.toml", "", names);
+    CHECK((c.run_as->user == "65534" && c.run_as->group == "www"));
+    // What needs no lookup is still checked.
+    CHECK_THROWS_WITH(parse_config(app + "group = \"www\"\n" + state, "notes.toml", "", names),
+                      "notes.toml:5:9: [app] group is set but [app] user is not; name the user too");
+    // The default resolves, and so refuses the unknown user.
+    CHECK_THROWS_AS(parse_config(app + "user = \"no-such-user-here\"\n" + state, "notes.toml"), ConfigError);
+}
+
 TEST_CASE("instance_config_path names /etc/bartl/NAME.toml and rejects bad names", "[config]") {
     CHECK(instance_config_path("notes") == fs::path(BARTL_SYSCONFDIR) / "bartl" / "notes.toml");
     CHECK_THROWS_AS(instance_config_path(""), UsageError);

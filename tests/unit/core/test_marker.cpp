@@ -123,8 +123,11 @@ TEST_CASE("marker: a format 1 marker of an older bartl is read, unbound", "[mark
     CHECK(m.components[0].binding.empty());
     CHECK(m.history.size() == 1);
     CHECK(m.migrations.empty());
-    // Written back, it is format 2.
-    CHECK(json::parse(m.to_json()).at("format") == 2);
+    // Written back before its upgrade, it stays format 1; with a state ID, format 2.
+    CHECK(json::parse(m.to_json()).at("format") == 1);
+    Marker bound = m;
+    bound.state_id = kId;
+    CHECK(json::parse(bound.to_json()).at("format") == 2);
 }
 
 TEST_CASE("marker: from_json names what is wrong", "[marker]") {
@@ -267,4 +270,16 @@ TEST_CASE("state IDs: 32 lower-case hex digits", "[marker]") {
     CHECK_FALSE(is_state_id(kId + "0"));
     CHECK_FALSE(is_state_id("0123456789ABCDEF0123456789abcdef"));
     CHECK(component_id("path", "/var/lib/x") == "path:/var/lib/x");
+}
+
+TEST_CASE("marker: a format 1 marker written back before its upgrade stays readable", "[marker]") {
+    // Found by tests/fuzz: it was written as format 2 without a state ID, which does not parse.
+    const Marker m = Marker::from_json(R"({"format": 1, "app": "notes", "version": "1.4.2", "origin": "init",
+        "state_paths": ["/var/lib/notes"], "history": []})");
+    const auto text = m.to_json();
+    CHECK(json::parse(text).at("format") == 1);
+    const Marker back = Marker::from_json(text);
+    CHECK(back.state_id.empty());
+    REQUIRE(back.components.size() == 1);
+    CHECK(back.components[0].name == "/var/lib/notes");
 }

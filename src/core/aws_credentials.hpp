@@ -1,0 +1,34 @@
+// AWS credentials for the s3:// store, pure: the environment's AWS_* variables and the
+// AWS shared credentials file format (INI sections of aws_access_key_id,
+// aws_secret_access_key, aws_session_token), as the AWS CLI and SDKs read them. The secret
+// values never appear in a message.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bartl {
+
+/// A key pair (and the token of temporary credentials).
+struct AwsCredentials {
+    std::string access_key_id;
+    std::string secret_access_key;
+    std::string session_token;  ///< "" for long-term keys
+};
+
+/// Credentials from environment values (nullptr = unset): std::nullopt when neither key
+/// variable is set. Throws ConfigError naming the missing variable when only one is set.
+std::optional<AwsCredentials> aws_credentials_from_env(const char* access_key_id, const char* secret_access_key,
+                                                       const char* session_token);
+
+/// The section `profile` of an AWS shared credentials file (`text`, read from `file`, which
+/// messages name): std::nullopt when there is no such section. "[profile NAME]" counts as
+/// "[NAME]"; '#' and ';' start comment lines; keys are case-insensitive; other keys are
+/// ignored. Throws ConfigError "FILE:LINE: ..." for a line that is neither a section, a
+/// key = value pair, a comment nor blank, and "FILE: ..." when the section lacks
+/// aws_access_key_id or aws_secret_access_key.
+std::optional<AwsCredentials> parse_aws_credentials(std::string_view text, std::string_view profile,
+                                                    const std::string& file);
+
+}  // namespace bartl
