@@ -1,96 +1,81 @@
 #!/usr/bin/env python3
 """sftp:// store speed and memory (issue 12): bartld backing up to and restoring from an SSH
-server, against OpenSSH's scp moving the same bytes, in the same run.
+server, against OpenSSH's own clients moving the same blob, in the same run.
 
 A private sshd (Debian's openssh-server, tests/helpers/sshtest.py) on a loopback port serves a
 store directory on this machine. The state is one file of --size (default 1G) random bytes
 (incompressible: the blob is as large as the data, so the transfer dominates), made once by
-bartld's init hook. Then, --runs times, after an untimed `sync` each:
+bartld's init hook and reused. Then, --runs times, every timed step after an untimed `sync`:
 
   upload    bartld --backup to sftp://           (tar, zstd -1, SHA-256, upload, rename, sidecar)
-            baseline: scp of that blob to the server
-            pipeline: tar -cf - | zstd -1 -T0 | ssh HOST 'cat > FILE'   (informational)
-  download  bartld --prepare from sftp://, no state (download, verify, extract, sync, rename)
-            baseline: scp of the blob from the server, then zstd -dc | tar -x
-            pipeline: ssh HOST cat BLOB | zstd -dc | tar -x          (informational)
+            baselines: scp BLOB HOST:FILE; sftp's `put BLOB FILE` (the blob bartld just wrote)
+            informational: curl -T BLOB sftp://HOST/FILE (libcurl's SFTP, libssh2: the library
+            bartld uses); tar -cf - | zstd -1 -T0 | ssh HOST 'cat > FILE'
+  restore   bartld --prepare from sftp://, no state (download, SHA-256, extract, syncfs, rename)
+            baselines: scp HOST:BLOB FILE, or sftp's `get BLOB FILE`, then zstd -dc FILE | tar -x
+            and sync -f (durable, as bartld is)
+            informational: curl -o FILE sftp://HOST/BLOB, then extract alike; ssh HOST cat BLOB |
+            zstd -dc | tar -x; sync -f
 
-Peak RSS of bartld from wait4(2). Prints medians, ratios bartld/baseline and MiB/s; targets
-(informational unless --check): ratios <= 1.5 (libssh2, which libcurl uses, moves SFTP data
-slower than OpenSSH's own client), peak RSS < 64 MiB. Needs root (sshd). Everything but the
-data set is removed at the end (--clean removes it too).
+Peak RSS of bartld: its own VmHWM, sampled every 5 ms (bartltest.procs.run). Prints medians,
+the ratios bartld / scp and bartld / sftp of the same run, MiB/s. Targets (exit 1 on a FAIL
+only with --check): bartld / sftp <= 1.0 for both steps (the same protocol: libcurl's SFTP
+over libssh2 against OpenSSH's sftp), peak RSS < 64 MiB; the ratios to scp (OpenSSH's SCP
+over SFTP too, with deeper pipelining) are informational. --quick: 256 MiB, one run. Needs
+root (sshd). Everything but the data set is removed at the end (--clean removes it too).
 """
 import argparse
 import os
 import shutil
 import subprocess
 import sys
-import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(os.path.dirname(BENCH), "tests", "helpers"))
-from common import MiB, find_bartld, human, median, parse_size, verdict  # noqa: E402
+import bartltest as bt  # noqa: E402
+from backup import bash, must, q, timed  # noqa: E402
+from bartltest import MiB, human, median, parse_size, verdict  # noqa: E402
 from sshtest import SshServer  # noqa: E402
 
-TARGET_RATIO = 1.5
-TARGET_RSS_KIB = 64 * 1024
-
-
-def timed(command):
-    """Wall time of a bash command line run after an untimed sync; exits when it fails."""
-    subprocess.run(["sync"], check=True)
-    t0 = time.perf_counter()
-    r = subprocess.run(command, shell=True, executable="/bin/bash", capture_output=True)
-    seconds = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"`{command}` failed ({r.returncode}):\n{r.stderr.decode(errors='replace')[-4000:]}")
-    return seconds
-
-
-def run_bartld(argv, env):
-    """Runs bartld to completion: (seconds, peak RSS KiB, stdout, stderr)."""
-    subprocess.run(["sync"], check=True)
-    r, w = os.pipe()
-    t0 = time.perf_counter()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=[(os.POSIX_SPAWN_DUP2, w, 2),
-                                                          (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
-    os.close(w)
-    chunks = []
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(r)
-    _, status, usage = os.wait4(pid, 0)
-    seconds = time.perf_counter() - t0
-    err = b"".join(chunks).decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(argv)} failed:\n{err[-4000:]}")
-    return seconds, usage.ru_maxrss, err
-
-
-def q(s):
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-def toml_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+TARGET_RATIO = 1.0
+TARGET_RSS_MIB = 64
+TAR_X = "tar --warning=no-unknown-keyword -x"
 
 
 def write_config(path, ssh, state, bartl_dir, store, size=None, moved_from=None):
-    lines = ["[app]", 'name = "benchsftp"', 'version = "1.0.0"', "", "[state]", f"paths = [{toml_str(state)}]",
-             f"bartl_dir = {toml_str(bartl_dir)}"]
-    if moved_from:
-        lines.append(f"moved = {{ {toml_str(moved_from)} = {toml_str(state)} }}")
-    if size:
-        hook = f'head -c {size} /dev/urandom > "$BARTL_STAGING/data.bin"'
-        lines += ["", "[hooks]", f"init = [\"/bin/sh\", \"-c\", {toml_str(hook)}]"]
-    lines += ["", "[backup]", f"store = {toml_str(ssh.url(store))}", 'compression = "zstd:1"', 'interval = "24h"',
-              "keep_last = 100", "", "[store.sftp]", f"key_file = {toml_str(ssh.user_key)}",
-              f"known_hosts = {toml_str(ssh.known_hosts)}"]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    hook = ["/bin/sh", "-c", f'head -c {size} /dev/urandom > "$BARTL_STAGING/data.bin"'] if size else None
+    bt.write_config(path, {
+        "app": {"name": "benchsftp", "version": "1.0.0"},
+        "state": {"paths": [state], "bartl_dir": bartl_dir, "moved": {moved_from: state} if moved_from else None},
+        **({"hooks": {"init": hook}} if hook else {}),
+        "backup": {"store": ssh.url(store), "compression": "zstd:1", "interval": "24h", "keep_last": 100},
+        "store": {"call_timeout": "60s"},
+        "store.sftp": {"key_file": ssh.user_key, "known_hosts": ssh.known_hosts}})
+
+
+def clear_store(store):
+    for n in os.listdir(store):
+        if n != "bartl-store.json":
+            os.unlink(os.path.join(store, n))
+
+
+def ensure_data(bartld, ssh, data, store, size, env, logs):
+    """The state (one file of `size` random bytes) under `data`, made by bartld's init hook
+    unless an earlier run left it; returns (state, bartl_dir)."""
+    state, bartl_dir = os.path.join(data, "state"), os.path.join(data, "bartl")
+    cfg = os.path.join(os.path.dirname(store), "init.toml")
+    write_config(cfg, ssh, state, bartl_dir, store, size=size)
+    must(timed([bartld, "--config", cfg, "--init-store"], logs, env), "bartld --init-store")
+    if os.path.isfile(os.path.join(bartl_dir, "marker.json")) and os.path.getsize(
+            os.path.join(state, "data.bin")) == size:
+        print(f"data set: reusing {state}")
+    else:
+        shutil.rmtree(data, ignore_errors=True)
+        print(f"data set: {human(size)} of random bytes via bartld init ...", flush=True)
+        must(timed([bartld, "--config", cfg, "--prepare"], logs, env), "bartld --prepare (init)")
+        clear_store(store)  # the fresh install's own backup, if any
+    return state, bartl_dir, cfg
 
 
 def main():
@@ -98,82 +83,97 @@ def main():
     ap.add_argument("--bartld", help="bartld binary (default: $BARTLD, build-bench/, build/)")
     ap.add_argument("--size", default="1G", help="size of the state (random bytes), e.g. 256M, 1G (default 1G)")
     ap.add_argument("--runs", type=int, default=3, help="measured runs; medians are reported (default 3)")
+    ap.add_argument("--quick", action="store_true", help="256 MiB, one run")
     ap.add_argument("--dir", default="/var/tmp/bartl-bench-sftp", help="where the data set and scratch go")
     ap.add_argument("--clean", action="store_true", help="remove the data set at the end")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     args = ap.parse_args()
+    if args.quick:
+        args.size, args.runs = "256M", 1
     if os.geteuid() != 0:
         sys.exit("needs root: sshd's privilege separation")
-    bartld = find_bartld(args.bartld)
+    bartld = bt.require_bartld(("build-bench", "build"), args.bartld)
     size = parse_size(args.size)
-    env = dict(os.environ, BARTL_LOG_LEVEL="info")
-    env.pop("NOTIFY_SOCKET", None)
-    env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=/nonexistent"
     os.makedirs(args.dir, exist_ok=True)
     work = os.path.join(args.dir, f"work-{os.getpid()}")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs)
+    env = bt.bartld_env("info", no_bus=os.path.join(work, "no-bus"))
     data = os.path.join(args.dir, f"data-{size}")
     ssh = SshServer(os.path.join(work, "sshd"))
     opts = " ".join(q(o) for o in ssh.client_options())
     remote = "root@127.0.0.1"
     scp = f"scp -q {opts} -P {ssh.port}"
+    sftp = f"sftp -q -b - {opts} -P {ssh.port} {remote}"
     sshc = f"ssh {opts} -p {ssh.port} {remote}"
-    res = {k: [] for k in ("up", "up_scp", "up_pipe", "down", "down_scp", "down_pipe", "up_rss", "down_rss")}
+    # curl reads known_hosts from $HOME/.ssh (it has no option naming the file).
+    curl_home = os.path.join(work, "curl-home")
+    os.makedirs(os.path.join(curl_home, ".ssh"))
+    shutil.copy(ssh.known_hosts, os.path.join(curl_home, ".ssh", "known_hosts"))
+    curl = f"HOME={q(curl_home)} curl -sS --key {q(ssh.user_key)}"
+    url = f"sftp://{remote}:{ssh.port}"
+    steps = ("up", "up_scp", "up_sftp", "up_curl", "up_pipe", "down", "down_scp", "down_sftp", "down_curl",
+             "down_pipe")
+    res = {k: [] for k in steps + ("up_rss", "down_rss")}
+
+    def base(cmd):
+        return must(timed(bash(cmd), logs), cmd).elapsed
+
     try:
         store = os.path.join(work, "store")
         os.makedirs(store)
-        state, bartl_dir = os.path.join(data, "state"), os.path.join(data, "bartl")
-        cfg = os.path.join(work, "a.toml")
-        write_config(cfg, ssh, state, bartl_dir, store, size=size)
-        run_bartld([bartld, "--config", cfg, "--init-store"], env)
-        if not os.path.exists(os.path.join(bartl_dir, "marker.json")):
-            shutil.rmtree(data, ignore_errors=True)
-            print(f"data set: {human(size)} of random bytes via bartld init ...", flush=True)
-            run_bartld([bartld, "--config", cfg, "--prepare"], env)
-            for n in os.listdir(store):  # the fresh install's own backup, if any
-                if n != "bartl-store.json":
-                    os.unlink(os.path.join(store, n))
-        subprocess.run(f"cat {q(os.path.join(state, 'data.bin'))} >/dev/null", shell=True, check=True)  # warm
+        state, _, cfg = ensure_data(bartld, ssh, data, store, size, env, logs)
+        base(f"cat {q(os.path.join(state, 'data.bin'))} >/dev/null")  # a warm page cache for both sides
         for run in range(args.runs):
             ex = os.path.join(work, f"run{run}")
             os.makedirs(ex)
-            s, rss, _ = run_bartld([bartld, "--config", cfg, "--backup"], env)
-            res["up"].append(s)
-            res["up_rss"].append(rss)
+            # A new store each run: the restore below takes the store over, which fences the state.
+            shutil.rmtree(store)
+            os.makedirs(store)
+            must(timed([bartld, "--config", cfg, "--init-store"], logs, env), "bartld --init-store")
+            m = must(timed([bartld, "--config", cfg, "--backup"], logs, env), "bartld --backup")
+            res["up"].append(m.elapsed)
+            res["up_rss"].append(m.maxrss_kib)
             [blob] = [n for n in os.listdir(store) if n.endswith(".tar.zst")]
             blob_path = os.path.join(store, blob)
             blob_size = os.path.getsize(blob_path)
             local = os.path.join(ex, "blob")
             shutil.copy(blob_path, local)
-            res["up_scp"].append(timed(f"{scp} {q(local)} {remote}:{q(os.path.join(ex, 'up-scp'))}"))
-            res["up_pipe"].append(timed(f"set -o pipefail; tar -cf - -C {q(state)} . | zstd -1 -T0 -q | "
-                                        f"{sshc} {q('cat > ' + q(os.path.join(ex, 'up-pipe')))}"))
-            for n in ("up-scp", "up-pipe"):
+            res["up_scp"].append(base(f"{scp} {q(local)} {remote}:{q(ex + '/up-scp')}"))
+            res["up_sftp"].append(base(f"echo put {q(local)} {q(ex + '/up-sftp')} | {sftp}"))
+            res["up_curl"].append(base(f"{curl} -T {q(local)} {q(url + ex + '/up-curl')}"))
+            res["up_pipe"].append(base(f"tar -cf - -C {q(state)} . | zstd -1 -T0 -q | "
+                                       f"{sshc} {q('cat > ' + q(ex + '/up-pipe'))}"))
+            for n in ("up-scp", "up-sftp", "up-curl", "up-pipe"):
+                if os.path.getsize(os.path.join(ex, n)) < blob_size * 0.99:
+                    sys.exit(f"the {n} baseline moved {os.path.getsize(os.path.join(ex, n))} of {blob_size} bytes")
                 os.unlink(os.path.join(ex, n))
-            # Download: bartld restores into a fresh place; the baselines extract alike.
+            # Restore: bartld into a fresh place (the state moved there); the baselines alike.
             rroot = os.path.join(ex, "restore")
             cfg_b = os.path.join(ex, "b.toml")
             write_config(cfg_b, ssh, os.path.join(rroot, "state"), os.path.join(rroot, "bartl"), store,
                          moved_from=state)
-            s, rss, err = run_bartld([bartld, "--config", cfg_b, "--prepare"], env)
-            if "restoring backup" not in err:
-                sys.exit(f"bartld --prepare did not restore:\n{err[-2000:]}")
-            res["down"].append(s)
-            res["down_rss"].append(rss)
-            x = os.path.join(ex, "x-scp")
-            os.makedirs(x)
-            tar_x = "tar --warning=no-unknown-keyword -x"
-            res["down_scp"].append(timed(f"set -o pipefail; {scp} {remote}:{q(blob_path)} {q(ex + '/down')} && "
-                                         f"zstd -dc -q {q(ex + '/down')} | {tar_x} -C {q(x)} && sync -f {q(x)}"))
+            m = must(timed([bartld, "--config", cfg_b, "--prepare"], logs, env), "bartld --prepare (restore)")
+            if "restoring backup" not in m.stderr:
+                sys.exit(f"bartld --prepare did not restore:\n{m.stderr[-2000:]}")
+            res["down"].append(m.elapsed)
+            res["down_rss"].append(m.maxrss_kib)
+            for key, fetch in (("down_scp", f"{scp} {remote}:{q(blob_path)} {q(ex + '/down')}"),
+                               ("down_sftp", f"echo get {q(blob_path)} {q(ex + '/down')} | {sftp}"),
+                               ("down_curl", f"{curl} -o {q(ex + '/down')} {q(url + blob_path)}")):
+                x = os.path.join(ex, "x-" + key)
+                os.makedirs(x)
+                res[key].append(base(f"{fetch} && zstd -dc -q {q(ex + '/down')} | {TAR_X} -C {q(x)} && "
+                                     f"sync -f {q(x)}"))
+                os.unlink(ex + "/down")
             x = os.path.join(ex, "x-pipe")
             os.makedirs(x)
-            res["down_pipe"].append(timed(f"set -o pipefail; {sshc} cat {q(blob_path)} | zstd -dc -q | "
-                                          f"{tar_x} -C {q(x)} && sync -f {q(x)}"))
-            for n in os.listdir(store):
-                if n != "bartl-store.json":
-                    os.unlink(os.path.join(store, n))
+            res["down_pipe"].append(base(f"{sshc} cat {q(blob_path)} | zstd -dc -q | {TAR_X} -C {q(x)} && "
+                                         f"sync -f {q(x)}"))
             shutil.rmtree(ex)
-            print(f"  run {run + 1}/{args.runs}: upload {res['up'][-1]:.2f} s (scp {res['up_scp'][-1]:.2f} s), "
-                  f"download {res['down'][-1]:.2f} s (scp + extract {res['down_scp'][-1]:.2f} s)", flush=True)
+            print(f"  run {run + 1}/{args.runs}: upload {res['up'][-1]:.2f} s (scp {res['up_scp'][-1]:.2f} s, "
+                  f"sftp {res['up_sftp'][-1]:.2f} s, curl {res['up_curl'][-1]:.2f} s), restore {res['down'][-1]:.2f} s (scp + extract "
+                  f"{res['down_scp'][-1]:.2f} s, sftp + extract {res['down_sftp'][-1]:.2f} s)", flush=True)
     finally:
         ssh.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -182,17 +182,25 @@ def main():
 
     m = {k: median(v) for k, v in res.items()}
     mib = blob_size / MiB
-    up_ratio, down_ratio = m["up"] / m["up_scp"], m["down"] / m["down_scp"]
-    rss = max(max(res["up_rss"]), max(res["down_rss"]))
-    print(f"\nblob {human(blob_size)}, medians of {args.runs} run(s):")
-    print(f"  upload:   bartld --backup {m['up']:.2f} s ({mib / m['up']:.0f} MiB/s)   scp {m['up_scp']:.2f} s "
-          f"({mib / m['up_scp']:.0f} MiB/s)   tar|zstd|ssh {m['up_pipe']:.2f} s   ratio {up_ratio:.2f}")
-    print(f"  download: bartld --prepare {m['down']:.2f} s ({mib / m['down']:.0f} MiB/s)   scp+zstd|tar "
-          f"{m['down_scp']:.2f} s   ssh cat|zstd|tar {m['down_pipe']:.2f} s   ratio {down_ratio:.2f}")
-    print(f"  peak RSS: backup {max(res['up_rss']) / 1024:.1f} MiB, restore {max(res['down_rss']) / 1024:.1f} MiB")
-    ok = [up_ratio <= TARGET_RATIO, down_ratio <= TARGET_RATIO, rss < TARGET_RSS_KIB]
-    print(f"  {verdict(ok[0])} upload ratio <= {TARGET_RATIO}; {verdict(ok[1])} download ratio <= {TARGET_RATIO}; "
-          f"{verdict(ok[2])} peak RSS < {TARGET_RSS_KIB // 1024} MiB")
+    ratio = {k: m[k.split("_")[0]] / m[k] for k in ("up_scp", "up_sftp", "up_curl", "down_scp", "down_sftp",
+                                                     "down_curl")}
+    up_rss, down_rss = max(res["up_rss"]) / 1024, max(res["down_rss"]) / 1024
+    print(f"\nblob {human(blob_size)} (state {human(size)}), medians of {args.runs} run(s):")
+    print(f"  upload:  bartld --backup {m['up']:.2f} s ({mib / m['up']:.0f} MiB/s)   scp {m['up_scp']:.2f} s "
+          f"({mib / m['up_scp']:.0f} MiB/s)   sftp put {m['up_sftp']:.2f} s ({mib / m['up_sftp']:.0f} MiB/s)   "
+          f"curl -T {m['up_curl']:.2f} s ({mib / m['up_curl']:.0f} MiB/s)   tar|zstd|ssh {m['up_pipe']:.2f} s")
+    print(f"           ratio to sftp {ratio['up_sftp']:.2f}, to scp {ratio['up_scp']:.2f}, to curl {ratio['up_curl']:.2f}")
+    print(f"  restore: bartld --prepare {m['down']:.2f} s ({mib / m['down']:.0f} MiB/s)   scp+zstd|tar "
+          f"{m['down_scp']:.2f} s   sftp get+zstd|tar {m['down_sftp']:.2f} s   curl+zstd|tar {m['down_curl']:.2f} s   "
+          f"ssh cat|zstd|tar "
+          f"{m['down_pipe']:.2f} s")
+    print(f"           ratio to sftp {ratio['down_sftp']:.2f}, to scp {ratio['down_scp']:.2f}, "
+          f"to curl {ratio['down_curl']:.2f}")
+    print(f"  peak RSS (VmHWM): backup {up_rss:.1f} MiB, restore {down_rss:.1f} MiB")
+    ok = [ratio["up_sftp"] <= TARGET_RATIO, ratio["down_sftp"] <= TARGET_RATIO,
+          max(up_rss, down_rss) < TARGET_RSS_MIB]
+    print(f"  {verdict(ok[0])} upload / sftp <= {TARGET_RATIO}; {verdict(ok[1])} restore / sftp <= {TARGET_RATIO}; "
+          f"{verdict(ok[2])} peak RSS < {TARGET_RSS_MIB} MiB")
     return 1 if args.check and not all(ok) else 0
 
 
