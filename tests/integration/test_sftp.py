@@ -269,7 +269,7 @@ class Sftp(StackTest):
         s.wait_ready()
         self.assertEqual([n["text"] for n in s.get("/notes")[1]], ["carried over by scp"])
 
-    def test_the_old_host_is_fenced_after_another_takes_the_store_over(self):
+    def test_another_host_takes_over_migrates_and_backs_up_the_old_one_is_fenced(self):
         if shutil.which("unshare") is None:
             self.skipTest("needs unshare for a second host")
         root = os.path.join(self.tmp, "shared")
@@ -293,14 +293,25 @@ class Sftp(StackTest):
         with open(os.path.join(a.store, "bartl-store.json")) as f:
             writer = json.load(f)["writer"]
         self.assertEqual((writer["host"], writer["generation"]), ("host-b", 2))
+        # B moves to a newer engine: a pre-migration backup, the migration, then a backup of
+        # the 2.0.0 state, all on the SSH server.
+        b.render("2.0.0", **KEEP_ONE)
+        r = self.ok(b, "--prepare")
+        self.assertEqual(b.marker()["version"], "2.0.0")
         self.ok(b, "--backup")
-        both = sorted(x["id"] for x in b.backups())
-        self.assertEqual(len(both), 2)
+        kept = sorted(x["id"] for x in b.backups())
+        self.assertIn(a1["id"], kept)  # B's retention never touches A's backups
+        self.assertEqual(b.backups()[0]["version"], "2.0.0")
+        self.assertEqual(b.backups()[0]["host"], "host-b")
+        b.start()
+        b.wait_ready()
+        self.assertEqual([n["text"] for n in b.get("/notes")[1]], ["written on A"])
+        self.assertEqual(b.stop(), 0)
         # A's next backup is refused as fenced; it deletes nothing (keep_last = 1).
         r = a.run("--backup")
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("fenced: store " + a.ssh.url(a.store), r.stderr)
-        self.assertEqual(sorted(x["id"] for x in a.backups()), both)
+        self.assertEqual(sorted(x["id"] for x in a.backups()), kept)
 
 
 if __name__ == "__main__":
