@@ -53,6 +53,9 @@ constexpr std::size_t kChunkBytes = 256 * 1024;
 constexpr std::size_t kChunks = 16;
 /// curl's buffers for SFTP reads and writes (libssh2 keeps that much in flight).
 constexpr long kCurlBuffer = 512 * 1024;
+/// Uploads: libcurl's largest upload buffer (2 MiB), as much as OpenSSH's sftp keeps in flight
+/// (64 requests of 32 KiB).
+constexpr long kCurlUploadBuffer = 2 * 1024 * 1024;
 /// Idle connections kept for reuse.
 constexpr std::size_t kPoolSize = 4;
 /// The largest object an if_match put() compares (the store identity is at most 64 KiB).
@@ -439,7 +442,7 @@ struct SftpStore::Shared {
         set(CURLOPT_BUFFERSIZE, kCurlBuffer);
         if (r.upload) {
             set(CURLOPT_UPLOAD, 1L);
-            set(CURLOPT_UPLOAD_BUFFERSIZE, kCurlBuffer);
+            set(CURLOPT_UPLOAD_BUFFERSIZE, kCurlUploadBuffer);
             curl_read_callback reader = [](char* p, size_t size, size_t n, void* u) -> size_t {
                 auto& io = *static_cast<Io*>(u);
                 try {
@@ -912,6 +915,7 @@ private:
             r.stop = &stopping_;
             std::span<const char> chunk;
             std::size_t at = 0;
+            bool done = false;
             r.read = [&](char* p, std::size_t n) -> std::size_t {
                 if (!started) {
                     started = true;
@@ -919,15 +923,25 @@ private:
                     started_ = true;
                     cv_.notify_all();
                 }
-                while (at == chunk.size()) {
-                    chunk = pipe_.pop();  // throws PipeCancelled when the writer stops
-                    at = 0;
-                    if (chunk.empty()) return 0;  // commit(): the end
+                // curl's whole buffer, not one chunk: libssh2 keeps in flight only what one
+                // call hands it, and OpenSSH's throughput needs about 2 MiB of it.
+                std::size_t filled = 0;
+                while (filled < n) {
+                    if (at == chunk.size()) {
+                        if (done) break;
+                        chunk = pipe_.pop();  // throws PipeCancelled when the writer stops
+                        at = 0;
+                        if (chunk.empty()) {  // commit(): the end
+                            done = true;
+                            break;
+                        }
+                    }
+                    const std::size_t take = std::min(n - filled, chunk.size() - at);
+                    std::memcpy(p + filled, chunk.data() + at, take);
+                    at += take;
+                    filled += take;
                 }
-                const std::size_t take = std::min(n, chunk.size() - at);
-                std::memcpy(p, chunk.data() + at, take);
-                at += take;
-                return take;
+                return filled;
             };
             const std::string what = "uploading " + name_;
             with_retries(ctx_, s_->policy, s_->say(what), [&] {
