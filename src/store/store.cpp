@@ -9,6 +9,10 @@
 
 namespace bartl {
 
+void Store::remove_many(const Context& ctx, const std::vector<std::string>& names) {
+    for (const auto& n : names) remove(ctx, n);
+}
+
 std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options) {
     const auto sep = url.find("://");
     if (sep == std::string::npos || sep == 0)
