@@ -834,6 +834,13 @@ void check_store(const Parser& p, const toml::node& node, const std::string& url
     if (host.empty())
         p.fail(node.source(),
                fmt::format("{} \"{}\": the {} is missing", label, url, scheme == "s3" ? "bucket" : "host"));
+    if (scheme == "sftp") {
+        try {
+            (void)parse_sftp_url(url);
+        } catch (const ConfigError& e) {
+            p.fail(node.source(), std::string("[backup] ") + e.what());
+        }
+    }
 }
 
 void parse_compression(const Parser& p, const Section& backup, Config& c) {

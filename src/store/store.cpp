@@ -5,6 +5,7 @@
 
 #include "store/file_store.hpp"
 #include "store/s3_store.hpp"
+#include "store/sftp_store.hpp"
 
 namespace bartl {
 
@@ -20,8 +21,7 @@ std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& op
     const std::string scheme = url.substr(0, sep);
     if (scheme == "file") return std::make_unique<FileStore>(url, file_url_path(url));
     if (scheme == "s3") return std::make_unique<S3Store>(url, options);
-    if (scheme == "sftp")
-        throw ConfigError(fmt::format("store URL \"{}\": {}:// stores are not supported yet by this bartl", url, scheme));
+    if (scheme == "sftp") return std::make_unique<SftpStore>(url, parse_sftp_url(url), options);
     throw ConfigError(fmt::format("store URL \"{}\": unknown scheme \"{}\" (expected file, s3 or sftp)", url, scheme));
 }
 
