@@ -86,7 +86,7 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             clear_prefix(servers, "bench")
             must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
             m = must(timed([bartld, "--config", cfg_a, "--backup"], work, env), "bartld --backup")
-            res["upload"].append(m.seconds)
+            res["upload"].append(m.elapsed)
             res["upload_rss"].append(m.maxrss_kib)
             blobs = [n[:-len("._S3rver_object")] for n in os.listdir(os.path.join(servers.data, BUCKET, "bench"))
                      if n.endswith(".tar.zst._S3rver_object")]
@@ -98,7 +98,7 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             res["blob"] = os.path.getsize(local)
             m = must(timed(aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
                                     f"s3://{BUCKET}/baseline/{name}"), work, env), "aws s3 cp (upload)")
-            res["upload_base"].append(m.seconds)
+            res["upload_base"].append(m.elapsed)
             os.unlink(local)
             clear_prefix(servers, "baseline")
 
@@ -109,7 +109,7 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             m = must(timed(bash(f"{q(aws_cli())} --endpoint-url {q(endpoint)} s3 cp --only-show-errors "
                                 f"{q(f's3://{BUCKET}/bench/{name}')} {q(down)} && zstd -dc -q {q(down)} | "
                                 f"{tar_x} -C {q(x)} && sync"), work, env), "aws s3 cp + zstd | tar + sync")
-            res["restore_base"].append(m.seconds)
+            res["restore_base"].append(m.elapsed)
             os.unlink(down)
             rroot = os.path.join(ex, "bartl-restore")
             cfg_b = os.path.join(ex, "b.toml")
@@ -118,7 +118,7 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             m = must(timed([bartld, "--config", cfg_b, "--prepare"], work, env), "bartld --prepare (restore)")
             if "restore" not in m.stdout:
                 sys.exit(f"bartld --prepare did not restore: {m.stdout}\n{m.stderr[-2000:]}")
-            res["restore"].append(m.seconds)
+            res["restore"].append(m.elapsed)
             res["restore_rss"].append(m.maxrss_kib)
             got = count_files(os.path.join(rroot, "state", "data"))
             if got != nfiles:
@@ -187,7 +187,7 @@ def bench_dr(bartld, servers, base, env, part_size, parts):
         if first is None:
             sys.exit(f"the DR start did not restore {real}:\n{m.stderr[-2000:]}")
         before = requests[:first]
-        return {"seconds": m.seconds, "lists": sum(r["op"] == "ListObjectsV2" for r in before),
+        return {"seconds": m.elapsed, "lists": sum(r["op"] == "ListObjectsV2" for r in before),
                 "sidecars": sum(r["op"] == "GetObject" and r["key"].endswith(".tar.zst.json") for r in before),
                 "before": len(before), "ops": sorted({r["op"] for r in before})}
     finally:
