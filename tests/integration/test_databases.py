@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Databases as declared state ([[state.databases]], bartl.toml(5) DATABASES), end to end
+through the real bartld against real servers the test starts itself (bartltest.db): a private
+PostgreSQL 15 and a private MariaDB, each on a Unix socket in a temporary directory, and real
+SQLite files. Each test drives bartld --prepare (the whole startup loop) and asserts what the
+server holds afterwards: the database created, bartl's state ID in it, a foreign database
+refused with exit 66 and left as it was, an empty pre-created database taken as absent, the
+BARTL_DB_* variables a hook sees, a backup refused while databases are declared."""
+import os
+import shutil
+import sqlite3
+import tempfile
+import unittest
+
+from bartltest import EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, write_exec
+from bartltest.config import toml_value
+from bartltest.db import MariaDBServer, PostgresServer, Unavailable
+
+SERVERS = {}
+
+
+def server(kind):
+    """The one server of `kind` ("postgresql", "mariadb") for this run, started on first use;
+    the test is skipped when it cannot run here."""
+    if kind not in SERVERS:
+        try:
+            SERVERS[kind] = PostgresServer() if kind == "postgresql" else MariaDBServer()
+        except Unavailable as e:
+            SERVERS[kind] = e
+    s = SERVERS[kind]
+    if isinstance(s, Unavailable):
+        raise unittest.SkipTest(str(s))
+    return s
+
+
+def tearDownModule():
+    for s in SERVERS.values():
+        if not isinstance(s, Unavailable):
+            s.close()
+
+
+class DbInstance(Instance):
+    """The fault suite's generic instance with [[state.databases]] entries appended."""
+
+    def __init__(self, root, databases, **kw):
+        self.databases = databases
+        super().__init__(root, **kw)
+
+    def write_config(self, **changes):
+        super().write_config(**changes)
+        with open(self.config, "a") as f:
+            for d in self.databases:
+                f.write("\n[[state.databases]]\n")
+                f.write("".join(f"{k} = {toml_value(v)}\n" for k, v in d.items()))
+
+
+HOOK_ENV = """#!/bin/sh
+# The init hook records the BARTL_DB_ variables it gets, then writes into each database.
+env | grep '^BARTL_DB_' | sort > "$BARTL_STAGING/db-env"
+"""
+
+
+class DatabaseTest(unittest.TestCase):
+    counter = 0
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="bartl-it-db-")
+        os.chmod(self.root, 0o755)
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        DatabaseTest.counter += 1
+        self.dbname = f"notes{os.getpid()}_{DatabaseTest.counter}"
+
+    def instance(self, databases, **kw):
+        return DbInstance(self.root, databases, **kw)
+
+    def prepare(self, inst, expect=EXIT_OK):
+        r = inst.run("--prepare")
+        self.assertEqual(r.returncode, expect, f"bartld --prepare:\n{r.stderr}")
+        return r
+
+    # --- PostgreSQL ------------------------------------------------------------------------
+
+    def pg_entry(self, pg):
+        return {"type": "postgresql", "name": self.dbname, "connection": pg.conninfo}
+
+    def test_postgresql_fresh_install_creates_the_database_with_its_state_id(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            'psql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE notes (body text); '
+            "INSERT INTO notes VALUES ('first')\"\n" % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        self.prepare(inst)
+        m = inst.marker()
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertIn({"kind": "postgresql", "name": self.dbname, "binding": "setting"},
+                      [{k: c[k] for k in ("kind", "name", "binding")} for c in m["components"]])
+        self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "first")
+        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        p = f"BARTL_DB_{self.dbname.upper()}_"
+        self.assertIn(f"{p}TYPE=postgresql\n", env)
+        self.assertIn(f"{p}NAME={self.dbname}\n", env)
+        self.assertIn(f"{p}CONNECTION={pg.conninfo} dbname={self.dbname}\n", env)
+        # The next start serves: the database carries the marker's state ID.
+        r = self.prepare(inst)
+        self.assertIn("decision: serve", r.stderr)
+
+    def test_postgresql_foreign_database_is_refused_and_untouched(self):
+        pg = server("postgresql")
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        pg.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"postgresql:{self.dbname} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertIn("bartlctl adopt", r.stderr)
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
+        self.assertEqual(pg.state_id(self.dbname), "")
+        self.assertIsNone(inst.marker())
+
+    def test_postgresql_database_of_another_state_is_foreign(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        self.prepare(inst)
+        ours = inst.marker()["state_id"]
+        # Another instance's database is swapped in: tables, and a state ID that is not ours.
+        pg.sql(f'DROP DATABASE "{self.dbname}"')
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'0' * 32}'")
+        pg.sql("CREATE TABLE t (x int)", db=self.dbname)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"holds tables with state ID {'0' * 32}, not the marker's state ID {ours}", r.stderr)
+        self.assertEqual(pg.state_id(self.dbname), "0" * 32)
+
+    def test_postgresql_empty_precreated_database_counts_as_absent(self):
+        pg = server("postgresql")
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')  # as a package's postinst leaves it
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        r = self.prepare(inst)
+        self.assertIn("decision: init", r.stderr)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_dropped_database_is_state_lost(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        self.prepare(inst)
+        pg.sql(f'DROP DATABASE "{self.dbname}"')
+        r = inst.run("--plan")
+        self.assertIn(f"postgresql:{self.dbname} does not exist (no state ID): state lost", r.stderr + r.stdout)
+
+    def test_postgresql_failed_init_hook_drops_the_database_it_created(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\nexit 3\n'
+            % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        self.prepare(inst, EXIT_RUNTIME)
+        self.assertNotIn(self.dbname, pg.databases())
+        self.assertIsNone(inst.marker())
+
+    def test_postgresql_unreachable_server_is_a_runtime_failure_not_absent(self):
+        inst = self.instance([{"type": "postgresql", "name": self.dbname,
+                               "connection": f"host={self.root}/nothing-here user=postgres"}], store=False)
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"postgresql:{self.dbname}: cannot connect", r.stderr)
+        self.assertIsNone(inst.marker())
+
+    # --- MariaDB ---------------------------------------------------------------------------
+
+    def my_entry(self, my):
+        return {"type": "mariadb", "name": self.dbname, "connection": my.connection}
+
+    def test_mariadb_fresh_install_creates_the_database_with_its_state_id(self):
+        my = server("mariadb")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            'mariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" "$BARTL_DB_{N}_NAME" '
+            "-e \"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('first')\"\n"
+            .replace("{N}", self.dbname.upper())))
+        inst = self.instance([self.my_entry(my)], init_hook=[hook], store=False)
+        self.prepare(inst)
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assertEqual(my.sql("SELECT body FROM notes", db=self.dbname), "first")
+        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        p = f"BARTL_DB_{self.dbname.upper()}_"
+        self.assertIn(f"{p}TYPE=mariadb\n{p}USER={my.user}\n", env.replace(f"{p}SOCKET={my.socket}\n", ""))
+        self.assertIn(f"{p}SOCKET={my.socket}\n", env)
+        r = self.prepare(inst)
+        self.assertIn("decision: serve", r.stderr)
+
+    def test_mariadb_foreign_database_is_refused_and_untouched(self):
+        my = server("mariadb")
+        my.sql(f"CREATE DATABASE `{self.dbname}`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        my.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
+        inst = self.instance([self.my_entry(my)], store=False)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"mariadb:{self.dbname} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "42")
+        self.assertEqual(my.comment(self.dbname), "")
+
+    def test_mariadb_empty_precreated_database_counts_as_absent(self):
+        my = server("mariadb")
+        my.sql(f"CREATE DATABASE `{self.dbname}`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        inst = self.instance([self.my_entry(my)], store=False)
+        r = self.prepare(inst)
+        self.assertIn("decision: init", r.stderr)
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+
+    # --- SQLite ----------------------------------------------------------------------------
+
+    def sqlite_path(self):
+        return os.path.join(self.root, "var", "lib", "fapp-db", "notes.db")
+
+    def test_sqlite_fresh_install_creates_the_file_and_its_side_record(self):
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            "sqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('x')\"\n"))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], store=False)
+        self.prepare(inst)
+        self.assertEqual(open(path + ".bartl-state-id").read(), inst.marker()["state_id"] + "\n")
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT body FROM notes").fetchall(), [("x",)])
+        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        self.assertIn(f"BARTL_DB_NOTES_PATH={path}\n", env)
+        self.assertIn("BARTL_DB_NOTES_TYPE=sqlite\n", env)
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_sqlite_foreign_file_is_refused_and_untouched(self):
+        path = self.sqlite_path()
+        os.makedirs(os.path.dirname(path))
+        with sqlite3.connect(path) as c:
+            c.execute("CREATE TABLE t (x int)")
+            c.execute("INSERT INTO t VALUES (7)")
+        before = open(path, "rb").read()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"sqlite:{path} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertEqual(open(path, "rb").read(), before)
+        self.assertFalse(os.path.exists(path + ".bartl-state-id"))
+
+    def test_sqlite_empty_file_counts_as_absent(self):
+        path = self.sqlite_path()
+        os.makedirs(os.path.dirname(path))
+        open(path, "w").close()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
+        self.assertIn("decision: init", self.prepare(inst).stderr)
+        self.assertEqual(open(path + ".bartl-state-id").read(), inst.marker()["state_id"] + "\n")
+
+    # --- backup refuses, until dumps are in the blob -----------------------------------------
+
+    def test_backup_refuses_while_databases_are_declared(self):
+        path = self.sqlite_path()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}])
+        self.prepare(inst)
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"no backup taken: [[state.databases]] declares sqlite:{path}", r.stderr)
+        self.assertEqual(inst.backups(), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
