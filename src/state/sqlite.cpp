@@ -85,7 +85,14 @@ public:
 protected:
     void create(const Owner& owner) const override {
         const auto parent = db_.path.parent_path();
+        // The app writes its -wal and -journal files beside the database, so a directory
+        // bartl creates for it is the app's.
+        const bool made_parent = !std::filesystem::exists(parent);
         fs::make_dirs(parent);
+        if (made_parent && (owner.uid != static_cast<uid_t>(-1) || owner.gid != static_cast<gid_t>(-1)) &&
+            ::chown(parent.c_str(), owner.uid, owner.gid) != 0)
+            throw RuntimeError(fmt::format("{}: cannot give {} to uid {} gid {}: {}", id(), parent.string(), owner.uid,
+                                           owner.gid, errno_text()));
         // An empty file is an empty SQLite database; the app's first write gives it a header.
         const int fd = ::open(db_.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (fd < 0) {
