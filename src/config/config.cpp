@@ -44,8 +44,8 @@ constexpr std::array app_keys{"name"sv,          "version"sv,         "version_f
                               "group"sv,           "environment"sv,     "working_directory"sv, "ready"sv,
                               "ready_command"sv,   "ready_interval"sv,  "ready_timeout"sv, "stop_timeout"sv};
 constexpr std::array state_keys{"paths"sv, "bartl_dir"sv, "moved"sv, "databases"sv};
-constexpr std::array database_keys{"type"sv, "name"sv, "connection"sv, "path"sv, "password_credential"sv};
-constexpr std::array mariadb_connection_keys{"socket"sv, "user"sv, "host"sv, "port"sv};
+constexpr std::array state_databases_keys{"type"sv, "name"sv, "connection"sv, "path"sv, "password_credential"sv};
+constexpr std::array mariadb_connection_words{"socket"sv, "user"sv, "host"sv, "port"sv};
 constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations"sv, "pre_backup"sv,
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
@@ -805,8 +805,8 @@ void check_mariadb_connection(const Parser& p, const toml::node& node, const std
             p.fail(node.source(), fmt::format("{} \"{}\": \"{}\" is not KEY=VALUE (keys: socket, user, host, port)",
                                               label, text, w));
         const std::string key = w.substr(0, eq);
-        if (std::find(mariadb_connection_keys.begin(), mariadb_connection_keys.end(), key) ==
-            mariadb_connection_keys.end())
+        if (std::find(mariadb_connection_words.begin(), mariadb_connection_words.end(), key) ==
+            mariadb_connection_words.end())
             p.fail(node.source(), fmt::format("{} \"{}\": unknown key '{}' (keys: socket, user, host, port; the "
                                               "password comes from password_credential)",
                                               label, text, key));
@@ -858,12 +858,12 @@ void parse_databases(const Parser& p, const Section& state, Config& c) {
         const toml::table& t = *arr[i].as_table();
         const Section sec{"state.databases", &t};
         for (auto&& [key, value] : t) {
-            if (std::find(database_keys.begin(), database_keys.end(), key.str()) != database_keys.end()) continue;
-            if (auto near = nearest(key.str(), database_keys))
+            if (std::find(state_databases_keys.begin(), state_databases_keys.end(), key.str()) != state_databases_keys.end()) continue;
+            if (auto near = nearest(key.str(), state_databases_keys))
                 p.fail(key.source(), fmt::format("unknown key '{}' in [[state.databases]]; did you mean '{}'?",
                                                  key.str(), *near));
             p.fail(key.source(), fmt::format("unknown key '{}' in [[state.databases]]; known keys: {}", key.str(),
-                                             fmt::join(database_keys, ", ")));
+                                             fmt::join(state_databases_keys, ", ")));
         }
         Database d;
         d.where = p.position(t.source());

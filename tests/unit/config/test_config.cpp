@@ -88,6 +88,10 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
 
     CHECK(c.state_paths == std::vector<fs::path>{"/var/lib/notes", "/srv/notes-media"});
     CHECK(c.bartl_dir == "/var/lib/bartl-state/notes");
+    REQUIRE(c.databases.size() == 2);
+    CHECK(c.databases[0].type == Database::Type::postgresql);
+    CHECK(c.databases[0].password_credential == "notes-db-password");
+    CHECK(c.databases[1].path == "/var/lib/notes-search/index.db");
 
     CHECK(c.hook_init == std::vector<std::string>{"/usr/lib/notes/bartl/init", "--fresh"});
     REQUIRE(c.migrations_dir);
