@@ -18,7 +18,7 @@ namespace pq {
 #define BARTL_PQ_FUNCTIONS(X)                                                                                 \
     X(PQconnectdbParams) X(PQstatus) X(PQerrorMessage) X(PQfinish) X(PQexec) X(PQexecParams) X(PQresultStatus) \
     X(PQresultErrorMessage) X(PQntuples) X(PQgetvalue) X(PQclear) X(PQescapeIdentifier) X(PQescapeLiteral)   \
-    X(PQfreemem)
+    X(PQfreemem) X(PQresultErrorField)
 
 BARTL_DB_CLIENT(BARTL_PQ_FUNCTIONS, "libpq.so.5", "libpq5", "postgresql")
 
@@ -60,16 +60,21 @@ public:
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    /// Runs `sql` with text parameters; the rows' first column ("" for NULL). Throws RuntimeError.
-    std::vector<std::string> query(const std::string& sql, const std::vector<std::string>& params = {}) {
+    /// Runs `sql` with text parameters; the rows' first column ("" for NULL). Throws RuntimeError;
+    /// `hint`, when given, is called with the SQLSTATE of a failure and may return a sentence
+    /// to add to the message.
+    std::vector<std::string> query(const std::string& sql, const std::vector<std::string>& params = {},
+                                   std::string (*hint)(const std::string& sqlstate) = nullptr) {
         std::vector<const char*> p;
         for (const auto& s : params) p.push_back(s.c_str());
         PGresult* r = pq::PQexecParams(conn_, sql.c_str(), int(p.size()), nullptr, p.data(), nullptr, nullptr, 0);
         const auto status = r ? pq::PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             const std::string why = trimmed(r ? pq::PQresultErrorMessage(r) : pq::PQerrorMessage(conn_));
+            const char* state = r ? pq::PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+            const std::string more = hint && state ? hint(state) : "";
             pq::PQclear(r);
-            throw RuntimeError(fmt::format("{}: {}: {}", label_, sql, why));
+            throw RuntimeError(fmt::format("{}: {}: {}{}", label_, sql, why, more.empty() ? "" : "; " + more));
         }
         std::vector<std::string> rows;
         for (int i = 0; i < pq::PQntuples(r); ++i) rows.emplace_back(pq::PQgetvalue(r, i, 0));
@@ -130,8 +135,14 @@ protected:
     }
     void stamp(const std::string& state_id) const override {
         Connection m(db_, kMaintenanceDb);
+        // PostgreSQL 15 lets only a superuser set a placeholder parameter, unless granted.
         m.query(fmt::format("ALTER DATABASE {} SET bartl.state_id = {}", m.quoted(db_.name, true),
-                            m.quoted(state_id, false)));
+                            m.quoted(state_id, false)),
+                {}, [](const std::string& sqlstate) -> std::string {
+                    return sqlstate == "42501" ? "let the connection's role set it once, as a superuser: GRANT SET ON "
+                                                 "PARAMETER bartl.state_id TO ROLE"
+                                               : "";
+                });
     }
     void drop() const override {
         Connection m(db_, kMaintenanceDb);

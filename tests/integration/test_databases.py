@@ -10,9 +10,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import unittest
 
-from bartltest import EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, write_exec
+from bartltest import EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, kill_session, scaled, write_exec
 from bartltest.config import toml_value
 from bartltest.db import MariaDBServer, PostgresServer, Unavailable
 
@@ -168,6 +169,66 @@ class DatabaseTest(unittest.TestCase):
         r = self.prepare(inst, EXIT_RUNTIME)
         self.assertIn(f"postgresql:{self.dbname}: cannot connect", r.stderr)
         self.assertIsNone(inst.marker())
+
+    def test_postgresql_interrupted_init_is_dropped_and_redone_at_the_next_start(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        started = os.path.join(self.root, "hook-started")
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\n'
+            'if [ ! -e %s ]; then touch %s; sleep 600; fi\n' % (self.dbname.upper(), started, started)))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        p = inst.start("--prepare")
+        deadline = time.monotonic() + scaled(60)
+        while not os.path.exists(started) and time.monotonic() < deadline and not p.exited():
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(started), "the init hook never ran")
+        kill_session(p.pid)  # kill -9 of the whole unit while the hook fills the database
+        p.wait(killed=True)
+        half_id = pg.state_id(self.dbname)
+        self.assertRegex(half_id, "^[0-9a-f]{32}$")  # stamped before the hook ran
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted init", r.stderr)
+        m = inst.marker()
+        self.assertNotEqual(m["state_id"], half_id)
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertEqual(pg.sql("SELECT count(*) FROM half", db=self.dbname), "0")
+
+    def test_postgresql_role_without_the_grant_is_told_the_grant(self):
+        pg = server("postgresql")
+        role = self.dbname + "_role"
+        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB')
+        self.addCleanup(pg.sql, f'DROP ROLE IF EXISTS "{role}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        entry = {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}
+        inst = self.instance([entry], store=False)
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"GRANT SET ON PARAMETER bartl.state_id TO ROLE", r.stderr)
+        self.assertNotIn(self.dbname, pg.databases())  # the rollback dropped what it created
+        self.assertIsNone(inst.marker())
+        # As the message says: granted once, the role's database is created and bound.
+        pg.sql(f'GRANT SET ON PARAMETER bartl.state_id TO "{role}"')
+        self.addCleanup(pg.sql, f'REVOKE SET ON PARAMETER bartl.state_id FROM "{role}"')
+        self.prepare(inst)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+        self.assertEqual(pg.sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{self.dbname}'"),
+                         role)
+
+    def test_postgresql_migration_sees_the_database(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        migrations = os.path.join(self.root, "migrations")
+        write_exec(os.path.join(migrations, "2.0.0"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" '
+            '-c "CREATE TABLE tags (name text)"\n' % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], migrations=migrations, store=False)
+        self.prepare(inst)
+        inst.write_config(version="2.0.0")
+        r = self.prepare(inst)
+        self.assertIn("decision: migrate", r.stderr)
+        self.assertEqual(pg.sql("SELECT count(*) FROM tags", db=self.dbname), "0")
+        self.assertEqual(inst.marker()["version"], "2.0.0")
 
     # --- MariaDB ---------------------------------------------------------------------------
 
