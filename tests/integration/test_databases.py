@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, kill_session, scaled, write_exec
+from bartltest import EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, kill_session, scaled, write_exec
 from bartltest.config import toml_value
 from bartltest.db import MariaDBServer, PostgresServer, Unavailable
 
@@ -312,6 +312,39 @@ class DatabaseTest(unittest.TestCase):
         inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
         self.assertIn("decision: init", self.prepare(inst).stderr)
         self.assertEqual(open(path + ".bartl-state-id").read(), inst.marker()["state_id"] + "\n")
+
+    # --- client libraries are loaded only when needed ----------------------------------------
+
+    def test_missing_client_library_is_a_configuration_error_naming_the_package(self):
+        # libpq hidden by an empty file bind-mounted over it, in a mount namespace of bartld's own.
+        lib = os.path.realpath("/usr/lib/x86_64-linux-gnu/libpq.so.5")
+        if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists(lib):
+            self.skipTest("needs root, unshare(1) and Debian's libpq5")
+        empty = os.path.join(self.root, "empty.so")
+        open(empty, "w").close()
+        hidden = self.instance([{"type": "postgresql", "name": self.dbname, "connection": "host=/nowhere"}],
+                               store=False)
+
+        def run_without_libpq(inst):
+            inst.bartld, real = "/usr/bin/unshare", inst.bartld
+            try:
+                return inst.run("-m", "--propagation", "private", "sh", "-c",
+                                'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", empty, lib, real, "--config",
+                                inst.config, "--prepare")
+            finally:
+                inst.bartld = real
+
+        hidden.argv = lambda *args: [hidden.bartld, *args]
+        r = run_without_libpq(hidden)
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn("[[state.databases]] declares a postgresql database, which needs libpq.so.5", r.stderr)
+        self.assertIn("apt-get install libpq5", r.stderr)
+        # Without a database declared, bartld does not need libpq at all.
+        plain = Instance(os.path.join(self.root, "plain"), store=False)
+        plain.argv = lambda *args: [plain.bartld, *args]
+        r = run_without_libpq(plain)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIsNotNone(plain.marker())
 
     # --- backup refuses, until dumps are in the blob -----------------------------------------
 
