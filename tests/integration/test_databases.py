@@ -13,11 +13,17 @@ import tempfile
 import time
 import unittest
 
-from bartltest import EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, Instance, kill_session, scaled, write_exec
+from bartltest import (EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, CheckedTest, Instance, command, kill_session,
+                       scaled, write_exec)
 from bartltest.config import toml_value
 from bartltest.db import MariaDBServer, PostgresServer, Unavailable
 
 SERVERS = {}
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
 
 
 def server(kind):
@@ -41,11 +47,16 @@ def tearDownModule():
 
 
 class DbInstance(Instance):
-    """The fault suite's generic instance with [[state.databases]] entries appended."""
+    """The fault suite's generic instance with [[state.databases]] entries appended; bartld
+    runs under the memory checker when one is set up (BARTL_TEST_WRAPPER)."""
 
     def __init__(self, root, databases, **kw):
         self.databases = databases
         super().__init__(root, **kw)
+
+    def argv(self, *args):
+        argv = command(self.bartld, "--config", self.config, *args)
+        return [shutil.which(argv[0]) or argv[0], *argv[1:]]  # posix_spawn does not search PATH
 
     def write_config(self, **changes):
         super().write_config(**changes)
@@ -61,10 +72,11 @@ env | grep '^BARTL_DB_' | sort > "$BARTL_STAGING/db-env"
 """
 
 
-class DatabaseTest(unittest.TestCase):
+class DatabaseTest(CheckedTest):
     counter = 0
 
     def setUp(self):
+        super().setUp()
         self.root = tempfile.mkdtemp(prefix="bartl-it-db-")
         os.chmod(self.root, 0o755)
         self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
@@ -97,7 +109,7 @@ class DatabaseTest(unittest.TestCase):
         self.assertIn({"kind": "postgresql", "name": self.dbname, "binding": "setting"},
                       [{k: c[k] for k in ("kind", "name", "binding")} for c in m["components"]])
         self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "first")
-        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        env = read(os.path.join(inst.paths[0], "db-env"))
         p = f"BARTL_DB_{self.dbname.upper()}_"
         self.assertIn(f"{p}TYPE=postgresql\n", env)
         self.assertIn(f"{p}NAME={self.dbname}\n", env)
@@ -246,7 +258,7 @@ class DatabaseTest(unittest.TestCase):
         self.prepare(inst)
         self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
         self.assertEqual(my.sql("SELECT body FROM notes", db=self.dbname), "first")
-        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        env = read(os.path.join(inst.paths[0], "db-env"))
         p = f"BARTL_DB_{self.dbname.upper()}_"
         self.assertIn(f"{p}TYPE=mariadb\n{p}USER={my.user}\n", env.replace(f"{p}SOCKET={my.socket}\n", ""))
         self.assertIn(f"{p}SOCKET={my.socket}\n", env)
@@ -284,10 +296,10 @@ class DatabaseTest(unittest.TestCase):
             "sqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('x')\"\n"))
         inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], store=False)
         self.prepare(inst)
-        self.assertEqual(open(path + ".bartl-state-id").read(), inst.marker()["state_id"] + "\n")
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
         with sqlite3.connect(path) as c:
             self.assertEqual(c.execute("SELECT body FROM notes").fetchall(), [("x",)])
-        env = open(os.path.join(inst.paths[0], "db-env")).read()
+        env = read(os.path.join(inst.paths[0], "db-env"))
         self.assertIn(f"BARTL_DB_NOTES_PATH={path}\n", env)
         self.assertIn("BARTL_DB_NOTES_TYPE=sqlite\n", env)
         self.assertIn("decision: serve", self.prepare(inst).stderr)
@@ -298,11 +310,11 @@ class DatabaseTest(unittest.TestCase):
         with sqlite3.connect(path) as c:
             c.execute("CREATE TABLE t (x int)")
             c.execute("INSERT INTO t VALUES (7)")
-        before = open(path, "rb").read()
+        before = read(path, "rb")
         inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
         r = self.prepare(inst, EXIT_FOREIGN)
         self.assertIn(f"sqlite:{path} holds tables (no state ID) and there is no marker", r.stderr)
-        self.assertEqual(open(path, "rb").read(), before)
+        self.assertEqual(read(path, "rb"), before)
         self.assertFalse(os.path.exists(path + ".bartl-state-id"))
 
     def test_sqlite_empty_file_counts_as_absent(self):
@@ -311,7 +323,7 @@ class DatabaseTest(unittest.TestCase):
         open(path, "w").close()
         inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
         self.assertIn("decision: init", self.prepare(inst).stderr)
-        self.assertEqual(open(path + ".bartl-state-id").read(), inst.marker()["state_id"] + "\n")
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
 
     # --- client libraries are loaded only when needed ----------------------------------------
 
