@@ -224,7 +224,7 @@ void check_sandbox_fits(const Config& config, const std::string& fingerprint, co
     if (sandbox_fingerprint(needs) == fingerprint) return;
     throw ConfigError(fmt::format(
         "{}: {} was set up by bartl-generator(8) for another version of this file ([state] paths, "
-        "bartl_dir, [backup] store or [app] user changed since boot or the last daemon-reload), so its "
+        "bartl_dir, [[state.databases]], [backup] store or [app] user changed since boot or the last daemon-reload), so its "
         "sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
         "{} again",
         config.file.string(), unit, unit));

@@ -155,7 +155,7 @@ class DatabaseTest(CheckedTest):
         self.assertIn("decision: init", r.stderr)
         self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
 
-    def test_postgresql_dropped_database_is_state_lost(self):
+    def test_postgresql_dropped_database_is_state_lost_and_not_recreated(self):
         pg = server("postgresql")
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
         inst = self.instance([self.pg_entry(pg)], store=False)
@@ -163,6 +163,10 @@ class DatabaseTest(CheckedTest):
         pg.sql(f'DROP DATABASE "{self.dbname}"')
         r = inst.run("--plan")
         self.assertIn(f"postgresql:{self.dbname} does not exist (no state ID): state lost", r.stderr + r.stdout)
+        # The state directory is still there: one lost component is never silently recreated.
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn("some state components are present and others lost", r.stderr)
+        self.assertNotIn(self.dbname, pg.databases())
 
     def test_postgresql_failed_init_hook_drops_the_database_it_created(self):
         pg = server("postgresql")
