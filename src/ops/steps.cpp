@@ -97,6 +97,9 @@ void do_add_components(const RunContext& rc, Marker marker) {
             // Staged like an init, so the component never appears half-filled.
             c->check_target();
             c->prepare_staging(owner);
+            // A database is built in place: bound first, so a crash in the hook leaves one that
+            // carries the state's ID (ours, refilled by the next start), never a foreign one.
+            if (!c->tree()) c->bind_staging(marker.state_id);
             auto env = hook_env(config, rc.engine.str(), marker.version);
             env["BARTL_COMPONENT"] = c->id();
             env["BARTL_COMPONENT_KIND"] = c->kind();

@@ -231,6 +231,29 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(pg.sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{self.dbname}'"),
                          role)
 
+    def test_postgresql_database_declared_later_is_created_and_recorded(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([], store=False)
+        self.prepare(inst)
+        state_id = inst.marker()["state_id"]
+        # A newer release of the product declares a database beside its directory, filled by
+        # its init_component hook.
+        hook = write_exec(os.path.join(self.root, "init-component"), (
+            '#!/bin/sh\nset -e\n[ "$BARTL_COMPONENT" = "postgresql:%s" ]\n'
+            'psql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE seeded (x int)"\n'
+            % (self.dbname, self.dbname.upper())))
+        inst.databases = [self.pg_entry(pg)]
+        inst.write_config(hooks={"init_component": [hook]})
+        self.prepare(inst)
+        self.assertEqual(pg.sql("SELECT count(*) FROM seeded", db=self.dbname), "0")
+        m = inst.marker()
+        self.assertEqual(m["state_id"], state_id)
+        self.assertIn(f"postgresql:{self.dbname}", [f"{c['kind']}:{c['name']}" for c in m["components"]])
+        self.assertEqual(pg.state_id(self.dbname), state_id)
+        self.assertEqual(m["history"][-1]["event"], "add")
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
     def test_postgresql_migration_sees_the_database(self):
         pg = server("postgresql")
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
