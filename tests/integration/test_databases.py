@@ -238,14 +238,30 @@ class DatabaseTest(CheckedTest):
         self.prepare(inst)
         state_id = inst.marker()["state_id"]
         # A newer release of the product declares a database beside its directory, filled by
-        # its init_component hook.
+        # its init_component hook; the first start with it is killed while the hook runs.
         hook = write_exec(os.path.join(self.root, "init-component"), (
             '#!/bin/sh\nset -e\n[ "$BARTL_COMPONENT" = "postgresql:%s" ]\n'
             'psql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE seeded (x int)"\n'
             % (self.dbname, self.dbname.upper())))
         inst.databases = [self.pg_entry(pg)]
+        # A first start is killed (-9) while the hook runs: the database holds its half.
+        started = os.path.join(self.root, "hook-started")
+        write_exec(os.path.join(self.root, "init-component-slow"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\n'
+            'touch %s\nsleep 600\n' % (self.dbname.upper(), started)))
+        inst.write_config(hooks={"init_component": [os.path.join(self.root, "init-component-slow")]})
+        p = inst.start("--prepare")
+        deadline = time.monotonic() + scaled(60)
+        while not os.path.exists(started) and time.monotonic() < deadline and not p.exited():
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(started), "the init_component hook never ran")
+        kill_session(p.pid)
+        p.wait(killed=True)
+        self.assertEqual(pg.state_id(self.dbname), state_id)  # bound before the hook ran
         inst.write_config(hooks={"init_component": [hook]})
-        self.prepare(inst)
+        r = self.prepare(inst)
+        self.assertIn("an interrupted init_component; dropping it and running the hook again", r.stderr)
+        self.assertEqual(pg.sql("SELECT to_regclass('half') IS NULL", db=self.dbname), "t")
         self.assertEqual(pg.sql("SELECT count(*) FROM seeded", db=self.dbname), "0")
         m = inst.marker()
         self.assertEqual(m["state_id"], state_id)
