@@ -7,6 +7,7 @@ server holds afterwards: the database created, bartl's state ID in it, a foreign
 refused with exit 66 and left as it was, an empty pre-created database taken as absent, the
 BARTL_DB_* variables a hook sees, a backup refused while databases are declared."""
 import os
+import pwd
 import shutil
 import sqlite3
 import tempfile
@@ -15,7 +16,7 @@ import unittest
 
 from bartltest import (EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, CheckedTest, Instance, command, kill_session,
                        scaled, write_exec)
-from bartltest.config import toml_value
+from bartltest.config import edit_config, toml_value
 from bartltest.db import MariaDBServer, PostgresServer, Unavailable
 
 SERVERS = {}
@@ -346,6 +347,23 @@ class DatabaseTest(CheckedTest):
         self.assertIn(f"BARTL_DB_NOTES_PATH={path}\n", env)
         self.assertIn("BARTL_DB_NOTES_TYPE=sqlite\n", env)
         self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_sqlite_database_and_its_new_directory_belong_to_the_app_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to run the hook as another user")
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            "#!/bin/sh\nset -e\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"PRAGMA journal_mode=WAL; "
+            "CREATE TABLE notes (body text)\" >/dev/null\n"))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], store=False)
+        edit_config(inst.config, {"app.user": '"nobody"'})
+        self.prepare(inst)
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertEqual(os.stat(path).st_uid, nobody)
+        self.assertEqual(os.stat(os.path.dirname(path)).st_uid, nobody)  # the app writes its -wal there
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT name FROM sqlite_master").fetchall(), [("notes",)])
+        self.assertEqual(os.stat(path + ".bartl-state-id").st_uid, 0)  # bartl's record, not the app's
 
     def test_sqlite_foreign_file_is_refused_and_untouched(self):
         path = self.sqlite_path()
