@@ -32,6 +32,8 @@ void load_client_library(const char* soname, const char* package, const char* ty
 #define BARTL_DB_CLIENT_DEFINE(name) decltype(&::name) name = nullptr;
 #define BARTL_DB_CLIENT_SYMBOL(name) ::bartl::DlSymbol{reinterpret_cast<void**>(&name), #name},
 
+/// The component of a [[state.databases]] entry of that type (postgresql.cpp, mariadb.cpp,
+/// sqlite.cpp); nothing is loaded or connected until it is first asked.
 std::unique_ptr<DatabaseComponent> make_postgresql_component(const Database& db);
 std::unique_ptr<DatabaseComponent> make_mariadb_component(const Database& db);
 std::unique_ptr<DatabaseComponent> make_sqlite_component(const Database& db);
