@@ -14,8 +14,8 @@ import tempfile
 import time
 import unittest
 
-from bartltest import (EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, CheckedTest, Instance, command, kill_session,
-                       scaled, write_exec)
+from bartltest import (EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, CheckedTest, Instance, bartlctl, command,
+                       kill_session, scaled, write_exec)
 from bartltest.config import edit_config, toml_value
 from bartltest.db import MariaDBServer, PostgresServer, Unavailable
 
@@ -131,6 +131,24 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
         self.assertEqual(pg.state_id(self.dbname), "")
         self.assertIsNone(inst.marker())
+
+    def test_postgresql_foreign_database_adopted_then_served(self):
+        pg = server("postgresql")
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        pg.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        self.prepare(inst, EXIT_FOREIGN)
+        # The way out the refusal names: bartlctl adopt (run here with no bartld running).
+        no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(self.root, "no-system-bus")}
+        r = bartlctl("adopt", "1.0.0", "-c", inst.config, env=no_bus)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"postgresql:{self.dbname}", r.stdout)
+        m = inst.marker()
+        self.assertEqual((m["origin"], m["version"]), ("adopt", "1.0.0"))
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
 
     def test_postgresql_database_of_another_state_is_foreign(self):
         pg = server("postgresql")
