@@ -119,12 +119,18 @@ class DatabaseTest(CheckedTest):
         r = self.prepare(inst)
         self.assertIn("decision: serve", r.stderr)
 
-    def test_postgresql_foreign_database_is_refused_and_untouched(self):
+    def foreign_pg(self):
+        """A PostgreSQL database with a table and no state ID (an install bartl did not make),
+        and an instance declaring it; (server, instance)."""
         pg = server("postgresql")
         pg.sql(f'CREATE DATABASE "{self.dbname}"')
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
         pg.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
         inst = self.instance([self.pg_entry(pg)], store=False)
+        return pg, inst
+
+    def test_postgresql_foreign_database_is_refused_and_untouched(self):
+        pg, inst = self.foreign_pg()
         r = self.prepare(inst, EXIT_FOREIGN)
         self.assertIn(f"postgresql:{self.dbname} holds tables (no state ID) and there is no marker", r.stderr)
         self.assertIn("bartlctl adopt", r.stderr)
@@ -133,11 +139,7 @@ class DatabaseTest(CheckedTest):
         self.assertIsNone(inst.marker())
 
     def test_postgresql_foreign_database_adopted_then_served(self):
-        pg = server("postgresql")
-        pg.sql(f'CREATE DATABASE "{self.dbname}"')
-        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
-        pg.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
-        inst = self.instance([self.pg_entry(pg)], store=False)
+        pg, inst = self.foreign_pg()
         self.prepare(inst, EXIT_FOREIGN)
         # The way out the refusal names: bartlctl adopt (run here with no bartld running).
         no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(self.root, "no-system-bus")}
