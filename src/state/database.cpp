@@ -10,6 +10,25 @@
 
 namespace bartl {
 
+// Defined by BARTL_DB_CLIENT in each type's file.
+namespace pq { void load(); }
+namespace my { void load(); }
+namespace sq { void load(); }
+
+void load_database_clients(const Config& config) {
+    for (std::size_t i = 0; i < config.databases.size(); ++i) {
+        try {
+            switch (config.databases[i].type) {
+            case Database::Type::postgresql: pq::load(); break;
+            case Database::Type::mariadb: my::load(); break;
+            case Database::Type::sqlite: sq::load(); break;
+            }
+        } catch (const ConfigError& e) {
+            throw ConfigError(fmt::format("{}: {}", config.where(fmt::format("[state] databases[{}]", i)), e.what()));
+        }
+    }
+}
+
 void load_client_library(const char* soname, const char* package, const char* type, std::span<const DlSymbol> symbols) {
     try {
         dlopen_symbols(soname, symbols);

@@ -77,6 +77,11 @@ protected:
 /// The component of one [[state.databases]] entry.
 std::unique_ptr<DatabaseComponent> make_database_component(const Database& db);
 
+/// Loads the client library of every database type `config` declares, so a missing one is
+/// found before anything is observed. Throws ConfigError "FILE:LINE:COLUMN: [[state.databases]]
+/// declares a TYPE database, which needs SONAME: ... (Debian: apt-get install PACKAGE)".
+void load_database_clients(const Config& config);
+
 /// The password of `db` from its systemd credential ($CREDENTIALS_DIRECTORY/NAME, trailing
 /// newline removed); "" when it names none. Throws RuntimeError when the credential is missing.
 std::string database_password(const Database& db);

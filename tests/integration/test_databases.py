@@ -430,7 +430,8 @@ class DatabaseTest(CheckedTest):
         hidden.argv = lambda *args: [hidden.bartld, *args]
         r = run_without_libpq(hidden)
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
-        self.assertIn("[[state.databases]] declares a postgresql database, which needs libpq.so.5", r.stderr)
+        self.assertIn(f"{hidden.config}:11:1: [[state.databases]] declares a postgresql database, which needs "
+                      "libpq.so.5", r.stderr)
         self.assertIn("apt-get install libpq5", r.stderr)
         # Without a database declared, bartld does not need libpq at all.
         plain = Instance(os.path.join(self.root, "plain"), store=False)
