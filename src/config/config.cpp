@@ -476,6 +476,8 @@ void parse_run_as(const Parser& p, const Section& app, Config& c) {
     const toml::node& user_node = *app.get("user");
     RunAs r;
     r.user = *user;
+    r.user_written = *user;
+    r.group_written = group_text.value_or("");
     const auto& pos = user_node.source().begin;
     r.where = fmt::format("{}:{}:{}", p.source(), pos.line, pos.column);
     if (!p.options().resolve_users) {
@@ -1028,6 +1030,13 @@ void check_store(const Parser& p, const toml::node& node, const std::string& url
     if (host.empty())
         p.fail(node.source(),
                fmt::format("{} \"{}\": the {} is missing", label, url, scheme == "s3" ? "bucket" : "host"));
+    if (scheme == "sftp") {
+        try {
+            (void)parse_sftp_url(url);
+        } catch (const ConfigError& e) {
+            p.fail(node.source(), std::string("[backup] ") + e.what());
+        }
+    }
 }
 
 void parse_compression(const Parser& p, const Section& backup, Config& c) {

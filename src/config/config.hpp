@@ -30,9 +30,11 @@ struct Readiness {
 /// migration scripts run as. Resolved in the user database (getpwnam(3), getgrnam(3),
 /// getgrouplist(3)) when the config is loaded, unless LoadOptions::resolve_users is off.
 struct RunAs {
-    std::string user;             ///< [app] user as written (a name, or a numeric UID)
+    std::string user;             ///< the user's name (as written when not resolved)
     uid_t uid = 0;
-    std::string group;            ///< [app] group, else the name of the user's primary group
+    std::string group;            ///< [app] group, else the name of the user's primary group ("" when not resolved)
+    std::string user_written;     ///< [app] user as written (a name, or a numeric UID)
+    std::string group_written;    ///< [app] group as written, "" when not set
     gid_t gid = 0;
     std::vector<gid_t> groups;    ///< supplementary groups of the user in the database, with gid
     std::string home;             ///< the user's home directory (for HOME=)

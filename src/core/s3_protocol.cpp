@@ -295,6 +295,27 @@ std::string complete_multipart_xml(const std::vector<std::string>& etags) {
     return out;
 }
 
+std::string delete_objects_xml(const std::vector<std::string>& keys) {
+    if (keys.empty() || keys.size() > kS3DeleteObjectsMax)
+        throw std::invalid_argument(fmt::format("DeleteObjects takes 1 to {} keys, not {}", kS3DeleteObjectsMax,
+                                                keys.size()));
+    std::string out = "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>";
+    for (const auto& k : keys) out += fmt::format("<Object><Key>{}</Key></Object>", xml_escape(k));
+    out += "</Delete>";
+    return out;
+}
+
+std::vector<S3DeleteError> parse_delete_result(std::string_view xml) {
+    if (xml.find("<DeleteResult") == std::string_view::npos) throw std::invalid_argument("not a DeleteResult");
+    std::vector<S3DeleteError> out;
+    for (auto e : xml_raw_elements(xml, "Error")) {
+        S3DeleteError d{xml_first(e, "Key"), xml_first(e, "Code"), xml_first(e, "Message")};
+        if (d.key.empty()) throw std::invalid_argument("an Error without Key in the DeleteResult");
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
 bool s3_status_transient(long status) {
     return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }

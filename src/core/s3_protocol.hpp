@@ -102,6 +102,25 @@ S3ErrorInfo parse_s3_error(std::string_view xml);
 /// The CompleteMultipartUpload request body for parts 1..N with these ETags (in order).
 std::string complete_multipart_xml(const std::vector<std::string>& etags);
 
+/// Most keys one DeleteObjects request may name (Amazon S3 API Reference, DeleteObjects).
+inline constexpr std::size_t kS3DeleteObjectsMax = 1000;
+
+/// The DeleteObjects request body for `keys` (at most kS3DeleteObjectsMax), in quiet mode:
+/// the answer names only the keys that could not be deleted. Throws std::invalid_argument
+/// for no keys or too many.
+std::string delete_objects_xml(const std::vector<std::string>& keys);
+
+/// One key a DeleteObjects request could not delete.
+struct S3DeleteError {
+    std::string key;
+    std::string code;  ///< "AccessDenied", "InternalError", ...
+    std::string message;
+};
+
+/// The <Error> entries of a DeleteResult (keys not deleted); a key that did not exist counts
+/// as deleted in S3. Throws std::invalid_argument when `xml` is not a DeleteResult.
+std::vector<S3DeleteError> parse_delete_result(std::string_view xml);
+
 /// True for an HTTP status an S3 client retries: 429, 500, 502, 503, 504 (and S3's 503 SlowDown).
 bool s3_status_transient(long status);
 

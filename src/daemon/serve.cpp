@@ -14,6 +14,7 @@
 #include "core/time.hpp"
 #include "ops/backup.hpp"
 #include "ops/events.hpp"
+#include "util/host.hpp"
 #include "util/log.hpp"
 #include "util/notify.hpp"
 
@@ -145,12 +146,12 @@ void Server::start_backup() {
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
             backup_error_ = e.what();
-            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what()};
+            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what(), host_name()};
         } catch (const std::exception& e) {
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
             backup_error_ = e.what();
-            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what()};
+            backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what(), host_name()};
         }
         std::uint64_t one = 1;
         (void)!::write(backup_event_fd_, &one, sizeof one);

@@ -69,9 +69,12 @@ std::optional<std::string> hidden_by_sandbox(const fs::path& path) {
 
 UnitNeeds unit_needs(const Config& config, const UnitTarget& target) {
     UnitNeeds n;
+    // As written, not as the user database resolves them: bartl-generator cannot look them up
+    // (bartl-prepare-dirs does at start), and bartld, which does, must compute the same
+    // fingerprint from the same file.
     if (config.run_as) {
-        n.user = config.run_as->user;
-        n.group = config.run_as->group;
+        n.user = config.run_as->user_written;
+        n.group = config.run_as->group_written;
     }
     // Anything inside the unit's StateDirectory= is created and opened by systemd itself.
     auto own = [&](const fs::path& p) { return is_within(p, target.state_directory); };
@@ -224,8 +227,8 @@ void check_sandbox_fits(const Config& config, const std::string& fingerprint, co
     if (sandbox_fingerprint(needs) == fingerprint) return;
     throw ConfigError(fmt::format(
         "{}: {} was set up by bartl-generator(8) for another version of this file ([state] paths, "
-        "bartl_dir, [[state.databases]], [backup] store or [app] user changed since boot or the last daemon-reload), so its "
-        "sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
+        "bartl_dir, [[state.databases]], [backup] store or [app] user changed since boot or the last "
+        "daemon-reload), so its sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
         "{} again",
         config.file.string(), unit, unit));
 }

@@ -205,18 +205,23 @@ unsigned apply_retention(const Config& config, Store& store, const Context& ctx,
                    {{"BARTL_BACKUP_ID", newest->id}});
         return 0;
     }
-    unsigned n = 0;
-    for (const auto& id : sel.remove) {
-        auto b = find_backup(backups, id);
-        if (!b) continue;
-        // Sidecar first: from then on the backup does not exist, even if the blob stays.
-        store.remove(ctx, sidecar_name(b->blob_name));
-        store.remove(ctx, b->blob_name);
-        log::info(fmt::format("retention: deleted backup {} ({}, created {})", b->id, b->blob_name, b->created),
-                  {{"BARTL_BACKUP_ID", b->id}});
-        ++n;
-    }
-    return n;
+    std::vector<BackupManifest> doomed;
+    std::vector<std::string> sidecars, blobs;
+    for (const auto& id : sel.remove)
+        if (auto b = find_backup(backups, id)) {
+            sidecars.push_back(sidecar_name(b->blob_name));
+            blobs.push_back(b->blob_name);
+            doomed.push_back(std::move(*b));
+        }
+    // Sidecars first, all of them: from then on those backups do not exist, even if a blob
+    // stays (remove_incomplete_backups() takes it later). One request each on S3.
+    if (doomed.empty()) return 0;
+    store.remove_many(ctx, sidecars);
+    store.remove_many(ctx, blobs);
+    for (const auto& b : doomed)
+        log::info(fmt::format("retention: deleted backup {} ({}, created {})", b.id, b.blob_name, b.created),
+                  {{"BARTL_BACKUP_ID", b.id}});
+    return static_cast<unsigned>(doomed.size());
 }
 
 unsigned remove_incomplete_backups(const Config& config, Store& store, const Context& ctx, std::chrono::seconds age) {

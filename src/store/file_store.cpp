@@ -24,12 +24,6 @@ namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-/// Flat, visible names only: no '/', no hidden names (those are our temp files).
-bool valid_name(const std::string& name) {
-    return !name.empty() && name.size() <= 255 && name.front() != '.' && name.find('/') == std::string::npos &&
-           name.find('\0') == std::string::npos;
-}
-
 std::string random_suffix() {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     return fmt::format("{:08x}", static_cast<std::uint32_t>(rng()));
@@ -152,6 +146,21 @@ private:
 
 }  // namespace
 
+bool valid_object_name(const std::string& name) {
+    return !name.empty() && name.size() <= 255 && name.front() != '.' && name.find('/') == std::string::npos &&
+           name.find('\0') == std::string::npos;
+}
+
+std::string upload_temp_name(const std::string& name) {
+    return fmt::format(".{}.tmp-{}-{}-{}", name, temp_host(), ::getpid(), random_suffix());
+}
+
+bool upload_writer_gone(const std::string& temp_name) {
+    const auto owner = parse_upload_owner(temp_name);
+    return owner && owner->host == temp_host() && owner->pid != ::getpid() &&
+           ::kill(static_cast<pid_t>(owner->pid), 0) != 0 && errno == ESRCH;
+}
+
 FileStore::FileStore(std::string url, std::filesystem::path dir) : url_(std::move(url)), dir_(std::move(dir)) {}
 
 void FileStore::unavailable(const std::string& action, int err) const {
@@ -223,18 +232,13 @@ unsigned FileStore::remove_abandoned_uploads(const Context& ctx, const std::stri
     if (d == nullptr) unavailable("cannot read directory " + dir_.string(), errno);
     const auto cutoff = ::time(nullptr) - static_cast<time_t>(age.count());
     const std::string hidden = "." + prefix;
-    const std::string host = temp_host();
     unsigned removed = 0;
     while (dirent* e = ::readdir(d)) {
         const std::string name = e->d_name;
         if (name.compare(0, hidden.size(), hidden) != 0 || name.find(".tmp-") == std::string::npos) continue;
         struct stat st {};
         if (::fstatat(::dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        const auto owner = parse_upload_owner(name);
-        // Written here by a process that is gone: nobody can still be writing it.
-        const bool writer_dead = owner && owner->host == host && owner->pid != ::getpid() &&
-                                 ::kill(static_cast<pid_t>(owner->pid), 0) != 0 && errno == ESRCH;
-        if (!writer_dead && st.st_mtime >= cutoff) continue;  // may be an upload in progress
+        if (!upload_writer_gone(name) && st.st_mtime >= cutoff) continue;  // may be an upload in progress
         if (::unlinkat(::dirfd(d), name.c_str(), 0) == 0) ++removed;
     }
     ::closedir(d);
@@ -243,7 +247,8 @@ unsigned FileStore::remove_abandoned_uploads(const Context& ctx, const std::stri
 
 std::unique_ptr<ByteSource> FileStore::open(const Context& ctx, const std::string& name, std::uint64_t offset) {
     ctx.check(fmt::format("store {}: opening {}", url_, name));
-    if (!valid_name(name)) throw NotFound(fmt::format("store {}: {} not found (not a valid object name)", url_, name));
+    if (!valid_object_name(name))
+        throw NotFound(fmt::format("store {}: {} not found (not a valid object name)", url_, name));
     const auto path = dir_ / name;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -265,7 +270,7 @@ std::unique_ptr<ByteSource> FileStore::open(const Context& ctx, const std::strin
 
 std::optional<SmallObject> FileStore::get(const Context& ctx, const std::string& name, std::size_t max_bytes) {
     ctx.check(fmt::format("store {}: reading {}", url_, name));
-    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
+    if (!valid_object_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
     const auto path = dir_ / name;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -295,7 +300,7 @@ std::optional<SmallObject> FileStore::get(const Context& ctx, const std::string&
 
 std::string FileStore::put(const Context& ctx, const std::string& name, const std::string& data,
                            const WriteCondition& cond) {
-    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
+    if (!valid_object_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
     // Conditional writes are a compare-and-swap under an exclusive flock on a lock file in
     // the store directory: every bartl writing this store takes the same lock (NFSv4 and
     // local filesystems honour it; see conditional_write_guarantee()).
@@ -341,11 +346,10 @@ std::string FileStore::put(const Context& ctx, const std::string& name, const st
 
 std::unique_ptr<ObjectWriter> FileStore::create(const Context& ctx, const std::string& name) {
     ctx.check(fmt::format("store {}: writing {}", url_, name));
-    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
+    if (!valid_object_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
     int dirfd = open_dir();
-    const std::string owner = fmt::format("{}-{}", temp_host(), ::getpid());
     for (int attempt = 0; attempt < 100; ++attempt) {
-        std::string tmp = fmt::format(".{}.tmp-{}-{}", name, owner, random_suffix());
+        std::string tmp = upload_temp_name(name);
         // 0600: backups hold the application's data, including whatever secrets it keeps.
         int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) return std::make_unique<FileWriter>(url_, dirfd, fd, std::move(tmp), name);
@@ -360,7 +364,7 @@ std::unique_ptr<ObjectWriter> FileStore::create(const Context& ctx, const std::s
 
 void FileStore::remove(const Context& ctx, const std::string& name) {
     ctx.check(fmt::format("store {}: removing {}", url_, name));
-    if (!valid_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
+    if (!valid_object_name(name)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", url_, name));
     int dirfd = open_dir();
     int rc = ::unlinkat(dirfd, name.c_str(), 0);
     int err = errno;

@@ -49,6 +49,21 @@ private:
     std::filesystem::path dir_;
 };
 
+// Temporary names of uploads, shared by the stores that write under a hidden name and rename
+// at commit (file://, sftp://), so remove_abandoned_uploads() reads them alike.
+
+/// Whether `name` can name an object: flat (no '/'), not hidden (hidden names are uploads
+/// in progress), 1 to 255 bytes, no NUL. Pure.
+bool valid_object_name(const std::string& name);
+
+/// A fresh temporary name for this process's upload of `name`: ".NAME.tmp-HOST-PID-XXXXXXXX"
+/// (HOST: this host's name in [A-Za-z0-9.-_], at most 64 characters; XXXXXXXX random hex).
+std::string upload_temp_name(const std::string& name);
+
+/// True when temporary name `temp_name` records this host and a PID, other than ours, that no
+/// longer exists: nobody can still be writing that upload.
+bool upload_writer_gone(const std::string& temp_name);
+
 /// The owner a file store temporary name records: ".NAME.tmp-HOST-PID-XXXXXXXX" gives HOST
 /// and PID; std::nullopt for other names (older bartl's ".NAME.tmp-XXXXXXXX"). Pure.
 struct UploadOwner {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include "core/aws_credentials.hpp"
 #include "core/time.hpp"
@@ -35,6 +36,18 @@ constexpr std::size_t kChunk = 256u << 10;    // bytes per queued piece of a dow
 bool valid_name(const std::string& name) {
     return !name.empty() && name.size() <= 255 && name.front() != '.' && name.find('/') == std::string::npos &&
            name.find('\0') == std::string::npos;
+}
+
+/// Base64 of the MD5 of `data`: the Content-MD5 header (RFC 1864) S3 demands on DeleteObjects.
+std::string base64_md5(const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_md5(), nullptr) != 1)
+        throw RuntimeError("MD5 failed (OpenSSL EVP)");
+    std::string out(4 * ((len + 2) / 3) + 1, '\0');
+    out.resize(static_cast<std::size_t>(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), md,
+                                                        static_cast<int>(len))));
+    return out;
 }
 
 /// Thrown into libcurl's write callback when a reader is closed mid-download.
@@ -822,6 +835,40 @@ void S3Store::remove(const Context& ctx, const std::string& name) {
     if (r.status == 204 || r.status == 200) return;
     if (r.status == 404 && parse_s3_error(r.body).code != "NoSuchBucket") return;
     core_->fail(w, r, S3Core::Access::write);
+}
+
+void S3Store::remove_many(const Context& ctx, const std::vector<std::string>& names) {
+    for (std::size_t at = 0; at < names.size(); at += kS3DeleteObjectsMax) {
+        const std::vector<std::string> batch(names.begin() + at,
+                                             names.begin() + std::min(names.size(), at + kS3DeleteObjectsMax));
+        std::vector<std::string> keys;
+        for (const auto& n : batch) {
+            if (!valid_name(n)) throw RuntimeError(fmt::format("store {}: invalid object name \"{}\"", core_->url, n));
+            keys.push_back(core_->key(n));
+        }
+        const auto w = core_->what(batch.size() == 1 ? "removing " + batch.front()
+                                                     : fmt::format("removing {} objects ({} ...)", batch.size(),
+                                                                   batch.front()));
+        ctx.check(w);
+        const std::string body = delete_objects_xml(keys);
+        HttpRequest req;
+        req.method = "POST";
+        req.url = core_->url_for("", s3_canonical_query({{"delete", ""}}));
+        // S3 refuses DeleteObjects without a checksum of the body.
+        req.headers = {"Content-Type: application/xml", "Content-MD5: " + base64_md5(body)};
+        req.body = body;
+        auto r = core_->call(ctx, w, req);
+        if (r.status != 200) core_->fail(w, r, S3Core::Access::write);
+        std::vector<S3DeleteError> errors;
+        try {
+            errors = parse_delete_result(r.body);
+        } catch (const std::exception& e) {
+            throw StoreUnavailable(fmt::format("{}: the answer does not parse: {}", w, e.what()));
+        }
+        if (!errors.empty())
+            throw StoreUnavailable(fmt::format("{}: {} of them stayed, first {}: {} {}", w, errors.size(),
+                                               errors.front().key, errors.front().code, errors.front().message));
+    }
 }
 
 unsigned S3Store::remove_abandoned_uploads(const Context& ctx, const std::string& prefix, std::chrono::seconds age) {

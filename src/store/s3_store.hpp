@@ -46,6 +46,8 @@ public:
                     const WriteCondition& cond) override;
     std::unique_ptr<ObjectWriter> create(const Context& ctx, const std::string& name) override;
     void remove(const Context& ctx, const std::string& name) override;
+    /// DeleteObjects (quiet), kS3DeleteObjectsMax names per request, with Content-MD5.
+    void remove_many(const Context& ctx, const std::vector<std::string>& names) override;
     /// ListMultipartUploads for PREFIX/`prefix`; aborts those initiated more than `age` ago.
     /// A server without ListMultipartUploads (HTTP 501) has nothing to clean: 0.
     unsigned remove_abandoned_uploads(const Context& ctx, const std::string& prefix,

@@ -109,6 +109,11 @@ public:
     virtual std::unique_ptr<ObjectWriter> create(const Context& ctx, const std::string& name) = 0;
     /// Deletes an object; missing is fine. Throws StoreUnavailable.
     virtual void remove(const Context& ctx, const std::string& name) = 0;
+    /// Deletes several objects; missing ones are fine. Not atomic: when it throws, some may be
+    /// gone, so callers that need an order (sidecars before blobs) call it once per step. The
+    /// default removes them one by one in the given order; S3 sends DeleteObjects, up to
+    /// 1,000 names per request. Throws StoreUnavailable naming an object that stayed.
+    virtual void remove_many(const Context& ctx, const std::vector<std::string>& names);
     /// Removes what uploads of objects beginning with `prefix` left behind when their writer
     /// was killed before commit() or abort(): at once when the store can prove the writer dead
     /// (the file store: written on this host by a PID that no longer exists; callers hold the

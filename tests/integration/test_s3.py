@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -348,7 +349,10 @@ class S3(StackTest):
 
     # --- store identity and fencing on S3 -----------------------------------------------------
 
-    def test_takeover_on_s3_fences_the_old_host(self):
+    def test_migration_to_another_server_through_s3_fences_the_old_host(self):
+        """Issue 12, item 6: host A backs up to the bucket; host B restores from it, takes the
+        store over, migrates to a newer engine and backs up; A's next backup is refused as
+        fenced and A deletes nothing."""
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             self.skipTest("needs root and unshare for a second host")
         root = os.path.join(self.tmp, "shared")
@@ -357,23 +361,42 @@ class S3(StackTest):
         edit_config(a.config, BARE)
         self.ok(a, "--prepare")
         self.fill(a, big=1 << 20)
+        db = sqlite3.connect(os.path.join(a.here(a.state), "notes.db"))
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+        db.execute("INSERT INTO notes (text) VALUES ('written on host A')")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
         self.ok(a, "--backup")
         [a1] = a.backups()
         self.assertEqual(a.identity()["writer"]["host"], "host-a")
-        b = self.host_stack("host-b", root, prefix=prefix)
+
+        b = self.host_stack("host-b", root, version="2.0.0", prefix=prefix)
         edit_config(b.config, BARE)
         r = self.ok(b, "--prepare")
         self.assertIn(f"restoring backup {a1['id']}", r.stderr)
         self.assertRegex(r.stderr, r"taken over by state \w+ \(generation 2\)")
+        self.assertIn("2.0.0-add-tags", r.stderr)
+        db = sqlite3.connect(os.path.join(b.here(b.state), "notes.db"))
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+        self.assertEqual(db.execute("SELECT text, tags FROM notes").fetchall(), [("written on host A", "[]")])
+        db.close()
         writer = a.identity()["writer"]
         self.assertEqual((writer["host"], writer["generation"]), ("host-b", 2))
+        # The way back B took before migrating is in the bucket, made by B from A's data.
+        pre = [m for m in a.backups() if m.get("reason") == "pre-migration"]
+        self.assertEqual([(m["host"], m["version"]) for m in pre], [("host-b", "1.0.0")], a.backups())
+
         before = a.objects()
         r = a.run("--backup")
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("fenced: store", r.stderr)
-        self.assertEqual(sorted(a.objects()), sorted(before))
+        self.assertEqual(a.objects(), before)  # A wrote and deleted nothing
         self.ok(b, "--backup")
-        self.assertEqual(b.backups()[0]["host"], "host-b")
+        newest = b.backups()[0]
+        self.assertEqual((newest["host"], newest["version"]), ("host-b", "2.0.0"))
+        # keep_last = 1, and the way back is kept (keep_pre_migration).
+        self.assertIn(pre[0]["id"], [m["id"] for m in b.backups()])
 
 
 if __name__ == "__main__":

@@ -615,6 +615,12 @@ TEST_CASE("the store must be file://, s3:// or sftp:// without secrets", "[confi
     CHECK(error_of(head + "[backup]\nstore = \"sftp://me:hunter2@host/b\"\n") ==
           "notes.toml:8:9: [backup] store holds a password; store secrets in systemd credentials (LoadCredential=), "
           "not in the config file");
+    CHECK(error_of(head + "[backup]\nstore = \"sftp://host:0/srv/b\"\n") ==
+          "notes.toml:8:9: [backup] store URL \"sftp://host:0/srv/b\": port \"0\" is not a number from 1 to 65535 "
+          "(expected sftp://[USER@]HOST[:PORT]/PATH)");
+    CHECK(error_of(head + "[backup]\nstore = \"sftp://host/\"\n") ==
+          "notes.toml:8:9: [backup] store URL \"sftp://host/\": the root directory cannot be a store "
+          "(expected sftp://[USER@]HOST[:PORT]/PATH)");
 }
 
 TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked", "[config][store]") {

@@ -136,6 +136,30 @@ TEST_CASE("ListMultipartUploads, CreateMultipartUpload and errors parse", "[s3]"
     for (long s : {200L, 301L, 400L, 403L, 404L, 412L, 501L}) CHECK_FALSE(s3_status_transient(s));
 }
 
+TEST_CASE("DeleteObjects bodies and answers", "[s3]") {
+    CHECK(delete_objects_xml({"p/a&b", "p/c"}) ==
+          "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet><Object><Key>p/a&amp;b</Key>"
+          "</Object><Object><Key>p/c</Key></Object></Delete>");
+    CHECK_THROWS_AS(delete_objects_xml({}), std::invalid_argument);
+    CHECK_THROWS_AS(delete_objects_xml(std::vector<std::string>(kS3DeleteObjectsMax + 1, "k")), std::invalid_argument);
+    CHECK_NOTHROW(delete_objects_xml(std::vector<std::string>(kS3DeleteObjectsMax, "k")));
+
+    CHECK(parse_delete_result("<DeleteResult xmlns=\"x\"/>").empty());
+    CHECK(parse_delete_result("<DeleteResult><Deleted><Key>a</Key></Deleted></DeleteResult>").empty());
+    auto errs = parse_delete_result(
+        "<?xml version=\"1.0\"?><DeleteResult><Deleted><Key>a</Key></Deleted><Error><Key>b&amp;c</Key>"
+        "<Code>AccessDenied</Code><Message>Access Denied</Message></Error><Error><Key>d</Key><Code>InternalError"
+        "</Code><Message>x</Message></Error></DeleteResult>");
+    REQUIRE(errs.size() == 2);
+    CHECK(errs[0].key == "b&c");
+    CHECK(errs[0].code == "AccessDenied");
+    CHECK(errs[0].message == "Access Denied");
+    CHECK(errs[1].key == "d");
+    CHECK_THROWS_AS(parse_delete_result("<Error><Code>AccessDenied</Code></Error>"), std::invalid_argument);
+    CHECK_THROWS_AS(parse_delete_result("<DeleteResult><Error><Code>X</Code></Error></DeleteResult>"),
+                    std::invalid_argument);
+}
+
 TEST_CASE("AWS credentials come from the environment or a credentials file", "[s3]") {
     CHECK_FALSE(aws_credentials_from_env(nullptr, nullptr, nullptr));
     CHECK_FALSE(aws_credentials_from_env("", "", nullptr));

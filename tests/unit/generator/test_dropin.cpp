@@ -318,3 +318,21 @@ TEST_CASE("declared databases: local servers wanted and ordered before, a remote
     CHECK(hidden.warnings[0] == "notes.toml:6:1: [[state.databases]] path \"/home/notes/n.db\" lies under /home, "
                                 "which the unit cannot see (ProtectHome=yes); move it, e.g. to /srv/n.db");
 }
+
+TEST_CASE("bartld, which resolves [app] user, computes the fingerprint bartl-generator wrote without") {
+    // bartl-generator loads the file without the user database, bartld with it: the user's
+    // primary group filled in, a numeric UID turned into its name. Neither may change the
+    // fingerprint, or every instance with [app] user fails at start with exit 78.
+    const std::string base = "[state]\npaths = [\"/srv/notes/data\"]\n[backup]\nstore = \"file:///var/backups/notes\"\n";
+    for (const std::string app : {"user = \"root\"\n", "user = \"0\"\n", "user = \"root\"\ngroup = \"0\"\n"}) {
+        INFO(app);
+        const Config unresolved = config(base, app);
+        const Config resolved = parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n" + app + base, "notes.toml",
+                                             "notes", {.resolve_users = true});
+        REQUIRE(resolved.run_as);
+        CHECK(resolved.run_as->user == "root");
+        const std::string written = sandbox_fingerprint(unit_needs(unresolved, notes_unit));
+        CHECK(sandbox_fingerprint(unit_needs(resolved, notes_unit)) == written);
+        CHECK_NOTHROW(check_sandbox_fits(resolved, written, notes_unit.state_directory, notes_unit.unit));
+    }
+}

@@ -164,7 +164,8 @@ TEST_CASE("open_store dispatches on the URL scheme", "[store]") {
     CHECK_FALSE(kept->conditional_write_guarantee().empty());
 
     CHECK(open_store("s3://bucket/prefix")->url() == "s3://bucket/prefix");  // test_s3_store.cpp
-    CHECK_THROWS_AS(open_store("sftp://host/dir"), ConfigError);
+    CHECK(open_store("sftp://host/dir")->url() == "sftp://host/dir");  // test_sftp_store.cpp
+    CHECK_THROWS_AS(open_store("sftp://host"), ConfigError);  // no directory
     CHECK_THROWS_AS(open_store("ftp://host/dir"), ConfigError);
     CHECK_THROWS_WITH(open_store("/var/backups"), Catch::Contains("malformed"));
     CHECK_THROWS_AS(open_store("file://host/dir"), ConfigError);

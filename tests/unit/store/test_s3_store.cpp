@@ -176,6 +176,16 @@ TEST_CASE("s3 store: a listing pages through more than 1,000 objects", "[s3]") {
                          [](const ObjectInfo& x, const ObjectInfo& y) { return x.name < y.name; }));
     CHECK(count(stats(), "ListObjectsV2") == 2);  // 1,000 per page
     CHECK(b.store->list(Context{}, "").size() == kObjects + 1);
+
+    // ... and DeleteObjects removes them 1,000 per request, naming no other object.
+    std::vector<std::string> names;
+    for (const auto& o : listed) names.push_back(o.name);
+    names.push_back("notes-never-written");  // missing is fine
+    proxy_reset();
+    b.store->remove_many(Context{}, names);
+    CHECK(count(stats(), "DeleteObjects") == 2);
+    CHECK(count(stats(), "DeleteObject") == 0);
+    CHECK(listed_names(*b.store) == std::vector<std::string>{"other"});
 }
 
 TEST_CASE("s3 store: a multipart upload streams parts with bounded parts in flight", "[s3]") {
