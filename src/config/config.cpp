@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <climits>
@@ -42,7 +43,9 @@ constexpr std::array app_keys{"name"sv,          "version"sv,         "version_f
                               "version_timeout"sv, "version_pattern"sv, "exec"sv,          "user"sv,
                               "group"sv,           "environment"sv,     "working_directory"sv, "ready"sv,
                               "ready_command"sv,   "ready_interval"sv,  "ready_timeout"sv, "stop_timeout"sv};
-constexpr std::array state_keys{"paths"sv, "bartl_dir"sv, "moved"sv};
+constexpr std::array state_keys{"paths"sv, "bartl_dir"sv, "moved"sv, "databases"sv};
+constexpr std::array state_databases_keys{"type"sv, "name"sv, "connection"sv, "path"sv, "password_credential"sv};
+constexpr std::array mariadb_connection_words{"socket"sv, "user"sv, "host"sv, "port"sv};
 constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations"sv, "pre_backup"sv,
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
@@ -766,6 +769,199 @@ void parse_state(const Parser& p, const Section& state, Config& c) {
     }
 }
 
+// ---- [[state.databases]] --------------------------------------------------------------
+
+/// Splits a connection string into its whitespace-separated words.
+std::vector<std::string> words_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+        std::size_t j = i;
+        while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+        if (j > i) out.push_back(text.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+bool valid_database_name(std::string_view name) {
+    if (name.empty() || name.size() > 63) return false;
+    auto ok = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    };
+    return std::all_of(name.begin(), name.end(), ok);
+}
+
+bool valid_credential_name(std::string_view name) {
+    return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+           name.find('/') == std::string_view::npos;
+}
+
+void check_mariadb_connection(const Parser& p, const toml::node& node, const std::string& label,
+                              const std::string& text) {
+    bool socket = false, host = false;
+    for (const auto& w : words_of(text)) {
+        const auto eq = w.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == w.size())
+            p.fail(node.source(), fmt::format("{} \"{}\": \"{}\" is not KEY=VALUE (keys: socket, user, host, port)",
+                                              label, text, w));
+        const std::string key = w.substr(0, eq);
+        if (std::find(mariadb_connection_words.begin(), mariadb_connection_words.end(), key) ==
+            mariadb_connection_words.end())
+            p.fail(node.source(), fmt::format("{} \"{}\": unknown key '{}' (keys: socket, user, host, port; the "
+                                              "password comes from password_credential)",
+                                              label, text, key));
+        const std::string value = w.substr(eq + 1);
+        if (key == "socket" && value.front() != '/')
+            p.fail(node.source(), fmt::format("{} \"{}\": socket must be an absolute path, got \"{}\"", label, text,
+                                              value));
+        if (key == "port") {
+            const auto n = parse_int(value);
+            if (!n || *n < 1 || *n > 65535)
+                p.fail(node.source(), fmt::format("{} \"{}\": port must be 1..65535, got \"{}\"", label, text, value));
+        }
+        socket |= key == "socket";
+        host |= key == "host";
+    }
+    if (socket && host)
+        p.fail(node.source(), fmt::format("{} \"{}\": set socket or host, not both", label, text));
+}
+
+void check_postgresql_connection(const Parser& p, const toml::node& node, const std::string& label,
+                                 const std::string& text) {
+    // libpq parses the rest when it connects; the database is the entry's name, never the
+    // connection's, so the two cannot disagree.
+    for (const auto& w : words_of(text)) {
+        if (w.rfind("dbname=", 0) == 0 || w == "dbname")
+            p.fail(node.source(), fmt::format("{} \"{}\": leave dbname out; the database is the entry's name", label,
+                                              text));
+        if (w.rfind("password=", 0) == 0)
+            p.fail(node.source(), fmt::format("{} \"{}\": a password does not belong in the configuration; name a "
+                                              "systemd credential in password_credential",
+                                              label, text));
+    }
+    if (text.rfind("postgres://", 0) == 0 || text.rfind("postgresql://", 0) == 0)
+        p.fail(node.source(), fmt::format("{} \"{}\": write a conninfo string of KEY=VALUE words "
+                                          "(\"host=/run/postgresql user=notes\"), not a URI",
+                                          label, text));
+}
+
+void parse_databases(const Parser& p, const Section& state, Config& c) {
+    const toml::node* node = state.get("databases");
+    if (node == nullptr) return;
+    if (!node->is_array_of_tables())
+        p.fail(node->source(), fmt::format("[state] databases must be an array of tables ([[state.databases]]), "
+                                           "got {}",
+                                           type_name(*node)));
+    const toml::array& arr = *node->as_array();
+    std::vector<const toml::node*> names;
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+        const toml::table& t = *arr[i].as_table();
+        const Section sec{"state.databases", &t};
+        for (auto&& [key, value] : t) {
+            if (std::find(state_databases_keys.begin(), state_databases_keys.end(), key.str()) != state_databases_keys.end()) continue;
+            if (auto near = nearest(key.str(), state_databases_keys))
+                p.fail(key.source(), fmt::format("unknown key '{}' in [[state.databases]]; did you mean '{}'?",
+                                                 key.str(), *near));
+            p.fail(key.source(), fmt::format("unknown key '{}' in [[state.databases]]; known keys: {}", key.str(),
+                                             fmt::join(state_databases_keys, ", ")));
+        }
+        Database d;
+        d.where = p.position(t.source());
+        const auto type = p.string(sec, "type");
+        if (!type) p.fail(t.source(), "[[state.databases]] type is required: \"postgresql\", \"mariadb\" or \"sqlite\"");
+        if (*type == "postgresql") d.type = Database::Type::postgresql;
+        else if (*type == "mariadb") d.type = Database::Type::mariadb;
+        else if (*type == "sqlite") d.type = Database::Type::sqlite;
+        else
+            p.fail(t.get("type")->source(), fmt::format("[[state.databases]] type \"{}\" is not one of \"postgresql\", "
+                                                        "\"mariadb\", \"sqlite\"",
+                                                        *type));
+        const auto name = p.string(sec, "name");
+        if (!name) p.fail(t.source(), "[[state.databases]] name is required: the database's name (sqlite: a label)");
+        if (!valid_database_name(*name))
+            p.fail(t.get("name")->source(),
+                   fmt::format("[[state.databases]] name \"{}\" is not a valid name: use letters, digits, '_' and '-', "
+                               "at most 63 characters",
+                               *name));
+        d.name = *name;
+        for (std::size_t j = 0; j < c.databases.size(); ++j)
+            if (c.databases[j].env_name() == d.env_name())
+                p.fail(t.get("name")->source(),
+                       c.databases[j].name == d.name
+                           ? fmt::format("[[state.databases]] name \"{}\" is declared twice (also at {})", d.name,
+                                         c.databases[j].where)
+                           : fmt::format("[[state.databases]] name \"{}\" and \"{}\" (at {}) both give BARTL_DB_{}_*; "
+                                         "rename one",
+                                         d.name, c.databases[j].name, c.databases[j].where, d.env_name()));
+        const toml::node* conn = t.get("connection");
+        const toml::node* path = t.get("path");
+        const toml::node* cred = t.get("password_credential");
+        if (d.type == Database::Type::sqlite) {
+            if (conn)
+                p.fail(conn->source(), "[[state.databases]] connection does not apply to type \"sqlite\"; set path");
+            if (cred)
+                p.fail(cred->source(), "[[state.databases]] password_credential does not apply to type \"sqlite\"");
+            if (!path)
+                p.fail(t.source(), fmt::format("[[state.databases]] \"{}\" of type \"sqlite\" needs path: the "
+                                               "database file",
+                                               d.name));
+            const auto s = p.string(sec, "path");
+            if (s->empty() || s->front() != '/')
+                p.fail(path->source(), fmt::format("[[state.databases]] path must be an absolute path, got \"{}\"", *s));
+            const fs::path fp(*s);
+            if (s->back() == '/' || fp.lexically_normal().string() != *s ||
+                std::find(fp.begin(), fp.end(), "..") != fp.end())
+                p.fail(path->source(), fmt::format("[[state.databases]] path \"{}\" must be a normalised file name "
+                                                   "(no '..', no trailing '/')",
+                                                   *s));
+            for (std::size_t j = 0; j < c.state_paths.size(); ++j)
+                if (is_within(fp, c.state_paths[j]))
+                    p.fail(path->source(),
+                           fmt::format("[[state.databases]] path \"{}\" is inside [state] paths[{}] \"{}\": a live "
+                                       "SQLite file must not be archived as a plain file; move it out of the state "
+                                       "directory or drop this entry",
+                                       *s, j, c.state_paths[j].string()));
+            if (is_within(fp, c.bartl_dir))
+                p.fail(path->source(), fmt::format("[[state.databases]] path \"{}\" is inside bartl's own directory {}",
+                                                   *s, c.bartl_dir.string()));
+            for (const auto& o : c.databases)
+                if (o.type == Database::Type::sqlite && o.path == fp)
+                    p.fail(path->source(), fmt::format("[[state.databases]] path \"{}\" is declared twice (also \"{}\" "
+                                                       "at {})",
+                                                       *s, o.name, o.where));
+            d.path = fp;
+        } else {
+            if (path)
+                p.fail(path->source(), fmt::format("[[state.databases]] path applies to type \"sqlite\" only; a {} "
+                                                   "database is reached by connection",
+                                                   *type));
+            if (!conn)
+                p.fail(t.source(),
+                       fmt::format("[[state.databases]] \"{}\" of type \"{}\" needs connection ({})", d.name, *type,
+                                   d.type == Database::Type::postgresql ? "a libpq conninfo such as "
+                                                                          "\"host=/run/postgresql user=notes\""
+                                                                        : "such as \"socket=/run/mysqld/mysqld.sock "
+                                                                          "user=notes\""));
+            d.connection = *p.string(sec, "connection");
+            if (d.type == Database::Type::mariadb)
+                check_mariadb_connection(p, *conn, "[[state.databases]] connection", d.connection);
+            else
+                check_postgresql_connection(p, *conn, "[[state.databases]] connection", d.connection);
+            if (cred) {
+                d.password_credential = *p.string(sec, "password_credential");
+                if (!valid_credential_name(d.password_credential))
+                    p.fail(cred->source(), fmt::format("[[state.databases]] password_credential \"{}\" is not a "
+                                                       "credential name (no '/')",
+                                                       d.password_credential));
+            }
+        }
+        c.positions[fmt::format("[state] databases[{}]", i)] = d.where;
+        c.databases.push_back(std::move(d));
+    }
+}
+
 /// A file:// store equal to, inside or around a state path nests backups in the state (each
 /// backup holding the last) or makes the state a part of the store; both fail later.
 void check_overlaps(const Parser& p, const Config& c) {
@@ -1031,11 +1227,57 @@ Config parse_config(const std::string& toml_text, const std::string& source_name
     parse_app(p, app, c);
     c.instance = instance.empty() ? c.app_name : instance;
     parse_state(p, state, c);
+    parse_databases(p, state, c);
     parse_hooks(p, hooks, c);
     parse_backup(p, backup, c);
     parse_store(p, p.section(doc, "store"), p.section(doc, "store.s3"), p.section(doc, "store.sftp"), c);
     check_overlaps(p, c);
     return c;
+}
+
+const char* Database::type_name() const noexcept {
+    switch (type) {
+    case Type::postgresql: return "postgresql";
+    case Type::mariadb: return "mariadb";
+    case Type::sqlite: return "sqlite";
+    }
+    return "sqlite";
+}
+
+std::string Database::connection_value(const std::string& key) const {
+    std::string value;
+    for (const auto& w : words_of(connection))
+        if (w.rfind(key + "=", 0) == 0) value = w.substr(key.size() + 1);  // the last one wins, as in libpq
+    return value;
+}
+
+bool Database::local() const {
+    if (type == Type::sqlite) return true;
+    auto is_local = [](const std::string& h) {
+        return h.empty() || h.front() == '/' || h.front() == '@' || h == "localhost" || h == "127.0.0.1" || h == "::1";
+    };
+    if (type == Type::postgresql) {
+        // host may list several hosts, comma-separated: local only when all of them are.
+        for (const char* key : {"host", "hostaddr"}) {
+            std::string h = connection_value(key);
+            std::size_t start = 0;
+            while (true) {
+                const auto comma = h.find(',', start);
+                if (!is_local(h.substr(start, comma == std::string::npos ? std::string::npos : comma - start)))
+                    return false;
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
+        }
+        return true;
+    }
+    return is_local(connection_value("host"));
+}
+
+std::string Database::env_name() const {
+    std::string out;
+    for (char ch : name) out += ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? char(ch - 'a' + 'A') : ch;
+    return out;
 }
 
 std::string Config::where(const std::string& label) const {

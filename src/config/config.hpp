@@ -41,6 +41,35 @@ struct RunAs {
     std::string where;            ///< "FILE:LINE:COLUMN" of [app] user, for later messages
 };
 
+/// One [[state.databases]] entry (bartl.toml(5) "DATABASES"): a database that is part of the
+/// declared state, observed and initialised like a state directory (state/database.hpp).
+struct Database {
+    enum class Type { postgresql, mariadb, sqlite } type = Type::sqlite;
+    /// The database's name on its server (postgresql, mariadb); a label for sqlite. Letters,
+    /// digits, '_' and '-', at most 63 characters; unique among the entries, also after the
+    /// mapping to BARTL_DB_<NAME>_ variables (upper case, '-' as '_').
+    std::string name;
+    /// postgresql: a libpq conninfo string without dbname ("host=/run/postgresql user=notes";
+    /// "" = libpq's defaults). mariadb: "socket=PATH user=NAME [host=H] [port=N]", whitespace
+    /// separated, no quoting. "" for sqlite.
+    std::string connection;
+    std::filesystem::path path;       ///< sqlite: the database file (absolute, normalised)
+    /// The systemd credential ($CREDENTIALS_DIRECTORY/NAME) holding the password
+    /// (postgresql, mariadb); "" = none (peer, unix_socket or trust authentication).
+    std::string password_credential;
+    std::string where;                ///< "FILE:LINE:COLUMN" of the entry, for later messages
+
+    /// "postgresql", "mariadb" or "sqlite": the component kind (core/marker.hpp component_id()).
+    const char* type_name() const noexcept;
+    /// True when the server is on this host (a Unix socket, localhost, or no host given), so
+    /// the unit is ordered after its local service. Always true for sqlite.
+    bool local() const;
+    /// The value of `key` in a mariadb connection string ("" when not set).
+    std::string connection_value(const std::string& key) const;
+    /// The NAME of its BARTL_DB_<NAME>_* variables: the name in upper case, '-' as '_'.
+    std::string env_name() const;
+};
+
 /// The validated configuration of one instance. Every path is absolute.
 struct Config {
     std::filesystem::path file;  ///< the file it was loaded from ("" when from a string)
@@ -70,6 +99,9 @@ struct Config {
     /// directory lived elsewhere (another server's layout). Restore maps by name only.
     std::map<std::filesystem::path, std::filesystem::path> moved;
     std::filesystem::path bartl_dir;  ///< [state] bartl_dir: marker, intent, lock; default /var/lib/bartl/NAME
+    /// [[state.databases]] in declaration order: names unique; a sqlite path outside every
+    /// state path and bartl_dir, and distinct.
+    std::vector<Database> databases;
 
     // [hooks]
     std::vector<std::string> hook_init;

@@ -4,6 +4,8 @@
 // install upgrades on its first start without an operator step.
 #include "core/marker.hpp"
 
+#include <set>
+
 #include <limits>
 #include <stdexcept>
 
@@ -94,8 +96,11 @@ Marker Marker::from_json(const std::string& text) {
             r.kind = c.string("kind");
             r.name = c.string("name");
             r.binding = c.string("binding");
-            if (r.binding != "xattr" && r.binding != "inode" && r.binding != "")
-                c.fail("binding", "has unknown value \"" + r.binding + "\" (expected xattr or inode)");
+            // Databases (state/database.hpp): "setting" (postgresql), "comment" (mariadb), "file" (sqlite).
+            static const std::set<std::string> known{"xattr", "inode", "setting", "comment", "file", ""};
+            if (!known.count(r.binding))
+                c.fail("binding", "has unknown value \"" + r.binding + "\" (expected xattr, inode, setting, comment "
+                                  "or file)");
             r.mount_point = c.string("mount_point");
             r.device = c.string("device");
             r.inode = c.unsigned_integer("inode");

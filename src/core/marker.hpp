@@ -25,7 +25,8 @@ struct ComponentRecord {
     std::string name;         ///< within its kind: "/var/lib/notes/data"
     /// How the state ID is carried: "xattr" (the directory's user.bartl.state_id), "inode"
     /// (no user xattrs on that filesystem: the directory's device and inode are the proof),
-    /// "" (not bound yet: a marker of format 1 before its first start with this bartl).
+    /// "" (not bound yet: a marker of format 1 before its first start with this bartl);
+    /// databases: "setting" (postgresql), "comment" (mariadb), "file" (sqlite side record).
     std::string binding;
     std::string mount_point;  ///< mount point of the filesystem that held it at commit ("/var/lib")
     std::string device;       ///< "MAJOR:MINOR" of that filesystem at commit

@@ -116,6 +116,28 @@ UnitNeeds unit_needs(const Config& config, const UnitTarget& target) {
     } else if (config.store.starts_with("s3://") || config.store.starts_with("sftp://")) {
         n.network = true;
     }
+    for (std::size_t i = 0; i < config.databases.size(); ++i) {
+        const Database& db = config.databases[i];
+        if (db.type == Database::Type::sqlite) {
+            // The file, its -wal, -shm and the side record are created beside it.
+            const std::string label = fmt::format("[state] databases[{}]", i);
+            if (const auto hidden = hidden_by_sandbox(db.path)) {
+                n.warnings.push_back(fmt::format("{}: [[state.databases]] path \"{}\" lies under {}; move it, e.g. "
+                                                 "to /srv/{}",
+                                                 config.where(label), db.path.string(), *hidden,
+                                                 db.path.filename().string()));
+                continue;
+            }
+            n.mounts.push_back(db.path.parent_path());
+            if (!own(db.path.parent_path())) n.read_write.push_back(db.path.parent_path());
+        } else if (!db.local()) {
+            n.network = true;
+        } else {
+            n.services.push_back(db.type == Database::Type::postgresql ? "postgresql.service" : "mariadb.service");
+        }
+    }
+    std::sort(n.services.begin(), n.services.end());
+    n.services.erase(std::unique(n.services.begin(), n.services.end()), n.services.end());
     drop_nested(n.read_write);
     sort_unique(n.mounts);
     sort_unique(n.state_parents);
@@ -205,8 +227,8 @@ void check_sandbox_fits(const Config& config, const std::string& fingerprint, co
     if (sandbox_fingerprint(needs) == fingerprint) return;
     throw ConfigError(fmt::format(
         "{}: {} was set up by bartl-generator(8) for another version of this file ([state] paths, "
-        "bartl_dir, [backup] store or [app] user changed since boot or the last daemon-reload), so its "
-        "sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
+        "bartl_dir, [[state.databases]], [backup] store or [app] user changed since boot or the last "
+        "daemon-reload), so its sandbox does not open what the file declares now; run \"systemctl daemon-reload\", then start "
         "{} again",
         config.file.string(), unit, unit));
 }

@@ -21,9 +21,11 @@ struct UnitTarget {
 struct UnitNeeds {
     /// ReadWritePaths=-PATH: the directory containing each state path (init and restore build
     /// a sibling staging directory there and rename it into place), a bartl_dir outside the
-    /// unit's StateDirectory=, a file:// store. Sorted; none inside another.
+    /// unit's StateDirectory=, a file:// store, the directory of each SQLite database. Sorted;
+    /// none inside another.
     std::vector<std::filesystem::path> read_write;
-    /// RequiresMountsFor=: each state path, that bartl_dir, the file:// store. Sorted.
+    /// RequiresMountsFor=: each state path, that bartl_dir, the file:// store, the directory of
+    /// each SQLite database. Sorted.
     std::vector<std::filesystem::path> mounts;
     /// Directories containing state paths, created at start when missing: owner root, the
     /// app's group, mode 0750; without [app] user root:root 0755, so that an app that drops
@@ -35,8 +37,9 @@ struct UnitNeeds {
     std::string user;      ///< [app] user as written; "" = none (the app runs as root)
     std::string group;     ///< [app] group as written; "" = the user's primary group
     bool network = false;  ///< a remote store (s3://, sftp://): Wants=/After=network-online.target
-    /// Local services the state lives in (database servers, issue 14's [[state.databases]]):
-    /// Wants=/After= each. Nothing in the configuration names one yet.
+    /// Local services the state lives in: postgresql.service, mariadb.service for each
+    /// [[state.databases]] server on this host (Database::local()); a remote one sets
+    /// `network` instead. Wants=/After= each. Sorted.
     std::vector<std::string> services;
     /// "FILE:LINE:COLUMN: message" for declared paths the sandbox cannot open; the drop-in
     /// leaves them out and bartld's own error names them at start.

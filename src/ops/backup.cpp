@@ -70,6 +70,17 @@ BlobReadOptions read_options(const BackupManifest& b) {
 
 BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
                            const std::string& engine_version, const BackupRequest& request, const Reporter& reporter) {
+    // A backup without the databases would claim to hold state it lacks: until dumps are
+    // streamed into the blob, a configuration with databases gets no backup at all.
+    if (!config.databases.empty()) {
+        std::string names;
+        for (const auto& d : config.databases)
+            names += (names.empty() ? "" : ", ") + component_id(d.type_name(), d.type == Database::Type::sqlite ? d.path.string() : d.name);
+        throw RuntimeError(fmt::format("no backup taken: [[state.databases]] declares {}, and this bartl cannot "
+                                       "back up databases yet (a backup without them would not hold the whole "
+                                       "state); back them up with the database's own tools",
+                                       names));
+    }
     const auto started = std::chrono::steady_clock::now();
     // Fencing first: a state that lost the store writes nothing there (invariant 9).
     claim_writer(config, store, ctx, marker);

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "ops/migrations_dir.hpp"
+#include "state/database.hpp"
 
 namespace bartl {
 namespace {
@@ -79,6 +80,7 @@ void check_config_files(const Config& config) {
     check("[hooks] pre_backup", config.hook_pre_backup);
     check("[hooks] post_backup", config.hook_post_backup);
     check("[hooks] post_restore", config.hook_post_restore);
+    load_database_clients(config);
     if (!config.migrations_dir) return;
     std::vector<MigrationScript> scripts;
     try {

@@ -20,8 +20,9 @@ std::optional<std::string> program_problem(const std::filesystem::path& path);
 
 /// Checks every hook's program ([hooks] init, init_component, pre_backup, post_backup,
 /// post_restore), [app] exec, [app] version_command, and every script of [hooks] migrations
-/// (its names as core/migrations.hpp reads them, and each as a program). Throws ConfigError
-/// "FILE:LINE:COLUMN: [hooks] init /path: what is wrong".
+/// (its names as core/migrations.hpp reads them, and each as a program), and that the client
+/// library of each declared database type loads. Throws ConfigError "FILE:LINE:COLUMN:
+/// [hooks] init /path: what is wrong".
 void check_config_files(const Config& config);
 
 }  // namespace bartl

@@ -57,6 +57,10 @@ void do_init(const RunContext& rc) {
         const auto new_parents = missing_parents(config);
         const Owner owner = app_owner(config);
         for (const auto* c : comps) c->prepare_staging(owner);
+        // A database is built in place, so it carries the new state ID before the init hook
+        // writes into it: never a database with the hook's tables and no identity.
+        for (const auto* c : comps)
+            if (!c->tree()) c->bind_staging(m.state_id);
         give_to_app_user(config, {}, new_parents);
         auto env = hook_env(config, rc.engine.str(), "");
         std::string all;
@@ -87,7 +91,23 @@ void do_clean_partial(const Config& config, const Intent& intent) {
     for (const auto& s : intent.staging) fs::remove_tree(s);
     // The targets were missing or empty when the operation started (the foreign-state check
     // ran first), so whatever is in them now was put there by bartl.
-    for (const auto& t : intent.targets) fs::remove_tree(t);
+    const auto declared = declared_components(config);
+    for (const auto& t : intent.targets) {
+        if (!t.empty() && t.front() == '/') {
+            fs::remove_tree(t);
+            continue;
+        }
+        // A database, by its id: dropped through its component (the intent holds no connection).
+        const Component* c = nullptr;
+        for (const auto& d : declared)
+            if (d->id() == t) c = d.get();
+        if (!c)
+            throw ConfigError(fmt::format("the interrupted {} (intent {}) created {}, which the configuration no "
+                                          "longer declares: declare it again so bartld can remove it, or remove it "
+                                          "by hand and delete the intent",
+                                          intent.op, inst.intent_path().string(), t));
+        c->remove_target();
+    }
     inst.clear_intent();
 }
 

@@ -8,6 +8,7 @@
 #include "app/user.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
+#include "state/database.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/process.hpp"
@@ -112,6 +113,7 @@ std::map<std::string, std::string> hook_env(const Config& config, const std::str
         {"BARTL_STATE_PATHS", paths},
     };
     if (!state_version.empty()) env["BARTL_STATE_VERSION"] = state_version;
+    env.merge(database_env(config.databases));
     return env;
 }
 

@@ -110,12 +110,18 @@ Observation observe(const Config& config, const Version& engine, Store* store, c
     f.migration_in_progress = intent && intent->op == "migrate";
     const auto declared = declared_components(config);
 
-    std::vector<std::string> with_data;
-    for (const auto& c : declared)
-        if (c->holds_data()) with_data.push_back(c->name());
+    // Only the branches without a usable marker ask: a database answers over a connection,
+    // and the reboot path (a marker) must not pay for it twice.
+    auto holding_data = [&] {
+        std::vector<std::string> out;
+        for (const auto& c : declared)
+            if (c->holds_data()) out.push_back(c->name());
+        return out;
+    };
 
     if (mr.exists && !mr.marker) {
         // An unreadable marker over no data protects nothing; over data it proves nothing.
+        const auto with_data = holding_data();
         if (with_data.empty()) {
             o.marker_lost = true;
             f.state = StateFact::absent;
@@ -195,15 +201,17 @@ Observation observe(const Config& config, const Version& engine, Store* store, c
         f.state = StateFact::partial;
         o.state_detail = fmt::format("interrupted {} (intent {}, started {} by PID {})", intent->op,
                                      inst.intent_path().string(), intent->started, intent->pid);
-    } else if (!with_data.empty()) {
-        f.state = StateFact::foreign;
+    } else {
         std::vector<std::string> details;
         for (const auto& c : declared)
             if (c->holds_data()) details.push_back(c->observe(nullptr, "").detail);
-        o.state_detail = fmt::format("{} (no marker {})", join(details), inst.marker_path().string());
-    } else {
-        f.state = StateFact::absent;
-        o.state_detail = "no state: declared components missing or empty, no marker";
+        if (!details.empty()) {
+            f.state = StateFact::foreign;
+            o.state_detail = fmt::format("{} (no marker {})", join(details), inst.marker_path().string());
+        } else {
+            f.state = StateFact::absent;
+            o.state_detail = "no state: declared components missing or empty, no marker";
+        }
     }
 
     if (f.state == StateFact::absent) observe_backups(o, config, store, ctx, rejected, pin);

@@ -13,13 +13,16 @@ void check_targets(const std::vector<const Component*>& components) {
 
 std::vector<std::string> staging_strings(const std::vector<const Component*>& components) {
     std::vector<std::string> out;
-    for (const auto* c : components) out.push_back(c->staging_path().string());
+    for (const auto* c : components)
+        if (!c->staging_path().empty()) out.push_back(c->staging_path().string());  // a database builds in place
     return out;
 }
 
 std::vector<std::string> target_strings(const std::vector<const Component*>& components) {
     std::vector<std::string> out;
-    for (const auto* c : components) out.push_back(c->name());
+    // A directory by its path (as intents always named it), anything else by its id
+    // ("postgresql:notes"): do_clean_partial() tells them apart by the leading '/'.
+    for (const auto* c : components) out.push_back(c->tree() ? c->name() : c->id());
     return out;
 }
 

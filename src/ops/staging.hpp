@@ -12,7 +12,8 @@ namespace bartl {
 /// Refuses (ConfigError, exit 78) components staging cannot replace (a symlink, a mount
 /// point, a non-directory). Called before the intent is written, so nothing is touched.
 void check_targets(const std::vector<const Component*>& components);
-/// Staging paths and target names of `components`, for the intent record.
+/// Staging paths and target names of `components`, for the intent record: a directory's
+/// staging path and path, a database's id ("postgresql:notes"; it has no staging path).
 std::vector<std::string> staging_strings(const std::vector<const Component*>& components);
 std::vector<std::string> target_strings(const std::vector<const Component*>& components);
 /// Binds every staging to `state_id`, makes it durable and switches it into place. Throws

@@ -85,7 +85,17 @@ void do_add_components(const RunContext& rc, Marker marker) {
     Instance inst(config);
     for (const auto& c : declared) {
         if (marker.find(c->kind(), c->name())) continue;
-        const auto seen = c->observe(nullptr, marker.state_id);
+        auto seen = c->observe(nullptr, marker.state_id);
+        if (seen.finding == ComponentFinding::ours && !c->tree() && !config.hook_init_component.empty()) {
+            // A database is filled in place: carrying the ID without a marker record, it may
+            // hold half of what an interrupted init_component hook wrote. It is bartl's (the
+            // ID says so) and the app has never run with it, so it is built again.
+            log::warn(fmt::format("new component {} carries the state ID but is not recorded: an interrupted "
+                                  "init_component; dropping it and running the hook again",
+                                  c->id()));
+            c->remove_target();
+            seen = c->observe(nullptr, marker.state_id);
+        }
         if (seen.finding == ComponentFinding::foreign)
             throw ForeignStateError(fmt::format("new component {}: {}; bartl will not take it over (move the data "
                                                 "away, or bring it in with `bartlctl adopt`)",
@@ -97,6 +107,9 @@ void do_add_components(const RunContext& rc, Marker marker) {
             // Staged like an init, so the component never appears half-filled.
             c->check_target();
             c->prepare_staging(owner);
+            // A database is built in place: bound first, so a crash in the hook leaves one that
+            // carries the state's ID (ours, refilled by the next start), never a foreign one.
+            if (!c->tree()) c->bind_staging(marker.state_id);
             auto env = hook_env(config, rc.engine.str(), marker.version);
             env["BARTL_COMPONENT"] = c->id();
             env["BARTL_COMPONENT_KIND"] = c->kind();

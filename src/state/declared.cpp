@@ -1,5 +1,6 @@
 #include "state/declared.hpp"
 
+#include "state/database.hpp"
 #include "state/directory.hpp"
 
 namespace bartl {
@@ -7,6 +8,7 @@ namespace bartl {
 std::vector<std::unique_ptr<Component>> declared_components(const Config& config) {
     std::vector<std::unique_ptr<Component>> out;
     for (const auto& p : config.state_paths) out.push_back(std::make_unique<DirectoryComponent>(p));
+    for (const auto& d : config.databases) out.push_back(make_database_component(d));
     return out;
 }
 

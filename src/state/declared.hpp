@@ -10,7 +10,7 @@
 namespace bartl {
 
 /// The declared components of `config` in declaration order: one DirectoryComponent per
-/// [state] paths entry.
+/// [state] paths entry, then one DatabaseComponent per [[state.databases]] entry.
 std::vector<std::unique_ptr<Component>> declared_components(const Config& config);
 
 /// The ids ("path:/var/lib/x") of `components`, comma-separated, for messages.

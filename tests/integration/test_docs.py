@@ -36,10 +36,17 @@ def config_keys():
     return out
 
 
+# Tables written as arrays of tables ([[state.databases]]): documented under that heading.
+ARRAY_TABLES = {"state.databases"}
+
+
 def fixture_table(full, table):
-    """The table "store.s3" of a parsed TOML document (nested tables by their dotted name)."""
+    """The table "store.s3" of a parsed TOML document (nested tables by their dotted name); of
+    an array of tables, the keys of all its entries."""
     for part in table.split("."):
         full = full[part]
+    if isinstance(full, list):
+        return {k: v for entry in full for k, v in entry.items()}
     return full
 
 
@@ -92,8 +99,9 @@ class ConfigKeys(unittest.TestCase):
     def test_every_key_documented_in_its_table(self):
         page = man_source("bartl.toml.5")
         for table, names in config_keys().items():
-            text = section(page, f"[{table}]")
-            self.assertTrue(text, f"bartl.toml(5) has no '# [{table}]' section")
+            heading = f"[[{table}]]" if table in ARRAY_TABLES else f"[{table}]"
+            text = section(page, heading)
+            self.assertTrue(text, f"bartl.toml(5) has no '# {heading}' section")
             for key in names:
                 with self.subTest(key=f"[{table}] {key}"):
                     m = re.search(rf"^\*{key}\* = (.*)\n((?:\t.*\n|\n)+)", text, re.M)

@@ -140,8 +140,8 @@ class Generator(CheckedTest):
         self.assertEqual(r.returncode, 78, r.stderr)
         # (The unit's name is the cgroup's; outside systemd, bartld.service for --config.)
         self.assertRegex(r.stderr, rf"{re.escape(cfg)}: \S+\.service was set up by bartl-generator\(8\) for "
-                         r"another version of this file \(\[state\] paths, bartl_dir, \[backup\] store or "
-                         r"\[app\] user changed")
+                         r"another version of this file \(\[state\] paths, bartl_dir, \[\[state\.databases\]\], "
+                         r"\[backup\] store or \[app\] user changed")
         self.assertIn('run "systemctl daemon-reload", then start', r.stderr)
         # After the reload (the generator runs again) it fits.
         self.assertEqual(self.generate().returncode, 0)

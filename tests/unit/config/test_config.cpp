@@ -88,6 +88,10 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
 
     CHECK(c.state_paths == std::vector<fs::path>{"/var/lib/notes", "/srv/notes-media"});
     CHECK(c.bartl_dir == "/var/lib/bartl-state/notes");
+    REQUIRE(c.databases.size() == 2);
+    CHECK(c.databases[0].type == Database::Type::postgresql);
+    CHECK(c.databases[0].password_credential == "notes-db-password");
+    CHECK(c.databases[1].path == "/var/lib/notes-search/index.db");
 
     CHECK(c.hook_init == std::vector<std::string>{"/usr/lib/notes/bartl/init", "--fresh"});
     REQUIRE(c.migrations_dir);
@@ -654,4 +658,169 @@ TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked"
     CHECK(err("[store.sftp]\nknown_hosts = \"relative\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(err("[store]\ns3 = 1\n").find("[store.s3] must be a table, got integer") != std::string::npos);
     CHECK(err("[store.ftp]\nx = 1\n").find("unknown key 'ftp' in [store]") != std::string::npos);
+}
+
+// ---- [[state.databases]] --------------------------------------------------------------
+
+TEST_CASE("[[state.databases]] entries load in order with their fields", "[config][databases]") {
+    const auto c = parse_config(head + R"([[state.databases]]
+type = "postgresql"
+name = "notes"
+connection = "host=/run/postgresql user=notes"
+[[state.databases]]
+type = "mariadb"
+name = "notes-cache"
+connection = "socket=/run/mysqld/mysqld.sock user=notes"
+password_credential = "notes-db"
+[[state.databases]]
+type = "sqlite"
+name = "search"
+path = "/var/lib/notes-search/index.db"
+)", "notes.toml");
+    REQUIRE(c.databases.size() == 3);
+    CHECK(c.databases[0].type == Database::Type::postgresql);
+    CHECK(c.databases[0].name == "notes");
+    CHECK(c.databases[0].connection == "host=/run/postgresql user=notes");
+    CHECK(c.databases[0].where == "notes.toml:7:1");
+    CHECK(c.databases[0].local());
+    CHECK(c.databases[1].type == Database::Type::mariadb);
+    CHECK(c.databases[1].type_name() == std::string("mariadb"));
+    CHECK(c.databases[1].connection_value("socket") == "/run/mysqld/mysqld.sock");
+    CHECK(c.databases[1].connection_value("user") == "notes");
+    CHECK(c.databases[1].connection_value("host") == "");
+    CHECK(c.databases[1].password_credential == "notes-db");
+    CHECK(c.databases[1].env_name() == "NOTES_CACHE");
+    CHECK(c.databases[1].local());
+    CHECK(c.databases[2].type == Database::Type::sqlite);
+    CHECK(c.databases[2].path == "/var/lib/notes-search/index.db");
+    CHECK(c.where("[state] databases[2]") == "notes.toml:16:1");
+    CHECK(parse_config(head, "notes.toml").databases.empty());
+}
+
+TEST_CASE("a database server is local on a socket or localhost, remote elsewhere", "[config][databases]") {
+    auto pg = [](const std::string& conn) {
+        Database d;
+        d.type = Database::Type::postgresql;
+        d.connection = conn;
+        return d.local();
+    };
+    CHECK(pg(""));
+    CHECK(pg("user=notes"));
+    CHECK(pg("host=/run/postgresql"));
+    CHECK(pg("host=localhost port=5433"));
+    CHECK(pg("host=127.0.0.1"));
+    CHECK(pg("hostaddr=::1"));
+    CHECK(pg("host=/run/postgresql,localhost"));
+    CHECK_FALSE(pg("host=db.example.org"));
+    CHECK_FALSE(pg("host=/run/postgresql,db.example.org"));
+    CHECK_FALSE(pg("host=localhost hostaddr=10.0.0.5"));
+    Database my;
+    my.type = Database::Type::mariadb;
+    my.connection = "host=db.example.org user=notes";
+    CHECK_FALSE(my.local());
+    my.connection = "host=localhost user=notes";
+    CHECK(my.local());
+}
+
+TEST_CASE("[[state.databases]] errors name FILE:LINE:COLUMN", "[config][databases][errors]") {
+    const std::string db = "[[state.databases]]\n";  // line 7
+    CHECK(error_of(head + "[state.databases]\ntype = \"sqlite\"\n") ==
+          "notes.toml:7:1: [state] databases must be an array of tables ([[state.databases]]), got table");
+    CHECK(error_of(head + db + "name = \"notes\"\npath = \"/var/lib/x.db\"\n") ==
+          "notes.toml:7:1: [[state.databases]] type is required: \"postgresql\", \"mariadb\" or \"sqlite\"");
+    CHECK(error_of(head + db + "type = \"mysql\"\nname = \"notes\"\n") ==
+          "notes.toml:8:8: [[state.databases]] type \"mysql\" is not one of \"postgresql\", \"mariadb\", \"sqlite\"");
+    CHECK(error_of(head + db + "type = \"sqlite\"\npath = \"/var/lib/x.db\"\n") ==
+          "notes.toml:7:1: [[state.databases]] name is required: the database's name (sqlite: a label)");
+    CHECK(error_of(head + db + "type = \"sqlite\"\nname = \"no tes\"\npath = \"/x.db\"\n") ==
+          "notes.toml:9:8: [[state.databases]] name \"no tes\" is not a valid name: use letters, digits, '_' and "
+          "'-', at most 63 characters");
+    CHECK(error_of(head + db + "type = \"sqlite\"\nnmae = \"notes\"\n") ==
+          "notes.toml:9:1: unknown key 'nmae' in [[state.databases]]; did you mean 'name'?");
+    CHECK(error_of(head + db + "type = \"postgresql\"\nname = \"notes\"\n") ==
+          "notes.toml:7:1: [[state.databases]] \"notes\" of type \"postgresql\" needs connection (a libpq conninfo "
+          "such as \"host=/run/postgresql user=notes\")");
+    CHECK(error_of(head + db + "type = \"mariadb\"\nname = \"notes\"\n") ==
+          "notes.toml:7:1: [[state.databases]] \"notes\" of type \"mariadb\" needs connection (such as "
+          "\"socket=/run/mysqld/mysqld.sock user=notes\")");
+    CHECK(error_of(head + db + "type = \"sqlite\"\nname = \"notes\"\n") ==
+          "notes.toml:7:1: [[state.databases]] \"notes\" of type \"sqlite\" needs path: the database file");
+    CHECK(error_of(head + db + "type = \"sqlite\"\nname = \"notes\"\nconnection = \"user=x\"\n") ==
+          "notes.toml:10:14: [[state.databases]] connection does not apply to type \"sqlite\"; set path");
+    CHECK(error_of(head + db + "type = \"postgresql\"\nname = \"notes\"\npath = \"/x.db\"\nconnection = \"\"\n") ==
+          "notes.toml:10:8: [[state.databases]] path applies to type \"sqlite\" only; a postgresql database is "
+          "reached by connection");
+    CHECK(error_of(head + db + "type = \"sqlite\"\nname = \"n\"\npath = \"/x.db\"\npassword_credential = \"p\"\n") ==
+          "notes.toml:11:23: [[state.databases]] password_credential does not apply to type \"sqlite\"");
+    CHECK(error_of(head + db + "type = \"postgresql\"\nname = \"n\"\nconnection = \"\"\npassword_credential = "
+                               "\"a/b\"\n") ==
+          "notes.toml:11:23: [[state.databases]] password_credential \"a/b\" is not a credential name (no '/')");
+}
+
+TEST_CASE("[[state.databases]] names are unique, also as BARTL_DB_ variables", "[config][databases][errors]") {
+    const std::string two = head + R"([[state.databases]]
+type = "sqlite"
+name = "notes"
+path = "/var/lib/a.db"
+[[state.databases]]
+type = "postgresql"
+)";  // the second name is on line 13
+    CHECK(error_of(two + "name = \"notes\"\nconnection = \"\"\n") ==
+          "notes.toml:13:8: [[state.databases]] name \"notes\" is declared twice (also at notes.toml:7:1)");
+    CHECK(error_of(two + "name = \"NOTES\"\nconnection = \"\"\n") ==
+          "notes.toml:13:8: [[state.databases]] name \"NOTES\" and \"notes\" (at notes.toml:7:1) both give "
+          "BARTL_DB_NOTES_*; rename one");
+}
+
+TEST_CASE("connection strings are checked before any server is asked", "[config][databases][errors]") {
+    auto conn = [](const std::string& type, const std::string& text) {
+        return error_of(head + "[[state.databases]]\ntype = \"" + type + "\"\nname = \"n\"\nconnection = \"" + text +
+                        "\"\n");
+    };
+    const std::string at = "notes.toml:10:14: [[state.databases]] connection ";
+    CHECK(conn("postgresql", "host=/run/postgresql dbname=other") ==
+          at + "\"host=/run/postgresql dbname=other\": leave dbname out; the database is the entry's name");
+    CHECK(conn("postgresql", "user=n password=secret") ==
+          at + "\"user=n password=secret\": a password does not belong in the configuration; name a systemd "
+               "credential in password_credential");
+    CHECK(conn("postgresql", "postgresql://localhost/n") ==
+          at + "\"postgresql://localhost/n\": write a conninfo string of KEY=VALUE words (\"host=/run/postgresql "
+               "user=notes\"), not a URI");
+    CHECK(conn("mariadb", "socket=/run/mysqld/mysqld.sock user=n password=x") ==
+          at + "\"socket=/run/mysqld/mysqld.sock user=n password=x\": unknown key 'password' (keys: socket, user, "
+               "host, port; the password comes from password_credential)");
+    CHECK(conn("mariadb", "socket=run/mysqld.sock") ==
+          at + "\"socket=run/mysqld.sock\": socket must be an absolute path, got \"run/mysqld.sock\"");
+    CHECK(conn("mariadb", "host=db port=99999") == at + "\"host=db port=99999\": port must be 1..65535, got \"99999\"");
+    CHECK(conn("mariadb", "user") ==
+          at + "\"user\": \"user\" is not KEY=VALUE (keys: socket, user, host, port)");
+    CHECK(conn("mariadb", "socket=/s host=db") == at + "\"socket=/s host=db\": set socket or host, not both");
+    CHECK(conn("mariadb", "host=db port=3306 user=n") == "");
+}
+
+TEST_CASE("a SQLite path lies outside the state directories and bartl's own", "[config][databases][errors]") {
+    auto path = [](const std::string& p) {
+        return error_of(head + "[[state.databases]]\ntype = \"sqlite\"\nname = \"n\"\npath = \"" + p + "\"\n");
+    };
+    const std::string at = "notes.toml:10:8: [[state.databases]] path ";
+    CHECK(path("/var/lib/notes-db/notes.db") == "");
+    CHECK(path("notes.db") == at + "must be an absolute path, got \"notes.db\"");
+    CHECK(path("/var/lib/x/../notes.db") == at + "\"/var/lib/x/../notes.db\" must be a normalised file name (no "
+                                                 "'..', no trailing '/')");
+    CHECK(path("/var/lib/db/") ==
+          at + "\"/var/lib/db/\" must be a normalised file name (no '..', no trailing '/')");
+    CHECK(path("/var/lib/notes/notes.db") ==
+          at + "\"/var/lib/notes/notes.db\" is inside [state] paths[0] \"/var/lib/notes\": a live SQLite file must "
+               "not be archived as a plain file; move it out of the state directory or drop this entry");
+    CHECK(path("/var/lib/bartl/notes/x.db") == at + "\"/var/lib/bartl/notes/x.db\" is inside bartl's own directory "
+                                                    "/var/lib/bartl/notes");
+    CHECK(error_of(head + R"([[state.databases]]
+type = "sqlite"
+name = "a"
+path = "/var/lib/x.db"
+[[state.databases]]
+type = "sqlite"
+name = "b"
+path = "/var/lib/x.db"
+)") == "notes.toml:14:8: [[state.databases]] path \"/var/lib/x.db\" is declared twice (also \"a\" at notes.toml:7:1)");
 }

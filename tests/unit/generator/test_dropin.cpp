@@ -283,6 +283,42 @@ TEST_CASE("bartld refuses to run in a unit whose drop-in was written for another
     }
 }
 
+TEST_CASE("declared databases: local servers wanted and ordered before, a remote one waits for the network, "
+          "a SQLite file's directory opened") {
+    const std::string state = "[state]\npaths = [\"/var/lib/notes/data\"]\n"
+                              "[[state.databases]]\ntype = \"postgresql\"\nname = \"notes\"\n"
+                              "connection = \"host=/run/postgresql user=notes\"\n"
+                              "[[state.databases]]\ntype = \"mariadb\"\nname = \"cache\"\n"
+                              "connection = \"socket=/run/mysqld/mysqld.sock user=notes\"\n"
+                              "[[state.databases]]\ntype = \"postgresql\"\nname = \"other\"\nconnection = \"\"\n"
+                              "[[state.databases]]\ntype = \"sqlite\"\nname = \"search\"\n"
+                              "path = \"/srv/notes-search/index.db\"\n";
+    CHECK(dropin(state) == header +
+                               "\n[Unit]\n"
+                               "Wants=mariadb.service\n"
+                               "After=mariadb.service\n"
+                               "Wants=postgresql.service\n"
+                               "After=postgresql.service\n"
+                               "RequiresMountsFor=/srv/notes-search\n"
+                               "RequiresMountsFor=/var/lib/notes/data\n"
+                               "\n[Service]\n"
+                               "ExecStartPre=+/usr/libexec/bartl/bartl-prepare-dirs --mode=0755 /var/lib/notes\n"
+                               "ReadWritePaths=-/srv/notes-search\n"
+                               "ReadWritePaths=-/var/lib/notes\n");
+    const auto remote = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[[state.databases]]\n"
+                                          "type = \"postgresql\"\nname = \"notes\"\n"
+                                          "connection = \"host=db.example.org user=notes\"\n"),
+                                   notes_unit);
+    CHECK(remote.network);
+    CHECK(remote.services.empty());
+    const auto hidden = unit_needs(config("[state]\npaths = [\"/var/lib/notes/data\"]\n[[state.databases]]\n"
+                                          "type = \"sqlite\"\nname = \"n\"\npath = \"/home/notes/n.db\"\n"),
+                                   notes_unit);
+    REQUIRE(hidden.warnings.size() == 1);
+    CHECK(hidden.warnings[0] == "notes.toml:6:1: [[state.databases]] path \"/home/notes/n.db\" lies under /home, "
+                                "which the unit cannot see (ProtectHome=yes); move it, e.g. to /srv/n.db");
+}
+
 TEST_CASE("bartld, which resolves [app] user, computes the fingerprint bartl-generator wrote without") {
     // bartl-generator loads the file without the user database, bartld with it: the user's
     // primary group filled in, a numeric UID turned into its name. Neither may change the

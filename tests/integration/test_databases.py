@@ -1,0 +1,456 @@
+#!/usr/bin/python3
+"""Databases as declared state ([[state.databases]], bartl.toml(5) DATABASES), end to end
+through the real bartld against real servers the test starts itself (bartltest.db): a private
+PostgreSQL 15 and a private MariaDB, each on a Unix socket in a temporary directory, and real
+SQLite files. Each test drives bartld --prepare (the whole startup loop) and asserts what the
+server holds afterwards: the database created, bartl's state ID in it, a foreign database
+refused with exit 66 and left as it was, an empty pre-created database taken as absent, the
+BARTL_DB_* variables a hook sees, a backup refused while databases are declared."""
+import os
+import pwd
+import shutil
+import sqlite3
+import tempfile
+import time
+import unittest
+
+from bartltest import (EXIT_CONFIG, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, CheckedTest, Instance, bartlctl, command,
+                       kill_session, scaled, write_exec)
+from bartltest.config import edit_config, toml_value
+from bartltest.db import MariaDBServer, PostgresServer, Unavailable
+
+SERVERS = {}
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def server(kind):
+    """The one server of `kind` ("postgresql", "mariadb") for this run, started on first use;
+    the test is skipped when it cannot run here."""
+    if kind not in SERVERS:
+        try:
+            SERVERS[kind] = PostgresServer() if kind == "postgresql" else MariaDBServer()
+        except Unavailable as e:
+            SERVERS[kind] = e
+    s = SERVERS[kind]
+    if isinstance(s, Unavailable):
+        raise unittest.SkipTest(str(s))
+    return s
+
+
+def tearDownModule():
+    for s in SERVERS.values():
+        if not isinstance(s, Unavailable):
+            s.close()
+
+
+class DbInstance(Instance):
+    """The fault suite's generic instance with [[state.databases]] entries appended; bartld
+    runs under the memory checker when one is set up (BARTL_TEST_WRAPPER)."""
+
+    def __init__(self, root, databases, **kw):
+        self.databases = databases
+        super().__init__(root, **kw)
+
+    def argv(self, *args):
+        argv = command(self.bartld, "--config", self.config, *args)
+        return [shutil.which(argv[0]) or argv[0], *argv[1:]]  # posix_spawn does not search PATH
+
+    def write_config(self, **changes):
+        super().write_config(**changes)
+        with open(self.config, "a") as f:
+            for d in self.databases:
+                f.write("\n[[state.databases]]\n")
+                f.write("".join(f"{k} = {toml_value(v)}\n" for k, v in d.items()))
+
+
+HOOK_ENV = """#!/bin/sh
+# The init hook records the BARTL_DB_ variables it gets, then writes into each database.
+env | grep '^BARTL_DB_' | sort > "$BARTL_STAGING/db-env"
+"""
+
+
+class DatabaseTest(CheckedTest):
+    counter = 0
+
+    def setUp(self):
+        super().setUp()
+        self.root = tempfile.mkdtemp(prefix="bartl-it-db-")
+        os.chmod(self.root, 0o755)
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        DatabaseTest.counter += 1
+        self.dbname = f"notes{os.getpid()}_{DatabaseTest.counter}"
+
+    def instance(self, databases, **kw):
+        return DbInstance(self.root, databases, **kw)
+
+    def prepare(self, inst, expect=EXIT_OK):
+        r = inst.run("--prepare")
+        self.assertEqual(r.returncode, expect, f"bartld --prepare:\n{r.stderr}")
+        return r
+
+    # --- PostgreSQL ------------------------------------------------------------------------
+
+    def pg_entry(self, pg):
+        return {"type": "postgresql", "name": self.dbname, "connection": pg.conninfo}
+
+    def test_postgresql_fresh_install_creates_the_database_with_its_state_id(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            'psql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE notes (body text); '
+            "INSERT INTO notes VALUES ('first')\"\n" % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        self.prepare(inst)
+        m = inst.marker()
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertIn({"kind": "postgresql", "name": self.dbname, "binding": "setting"},
+                      [{k: c[k] for k in ("kind", "name", "binding")} for c in m["components"]])
+        self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "first")
+        env = read(os.path.join(inst.paths[0], "db-env"))
+        p = f"BARTL_DB_{self.dbname.upper()}_"
+        self.assertIn(f"{p}TYPE=postgresql\n", env)
+        self.assertIn(f"{p}NAME={self.dbname}\n", env)
+        self.assertIn(f"{p}CONNECTION={pg.conninfo} dbname={self.dbname}\n", env)
+        # The next start serves: the database carries the marker's state ID.
+        r = self.prepare(inst)
+        self.assertIn("decision: serve", r.stderr)
+
+    def foreign_pg(self):
+        """A PostgreSQL database with a table and no state ID (an install bartl did not make),
+        and an instance declaring it; (server, instance)."""
+        pg = server("postgresql")
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        pg.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        return pg, inst
+
+    def test_postgresql_foreign_database_is_refused_and_untouched(self):
+        pg, inst = self.foreign_pg()
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"postgresql:{self.dbname} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertIn("bartlctl adopt", r.stderr)
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
+        self.assertEqual(pg.state_id(self.dbname), "")
+        self.assertIsNone(inst.marker())
+
+    def test_postgresql_foreign_database_adopted_then_served(self):
+        pg, inst = self.foreign_pg()
+        self.prepare(inst, EXIT_FOREIGN)
+        # The way out the refusal names: bartlctl adopt (run here with no bartld running).
+        no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=" + os.path.join(self.root, "no-system-bus")}
+        r = bartlctl("adopt", "1.0.0", "-c", inst.config, env=no_bus)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"postgresql:{self.dbname}", r.stdout)
+        m = inst.marker()
+        self.assertEqual((m["origin"], m["version"]), ("adopt", "1.0.0"))
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
+
+    def test_postgresql_database_of_another_state_is_foreign(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        self.prepare(inst)
+        ours = inst.marker()["state_id"]
+        # Another instance's database is swapped in: tables, and a state ID that is not ours.
+        pg.sql(f'DROP DATABASE "{self.dbname}"')
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'0' * 32}'")
+        pg.sql("CREATE TABLE t (x int)", db=self.dbname)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"holds tables with state ID {'0' * 32}, not the marker's state ID {ours}", r.stderr)
+        self.assertEqual(pg.state_id(self.dbname), "0" * 32)
+
+    def test_postgresql_empty_precreated_database_counts_as_absent(self):
+        pg = server("postgresql")
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')  # as a package's postinst leaves it
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        r = self.prepare(inst)
+        self.assertIn("decision: init", r.stderr)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_dropped_database_is_state_lost_and_not_recreated(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], store=False)
+        self.prepare(inst)
+        pg.sql(f'DROP DATABASE "{self.dbname}"')
+        r = inst.run("--plan")
+        self.assertIn(f"postgresql:{self.dbname} does not exist (no state ID): state lost", r.stderr + r.stdout)
+        # The state directory is still there: one lost component is never silently recreated.
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn("some state components are present and others lost", r.stderr)
+        self.assertNotIn(self.dbname, pg.databases())
+
+    def test_postgresql_failed_init_hook_drops_the_database_it_created(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\nexit 3\n'
+            % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        self.prepare(inst, EXIT_RUNTIME)
+        self.assertNotIn(self.dbname, pg.databases())
+        self.assertIsNone(inst.marker())
+
+    def test_postgresql_unreachable_server_is_a_runtime_failure_not_absent(self):
+        inst = self.instance([{"type": "postgresql", "name": self.dbname,
+                               "connection": f"host={self.root}/nothing-here user=postgres"}], store=False)
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"postgresql:{self.dbname}: cannot connect", r.stderr)
+        self.assertIsNone(inst.marker())
+
+    def test_postgresql_interrupted_init_is_dropped_and_redone_at_the_next_start(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        started = os.path.join(self.root, "hook-started")
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\n'
+            'if [ ! -e %s ]; then touch %s; sleep 600; fi\n' % (self.dbname.upper(), started, started)))
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], store=False)
+        p = inst.start("--prepare")
+        deadline = time.monotonic() + scaled(60)
+        while not os.path.exists(started) and time.monotonic() < deadline and not p.exited():
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(started), "the init hook never ran")
+        kill_session(p.pid)  # kill -9 of the whole unit while the hook fills the database
+        p.wait(killed=True)
+        half_id = pg.state_id(self.dbname)
+        self.assertRegex(half_id, "^[0-9a-f]{32}$")  # stamped before the hook ran
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted init", r.stderr)
+        m = inst.marker()
+        self.assertNotEqual(m["state_id"], half_id)
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertEqual(pg.sql("SELECT count(*) FROM half", db=self.dbname), "0")
+
+    def test_postgresql_role_without_the_grant_is_told_the_grant(self):
+        pg = server("postgresql")
+        role = self.dbname + "_role"
+        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB')
+        self.addCleanup(pg.sql, f'DROP ROLE IF EXISTS "{role}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        entry = {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}
+        inst = self.instance([entry], store=False)
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"GRANT SET ON PARAMETER bartl.state_id TO ROLE", r.stderr)
+        self.assertNotIn(self.dbname, pg.databases())  # the rollback dropped what it created
+        self.assertIsNone(inst.marker())
+        # As the message says: granted once, the role's database is created and bound.
+        pg.sql(f'GRANT SET ON PARAMETER bartl.state_id TO "{role}"')
+        self.addCleanup(pg.sql, f'REVOKE SET ON PARAMETER bartl.state_id FROM "{role}"')
+        self.prepare(inst)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+        self.assertEqual(pg.sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{self.dbname}'"),
+                         role)
+
+    def test_postgresql_database_declared_later_is_created_and_recorded(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([], store=False)
+        self.prepare(inst)
+        state_id = inst.marker()["state_id"]
+        # A newer release of the product declares a database beside its directory, filled by
+        # its init_component hook; the first start with it is killed while the hook runs.
+        hook = write_exec(os.path.join(self.root, "init-component"), (
+            '#!/bin/sh\nset -e\n[ "$BARTL_COMPONENT" = "postgresql:%s" ]\n'
+            'psql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE seeded (x int)"\n'
+            % (self.dbname, self.dbname.upper())))
+        inst.databases = [self.pg_entry(pg)]
+        # A first start is killed (-9) while the hook runs: the database holds its half.
+        started = os.path.join(self.root, "hook-started")
+        write_exec(os.path.join(self.root, "init-component-slow"), (
+            '#!/bin/sh\npsql -X -q "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE half (x int)"\n'
+            'touch %s\nsleep 600\n' % (self.dbname.upper(), started)))
+        inst.write_config(hooks={"init_component": [os.path.join(self.root, "init-component-slow")]})
+        p = inst.start("--prepare")
+        deadline = time.monotonic() + scaled(60)
+        while not os.path.exists(started) and time.monotonic() < deadline and not p.exited():
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(started), "the init_component hook never ran")
+        kill_session(p.pid)
+        p.wait(killed=True)
+        self.assertEqual(pg.state_id(self.dbname), state_id)  # bound before the hook ran
+        inst.write_config(hooks={"init_component": [hook]})
+        r = self.prepare(inst)
+        self.assertIn("an interrupted init_component; dropping it and running the hook again", r.stderr)
+        self.assertEqual(pg.sql("SELECT to_regclass('half') IS NULL", db=self.dbname), "t")
+        self.assertEqual(pg.sql("SELECT count(*) FROM seeded", db=self.dbname), "0")
+        m = inst.marker()
+        self.assertEqual(m["state_id"], state_id)
+        self.assertIn(f"postgresql:{self.dbname}", [f"{c['kind']}:{c['name']}" for c in m["components"]])
+        self.assertEqual(pg.state_id(self.dbname), state_id)
+        self.assertEqual(m["history"][-1]["event"], "add")
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_postgresql_migration_sees_the_database(self):
+        pg = server("postgresql")
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        migrations = os.path.join(self.root, "migrations")
+        write_exec(os.path.join(migrations, "2.0.0"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" '
+            '-c "CREATE TABLE tags (name text)"\n' % self.dbname.upper()))
+        inst = self.instance([self.pg_entry(pg)], migrations=migrations, store=False)
+        self.prepare(inst)
+        inst.write_config(version="2.0.0")
+        r = self.prepare(inst)
+        self.assertIn("decision: migrate", r.stderr)
+        self.assertEqual(pg.sql("SELECT count(*) FROM tags", db=self.dbname), "0")
+        self.assertEqual(inst.marker()["version"], "2.0.0")
+
+    # --- MariaDB ---------------------------------------------------------------------------
+
+    def my_entry(self, my):
+        return {"type": "mariadb", "name": self.dbname, "connection": my.connection}
+
+    def test_mariadb_fresh_install_creates_the_database_with_its_state_id(self):
+        my = server("mariadb")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            'mariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" "$BARTL_DB_{N}_NAME" '
+            "-e \"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('first')\"\n"
+            .replace("{N}", self.dbname.upper())))
+        inst = self.instance([self.my_entry(my)], init_hook=[hook], store=False)
+        self.prepare(inst)
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assertEqual(my.sql("SELECT body FROM notes", db=self.dbname), "first")
+        env = read(os.path.join(inst.paths[0], "db-env"))
+        p = f"BARTL_DB_{self.dbname.upper()}_"
+        self.assertIn(f"{p}TYPE=mariadb\n{p}USER={my.user}\n", env.replace(f"{p}SOCKET={my.socket}\n", ""))
+        self.assertIn(f"{p}SOCKET={my.socket}\n", env)
+        r = self.prepare(inst)
+        self.assertIn("decision: serve", r.stderr)
+
+    def test_mariadb_foreign_database_is_refused_and_untouched(self):
+        my = server("mariadb")
+        my.sql(f"CREATE DATABASE `{self.dbname}`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        my.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)", db=self.dbname)
+        inst = self.instance([self.my_entry(my)], store=False)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"mariadb:{self.dbname} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "42")
+        self.assertEqual(my.comment(self.dbname), "")
+
+    def test_mariadb_empty_precreated_database_counts_as_absent(self):
+        my = server("mariadb")
+        my.sql(f"CREATE DATABASE `{self.dbname}`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        inst = self.instance([self.my_entry(my)], store=False)
+        r = self.prepare(inst)
+        self.assertIn("decision: init", r.stderr)
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+
+    # --- SQLite ----------------------------------------------------------------------------
+
+    def sqlite_path(self):
+        return os.path.join(self.root, "var", "lib", "fapp-db", "notes.db")
+
+    def test_sqlite_fresh_install_creates_the_file_and_its_side_record(self):
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), HOOK_ENV + (
+            "sqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('x')\"\n"))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], store=False)
+        self.prepare(inst)
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT body FROM notes").fetchall(), [("x",)])
+        env = read(os.path.join(inst.paths[0], "db-env"))
+        self.assertIn(f"BARTL_DB_NOTES_PATH={path}\n", env)
+        self.assertIn("BARTL_DB_NOTES_TYPE=sqlite\n", env)
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_sqlite_database_and_its_new_directory_belong_to_the_app_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to run the hook as another user")
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            "#!/bin/sh\nset -e\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"PRAGMA journal_mode=WAL; "
+            "CREATE TABLE notes (body text)\" >/dev/null\n"))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], store=False)
+        edit_config(inst.config, {"app.user": '"nobody"'})
+        self.prepare(inst)
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertEqual(os.stat(path).st_uid, nobody)
+        self.assertEqual(os.stat(os.path.dirname(path)).st_uid, nobody)  # the app writes its -wal there
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT name FROM sqlite_master").fetchall(), [("notes",)])
+        self.assertEqual(os.stat(path + ".bartl-state-id").st_uid, 0)  # bartl's record, not the app's
+
+    def test_sqlite_foreign_file_is_refused_and_untouched(self):
+        path = self.sqlite_path()
+        os.makedirs(os.path.dirname(path))
+        with sqlite3.connect(path) as c:
+            c.execute("CREATE TABLE t (x int)")
+            c.execute("INSERT INTO t VALUES (7)")
+        before = read(path, "rb")
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"sqlite:{path} holds tables (no state ID) and there is no marker", r.stderr)
+        self.assertEqual(read(path, "rb"), before)
+        self.assertFalse(os.path.exists(path + ".bartl-state-id"))
+
+    def test_sqlite_empty_file_counts_as_absent(self):
+        path = self.sqlite_path()
+        os.makedirs(os.path.dirname(path))
+        open(path, "w").close()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
+        self.assertIn("decision: init", self.prepare(inst).stderr)
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+
+    # --- client libraries are loaded only when needed ----------------------------------------
+
+    def test_missing_client_library_is_a_configuration_error_naming_the_package(self):
+        # libpq hidden by an empty file bind-mounted over it, in a mount namespace of bartld's own.
+        lib = os.path.realpath("/usr/lib/x86_64-linux-gnu/libpq.so.5")
+        if os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists(lib):
+            self.skipTest("needs root, unshare(1) and Debian's libpq5")
+        empty = os.path.join(self.root, "empty.so")
+        open(empty, "w").close()
+        hidden = self.instance([{"type": "postgresql", "name": self.dbname, "connection": "host=/nowhere"}],
+                               store=False)
+
+        def run_without_libpq(inst):
+            inst.bartld, real = "/usr/bin/unshare", inst.bartld
+            try:
+                return inst.run("-m", "--propagation", "private", "sh", "-c",
+                                'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", empty, lib, real, "--config",
+                                inst.config, "--prepare")
+            finally:
+                inst.bartld = real
+
+        hidden.argv = lambda *args: [hidden.bartld, *args]
+        r = run_without_libpq(hidden)
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn(f"{hidden.config}:11:1: [[state.databases]] declares a postgresql database, which needs "
+                      "libpq.so.5", r.stderr)
+        self.assertIn("apt-get install libpq5", r.stderr)
+        # Without a database declared, bartld does not need libpq at all.
+        plain = Instance(os.path.join(self.root, "plain"), store=False)
+        plain.argv = lambda *args: [plain.bartld, *args]
+        r = run_without_libpq(plain)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIsNotNone(plain.marker())
+
+    # --- backup refuses, until dumps are in the blob -----------------------------------------
+
+    def test_backup_refuses_while_databases_are_declared(self):
+        path = self.sqlite_path()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}])
+        self.prepare(inst)
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"no backup taken: [[state.databases]] declares sqlite:{path}", r.stderr)
+        self.assertEqual(inst.backups(), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
