@@ -60,8 +60,8 @@ class AppCase:
     def setUpClass(cls):
         cls.timings = {}
         t0 = time.monotonic()
-        nspawn.ensure_root()
-        cls.debdir, _ = nspawn.ensure_packages()
+        _, cls.timings["root"] = nspawn.ensure_root()
+        cls.debdir, cls.timings["packages"] = nspawn.ensure_packages()
         bartl = [p for p in os.listdir(cls.debdir) if p.startswith("bartl_") and p.endswith(".deb")]
         if len(bartl) != 1:
             raise AssertionError(f"{cls.debdir} must hold one bartl_*.deb, holds {bartl}")
@@ -72,10 +72,11 @@ class AppCase:
         cls.c = nspawn.Container(nspawn.ROOT, cls.debdir, cls.workdir,
                                  binds=[(os.path.join(nspawn.SOURCE_ROOT, "examples"), SOURCE_EXAMPLES)])
         cls.addClassCleanup(cls.c.close)
+        t_boot = time.monotonic()
         cls.c.find_init()
         cls.c.wait_booted()
         t1 = time.monotonic()
-        cls.timings["boot"] = t1 - t0
+        cls.timings["boot"] = t1 - t_boot
         # Both from Debian, by apt as an operator would (the app's dependencies from the mirror).
         nspawn.apt_install(cls.c, f"/mnt/host/{bartl[0]}", *cls.PACKAGES)
         cls.timings["apt install"] = time.monotonic() - t1
