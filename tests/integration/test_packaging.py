@@ -58,7 +58,7 @@ def cited_doc_paths():
 def shipped_examples():
     """{path under DOC: executable?} of the example trees the packages ship uncompressed."""
     out = {}
-    for example in ("appliance", "notes"):
+    for example in ("appliance", "notes", "radicale", "redis"):
         top = os.path.join(SOURCE_ROOT, "examples", example)
         for d, dirs, files in os.walk(top):
             dirs[:] = [x for x in dirs if x != "__pycache__"]

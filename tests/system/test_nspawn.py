@@ -253,9 +253,11 @@ class Container:
     container writes survives a reboot() and is gone with close(); the cached root is never
     written."""
 
-    def __init__(self, root, debdir, workdir):
+    def __init__(self, root, debdir, workdir, binds=()):
+        """binds: more (HOSTDIR, CONTAINERDIR) pairs bound read-only, besides debdir at /mnt/host."""
         self.name = f"bartl-test-{os.getpid()}"
         self.debdir = debdir
+        self.binds = [f"--bind-ro={src}:{dst}" for src, dst in binds]
         self.workdir = workdir
         self.tree = os.path.join(workdir, "tree")
         for d in ("upper", "work", "tree"):
@@ -275,7 +277,7 @@ class Container:
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-D", self.tree, "-b", "--console=pipe", "--register=no", "--keep-unit",
              f"--machine={self.name}", f"--bind-ro={self.debdir}:/mnt/host",
-             f"--bind={ARCHIVES}:/var/cache/apt/archives"],
+             f"--bind={ARCHIVES}:/var/cache/apt/archives", *self.binds],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = None
 
@@ -376,6 +378,19 @@ class Container:
 
 # ---------------------------------------------------------------------------------------------
 
+def apt_install(container, *packages, downgrade=False):
+    """apt-get install in the container (.deb files or package names from the mirror)."""
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confnew"]
+    if downgrade:
+        cmd.append("--allow-downgrades")
+    r = container.run(*cmd, *packages, check=False, timeout=600)
+    if r.returncode != 0:  # lists older than the mirror: refresh once and retry
+        container.run("apt-get", "update", "-qq", timeout=300)
+        r = container.run(*cmd, *packages, timeout=600)
+    return r
+
+
 def http_json(port, path, data=None, timeout=5):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
                                  data=None if data is None else json.dumps(data).encode(),
@@ -429,15 +444,7 @@ class RealSystemd(unittest.TestCase):
 
     @classmethod
     def install(cls, *debs, downgrade=False):
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-               "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confnew"]
-        if downgrade:
-            cmd.append("--allow-downgrades")
-        r = cls.c.run(*cmd, *debs, check=False, timeout=600)
-        if r.returncode != 0:  # lists older than the mirror: refresh once and retry
-            cls.c.run("apt-get", "update", "-qq", timeout=300)
-            r = cls.c.run(*cmd, *debs, timeout=600)
-        return r
+        return apt_install(cls.c, *debs, downgrade=downgrade)
 
     def setUp(self):
         self.t0 = time.monotonic()
