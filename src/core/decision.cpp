@@ -241,4 +241,28 @@ std::string format_path_words(const std::vector<Action>& path) {
     return s;
 }
 
+std::string path_words_from_names(const std::string& machine_path) {
+    static constexpr Action kAll[] = {
+        Action::serve, Action::init, Action::restore, Action::migrate, Action::backup_before_migrate,
+        Action::clean_partial, Action::upgrade_marker, Action::add_components, Action::take_over,
+        Action::refuse_downgrade, Action::refuse_foreign, Action::refuse_undeclared, Action::fail_unreachable,
+        Action::fail_not_a_store, Action::fail_all_rejected, Action::fail_pin_missing, Action::fail_not_mounted,
+        Action::fail_incomplete};
+    const std::string sep = " -> ";
+    std::string out;
+    std::size_t at = 0;
+    for (;;) {
+        const auto end = machine_path.find(sep, at);
+        const std::string name = machine_path.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        std::string word = name;
+        for (const Action a : kAll)
+            if (name == action_name(a)) word = action_label(a);
+        if (!out.empty()) out += sep;
+        out += word;
+        if (end == std::string::npos) break;
+        at = end + sep.size();
+    }
+    return out;
+}
+
 }  // namespace bartl

@@ -109,5 +109,9 @@ std::vector<Action> predict_path(const Observed& o);
 std::string format_path(const std::vector<Action>& path);
 /// Joins operator words as "restore -> back up (pre-migration) -> migrate -> serve".
 std::string format_path_words(const std::vector<Action>& path);
+/// Rewrites a path of machine names ("init -> take_over -> serve", as in the journal field
+/// BARTL_DECISION and the D-Bus property LastDecision) in operator words; a name this
+/// version does not know (from a newer bartld) is kept as it is.
+std::string path_words_from_names(const std::string& machine_path);
 
 }  // namespace bartl

@@ -51,6 +51,7 @@
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
+#include "core/decision.hpp"
 #include "core/error.hpp"
 #include "core/marker.hpp"
 #include "core/semver.hpp"
@@ -237,7 +238,7 @@ std::string info_text(const Info& i) {
     line("App:", i.app_pid ? fmt::format("{} (PID {})", i.app, i.app_pid) : i.app);
     line("Versions:", fmt::format("engine {}, state {}", i.engine, i.state.empty() ? "-" : i.state));
     if (!i.origin.empty()) line("Origin:", i.origin);
-    if (!i.decision.empty()) line("Decision:", i.decision);
+    if (!i.decision.empty()) line("Decision:", path_words_from_names(i.decision));
     if (!i.job.empty()) line("Backup job:", fmt::format("{} running", i.job));
     if (i.ok_id.empty()) {
         std::string v = "none of this state yet";
@@ -518,7 +519,7 @@ int offline_status(const Options& o, const std::string& why, bool bus_reachable)
                                      state["last_event"]["detail"].get<std::string>()));
     const auto& jf = j["journal"];
     if (!jf["decision"].is_null())
-        line("Decision:", fmt::format("{} (journal, {})", jf["decision"].get<std::string>(),
+        line("Decision:", fmt::format("{} (journal, {})", path_words_from_names(jf["decision"].get<std::string>()),
                                       jf["decision_time"].get<std::string>()));
     if (!jf["error"].is_null())
         line("Error:", fmt::format("{} ({})", jf["error"].get<std::string>(), jf["error_time"].get<std::string>()));

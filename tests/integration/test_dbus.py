@@ -106,7 +106,7 @@ class DBus(StackTest):
         text = self.ctl("status").stdout
         self.assertIn("● notes - serving since", text)
         self.assertIn("engine 1.0.0, state 1.0.0", text)
-        self.assertIn("Decision: init -> take_over -> serve", text)
+        self.assertIn("Decision: init (fresh install) -> take over the store -> serve", text)
 
         # backup --wait: progress lines (from BackupProgress signals) and the result; a second
         # one estimates from the first.

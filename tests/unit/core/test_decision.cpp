@@ -251,6 +251,12 @@ TEST_CASE("decision: action names, operator words and terminality", "[decision]"
     CHECK(format_path({}) == "");
     CHECK(format_path({Action::serve}) == "serve");
     CHECK(format_path({Action::init, Action::serve}) == "init -> serve");
+    CHECK(path_words_from_names("init -> take_over -> serve") == "init (fresh install) -> take over the store -> serve");
+    CHECK(path_words_from_names("refuse_downgrade") == "refuse: downgrade");
+    CHECK(path_words_from_names("restore -> from_a_newer_bartl -> serve") == "restore -> from_a_newer_bartl -> serve");
+    CHECK(path_words_from_names("") == "");
+    for (int a = 0; a <= static_cast<int>(Action::fail_incomplete); ++a)
+        CHECK(path_words_from_names(action_name(static_cast<Action>(a))) == action_label(static_cast<Action>(a)));
     CHECK(format_path_words({Action::backup_before_migrate, Action::migrate, Action::serve}) ==
           "back up (pre-migration) -> migrate -> serve");
 }
