@@ -1,7 +1,7 @@
 // The two compositions of the blob stages. Threads: like `tar | zstd` and `zstd -dc | tar -x`
 // with two processes, each direction runs on two cores, joined by a bounded ChunkPipe: the
 // tar writer on the caller's thread and everything after it on a second one; for a restore,
-// reading, hashing and decompression on a second thread and extraction on the
+// reading, hashing, decryption and decompression on a second thread and extraction on the
 // caller's. Staging is only committed by the caller after extract_blob() returns, which it
 // does only after the second thread verified size and SHA-256.
 #include "blob/blob.hpp"
@@ -100,8 +100,10 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int l
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, const BlobWriteOptions& options) {
     const auto steps = capture_order(manifest, options.streams);
     HashingSink hash(sink);
+    std::optional<AgeEncryptor> age;
+    if (options.encrypt_to) age.emplace(hash, *options.encrypt_to, options.cancel);
     // Built here, so a level zstd rejects is a ConfigError before anything runs.
-    ZstdCompressor zstd(hash, options.level, options.threads);
+    ZstdCompressor zstd(age ? static_cast<ByteSink&>(*age) : hash, options.level, options.threads);
 
     ChunkPipe pipe;
     std::exception_ptr compress_error;
@@ -114,6 +116,7 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, const
                 zstd.write(chunk.data(), chunk.size());
             }
             zstd.finish();
+            if (age) age->finish();
         } catch (const PipeCancelled&) {
             // The tar side failed and reports why.
         } catch (...) {
@@ -151,7 +154,7 @@ BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, const
         throttle.finish(st.bytes + st.stream_bytes);
     } catch (...) {
         compressor.join();
-        // A stopped compressor (full disk, unreachable store) is the cause of the tar
+        // A stopped compressor (full disk, unreachable store, age) is the cause of the tar
         // side's error.
         if (compress_error) std::rethrow_exception(compress_error);
         throw;
@@ -177,7 +180,9 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
     xo.on_input = [&] { throttle.update(hash.consumed()); };
     TarExtractor extractor(staging, std::move(xo));  // checks staging before anything is read
 
-    ZstdDecompressor zstd(hash, limit, label);
+    std::optional<AgeDecryptor> age;
+    if (options.encrypted) age.emplace(hash, options.identities, label, options.cancel);
+    ZstdDecompressor zstd(age ? static_cast<ByteSource&>(*age) : hash, limit, label);
 
     ChunkPipe pipe;
     PipelineThread fetcher(pipe, std::thread([&] {

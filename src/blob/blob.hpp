@@ -1,10 +1,11 @@
 // Backup blob streams (bartl(7) "THE BACKUP BLOB"), each a chain of stages with one job:
 //
-//   write:  tar writer -> [thread] -> zstd -> SHA-256 + size -> sink (store writer)
-//   read:   source (store reader) -> SHA-256 + size -> zstd -d (bomb limit)
+//   write:  tar writer -> [thread] -> zstd -> [age -r] -> SHA-256 + size -> sink (store writer)
+//   read:   source (store reader) -> SHA-256 + size -> [age -d] -> zstd -d (bomb limit)
 //           -> [thread] -> secure tar extractor
 //
-// The stages are tar_writer.hpp, zstd_stage.hpp, hash_stage.hpp and tar_extract.hpp; this header composes them, one function per direction. Memory is bounded
+// The stages are tar_writer.hpp, zstd_stage.hpp, age_stage.hpp, hash_stage.hpp and
+// tar_extract.hpp; this header composes them, one function per direction. Memory is bounded
 // by buffer sizes and the chunk size of streamed sections (invariant 7).
 #pragma once
 
@@ -17,11 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "blob/age_stage.hpp"
 #include "blob/entry_rules.hpp"
 #include "blob/manifest.hpp"
 #include "blob/tar_extract.hpp"
 #include "core/error.hpp"
 #include "util/byte_stream.hpp"
+#include "util/cancel.hpp"
 
 namespace bartl {
 
@@ -64,16 +67,20 @@ struct BlobWriteOptions {
     std::vector<StreamComponent> streams;
     /// Bytes of one chunk of a streamed section, held in memory while it is archived.
     std::size_t chunk_bytes = 8u << 20;
+    /// Encrypt to these (the blob is then "NAME.tar.zst.age"); std::nullopt = not encrypted.
+    std::optional<AgeRecipients> encrypt_to;
+    /// Stops child stages (age) between their reads and writes.
+    CancelToken cancel = CancelToken::process();
 };
 
 /// Writes a backup blob to `sink`: a pax tar whose first entry is bartl/manifest.json
 /// (manifest.to_archive_json()), then the components in capture order, manifest.components
 /// (when empty: manifest.paths): a "path" component N of manifest.paths under state/N/
 /// (TarWriter::add_tree(), with manifest.exclude), any other kind from its StreamComponent;
-/// zstd at `options.level` with `options.threads` workers, one frame with a content checksum.
-/// The tar writer runs on the calling thread, the compressor on a second one. Throws
-/// RuntimeError (read errors naming the file, a state path that is missing or not a
-/// directory, sink errors as
+/// zstd at `options.level` with `options.threads` workers, one frame with a content checksum;
+/// age when `options.encrypt_to` is set. The tar writer runs on the calling thread, the
+/// compressor (and age's feeding) on a second one. Throws RuntimeError (read errors naming
+/// the file, a state path that is missing or not a directory, age failures, sink errors as
 /// thrown by `sink`), ConfigError when zstd rejects the level/threads, std::invalid_argument
 /// when a component has no path or stream, StopRequested.
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, const BlobWriteOptions& options);
@@ -91,8 +98,13 @@ struct BlobReadOptions {
     /// sidecar's `bytes` should pass a limit derived from it: data that compresses better
     /// than 200:1 (zero-filled preallocated files) would otherwise be refused.
     std::uint64_t max_unpacked = 0;
+    /// The blob is age-encrypted: decrypt it with these identity files (`age -d -i`).
+    bool encrypted = false;
+    std::vector<std::filesystem::path> identities;
     /// The streamed sections to deliver (TarExtractOptions::sections).
     std::map<std::string, SectionConsumer> sections;
+    /// Stops child stages (age) between their reads and writes.
+    CancelToken cancel = CancelToken::process();
 };
 
 /// Streams a blob from `source`, extracting state/N/... into staging[N] and streamed sections
@@ -100,15 +112,18 @@ struct BlobReadOptions {
 /// blob's size and SHA-256; at the end drains `source` and compares them with `expected_size`/
 /// `expected_sha256` (hex, either case), throwing IntegrityError on mismatch (the caller
 /// discards staging). Returns only after the whole blob verified: commit nothing before.
-/// Reading, hashing and decompression run on a second thread, extraction on the calling one.
-/// More than `options.max_unpacked` decompressed bytes is an IntegrityError. Staging directories must exist and be empty (else RuntimeError).
+/// Reading, hashing, decryption and decompression run on a second thread, extraction on the
+/// calling one. More than `options.max_unpacked` decompressed bytes is an IntegrityError;
+/// so is what age refuses. Staging directories must exist and be empty (else RuntimeError).
 /// `progress` gets blob bytes read so far and `expected_size`. Throws RuntimeError for write
-/// errors (ENOSPC) and errors of `source`.
+/// errors (ENOSPC), age that cannot be started, errors of `source`; std::invalid_argument
+/// for an encrypted blob without identities.
 BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                                const std::vector<std::filesystem::path>& staging,
                                const ProgressFn& progress = {}, const BlobReadOptions& options = {});
 
-/// Streams a blob and checks size and SHA-256 only (no decompression nor extraction). Throws IntegrityError on a mismatch, RuntimeError for
+/// Streams a blob and checks size and SHA-256 only (no decryption, decompression nor
+/// extraction: it needs no identity). Throws IntegrityError on a mismatch, RuntimeError for
 /// errors of `source`.
 void check_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                 const BlobReadOptions& options = {});
