@@ -83,6 +83,16 @@ class Encryption(StackTest):
         self.assertEqual(s.marker()["origin"], f"restore:{m['id']}")
         self.assertEqual(tree_digest(s.state), before)
 
+    def test_verify_decrypts_with_the_credential_and_names_a_missing_one(self):
+        s = self.encrypted_stack()
+        [m] = s.backups()
+        r = s.run("--verify", extra_env=self.cred_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"backup {m['id']} OK", r.stdout)
+        r = s.run("--verify")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("age-identity", r.stderr)
+
     def test_identity_file_restores_too(self):
         s = self.encrypted_stack()
         [m] = s.backups()
