@@ -150,6 +150,45 @@ class Encryption(StackTest):
         self.assertIn("no identity matched", r.stderr)
         self.assertEqual(s.marker()["origin"], f"restore:{old['id']}")
 
+    def test_altered_ciphertext_with_a_matching_sidecar_is_rejected_by_age_and_falls_back(self):
+        # An attacker who rewrites the sidecar's size and SHA-256 gets past those checks; age's
+        # authentication still refuses a flipped byte in the header, the body or the last chunk,
+        # and a truncation, and the restore falls back to the older backup.
+        s = self.encrypted_stack()
+        [old] = s.backups()
+        for damage in ("header", "body", "last chunk", "truncated"):
+            with self.subTest(damage=damage):
+                # From the state restored last time, which took the store over: it may write.
+                r = s.run("--backup")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                new = s.backups()[0]
+                self.assertNotEqual(new["id"], old["id"])
+                blob = self.blob(s, new)
+                with open(blob, "rb") as f:
+                    data = bytearray(f.read())
+                at = {"header": data.index(b"\n---") // 2, "body": len(data) // 2,
+                      "last chunk": len(data) - 5}.get(damage)
+                if at is None:
+                    data = data[:-100]
+                else:
+                    data[at] ^= 0x01
+                with open(blob, "wb") as f:
+                    f.write(data)
+                with open(blob + ".json") as f:
+                    sidecar = json.load(f)
+                sidecar["blob"]["size"] = len(data)
+                sidecar["blob"]["sha256"] = hashlib.sha256(data).hexdigest()
+                with open(blob + ".json", "w") as f:
+                    json.dump(sidecar, f)
+                disaster(s)
+                r = s.run("--prepare", extra_env=self.cred_env())
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(f"backup {new['id']} rejected", r.stderr)
+                self.assertIn("cannot decrypt", r.stderr)
+                self.assertEqual(s.marker()["origin"], f"restore:{old['id']}")
+                os.remove(blob + ".json")
+                os.remove(blob)
+
     def test_blob_made_by_hand_with_tar_zstd_age_is_restored(self):
         # An unencrypted bartl backup, re-made by hand as tar | zstd | age -r with its sidecar
         # updated (size, SHA-256, encryption, name), is restored by bartld.
