@@ -20,6 +20,10 @@ first run; dropping the cache needs root and disturbs the other users of this ma
            baseline: zstd -dc BLOB | tar -x -C DIR                            (issue 3)
            durable:  zstd -dc BLOB | tar -x -C DIR; sync -f DIR              (informational)
 
+With --encrypt (issue 13), every run also takes and restores an age-encrypted backup
+(encrypt_to = an age-keygen recipient, identity from the credential age-identity) right after
+the unencrypted one: target encrypted / unencrypted <= 1.15 for both, peak RSS < 64 MiB.
+
 Peak RSS of bartld is its VmHWM (/proc/PID/status, sampled every 5 ms). Targets: bartld time / baseline
 time <= 1.0 for both, peak RSS < 64 MiB for both. Exit status is 0 unless --check is given
 and a target fails. Everything but the reusable data set is removed at the end (--clean
@@ -40,6 +44,7 @@ from bartltest import GiB, MiB, human, median, parse_size, verdict  # noqa: E402
 GEN_VERSION = 1  # bump when the generator changes: old data sets are regenerated
 TARGET_RATIO = 1.0
 TARGET_RSS_KIB = 64 * 1024
+TARGET_AGE_RATIO = 1.15
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,13 +150,16 @@ def bash(cmd):
     return ["/bin/bash", "-o", "pipefail", "-c", cmd]
 
 
-def write_config(path, state, bartl_dir, store, init_hook=None, moved_from=None):
+def write_config(path, state, bartl_dir, store, init_hook=None, moved_from=None, encrypt_to=None):
+    backup = {"store": "file://" + store, "compression": "zstd:3", "interval": "24h", "keep_last": 100}
+    if encrypt_to:
+        backup["encrypt_to"] = [encrypt_to]
     bt.write_config(path, {
         "app": {"name": "benchdata", "version": "1.0.0"},
         # moved: the restore side's state lives elsewhere than the backed-up one
         "state": {"paths": [state], "bartl_dir": bartl_dir, "moved": {moved_from: state} if moved_from else None},
         **({"hooks": {"init": init_hook}} if init_hook else {}),
-        "backup": {"store": "file://" + store, "compression": "zstd:3", "interval": "24h", "keep_last": 100}})
+        "backup": backup})
 
 
 def du_bytes(path):
@@ -214,7 +222,32 @@ def q(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def bench_size(bartld, base, size, seed, runs, env, durable):
+def new_store(bartld, ex, name, state, bartl_dir, env, encrypt_to=None):
+    """A fresh file:// store EX/NAME with its identity, and the config backing up into it."""
+    store = os.path.join(ex, name)
+    os.makedirs(store)
+    cfg = os.path.join(ex, name + ".toml")
+    write_config(cfg, state, bartl_dir, store, encrypt_to=encrypt_to)
+    must(timed([bartld, "--config", cfg, "--init-store"], ex, env), f"bartld --init-store ({name})")
+    return store, cfg
+
+
+def restore_into(bartld, ex, name, state, store, env, nfiles, encrypt_to=None):
+    """bartld --prepare restoring the one backup in `store` into EX/NAME; the timed Result."""
+    rroot = os.path.join(ex, name)
+    cfg = os.path.join(ex, name + ".toml")
+    write_config(cfg, os.path.join(rroot, "state", "data"), os.path.join(rroot, "bartl"), store, moved_from=state,
+                 encrypt_to=encrypt_to)
+    m = must(timed([bartld, "--config", cfg, "--prepare"], ex, env), f"bartld --prepare (restore, {name})")
+    if "restore" not in m.stdout:
+        sys.exit(f"bartld --prepare did not restore: {m.stdout}\n{m.stderr[-2000:]}")
+    got = count_files(os.path.join(rroot, "state", "data"))
+    if got != nfiles:
+        sys.exit(f"restore gave {got} files, expected {nfiles}")
+    return m
+
+
+def bench_size(bartld, base, size, seed, runs, env, durable, encrypt=False):
     root, state, bartl_dir = ensure_dataset(bartld, base, size, seed, env)
     nfiles, nbytes = count_files(state), du_bytes(state)
     work = os.path.join(base, f"work-{os.getpid()}")
@@ -224,26 +257,33 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
         sys.exit(f"not enough space in {base}: {human(st.f_bavail * st.f_frsize)} free, about {human(need)} "
                  f"needed for {runs} run(s) of {human(nbytes)} (use --runs 1 or --no-durable)")
     shutil.rmtree(work, ignore_errors=True)
-    store = os.path.join(work, "store")
-    os.makedirs(store)
+    os.makedirs(work)
     res = {"size": size, "files": nfiles, "bytes": nbytes, "backup": [], "backup_base": [],
            "backup_durable": [], "restore": [], "restore_base": [], "restore_durable": [],
-           "backup_rss": [], "restore_rss": [], "blob": 0}
+           "backup_rss": [], "restore_rss": [], "blob": 0,
+           "backup_age": [], "restore_age": [], "backup_age_rss": [], "restore_age_rss": []}
     try:
-        cfg_a = os.path.join(work, "a.toml")
-        write_config(cfg_a, state, bartl_dir, store)
-        must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
+        recipient = None
+        if encrypt:
+            key = os.path.join(work, "age.key")
+            must(timed([shutil.which("age-keygen"), "-o", key], work), "age-keygen")
+            recipient = must(timed([shutil.which("age-keygen"), "-y", key], work), "age-keygen -y").stdout.strip()
+            creds = os.path.join(work, "credentials")
+            os.makedirs(creds)
+            shutil.copy(key, os.path.join(creds, "age-identity"))
+            env_age = dict(env, CREDENTIALS_DIRECTORY=creds)
         print(f"data set: {nfiles} files, {human(nbytes)}; warm-up read {warm(state, work):.1f} s", flush=True)
         for run in range(runs):
             # Nothing is deleted before the end of this size's runs: ext4 scans recently deleted
             # inodes when it allocates new ones (find_inode_bit -> recently_deleted), so a
             # restore right after an `rm -rf` of a big tree pays ~1 ms per created file.
             ex = os.path.join(work, f"run{run}")
-            rroot = os.path.join(ex, "bartl-restore")
-            cfg_b = os.path.join(ex, "b.toml")
             os.makedirs(ex)
-            write_config(cfg_b, os.path.join(rroot, "state", "data"), os.path.join(rroot, "bartl"), store,
-                         moved_from=state)
+            # A new store per run: the restore below takes the store over (fencing), after
+            # which the data set's state may no longer back up there.
+            store, cfg_a = new_store(bartld, ex, "store", state, bartl_dir, env)
+            if encrypt:
+                store_age, cfg_e = new_store(bartld, ex, "store-age", state, bartl_dir, env, recipient)
             # backup: baseline, then bartld
             m = must(timed(bash(f"tar -cf - -C {q(state)} . | zstd -3 -T0 -q | sha256sum"), work), "baseline backup")
             res["backup_base"].append(m.elapsed)
@@ -275,19 +315,23 @@ def bench_size(bartld, base, size, seed, runs, env, durable):
                 m = must(timed(bash(f"zstd -dc -q {q(blob)} | {tar_x} -C {q(x)} && sync -f {q(x)}"), work),
                          "durable baseline restore")
                 res["restore_durable"].append(m.elapsed)
-            m = must(timed([bartld, "--config", cfg_b, "--prepare"], work, env), "bartld --prepare (restore)")
-            if "restore" not in m.stdout:
-                sys.exit(f"bartld --prepare did not restore: {m.stdout}\n{m.stderr[-2000:]}")
+            m = restore_into(bartld, ex, "bartl-restore", state, store, env, nfiles)
             res["restore"].append(m.elapsed)
             res["restore_rss"].append(m.maxrss_kib)
-            got = count_files(os.path.join(rroot, "state", "data"))
-            if got != nfiles:
-                sys.exit(f"restore gave {got} files, expected {nfiles}")
-            for n in os.listdir(store):
-                os.unlink(os.path.join(store, n))
+            if encrypt:
+                m = must(timed([bartld, "--config", cfg_e, "--backup"], work, env), "bartld --backup (age)")
+                res["backup_age"].append(m.elapsed)
+                res["backup_age_rss"].append(m.maxrss_kib)
+                m = restore_into(bartld, ex, "bartl-restore-age", state, store_age, env_age, nfiles, recipient)
+                res["restore_age"].append(m.elapsed)
+                res["restore_age_rss"].append(m.maxrss_kib)
+            for s in (store, store_age) if encrypt else (store,):
+                shutil.rmtree(s)
             print(f"  run {run + 1}/{runs}: backup {res['backup'][-1]:.2f} s vs {res['backup_base'][-1]:.2f} s, "
                   f"restore {res['restore'][-1]:.2f} s vs {res['restore_base'][-1]:.2f} s, "
-                  f"RSS {res['backup_rss'][-1] / 1024:.1f} / {res['restore_rss'][-1] / 1024:.1f} MiB", flush=True)
+                  f"RSS {res['backup_rss'][-1] / 1024:.1f} / {res['restore_rss'][-1] / 1024:.1f} MiB"
+                  + (f"; age: backup {res['backup_age'][-1]:.2f} s, restore {res['restore_age'][-1]:.2f} s"
+                     if encrypt else ""), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return root, res
@@ -301,6 +345,8 @@ def main():
     ap.add_argument("--dir", default="/var/tmp/bartl-bench", help="where data sets and scratch go")
     ap.add_argument("--runs", type=int, default=3, help="measured runs per size; medians are reported (default 3)")
     ap.add_argument("--no-durable", action="store_true", help="skip the informational fsync'ing baselines")
+    ap.add_argument("--encrypt", action="store_true",
+                    help="also time an age-encrypted backup and restore per run (issue 13; needs age)")
     ap.add_argument("--clean", action="store_true", help="remove the generated data sets afterwards")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     ap.add_argument("--generate-into-staging", action="store_true", help=argparse.SUPPRESS)
@@ -311,7 +357,7 @@ def main():
         generate(os.environ["BARTL_STAGING"], args.generate_size, args.seed)
         return 0
 
-    for tool in ("tar", "zstd", "sha256sum", "sync"):
+    for tool in ("tar", "zstd", "sha256sum", "sync") + (("age", "age-keygen") if args.encrypt else ()):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found")
     bartld = bt.require_bartld(("build-bench", "build"), args.bartld)
@@ -323,7 +369,8 @@ def main():
     results, roots = [], []
     try:
         for size in sizes:
-            root, res = bench_size(bartld, args.dir, size, args.seed, args.runs, env, not args.no_durable)
+            root, res = bench_size(bartld, args.dir, size, args.seed, args.runs, env, not args.no_durable,
+                                   args.encrypt)
             results.append(res)
             roots.append(root)
     finally:
@@ -349,11 +396,21 @@ def main():
                   f"  time {verdict(ok_t)}, RSS {verdict(ok_m)}")
             lines.append((label, step, ok_t, t / b, ok_m, rss))
         print(f"{'':<22} blob {human(r['blob'])} (ratio {r['bytes'] / max(1, r['blob']):.2f}x)")
+        for step in ("backup", "restore") if r["backup_age"] else ():
+            # Per run, encrypted / unencrypted of the same run: both saw the same machine load.
+            ratio = median([a / p for a, p in zip(r[step + "_age"], r[step])])
+            rss = max(r[step + "_age_rss"])
+            ok_t, ok_m = ratio <= TARGET_AGE_RATIO, rss < TARGET_RSS_KIB
+            ok = ok and ok_t and ok_m
+            print(f"{label:<22} {step + '+age':<8} {median(r[step + '_age']):7.2f}s {'(bartld)':>9} {ratio:6.2f}"
+                  f" {'-':>8} {'-':>6} {rss / 1024:7.1f} MiB  time {verdict(ok_t)}, RSS {verdict(ok_m)}")
+            lines.append((label, step + " encrypted/unencrypted", ok_t, ratio, ok_m, rss))
     print()
     print("ratio = bartld / baseline (target <= 1.0); durable = baseline that also fsyncs its output"
           " (informational); peak RSS target < 64 MiB")
     for label, step, ok_t, ratio, ok_m, rss in lines:
-        print(f"{verdict(ok_t)}  {step} time ratio {ratio:.2f} <= 1.0 ({label})")
+        target = TARGET_AGE_RATIO if "encrypted" in step else TARGET_RATIO
+        print(f"{verdict(ok_t)}  {step} time ratio {ratio:.2f} <= {target} ({label})")
         print(f"{verdict(ok_m)}  {step} peak RSS {rss / 1024:.1f} MiB < 64 MiB ({label})")
     return 1 if (args.check and not ok) else 0
 

@@ -1,29 +1,44 @@
-// Backup blob streams: state paths -> POSIX pax tar -> zstd -> SHA-256 -> sink, and back
-// (verify while extracting into staging). Memory is bounded by buffer sizes (invariant 7).
+// Backup blob streams (bartl(7) "THE BACKUP BLOB"), each a chain of stages with one job:
+//
+//   write:  tar writer -> [thread] -> zstd -> [age -r] -> SHA-256 + size -> sink (store writer)
+//   read:   source (store reader) -> SHA-256 + size -> [age -d] -> zstd -d (bomb limit)
+//           -> [thread] -> secure tar extractor
+//
+// The stages are tar_writer.hpp, zstd_stage.hpp, age_stage.hpp, hash_stage.hpp and
+// tar_extract.hpp; this header composes them, one function per direction. Memory is bounded
+// by buffer sizes and the chunk size of streamed sections (invariant 7).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "blob/age_stage.hpp"
+#include "blob/entry_rules.hpp"
 #include "blob/manifest.hpp"
+#include "blob/tar_extract.hpp"
 #include "core/error.hpp"
 #include "util/byte_stream.hpp"
+#include "util/cancel.hpp"
 
 namespace bartl {
 
-/// Progress callback: bytes of file content processed so far, bytes expected (0 = unknown).
+/// Progress callback: bytes processed so far, bytes expected (0 = unknown). It may throw
+/// (StopRequested) to stop the stream.
 using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
 /// What writing a blob produced.
 struct BlobWriteResult {
     std::uint64_t blob_size = 0;            ///< bytes written to the sink
     std::string sha256;                     ///< hex SHA-256 of those bytes
-    std::uint64_t files = 0;                ///< entries archived (excluding bartl/)
-    std::uint64_t bytes = 0;                ///< regular file content bytes archived
+    std::uint64_t files = 0;                ///< entries of the state trees archived (not bartl/, db/)
+    std::uint64_t bytes = 0;                ///< regular file content bytes of the state trees
+    std::uint64_t stream_bytes = 0;         ///< bytes of the streamed sections (db/)
     std::vector<std::string> changed_while_read;  ///< files whose size/mtime changed while read,
                                                   ///< or that vanished while the tree was walked
     /// Things not backed up as they are, for the operator's log: FIFOs, sockets and device
@@ -32,42 +47,47 @@ struct BlobWriteResult {
     std::uint64_t excluded = 0;  ///< entries left out by manifest.exclude
 };
 
-/// True when `rel` (a path relative to a state root, "a/b/temp-1.rdb") matches one of `globs`
-/// ([backup] exclude): a glob without '/' matches the last name at any depth, one with '/'
-/// matches the whole relative path (fnmatch(3), FNM_PATHNAME). Pure.
-bool path_excluded(const std::string& rel, const std::vector<std::string>& globs);
+/// A component captured as a stream of unknown length (a database dump), archived as
+/// db/SECTION.000000, db/SECTION.000001, ... (TarWriter::add_stream()).
+struct StreamComponent {
+    std::string kind;     ///< manifest component kind ("postgresql")
+    std::string name;     ///< manifest component name ("notes")
+    std::string section;  ///< entry name stem below db/ ("notes.dump"), valid_section_name()
+    /// Opens the stream when its turn in the capture order comes (so a dump starts only then);
+    /// the source's read() returns 0 at its end and throws when its producer failed.
+    std::function<std::unique_ptr<ByteSource>()> open;
+};
 
-/// Writes a backup blob of `manifest.paths` to `sink`: pax tar whose first entry is
-/// bartl/manifest.json (manifest.to_archive_json()), then each path N under state/N/, keeping
-/// modes, owners, mtimes, symlinks, hard links, sparse files, xattrs and ACLs; zstd at
-/// `level` (1-19) with `threads` zstd workers (1 = on a second thread of ours, streaming; 0 =
-/// one per core, at most 4; memory ~5 MiB per worker), one zstd frame with a content
-/// checksum. The tar writer and the compressor run on two threads. Symlinks are stored, never followed;
-/// hard links are kept within one state path. Entries matching manifest.exclude are left out
-/// (a directory with everything below it), and the root's user.bartl.state_id (bartl's own
-/// bookkeeping) is never archived. Files that vanish or change while being read
-/// (live backups) are listed in changed_while_read, not errors. `progress` gets file content
-/// bytes so far and 0 (total unknown). Throws RuntimeError (read errors naming the file, a
-/// state path that is missing or not a directory, sink errors as thrown by `sink`),
-/// ConfigError when zstd rejects the level/threads.
+/// Settings of write_blob().
+struct BlobWriteOptions {
+    int level = 3;    ///< zstd level, 1 to 19
+    int threads = 0;  ///< zstd workers: 1 = one thread, streaming; N; 0 = one per core, at most 4
+    ProgressFn progress;  ///< content bytes so far and 0 (total unknown)
+    /// The non-path components of the manifest, by (kind, name).
+    std::vector<StreamComponent> streams;
+    /// Bytes of one chunk of a streamed section, held in memory while it is archived.
+    std::size_t chunk_bytes = 8u << 20;
+    /// Encrypt to these (the blob is then "NAME.tar.zst.age"); std::nullopt = not encrypted.
+    std::optional<AgeRecipients> encrypt_to;
+    /// Stops child stages (age) between their reads and writes.
+    CancelToken cancel = CancelToken::process();
+};
+
+/// Writes a backup blob to `sink`: a pax tar whose first entry is bartl/manifest.json
+/// (manifest.to_archive_json()), then the components in capture order, manifest.components
+/// (when empty: manifest.paths): a "path" component N of manifest.paths under state/N/
+/// (TarWriter::add_tree(), with manifest.exclude), any other kind from its StreamComponent;
+/// zstd at `options.level` with `options.threads` workers, one frame with a content checksum;
+/// age when `options.encrypt_to` is set. The tar writer runs on the calling thread, the
+/// compressor (and age's feeding) on a second one. Throws RuntimeError (read errors naming
+/// the file, a state path that is missing or not a directory, age failures, sink errors as
+/// thrown by `sink`), ConfigError when zstd rejects the level/threads, std::invalid_argument
+/// when a component has no path or stream, StopRequested.
+BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, const BlobWriteOptions& options);
+
+/// write_blob() of the state paths only, unencrypted: zstd `level` with `threads` workers.
 BlobWriteResult write_blob(const BackupManifest& manifest, ByteSink& sink, int level, int threads,
                            const ProgressFn& progress = {});
-
-/// Why a symlink with `target`, at `link_rel` (its path below a state root, "a/b/link"), may
-/// not be restored: absolute, empty, climbing above the root, or ".." after a path component
-/// (a chain through a link like "here -> ." could then climb out). std::nullopt when it is
-/// fine. write_blob refuses to back up such links; extract_blob rejects them.
-std::optional<std::string> symlink_target_problem(const std::string& target, const std::string& link_rel);
-
-/// What extracting a blob found.
-struct BlobExtractResult {
-    BackupManifest archive_manifest;  ///< parsed bartl/manifest.json
-    std::uint64_t files = 0;          ///< entries extracted (excluding bartl/)
-    std::uint64_t bytes = 0;          ///< regular file content bytes extracted
-    /// Metadata that could not be restored (an ACL or xattr the target filesystem refuses),
-    /// and neutralised entries (setuid/setgid bits, security.capability xattrs dropped).
-    std::vector<std::string> warnings;
-};
 
 /// Optional settings for extract_blob() and check_blob().
 struct BlobReadOptions {
@@ -78,27 +98,33 @@ struct BlobReadOptions {
     /// sidecar's `bytes` should pass a limit derived from it: data that compresses better
     /// than 200:1 (zero-filled preallocated files) would otherwise be refused.
     std::uint64_t max_unpacked = 0;
+    /// The blob is age-encrypted: decrypt it with these identity files (`age -d -i`).
+    bool encrypted = false;
+    std::vector<std::filesystem::path> identities;
+    /// The streamed sections to deliver (TarExtractOptions::sections).
+    std::map<std::string, SectionConsumer> sections;
+    /// Stops child stages (age) between their reads and writes.
+    CancelToken cancel = CancelToken::process();
 };
 
-/// Streams a blob from `source`, extracting state/N/... into staging[N], while computing its
-/// size and SHA-256; at the end drains `source` and compares them with `expected_size`/
+/// Streams a blob from `source`, extracting state/N/... into staging[N] and streamed sections
+/// into `options.sections` (TarExtractor: every rejection rule is its), while computing the
+/// blob's size and SHA-256; at the end drains `source` and compares them with `expected_size`/
 /// `expected_sha256` (hex, either case), throwing IntegrityError on mismatch (the caller
-/// discards staging). Secure: rejects (throws IntegrityError naming the entry) absolute
-/// paths, "." and ".." components, links leaving their state/N tree, writing through a
-/// symlink, device nodes, FIFOs, sockets, entries outside bartl/ state/ (db/ is refused until
-/// database dumps exist), state/N with N out of range, duplicate entries, an archive whose
-/// first entry is not bartl/manifest.json, and more than `options.max_unpacked` decompressed
-/// bytes; setuid/setgid bits of files and security.capability xattrs are dropped. Never
-/// writes outside the staging directories. Owners are restored (by name) when running as
-/// root. Staging directories must exist and be empty (else RuntimeError). `progress` gets
-/// blob bytes read so far and `expected_size`. Throws RuntimeError for write errors (ENOSPC)
-/// and for errors of `source`.
+/// discards staging). Returns only after the whole blob verified: commit nothing before.
+/// Reading, hashing, decryption and decompression run on a second thread, extraction on the
+/// calling one. More than `options.max_unpacked` decompressed bytes is an IntegrityError;
+/// so is what age refuses. Staging directories must exist and be empty (else RuntimeError).
+/// `progress` gets blob bytes read so far and `expected_size`. Throws RuntimeError for write
+/// errors (ENOSPC), age that cannot be started, errors of `source`; std::invalid_argument
+/// for an encrypted blob without identities.
 BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                                const std::vector<std::filesystem::path>& staging,
                                const ProgressFn& progress = {}, const BlobReadOptions& options = {});
 
-/// Streams a blob and checks size and SHA-256 only (no extraction, no decompression).
-/// Throws IntegrityError on a mismatch, RuntimeError for errors of `source`.
+/// Streams a blob and checks size and SHA-256 only (no decryption, decompression nor
+/// extraction: it needs no identity). Throws IntegrityError on a mismatch, RuntimeError for
+/// errors of `source`.
 void check_blob(ByteSource& source, std::uint64_t expected_size, const std::string& expected_sha256,
                 const BlobReadOptions& options = {});
 

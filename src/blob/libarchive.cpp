@@ -2,6 +2,8 @@
 
 #include <array>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "bartl_build_config.h"
 #include "util/dlopen.hpp"
@@ -23,3 +25,47 @@ void load() {
 }
 
 }  // namespace bartl::la
+
+namespace bartl {
+
+std::string la_error(archive* a) {
+    const char* s = la::archive_error_string(a);
+    return s != nullptr ? s : "unknown libarchive error";
+}
+
+bool drop_xattr(archive_entry* e, std::string_view name) {
+    if (la::archive_entry_xattr_count(e) == 0) return false;
+    struct Xattr {
+        std::string name;
+        std::string value;
+    };
+    std::vector<Xattr> keep;
+    bool found = false;
+    la::archive_entry_xattr_reset(e);
+    const char* xname = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    while (la::archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+        if (std::string_view(xname) == name) {
+            found = true;
+            continue;
+        }
+        keep.push_back({xname, std::string(static_cast<const char*>(value), size)});
+    }
+    if (!found) return false;
+    la::archive_entry_xattr_clear(e);
+    for (const auto& x : keep) la::archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    return true;
+}
+
+RawNames::RawNames() : loc_(::newlocale(LC_CTYPE_MASK, "C", static_cast<locale_t>(nullptr))) {
+    if (loc_ != static_cast<locale_t>(nullptr)) old_ = ::uselocale(loc_);
+}
+
+RawNames::~RawNames() {
+    if (loc_ == static_cast<locale_t>(nullptr)) return;
+    ::uselocale(old_);
+    ::freelocale(loc_);
+}
+
+}  // namespace bartl

@@ -1,9 +1,15 @@
-// libarchive, loaded on first use (util/dlopen.hpp): every function blob.cpp calls, as a pointer
-// of the same type in namespace bartl::la. Call la::load() before any of them.
+// libarchive, loaded on first use (util/dlopen.hpp): every function the tar stages call, as a
+// pointer of the same type in namespace bartl::la. Call la::load() before any of them. Also
+// the small helpers both tar stages share: owning handles, error text, raw-byte names.
 #pragma once
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <locale.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
 
 // X(name) for each libarchive function bartl uses.
 #define BARTL_LIBARCHIVE_FUNCTIONS(X) \
@@ -83,3 +89,49 @@ BARTL_LIBARCHIVE_FUNCTIONS(BARTL_LA_DECLARE)
 #undef BARTL_LA_DECLARE
 
 }  // namespace bartl::la
+
+namespace bartl {
+
+struct LaReadFree {
+    void operator()(archive* a) const noexcept { la::archive_read_free(a); }
+};
+struct LaWriteFree {
+    void operator()(archive* a) const noexcept { la::archive_write_free(a); }
+};
+struct LaEntryFree {
+    void operator()(archive_entry* e) const noexcept { la::archive_entry_free(e); }
+};
+/// Owning handles of libarchive objects.
+using ReadArchive = std::unique_ptr<archive, LaReadFree>;
+using WriteArchive = std::unique_ptr<archive, LaWriteFree>;
+using Entry = std::unique_ptr<archive_entry, LaEntryFree>;
+
+/// libarchive's last error message on `a` ("unknown libarchive error" when it has none).
+std::string la_error(archive* a);
+
+/// Removes the extended attribute `name` from entry `e` (libarchive has no call for one),
+/// keeping the others in order. Returns whether it was there.
+bool drop_xattr(archive_entry* e, std::string_view name);
+
+/// Makes libarchive handle names as raw bytes on this thread, whatever the process locale
+/// (uselocale(3) with the C locale; other threads of bartld are not affected). Linux names
+/// are bytes, and restoring them must give the same bytes: an ASCII name needs no pax
+/// header at all, and any other name cannot be converted from the C locale, so libarchive
+/// stores it as it is with `hdrcharset=BINARY` for that entry, which readers (libarchive,
+/// GNU tar) restore byte for byte. The alternative, UTF-8 `path` records, is read back
+/// through libarchive's UTF-8 conversion, which normalises to NFC: a name written in NFD
+/// (macOS, Samba) would come back with other bytes, and an NFC and an NFD name side by
+/// side would collide.
+class RawNames {
+public:
+    RawNames();
+    ~RawNames();
+    RawNames(const RawNames&) = delete;
+    RawNames& operator=(const RawNames&) = delete;
+
+private:
+    locale_t loc_;
+    locale_t old_ = static_cast<locale_t>(nullptr);
+};
+
+}  // namespace bartl

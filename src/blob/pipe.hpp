@@ -12,7 +12,11 @@
 #include <mutex>
 #include <span>
 #include <stdexcept>
+#include <thread>
+#include <utility>
 #include <vector>
+
+#include "util/byte_stream.hpp"
 
 namespace bartl {
 
@@ -117,6 +121,80 @@ private:
     bool closed_ = false;
     bool cancelled_ = false;
     std::exception_ptr error_;
+};
+
+/// The producer's side of a pipe as a ByteSink: the stage before a thread boundary writes to it.
+class PipeSink : public ByteSink {
+public:
+    explicit PipeSink(ChunkPipe& pipe) : pipe_(pipe) {}
+    /// Copies `n` bytes into the pipe, blocking while it is full. Throws PipeCancelled once the
+    /// consumer stopped (it reports why).
+    void write(const void* data, std::size_t n) override {
+        if (!pipe_.push(data, n)) throw PipeCancelled();
+    }
+
+private:
+    ChunkPipe& pipe_;
+};
+
+/// The consumer's side of a pipe as a ByteSource; next() lends the pipe's chunks without a
+/// copy (the tar extractor reads that way).
+class PipeSource : public ByteSource {
+public:
+    explicit PipeSource(ChunkPipe& pipe) : pipe_(pipe) {}
+    /// The next chunk, valid until the next call; empty at the end. Throws as ChunkPipe::pop().
+    std::span<const char> next() {
+        if (pos_ < chunk_.size()) {
+            auto rest = chunk_.subspan(pos_);
+            pos_ = chunk_.size();
+            return rest;
+        }
+        chunk_ = pipe_.pop();
+        pos_ = chunk_.size();
+        return chunk_;
+    }
+    /// Copies up to `n` bytes; 0 at the end. Throws as ChunkPipe::pop().
+    std::size_t read(void* data, std::size_t n) override {
+        if (pos_ == chunk_.size()) {
+            chunk_ = pipe_.pop();
+            pos_ = 0;
+            if (chunk_.empty()) return 0;
+        }
+        const std::size_t take = std::min(n, chunk_.size() - pos_);
+        std::memcpy(data, chunk_.data() + pos_, take);
+        pos_ += take;
+        return take;
+    }
+    /// Reads to the end of the stream, so the producer's verdict (close() or fail()) arrives.
+    void drain() {
+        while (!next().empty()) {
+        }
+    }
+
+private:
+    ChunkPipe& pipe_;
+    std::span<const char> chunk_;
+    std::size_t pos_ = 0;
+};
+
+/// Joins a pipeline thread on every way out of its scope, cancelling the pipe first so a
+/// producer blocked on a full pipe (or a consumer on an empty one) returns.
+class PipelineThread {
+public:
+    PipelineThread(ChunkPipe& pipe, std::thread t) : pipe_(pipe), t_(std::move(t)) {}
+    ~PipelineThread() { join(); }
+    PipelineThread(const PipelineThread&) = delete;
+    PipelineThread& operator=(const PipelineThread&) = delete;
+    /// Waits for the thread; cancels the pipe first unless the stream was finished normally.
+    void join(bool cancel = true) {
+        if (!t_.joinable()) return;
+        if (cancel) pipe_.cancel();
+        t_.join();
+    }
+
+private:
+    ChunkPipe& pipe_;
+    std::thread t_;
 };
 
 }  // namespace bartl

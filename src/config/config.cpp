@@ -50,7 +50,8 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
-                                 "keep_pre_migration"sv, "exclude"sv};
+                                 "keep_pre_migration"sv, "exclude"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
+                                 "identity_file"sv};
 
 constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
 constexpr std::array store_s3_keys{"endpoint"sv,      "region"sv,    "path_style"sv,      "storage_class"sv,
@@ -1078,6 +1079,40 @@ void parse_compression(const Parser& p, const Section& backup, Config& c) {
     }
 }
 
+/// Whether `r` looks like a recipient age takes with -r: an X25519 key ("age1" + bech32), an
+/// SSH public key line, or a plugin recipient ("age1NAME1..."); age itself checks the rest.
+bool looks_like_recipient(const std::string& r) {
+    const bool age_key = r.rfind("age1", 0) == 0 && r.size() > 8 && r.find_first_of(" \t") == std::string::npos;
+    const bool ssh_key = r.rfind("ssh-ed25519 ", 0) == 0 || r.rfind("ssh-rsa ", 0) == 0;
+    return age_key || ssh_key;
+}
+
+void parse_encryption(const Parser& p, const Section& backup, Config& c) {
+    if (const toml::node* to = backup.get("encrypt_to")) {
+        if (!to->is_array())
+            p.fail(to->source(), fmt::format("[backup] encrypt_to must be an array of age recipients, got {}",
+                                             type_name(*to)));
+        const toml::array& arr = *to->as_array();
+        if (arr.empty())
+            p.fail(to->source(), "[backup] encrypt_to is empty: list at least one recipient, or remove the key to "
+                                 "store backups unencrypted");
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+            const toml::node& el = arr[i];
+            if (!el.is_string())
+                p.fail(el.source(), fmt::format("[backup] encrypt_to[{}] must be a string, got {}", i, type_name(el)));
+            const std::string& r = el.as_string()->get();
+            if (!looks_like_recipient(r))
+                p.fail(el.source(), fmt::format("[backup] encrypt_to[{}] \"{}\" is not an age recipient (write "
+                                                "\"age1...\" as age-keygen prints it, or an \"ssh-ed25519 AAAA...\" "
+                                                "public key line)",
+                                                i, r));
+            c.encrypt_to.push_back(r);
+        }
+    }
+    c.encrypt_to_file = p.absolute_path(backup, "encrypt_to_file");
+    c.identity_file = p.absolute_path(backup, "identity_file");
+}
+
 void parse_backup(const Parser& p, const Section& backup, Config& c) {
     record_position(p, backup, "store", c);
     if (auto store = p.string(backup, "store")) {
@@ -1128,6 +1163,7 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
             c.backup_exclude.push_back(g);
         }
     }
+    parse_encryption(p, backup, c);
 }
 
 void check_instance_name(const std::string& instance) {

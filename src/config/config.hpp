@@ -128,6 +128,16 @@ struct Config {
     /// [backup] exclude: globs relative to each state path left out of every backup
     /// (blob/blob.hpp path_excluded()); such files are not restored.
     std::vector<std::string> backup_exclude;
+    /// [backup] encrypt_to: age recipients ("age1...", "ssh-ed25519 AAAA...", "ssh-rsa AAAA...");
+    /// with encrypt_to_file, backups are age-encrypted to all of them (bartl(7) "ENCRYPTION").
+    std::vector<std::string> encrypt_to;
+    /// [backup] encrypt_to_file: a recipients file (one recipient a line, `age -R`), absolute.
+    std::optional<std::filesystem::path> encrypt_to_file;
+    /// [backup] identity_file: an age identity file (or OpenSSH private key) for restoring
+    /// encrypted backups, besides the credential $CREDENTIALS_DIRECTORY/age-identity.
+    std::optional<std::filesystem::path> identity_file;
+    /// Whether new backups are encrypted.
+    bool encrypts() const noexcept { return !encrypt_to.empty() || encrypt_to_file.has_value(); }
 
     /// Where each key was set, "FILE:LINE:COLUMN", by label ("[hooks] init", "[state]
     /// paths[1]", "[backup] store"), for checks made after loading (hooks on disk).

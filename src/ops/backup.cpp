@@ -1,6 +1,8 @@
 #include "ops/backup.hpp"
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <unistd.h>
 
@@ -68,6 +70,34 @@ BlobReadOptions read_options(const BackupManifest& b) {
     return o;
 }
 
+BlobReadOptions extract_options(const Config& config, const BackupManifest& b) {
+    auto o = read_options(b);
+    if (!b.encryption) return o;
+    if (*b.encryption != "age")
+        throw IntegrityError(fmt::format("backup {}: encryption \"{}\" is not supported (bartl writes \"age\")", b.id,
+                                         *b.encryption));
+    o.encrypted = true;
+    std::string credential = fmt::format("the systemd credential {} (LoadCredential={}:FILE)", kAgeIdentityCredential,
+                                         kAgeIdentityCredential);
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
+        const auto file = std::filesystem::path(dir) / kAgeIdentityCredential;
+        credential = file.string();
+        if (std::filesystem::exists(file)) o.identities.push_back(file);
+    }
+    if (config.identity_file) {
+        if (!std::filesystem::exists(*config.identity_file))
+            throw RuntimeError(fmt::format("backup {} is encrypted and [backup] identity_file {} does not exist", b.id,
+                                           config.identity_file->string()));
+        o.identities.push_back(*config.identity_file);
+    }
+    if (o.identities.empty())
+        throw RuntimeError(fmt::format(
+            "backup {} is encrypted (age) and no identity is available to decrypt it: provide {} or set [backup] "
+            "identity_file; bartl will not start a fresh install over encrypted backups",
+            b.id, credential));
+    return o;
+}
+
 BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
                            const std::string& engine_version, const BackupRequest& request, const Reporter& reporter) {
     // A backup without the databases would claim to hold state it lacks: until dumps are
@@ -108,7 +138,8 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     m.writer_generation = marker.writer.generation;
     m.migrations = marker.migrations;
     m.exclude = config.backup_exclude;
-    m.blob_name = blob_name(config.app_name, format_compact(now), state_version, m.id, false);
+    if (config.encrypts()) m.encryption = "age";
+    m.blob_name = blob_name(config.app_name, format_compact(now), state_version, m.id, config.encrypts());
     const std::string what = fmt::format("Backing up {} to {}", config.instance, m.blob_name);
     reporter.set_status(what);
     log::info(fmt::format("backup {} ({}) started: {} to {}", m.id, m.reason, m.blob_name, store.url()),
@@ -117,8 +148,17 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     auto writer = store.create(ctx, m.blob_name);
     BlobWriteResult r;
     try {
-        r = write_blob(m, *writer, config.compression_level, config.compression_threads,
-                       make_progress(reporter, what, ctx));
+        BlobWriteOptions o;
+        o.level = config.compression_level;
+        o.threads = config.compression_threads;
+        o.progress = make_progress(reporter, what, ctx);
+        o.cancel = ctx.cancel;
+        if (config.encrypts()) {
+            AgeRecipients to{config.encrypt_to, {}};
+            if (config.encrypt_to_file) to.files.push_back(*config.encrypt_to_file);
+            o.encrypt_to = std::move(to);
+        }
+        r = write_blob(m, *writer, o);
         writer->commit(ctx);
     } catch (...) {
         try {
@@ -264,7 +304,7 @@ BackupManifest verify_backup(const Config& config, Store& store, const Context& 
     } cleanup{tmp};
     auto src = store.open(ctx, b->blob_name);
     auto r = extract_blob(*src, b->blob_size, b->blob_sha256, staging,
-                          make_progress(reporter, "Verifying " + b->id, ctx), read_options(*b));
+                          make_progress(reporter, "Verifying " + b->id, ctx), extract_options(config, *b));
     if (r.files != b->files || r.bytes != b->bytes)
         throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
                                          b->id, r.files, r.bytes, b->files, b->bytes));

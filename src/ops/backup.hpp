@@ -18,6 +18,16 @@ namespace bartl {
 /// derived from the sidecar's counts (so a zstd bomb cannot fill the disk).
 BlobReadOptions read_options(const BackupManifest& b);
 
+/// The systemd credential holding the age identity for restores: $CREDENTIALS_DIRECTORY/NAME.
+inline constexpr const char* kAgeIdentityCredential = "age-identity";
+
+/// read_options() plus what extracting `b` needs: for an age-encrypted backup (sidecar
+/// `encryption` {"type": "age"}), the identity files: the credential age-identity when
+/// $CREDENTIALS_DIRECTORY holds it, then [backup] identity_file. Throws RuntimeError (exit 1,
+/// never a reason to init or to try an older backup) naming both when neither exists,
+/// IntegrityError for an encryption type other than "age".
+BlobReadOptions extract_options(const Config& config, const BackupManifest& b);
+
 /// Why a backup is taken and in what situation (hooks see both: BARTL_BACKUP_REASON,
 /// BARTL_APP_RUNNING).
 struct BackupRequest {

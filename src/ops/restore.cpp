@@ -59,6 +59,8 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                fmt::format("restore of {} from backup {} ({}, state {}, {}) started", config.instance, backup.id,
                            backup.blob_name, backup.version, format_bytes(backup.blob_size)),
                {{"BARTL_BACKUP_ID", backup.id}}, event::restore_started);
+    // An encrypted backup without an identity fails here, before anything is staged.
+    const auto read_opts = extract_options(config, backup);
     const auto declared = declared_components(config);
     const auto comps = map_by_name(declared, backup, config);
     check_targets(comps);
@@ -102,7 +104,7 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                                   rc.reporter.set_status(fmt::format("{}: {} of {}", what, format_bytes(done),
                                                                      format_bytes(total ? total : backup.bytes)));
                               },
-                              read_options(backup));
+                              read_opts);
         const auto& am = r.archive_manifest;
         if (am.app != backup.app || am.id != backup.id || am.version != backup.version || am.paths != backup.paths)
             throw IntegrityError(fmt::format("backup {}: archive manifest (app {}, version {}, id {}) does not match "

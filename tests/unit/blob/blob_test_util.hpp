@@ -16,7 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "store/store.hpp"
+#include "blob/blob.hpp"
+#include "util/byte_stream.hpp"
 #include "../test_util.hpp"
 
 namespace bartl::test {
@@ -58,6 +59,28 @@ public:
 private:
     std::ifstream in_;
 };
+
+/// The manifest of a backup of `paths` (notes 2.1.0, zstd:3, one "path" component each).
+inline BackupManifest manifest_for(std::vector<std::string> paths) {
+    BackupManifest m;
+    m.app = "notes";
+    m.version = "2.1.0";
+    m.created = "2026-11-30T03:09:04Z";
+    m.host = "testhost";
+    m.id = "3f9a0c1d";
+    m.compression = "zstd:3";
+    for (const auto& p : paths) m.components.push_back({"path", p});
+    m.paths = std::move(paths);
+    return m;
+}
+
+/// Read options with a label and an unpacked-bytes limit (0 = the default limit).
+inline BlobReadOptions read_opts(const std::string& label, std::uint64_t max_unpacked) {
+    BlobReadOptions o;
+    o.label = label;
+    o.max_unpacked = max_unpacked;
+    return o;
+}
 
 /// Every name below `root` (relative, sorted), with no symlink followed.
 inline std::vector<std::string> list_tree(const stdfs::path& root) {

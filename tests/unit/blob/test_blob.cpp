@@ -98,19 +98,6 @@ void compare_trees(const stdfs::path& a, const stdfs::path& b) {
     }
 }
 
-BackupManifest manifest_for(std::vector<std::string> paths) {
-    BackupManifest m;
-    m.app = "notes";
-    m.version = "2.1.0";
-    m.created = "2026-11-30T03:09:04Z";
-    m.host = "testhost";
-    m.id = "3f9a0c1d";
-    m.compression = "zstd:3";
-    for (const auto& p : paths) m.components.push_back({"path", p});
-    m.paths = std::move(paths);
-    return m;
-}
-
 struct Written {
     BlobWriteResult result;
     stdfs::path file;
@@ -321,7 +308,7 @@ TEST_CASE("a corrupted blob is refused", "[blob][integrity]") {
         other.result.sha256 = std::string(64, 'a');
         FileSource src(w.file);
         CHECK_THROWS_WITH(extract_blob(src, w.result.blob_size, other.result.sha256, {tmp / "stage"}, {},
-                                       {"backup notes-1", 0}),
+                                       read_opts("backup notes-1", 0)),
                           Catch::Contains("backup notes-1: SHA-256 mismatch: expected aaaa") &&
                               Catch::Contains(w.result.sha256));
     }
@@ -336,7 +323,7 @@ TEST_CASE("a corrupted blob is refused", "[blob][integrity]") {
         CHECK_THROWS_WITH(extract_file(other, {tmp / "stage"}), Catch::Contains("longer than the expected"));
     }
     SECTION("the decompressed size exceeds the limit") {
-        CHECK_THROWS_WITH(extract_file(w, {tmp / "stage"}, {"backup b", 1024 * 1024}),
+        CHECK_THROWS_WITH(extract_file(w, {tmp / "stage"}, read_opts("backup b", 1024 * 1024)),
                           Catch::Contains("decompression bomb"));
     }
     CHECK(read_file(tmp / "sentinel/keep") == "keep");
@@ -350,7 +337,7 @@ TEST_CASE("decompressed bytes are limited, not compressed ones", "[blob][integri
     auto w = write_to_file(manifest_for({(tmp / "src").string()}), tmp / "b.tar.zst");
     REQUIRE(w.result.blob_size < 64 * 1024);
     stdfs::create_directories(tmp / "stage");
-    CHECK_THROWS_WITH(extract_file(w, {tmp / "stage"}, {"backup b", 1024 * 1024}),
+    CHECK_THROWS_WITH(extract_file(w, {tmp / "stage"}, read_opts("backup b", 1024 * 1024)),
                       Catch::Contains("backup b: archive unpacks to more than 1048576 bytes") &&
                           Catch::Contains("decompression bomb"));
     stdfs::remove_all(tmp / "stage");

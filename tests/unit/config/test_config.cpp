@@ -111,6 +111,9 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
     CHECK(c.retention.keep_daily == 10);
     CHECK(c.retention.keep_weekly == 0);
     CHECK(c.retention.keep_monthly == 24);
+    CHECK(c.encrypt_to.size() == 2);
+    CHECK(c.encrypt_to_file == fs::path("/etc/bartl/notes.recipients"));
+    CHECK(c.identity_file == fs::path("/root/notes-age.key"));
 }
 
 TEST_CASE("a minimal config gets the documented defaults", "[config]") {
@@ -823,4 +826,33 @@ type = "sqlite"
 name = "b"
 path = "/var/lib/x.db"
 )") == "notes.toml:14:8: [[state.databases]] path \"/var/lib/x.db\" is declared twice (also \"a\" at notes.toml:7:1)");
+}
+
+TEST_CASE("[backup] encrypt_to, encrypt_to_file and identity_file", "[config][encryption]") {
+    const auto c = parse_config(head + "[backup]\nencrypt_to = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\", "
+                                       "\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN host\"]\n"
+                                       "encrypt_to_file = \"/etc/bartl/recipients\"\nidentity_file = \"/root/age.key\"\n",
+                                "notes.toml");
+    REQUIRE(c.encrypt_to.size() == 2);
+    CHECK(c.encrypt_to[1].rfind("ssh-ed25519 AAAA", 0) == 0);
+    CHECK(c.encrypt_to_file == fs::path("/etc/bartl/recipients"));
+    CHECK(c.identity_file == fs::path("/root/age.key"));
+    CHECK(c.encrypts());
+    CHECK_FALSE(parse_config(head, "notes.toml").encrypts());
+    CHECK(parse_config(head + "[backup]\nencrypt_to_file = \"/etc/r\"\n", "notes.toml").encrypts());
+
+    CHECK(error_of(head + "[backup]\nencrypt_to = \"age1abc\"\n") ==
+          "notes.toml:8:14: [backup] encrypt_to must be an array of age recipients, got string");
+    CHECK(error_of(head + "[backup]\nencrypt_to = []\n") ==
+          "notes.toml:8:14: [backup] encrypt_to is empty: list at least one recipient, or remove the key to store "
+          "backups unencrypted");
+    CHECK(error_of(head + "[backup]\nencrypt_to = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\", 3]\n") ==
+          "notes.toml:8:81: [backup] encrypt_to[1] must be a string, got integer");
+    CHECK(error_of(head + "[backup]\nencrypt_to = [\"AGE-SECRET-KEY-1XYZ\"]\n") ==
+          "notes.toml:8:15: [backup] encrypt_to[0] \"AGE-SECRET-KEY-1XYZ\" is not an age recipient (write \"age1...\" "
+          "as age-keygen prints it, or an \"ssh-ed25519 AAAA...\" public key line)");
+    CHECK(error_of(head + "[backup]\nidentity_file = \"age.key\"\n") ==
+          "notes.toml:8:17: [backup] identity_file must be an absolute path, got \"age.key\"");
+    CHECK(error_of(head + "[backup]\nencrypt_to_file = \"recipients\"\n") ==
+          "notes.toml:8:19: [backup] encrypt_to_file must be an absolute path, got \"recipients\"");
 }
