@@ -77,6 +77,15 @@ class Notify:
         self.sock.close()
 
 
+def catches(pid, sig):
+    """Whether process `pid` has a handler for signal `sig` (SigCgt of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 class Service:
     """One running notes.py."""
 
@@ -260,7 +269,13 @@ class NotesTest(unittest.TestCase):
     def test_sigterm_during_ready_delay(self):
         self.init("1.0.0")
         svc = self.start("1.0.0", ready_delay=5)
-        time.sleep(0.3)
+        # Once its SIGTERM handler is in place (the kernel's SigCgt mask), not after a fixed
+        # time: a loaded machine may take longer to start Python than any guess.
+        deadline = time.monotonic() + 30
+        while not catches(svc.proc.pid, signal.SIGTERM):
+            self.assertLess(time.monotonic(), deadline, "notes.py never installed its SIGTERM handler")
+            self.assertIsNone(svc.proc.poll(), svc.output())
+            time.sleep(0.01)
         self.assertEqual(svc.stop(), 0)
         self.assertEqual(svc.notify.messages, [])
 

@@ -59,7 +59,12 @@ def main(argv):
         for _ in range(rounds):
             inst.wipe_state()
             p = inst.start("--prepare")
-            time.sleep(0.3)
+            # The init hook's first file in staging: bartld holds the lock from before the hook
+            # starts until after it ends (~1 s), however slowly a loaded machine got it there.
+            first = os.path.join(bt.staging_of(inst.paths[0]), "f1")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(first) and not p.exited() and time.monotonic() < deadline:
+                time.sleep(0.005)
             r = inst.run("--backup")
             rp = p.wait()
             if r.returncode == 1 and f"locked by PID {p.pid}" in r.stderr and rp.returncode == 0:

@@ -1,8 +1,12 @@
 """The fault suite's harness (tests/faults/README.md): scratch directories, init hooks and data
 sets, command-line modes, and the figures table with its verdict."""
+import concurrent.futures
+import fcntl
+import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 
 from .fs import make_mixed_data, write_exec
 from .instance import Instance
@@ -57,16 +61,21 @@ cp -a "{src1}/." "$(echo "$BARTL_STAGING_PATHS" | cut -d: -f2)/"
 
 
 def build_dataset(work, mib):
-    """The mixed data set of two state paths under work/dataset (made once): path 0 is
-    make_mixed_data(mib), path 1 a small settings file and a symlink to it."""
+    """The mixed data set of two state paths under work/dataset (made once, by the first of
+    concurrent callers while the others wait): path 0 is make_mixed_data(mib), path 1 a small
+    settings file and a symlink to it."""
     src0 = os.path.join(work, "dataset", "0")
     src1 = os.path.join(work, "dataset", "1")
-    if not os.path.isdir(src0):
-        make_mixed_data(src0, mib, seed=7)
-        os.makedirs(src1)
-        with open(os.path.join(src1, "settings.ini"), "w") as f:
-            f.write("[main]\nkey = value\n")
-        os.symlink("settings.ini", os.path.join(src1, "link.ini"))
+    with open(os.path.join(work, "dataset.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(src1):  # made last
+            shutil.rmtree(src0, ignore_errors=True)
+            make_mixed_data(src0, mib, seed=7)
+            os.makedirs(src1 + ".tmp", exist_ok=True)
+            with open(os.path.join(src1 + ".tmp", "settings.ini"), "w") as f:
+                f.write("[main]\nkey = value\n")
+            os.symlink("settings.ini", os.path.join(src1 + ".tmp", "link.ini"))
+            os.rename(src1 + ".tmp", src1)
     return src0, src1
 
 
@@ -99,18 +108,39 @@ def only_from_argv(argv):
     return set(argv[argv.index("--only") + 1].split(",")) if "--only" in argv else None
 
 
-def run_each(work, named, only=None):
-    """Runs fn() for each (name, fn) that `only` (None: all) names, printing progress, then
-    removes the scratch directory `work` unless FAULTS_KEEP is set. Returns the results."""
-    out = []
+def run_each(work, named, only=None, lanes=None):
+    """Runs fn() for each (name, fn) that `only` (None: all) names, printing progress with each
+    one's wall time, then removes the scratch directory `work` unless FAULTS_KEEP is set.
+    Returns the results in the order of `named`. lanes (lists of names): each lane runs its
+    functions one after the other in a forked process of its own, the lanes at once (fn and
+    its result must be picklable: a functools.partial of a module-level function, plain
+    objects); names in no lane run after them, one by one. None: all one by one, here."""
+    todo = [(name, fn) for name, fn in named if not only or name in only]
     try:
-        for name, fn in named:
-            if only and name not in only:
-                continue
-            out.append(fn())
-            print(f"  {name}: done", flush=True)
+        if not lanes:
+            return [_timed(name, fn) for name, fn in todo]
+        fns = dict(todo)
+        lanes = [[(n, fns.pop(n)) for n in lane if n in fns] for lane in lanes]
+        lanes = [lane for lane in lanes if lane]
+        done = {}
+        ctx = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, len(lanes)), mp_context=ctx) as pool:
+            for f in [pool.submit(_lane, lane) for lane in lanes]:
+                done.update(f.result())
+        done.update((name, _timed(name, fn)) for name, fn in fns.items())
+        return [done[name] for name, _ in todo]
     finally:
         remove_scratch(work)
+
+
+def _lane(lane):
+    return [(name, _timed(name, fn)) for name, fn in lane]
+
+
+def _timed(name, fn):
+    t0 = time.monotonic()
+    out = fn()
+    print(f"  {name}: done ({time.monotonic() - t0:.0f} s)", flush=True)
     return out
 
 
