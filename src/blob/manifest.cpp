@@ -122,5 +122,6 @@ std::string blob_name(const std::string& app, const std::string& compact_time, c
 }
 
 std::string sidecar_name(const std::string& blob) { return blob + ".json"; }
+std::string signature_name(const std::string& blob) { return sidecar_name(blob) + ".sig"; }
 
 }  // namespace bartl
