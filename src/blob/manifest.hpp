@@ -48,6 +48,10 @@ struct BackupManifest {
     /// [backup] exclude at backup time: globs of files not in the backup (never restored).
     std::vector<std::string> exclude;
 
+    /// Sidecar only: the SHA256 fingerprint of the key that signed it (`signature`
+    /// {"type": "sshsig", "namespace": "bartl-backup", "key": "SHA256:..."}, null when
+    /// unsigned), so a sidecar whose signature file went missing says so.
+    std::optional<std::string> signature_key;
     /// Not in the JSON: who signed the sidecar, as ops/signing.hpp check_signature() names
     /// it ("" when unsigned); filled when the catalog reads the sidecar and its signature.
     std::string signer;

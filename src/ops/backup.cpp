@@ -198,6 +198,7 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     for (const auto& f : r.changed_while_read)
         log::warn(fmt::format("backup {}: {} changed while it was read (consistency = \"live\"); the copy in the "
                               "backup may be inconsistent", m.id, f), {{"BARTL_BACKUP_ID", m.id}});
+    if (signing_key) m.signature_key = signing_key->pub.fingerprint();
     const std::string sidecar = m.to_json();
     try {
         // Its signature before the sidecar: a listed backup always has its signature.

@@ -115,7 +115,7 @@ BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string&
         std::optional<std::string> signature;
         if (auto sig = store.get(ctx, signature_name(ref.blob_name), kMaxSidecarBytes))
             signature = std::move(sig->data);
-        m.signer = check_signature(m.id, obj->data, signature, trust);
+        m.signer = check_signature(m.id, obj->data, signature, trust, m.signature_key);
     }
     return m;
 }

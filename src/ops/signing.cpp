@@ -97,13 +97,16 @@ TrustPolicy reporting_policy(const Config& config) {
 }
 
 std::string check_signature(const std::string& id, const std::string& sidecar,
-                            const std::optional<std::string>& signature, const TrustPolicy& policy) {
+                            const std::optional<std::string>& signature, const TrustPolicy& policy,
+                            const std::optional<std::string>& named) {
     if (!signature) {
+        const std::string lost = named ? fmt::format(" although its sidecar says {} signed it", *named) : "";
         if (policy.enforce)
-            throw IntegrityError(fmt::format("backup {} is not signed (no .json.sig beside its sidecar), and [backup] "
-                                             "trusted_keys requires a signature by a trusted key: not accepted",
-                                             id));
-        return "";
+            throw IntegrityError(fmt::format("backup {} is not signed (no .json.sig beside its sidecar{}), and "
+                                             "[backup] trusted_keys requires a signature by a trusted key: not "
+                                             "accepted",
+                                             id, lost));
+        return named ? fmt::format("INVALID: the signature file is missing{}", lost) : "";
     }
     SshPublicKey signer;
     try {

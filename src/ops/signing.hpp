@@ -48,12 +48,14 @@ TrustPolicy trust_policy(const Config& config, bool report = false);
 TrustPolicy reporting_policy(const Config& config);
 
 /// Checks `signature` (the text of NAME.json.sig, std::nullopt when there is none) of the
-/// sidecar bytes `sidecar` of backup `id` against `policy`. Returns the signer as bartlctl
+/// sidecar bytes `sidecar` of backup `id` against `policy`; `named` is the key the sidecar's
+/// `signature` names (a missing signature file is then INVALID, not unsigned). Returns the signer as bartlctl
 /// shows it: "" (unsigned), "COMMENT SHA256:..." (a trusted key), "SHA256:... unchecked" (no
 /// trusted keys configured), "SHA256:... UNTRUSTED", "INVALID: why". Throws IntegrityError
 /// naming the backup and what is wrong when `policy.enforce` and the signature is missing,
 /// invalid or by an untrusted key. Pure.
 std::string check_signature(const std::string& id, const std::string& sidecar,
-                            const std::optional<std::string>& signature, const TrustPolicy& policy);
+                            const std::optional<std::string>& signature, const TrustPolicy& policy,
+                            const std::optional<std::string>& named = std::nullopt);
 
 }  // namespace bartl

@@ -89,6 +89,7 @@ class Signing(StackTest):
         self.assertNotEqual(self.ssh_verify(self.key_a, sig, sidecar, ns="git").returncode, 0)
         self.assertNotEqual(self.ssh_verify(self.key_b, sig, sidecar).returncode, 0)
         fp = sh(f"ssh-keygen -l -f {self.key_a}.pub").stdout.split()[1]
+        self.assertEqual(m["signature"], {"type": "sshsig", "namespace": "bartl-backup", "key": fp})
         r = s.run("--verify", extra_env=self.env())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"signed by a@host {fp}", r.stdout)
@@ -276,9 +277,12 @@ class Signing(StackTest):
         os.remove(sig)
         self.assertEqual(sh(f"ssh-keygen -q -Y sign -f {self.key_b} -n bartl-backup {sidecar}").returncode, 0)
         listed = json.loads(ctl("backups", "--json").stdout)
-        self.assertEqual([b["signer"] for b in listed], [None, f"{fp_b} UNTRUSTED", f"a@host {fp}"])
+        self.assertEqual([b["signer"] for b in listed],
+                         [f"INVALID: the signature file is missing although its sidecar says {fp} signed it",
+                          f"{fp_b} UNTRUSTED", f"a@host {fp}"])
         r = ctl("verify", unsigned["id"], rc=EXIT_RUNTIME)
-        self.assertIn(f"backup {unsigned['id']} is not signed", r.stderr)
+        self.assertIn(f"backup {unsigned['id']} is not signed (no .json.sig beside its sidecar although its sidecar "
+                      f"says {fp} signed it)", r.stderr)
         r = ctl("verify", untrusted["id"], rc=EXIT_RUNTIME)
         self.assertIn(f"backup {untrusted['id']} is signed by {fp_b}, which is not a trusted key", r.stderr)
 
@@ -287,7 +291,16 @@ class Signing(StackTest):
         edit_config(s.config, {"backup.keep_last": "1", "backup.keep_daily": "0", "backup.keep_weekly": "0",
                                "backup.keep_monthly": "0", "backup.keep_pre_migration": "0"})
         first = self.backup(s, "one")
+        # A signature left by a backup killed before its sidecar: removed once a day old.
+        stale = os.path.join(s.store, first["blob"]["name"].replace(first["id"], "0badc0de") + ".json.sig")
+        fresh = os.path.join(s.store, first["blob"]["name"].replace(first["id"], "00000001") + ".json.sig")
+        for p in (stale, fresh):
+            shutil.copy(self.paths(s, first)[2], p)
+        os.utime(stale, (1, 1))
         second = self.backup(s, "two")
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(fresh))
+        os.remove(fresh)
         self.assertEqual([m["id"] for m in s.backups()], [second["id"]])
         sigs = sorted(n for n in os.listdir(s.store) if n.endswith(".json.sig"))
         self.assertEqual(sigs, [second["blob"]["name"] + ".json.sig"])

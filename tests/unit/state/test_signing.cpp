@@ -56,6 +56,8 @@ TEST_CASE("check_signature: signer text and refusals under each policy", "[signi
     CHECK(check_signature("1a2b3c4d", sidecar, by_a, unchecked) == fa + " unchecked");
     CHECK(check_signature("1a2b3c4d", sidecar, by_b, report) == fb + " UNTRUSTED");
     CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, report).empty());
+    CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, report, fa) ==
+          "INVALID: the signature file is missing although its sidecar says " + fa + " signed it");
     CHECK(check_signature("1a2b3c4d", sidecar + " ", by_a, report).rfind("INVALID: the signature by " + fa, 0) == 0);
     CHECK(check_signature("1a2b3c4d", sidecar, other_ns, report) ==
           "INVALID: the signature is for namespace \"git\", not \"bartl-backup\"");
