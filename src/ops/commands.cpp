@@ -57,7 +57,7 @@ BackupManifest check_pin(const Config& config, Store& store, const Context& ctx,
         try {
             return read_sidecar(store, ctx, config.app_name, *ref, trust_policy(config));
         } catch (const IntegrityError& e) {
-            throw UsageError(fmt::format("--restore-from {}: that backup is damaged: {}", id, e.what()));
+            throw UsageError(fmt::format("--restore-from {}: that backup cannot be restored: {}", id, e.what()));
         }
     }
     std::string known;

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import unittest
 
-from bartltest import EXIT_CONFIG, EXIT_RUNTIME, PrivateBus, StackTest, bartlctl, edit_config, tree_digest
+from bartltest import EXIT_CONFIG, EXIT_RUNTIME, EXIT_USAGE, PrivateBus, StackTest, bartlctl, edit_config, tree_digest
 
 
 def sh(cmd, **kw):
@@ -139,6 +139,22 @@ class Signing(StackTest):
                 for p in self.paths(s, planted):
                     if os.path.exists(p):
                         os.remove(p)
+
+    def test_a_pinned_unsigned_backup_is_refused(self):
+        s = self.stack("1.0.0")
+        unsigned = self.backup(s, "unsigned")
+        self.trust(s, self.key_a)
+        self.use_key(self.key_a)
+        good = self.backup(s, "signed")
+        disaster(s)
+        r = s.run("--prepare", "--restore-from", unsigned["id"], extra_env=self.env())
+        self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
+        self.assertIn(f"--restore-from {unsigned['id']}: that backup cannot be restored: backup {unsigned['id']} "
+                      "is not signed", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
+        r = s.run("--prepare", "--restore-from", good["id"], extra_env=self.env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["origin"], f"restore:{good['id']}")
 
     def test_only_bad_signatures_left_is_exit_1_never_init(self):
         s = self.stack("1.0.0")
