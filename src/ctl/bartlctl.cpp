@@ -665,8 +665,11 @@ int cmd_verify(const Options& o) {
                         {"signer", signer.empty() ? json(nullptr) : json(signer)},
                         {"result", "ok"}});
     else
-        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data), signed by {}\n", id, blob, files,
-                                 format_bytes(bytes), signer.empty() ? "nobody (unsigned)" : signer);
+        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data), {}\n", id, blob, files,
+                                 format_bytes(bytes),
+                                 signer.empty()                  ? "not signed"
+                                 : signer.rfind("INVALID", 0) == 0 ? "signature " + signer
+                                                                   : "signed by " + signer);
     return 0;
 }
 

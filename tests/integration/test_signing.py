@@ -156,6 +156,26 @@ class Signing(StackTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(s.marker()["origin"], f"restore:{good['id']}")
 
+    def test_verify_without_trusted_keys_names_the_signature_state(self):
+        s = self.stack("1.0.0")
+        self.use_key(self.key_a)
+        m = self.backup(s, "signed, nothing trusted")
+        fp = sh(f"ssh-keygen -l -f {self.key_a}.pub").stdout.split()[1]
+        r = s.run("--verify", extra_env=self.env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"signed by {fp} unchecked", r.stdout)
+        _, sidecar, sig = self.paths(s, m)
+        with open(sig) as f:
+            text = f.read()
+        with open(sig, "w") as f:  # one base64 letter of the signature bytes changed
+            f.write(text[:-40] + ("A" if text[-40] != "A" else "B") + text[-39:])
+        r = s.run("--verify", extra_env=self.env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("signature INVALID: ", r.stdout)
+        os.remove(sig)
+        r = s.run("--verify", extra_env=self.env())
+        self.assertIn("signature INVALID: the signature file is missing", r.stdout)
+
     def test_only_bad_signatures_left_is_exit_1_never_init(self):
         s = self.stack("1.0.0")
         self.backup(s, "unsigned")
