@@ -58,6 +58,8 @@ std::string BackupManifest::to_json() const {
     add_tail(j, *this);
     j["files"] = files;
     j["bytes"] = bytes;
+    j["signature"] = signature_key ? json{{"type", "sshsig"}, {"namespace", "bartl-backup"}, {"key", *signature_key}}
+                                   : json(nullptr);
     return j.dump(2) + "\n";
 }
 
@@ -108,6 +110,11 @@ BackupManifest BackupManifest::from_json(const std::string& text) {
         m.writer_generation = w.unsigned_integer("generation");
     }
     if (j.has("exclude")) m.exclude = j.strings("exclude");
+    if (j.has("signature") && !j.member("signature").is_null()) {
+        const auto s = j.object("signature");
+        if (s.string("type") != "sshsig") s.fail("type", "must be \"sshsig\", not \"" + s.string("type") + "\"");
+        m.signature_key = s.string("key");
+    }
     if (j.has("migrations"))
         for (const auto& a : j.objects("migrations"))
             m.migrations.push_back({a.string("name"), a.string("sha256"), a.string("time"), a.string("engine")});
@@ -122,5 +129,6 @@ std::string blob_name(const std::string& app, const std::string& compact_time, c
 }
 
 std::string sidecar_name(const std::string& blob) { return blob + ".json"; }
+std::string signature_name(const std::string& blob) { return sidecar_name(blob) + ".sig"; }
 
 }  // namespace bartl

@@ -48,6 +48,14 @@ struct BackupManifest {
     /// [backup] exclude at backup time: globs of files not in the backup (never restored).
     std::vector<std::string> exclude;
 
+    /// Sidecar only: the SHA256 fingerprint of the key that signed it (`signature`
+    /// {"type": "sshsig", "namespace": "bartl-backup", "key": "SHA256:..."}, null when
+    /// unsigned), so a sidecar whose signature file went missing says so.
+    std::optional<std::string> signature_key;
+    /// Not in the JSON: who signed the sidecar, as ops/signing.hpp check_signature() names
+    /// it ("" when unsigned); filled when the catalog reads the sidecar and its signature.
+    std::string signer;
+
     /// Sidecar JSON (pretty, newline-terminated).
     std::string to_json() const;
     /// In-archive JSON: no blob, files, bytes.
@@ -61,5 +69,7 @@ std::string blob_name(const std::string& app, const std::string& compact_time, c
                       const std::string& id, bool encrypted);
 /// The sidecar's name for a blob name: blob + ".json".
 std::string sidecar_name(const std::string& blob);
+/// The name of the sidecar's signature for a blob name: blob + ".json.sig" (SSHSIG armor).
+std::string signature_name(const std::string& blob);
 
 }  // namespace bartl

@@ -51,7 +51,7 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
                                  "keep_pre_migration"sv, "exclude"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
-                                 "identity_file"sv};
+                                 "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv};
 
 constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
 constexpr std::array store_s3_keys{"endpoint"sv,      "region"sv,    "path_style"sv,      "storage_class"sv,
@@ -1087,30 +1087,56 @@ bool looks_like_recipient(const std::string& r) {
     return age_key || ssh_key;
 }
 
+/// The elements of the array `key` of `sec` (empty when it is not set). Fails when it is not an
+/// array (`items` says of what), is empty (`when_empty` says what to do instead), or holds
+/// anything but strings.
+std::vector<const toml::node*> string_array(const Parser& p, const Section& sec, std::string_view key,
+                                            std::string_view items, std::string_view when_empty) {
+    std::vector<const toml::node*> out;
+    const toml::node* node = sec.get(key);
+    if (!node) return out;
+    if (!node->is_array())
+        p.fail(node->source(), fmt::format("{} must be an array of {}, got {}", sec.label(key), items, type_name(*node)));
+    const toml::array& arr = *node->as_array();
+    if (arr.empty()) p.fail(node->source(), fmt::format("{} is empty: {}", sec.label(key), when_empty));
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+        if (!arr[i].is_string())
+            p.fail(arr[i].source(),
+                   fmt::format("{}[{}] must be a string, got {}", sec.label(key), i, type_name(arr[i])));
+        out.push_back(&arr[i]);
+    }
+    return out;
+}
+
 void parse_encryption(const Parser& p, const Section& backup, Config& c) {
-    if (const toml::node* to = backup.get("encrypt_to")) {
-        if (!to->is_array())
-            p.fail(to->source(), fmt::format("[backup] encrypt_to must be an array of age recipients, got {}",
-                                             type_name(*to)));
-        const toml::array& arr = *to->as_array();
-        if (arr.empty())
-            p.fail(to->source(), "[backup] encrypt_to is empty: list at least one recipient, or remove the key to "
-                                 "store backups unencrypted");
-        for (std::size_t i = 0; i < arr.size(); ++i) {
-            const toml::node& el = arr[i];
-            if (!el.is_string())
-                p.fail(el.source(), fmt::format("[backup] encrypt_to[{}] must be a string, got {}", i, type_name(el)));
-            const std::string& r = el.as_string()->get();
-            if (!looks_like_recipient(r))
-                p.fail(el.source(), fmt::format("[backup] encrypt_to[{}] \"{}\" is not an age recipient (write "
+    const auto to = string_array(p, backup, "encrypt_to", "age recipients",
+                                 "list at least one recipient, or remove the key to store backups unencrypted");
+    for (std::size_t i = 0; i < to.size(); ++i) {
+        const std::string& r = to[i]->as_string()->get();
+        if (!looks_like_recipient(r))
+            p.fail(to[i]->source(), fmt::format("[backup] encrypt_to[{}] \"{}\" is not an age recipient (write "
                                                 "\"age1...\" as age-keygen prints it, or an \"ssh-ed25519 AAAA...\" "
                                                 "public key line)",
                                                 i, r));
-            c.encrypt_to.push_back(r);
-        }
+        c.encrypt_to.push_back(r);
     }
     c.encrypt_to_file = p.absolute_path(backup, "encrypt_to_file");
     c.identity_file = p.absolute_path(backup, "identity_file");
+}
+
+/// [backup] signing_key_file, trusted_keys, trusted_keys_file: only their shape here; the keys
+/// themselves are read by check_config_files() (ops/config_check.hpp).
+void parse_signing(const Parser& p, const Section& backup, Config& c) {
+    c.signing_key_file = p.absolute_path(backup, "signing_key_file");
+    record_position(p, backup, "signing_key_file", c);
+    c.trusted_keys_file = p.absolute_path(backup, "trusted_keys_file");
+    record_position(p, backup, "trusted_keys_file", c);
+    const auto keys = string_array(p, backup, "trusted_keys", "\"ssh-ed25519 AAAA... COMMENT\" public key lines",
+                                   "list at least one public key, or remove the key to restore unsigned backups");
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        c.trusted_keys.push_back(keys[i]->as_string()->get());
+        c.positions[fmt::format("[backup] trusted_keys[{}]", i)] = p.position(keys[i]->source());
+    }
 }
 
 void parse_backup(const Parser& p, const Section& backup, Config& c) {
@@ -1164,6 +1190,7 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
         }
     }
     parse_encryption(p, backup, c);
+    parse_signing(p, backup, c);
 }
 
 void check_instance_name(const std::string& instance) {

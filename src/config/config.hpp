@@ -136,6 +136,17 @@ struct Config {
     /// [backup] identity_file: an age identity file (or OpenSSH private key) for restoring
     /// encrypted backups, besides the credential $CREDENTIALS_DIRECTORY/age-identity.
     std::optional<std::filesystem::path> identity_file;
+    /// [backup] signing_key_file: the OpenSSH Ed25519 private key that signs sidecars, used
+    /// when the credential $CREDENTIALS_DIRECTORY/signing-key does not exist (bartl(7)
+    /// "KEY MANAGEMENT"). Absolute.
+    std::optional<std::filesystem::path> signing_key_file;
+    /// [backup] trusted_keys: "ssh-ed25519 AAAA... COMMENT" lines, as written (checked by
+    /// check_config_files()). With trusted_keys_file, restores take only backups signed by one.
+    std::vector<std::string> trusted_keys;
+    /// [backup] trusted_keys_file: allowed_signers or authorized_keys lines, absolute.
+    std::optional<std::filesystem::path> trusted_keys_file;
+    /// Whether restores require a signature by a trusted key.
+    bool requires_signature() const noexcept { return !trusted_keys.empty() || trusted_keys_file.has_value(); }
     /// Whether new backups are encrypted.
     bool encrypts() const noexcept { return !encrypt_to.empty() || encrypt_to_file.has_value(); }
 

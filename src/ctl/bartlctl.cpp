@@ -24,7 +24,7 @@
 //              "reason", "writer", "ours", "signer"}]
 //   history: [{"time", "event", "from", "to", "detail"}]
 //   plan: {"instance", "plan"}
-//   verify: {"id", "blob", "files", "bytes", "result": "ok"}
+//   verify: {"id", "blob", "files", "bytes", "signer", "result": "ok"}
 //   backup: {"id"} (with --wait also "result" ("success"/"failed") and "error")
 //   adopt: {"instance", "version", "marker", "paths": [{"path", "files", "bytes"}]}
 //   restore-from: {"instance", "pin": ID or null, "file"}
@@ -653,14 +653,23 @@ int cmd_verify(const Options& o) {
     Client c(o.instance);
     // A verification reads the whole backup: let it take as long as it needs.
     c.conn().setMethodCallTimeout(std::uint64_t{24} * 3600 * 1000000);
-    std::tuple<std::string, std::string, std::uint64_t, std::uint64_t> r;
+    std::tuple<std::string, std::string, std::uint64_t, std::uint64_t, std::string> r;
     c.call(fmt::format("verify {} of {}", o.id.empty() ? "the newest backup" : o.id, c.instance()),
            [&] { r = c.proxy().Verify(o.id); });
-    const auto& [id, blob, files, bytes] = r;
+    const auto& [id, blob, files, bytes, signer] = r;
     if (o.json)
-        print_json(json{{"id", id}, {"blob", blob}, {"files", files}, {"bytes", bytes}, {"result", "ok"}});
+        print_json(json{{"id", id},
+                        {"blob", blob},
+                        {"files", files},
+                        {"bytes", bytes},
+                        {"signer", signer.empty() ? json(nullptr) : json(signer)},
+                        {"result", "ok"}});
     else
-        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data)\n", id, blob, files, format_bytes(bytes));
+        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data), {}\n", id, blob, files,
+                                 format_bytes(bytes),
+                                 signer.empty()                  ? "not signed"
+                                 : signer.rfind("INVALID", 0) == 0 ? "signature " + signer
+                                                                   : "signed by " + signer);
     return 0;
 }
 

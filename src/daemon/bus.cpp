@@ -30,6 +30,7 @@
 #include "ops/engine.hpp"
 #include "ops/instance.hpp"
 #include "ops/lifecycle.hpp"
+#include "ops/signing.hpp"
 #include "store/store.hpp"
 #include "util/log.hpp"
 
@@ -147,14 +148,15 @@ private:
         reply_async(std::move(result), [this] {
             auto store = configured_store(config_);
             std::vector<BackupRow> rows;
-            for (const auto& b : list_backups(*store, worker_context(), config_.app_name))
+            for (const auto& b :
+                 list_backups(*store, worker_context(), config_.app_name, reporting_policy(config_)))
                 rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
-                                  b.blob_size, b.bytes, b.files, b.reason, b.writer_state_id, std::string());
+                                  b.blob_size, b.bytes, b.files, b.reason, b.writer_state_id, b.signer);
             return std::make_tuple(std::move(rows));
         });
     }
 
-    void Verify(sdbus::Result<std::string, std::string, std::uint64_t, std::uint64_t>&& result,
+    void Verify(sdbus::Result<std::string, std::string, std::uint64_t, std::uint64_t, std::string>&& result,
                 std::string id) override {
         if (verifying_.exchange(true)) {
             result.returnError(to_dbus_error(std::make_exception_ptr(
@@ -171,7 +173,7 @@ private:
             log::info(fmt::format("backup {} verified on request: {} entries, {}", b.id, b.files,
                                   format_bytes(b.bytes)),
                       {{"BARTL_BACKUP_ID", b.id}});
-            return std::make_tuple(b.id, b.blob_name, b.files, b.bytes);
+            return std::make_tuple(b.id, b.blob_name, b.files, b.bytes, b.signer);
         });
     }
 
@@ -288,7 +290,8 @@ public:
             run_worker([this, state_id] {
                 try {
                     auto store = configured_store(config_);
-                    for (const auto& b : list_backups(*store, worker_context(), config_.app_name)) {
+                    for (const auto& b :
+                         list_backups(*store, worker_context(), config_.app_name, trust_policy(config_))) {
                         if (state_id.empty() || b.writer_state_id != state_id) continue;
                         status_.update([&](StatusSnapshot& s) {
                             if (!s.last_backup.id.empty()) return;

@@ -134,8 +134,11 @@ int run(const Args& a) {
     if (a.verify) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured: nothing to verify", file.string()));
         auto b = verify_backup(config, *store, ctx, a.verify_id, reporter);
-        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data, blob {} bytes, sha256 {})\n", b.id,
-                                 b.blob_name, b.files, format_bytes(b.bytes), b.blob_size, b.blob_sha256);
+        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data, blob {} bytes, sha256 {}), {}\n", b.id,
+                                 b.blob_name, b.files, format_bytes(b.bytes), b.blob_size, b.blob_sha256,
+                                 b.signer.empty()                  ? "not signed"
+                                 : b.signer.rfind("INVALID", 0) == 0 ? "signature " + b.signer
+                                                                     : "signed by " + b.signer);
         return 0;
     }
 

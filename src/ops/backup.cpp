@@ -15,6 +15,7 @@
 #include "ops/catalog.hpp"
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
+#include "ops/signing.hpp"
 #include "store/identity.hpp"
 #include "util/fs.hpp"
 #include "util/host.hpp"
@@ -40,6 +41,26 @@ ProgressFn make_progress(const Reporter& reporter, const std::string& what, cons
         reporter.set_status(total ? fmt::format("{}: {} of {}", what, format_bytes(done), format_bytes(total))
                                   : fmt::format("{}: {}", what, format_bytes(done)));
     };
+}
+
+/// The key this backup is signed with (std::nullopt: unsigned). Throws RuntimeError when the
+/// key cannot be used, or when [backup] trusted_keys is set and the backup would be one its
+/// own restores refuse (no key, or a key not among the trusted ones).
+std::optional<SshSigningKey> signing_key_for_backup(const Config& config) {
+    auto key = load_signing_key(config);
+    if (!config.requires_signature()) return key;
+    if (!key)
+        throw RuntimeError(fmt::format(
+            "no backup taken: [backup] trusted_keys is set, so restores accept only signed backups, and no signing "
+            "key is available: provide the systemd credential {} (LoadCredential={}:FILE, an OpenSSH Ed25519 "
+            "private key) or set [backup] signing_key_file",
+            kSigningKeyCredential, kSigningKeyCredential));
+    if (!find_key(load_trusted_keys(config), key->pub))
+        throw RuntimeError(fmt::format("no backup taken: the signing key {} ({}) is not among [backup] trusted_keys "
+                                       "and trusted_keys_file, so no restore would accept its backups: add its "
+                                       "public key line \"{}\"",
+                                       key->pub.fingerprint(), key->pub.comment, key->pub.line()));
+    return key;
 }
 
 /// Checks the writer claim and records a new one in the marker (and its file).
@@ -112,6 +133,7 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
                                        names));
     }
     const auto started = std::chrono::steady_clock::now();
+    const auto signing_key = signing_key_for_backup(config);
     // Fencing first: a state that lost the store writes nothing there (invariant 9).
     claim_writer(config, store, ctx, marker);
     const std::string& state_version = marker.version;
@@ -176,12 +198,21 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     for (const auto& f : r.changed_while_read)
         log::warn(fmt::format("backup {}: {} changed while it was read (consistency = \"live\"); the copy in the "
                               "backup may be inconsistent", m.id, f), {{"BARTL_BACKUP_ID", m.id}});
+    if (signing_key) m.signature_key = signing_key->pub.fingerprint();
+    const std::string sidecar = m.to_json();
     try {
+        // Its signature before the sidecar: a listed backup always has its signature.
+        if (signing_key) {
+            store.put(ctx, signature_name(m.blob_name), sshsig_sign(*signing_key, sidecar, kSignatureNamespace));
+            m.signer = signing_key->pub.comment.empty()
+                           ? signing_key->pub.fingerprint()
+                           : fmt::format("{} {}", signing_key->pub.comment, signing_key->pub.fingerprint());
+        }
         // The sidecar is written last: only now does the backup exist (invariant 3).
-        store.put(ctx, sidecar_name(m.blob_name), m.to_json());
+        store.put(ctx, sidecar_name(m.blob_name), sidecar);
     } catch (...) {
         try {
-            store.remove(ctx.child(), m.blob_name);
+            store.remove_many(ctx.child(), {signature_name(m.blob_name), m.blob_name});
         } catch (...) {
         }
         throw;
@@ -208,7 +239,8 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
 unsigned apply_retention(const Config& config, Store& store, const Context& ctx, const std::string& state_id) {
     const auto& pol = config.retention;
     if (pol.keep_last == 0 && pol.keep_daily == 0 && pol.keep_weekly == 0 && pol.keep_monthly == 0) return 0;
-    auto backups = list_backups(store, ctx, config.app_name);
+    // A planted or unsigned backup neither counts as the newest nor is deleted.
+    auto backups = list_backups(store, ctx, config.app_name, trust_policy(config));
     std::vector<RetentionItem> items;
     for (const auto& b : backups) {
         RetentionItem it;
@@ -250,11 +282,12 @@ unsigned apply_retention(const Config& config, Store& store, const Context& ctx,
     for (const auto& id : sel.remove)
         if (auto b = find_backup(backups, id)) {
             sidecars.push_back(sidecar_name(b->blob_name));
+            blobs.push_back(signature_name(b->blob_name));
             blobs.push_back(b->blob_name);
             doomed.push_back(std::move(*b));
         }
-    // Sidecars first, all of them: from then on those backups do not exist, even if a blob
-    // stays (remove_incomplete_backups() takes it later). One request each on S3.
+    // Sidecars first, all of them: from then on those backups do not exist, even if a blob or
+    // signature stays (remove_incomplete_backups() takes it later). One request each on S3.
     if (doomed.empty()) return 0;
     store.remove_many(ctx, sidecars);
     store.remove_many(ctx, blobs);
@@ -272,6 +305,18 @@ unsigned remove_incomplete_backups(const Config& config, Store& store, const Con
     for (const auto& o : objects) present.insert(o.name);
     const auto cutoff = std::chrono::system_clock::now() - age;
     for (const auto& o : objects) {
+        // A signature whose sidecar is gone: left by retention or by a backup killed before
+        // its sidecar was written.
+        if (o.name.size() > 9 && o.name.compare(o.name.size() - 9, 9, ".json.sig") == 0) {
+            const auto blob = o.name.substr(0, o.name.size() - 9);
+            if (!parse_blob_name(config.app_name, blob) || present.count(sidecar_name(blob)) || o.modified >= cutoff)
+                continue;
+            store.remove(ctx, o.name);
+            log::info(fmt::format("store {}: removed {}, the signature of a backup whose sidecar is gone", store.url(),
+                                  o.name));
+            ++n;
+            continue;
+        }
         // Only names bartl writes for this app: anything else is not ours to delete.
         auto ref = parse_blob_name(config.app_name, o.name);
         if (!ref || present.count(sidecar_name(o.name))) continue;
@@ -286,10 +331,14 @@ unsigned remove_incomplete_backups(const Config& config, Store& store, const Con
 
 BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
                              const Reporter& reporter) {
-    auto backups = list_backups(store, ctx, config.app_name);
+    auto backups = list_backups(store, ctx, config.app_name, reporting_policy(config));
     if (backups.empty()) throw NotFound(fmt::format("store {} holds no backup of {}", store.url(), config.app_name));
     auto b = id.empty() ? std::optional<BackupManifest>(backups.front()) : find_backup(backups, id);
     if (!b) throw NotFound(fmt::format("store {} holds no backup '{}' of app {}", store.url(), id, config.app_name));
+    // Its signature is checked as a restore checks it: verify fails where a restore would refuse.
+    if (config.requires_signature())
+        if (const auto ref = find_ref(list_backup_refs(store, ctx, config.app_name).backups, b->blob_name))
+            b = read_sidecar(store, ctx, config.app_name, *ref, trust_policy(config, /*report=*/true));
     fs::make_dirs(config.bartl_dir);
     auto tmp = config.bartl_dir / fmt::format(".verify-{}-{}", b->id, getpid());
     fs::remove_tree(tmp);

@@ -88,7 +88,8 @@ BackupListing list_backup_refs(Store& store, const Context& ctx, const std::stri
     return out;
 }
 
-BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string& app, const BackupRef& ref) {
+BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string& app, const BackupRef& ref,
+                            const TrustPolicy& trust) {
     const std::string name = sidecar_name(ref.blob_name);
     auto obj = store.get(ctx, name, kMaxSidecarBytes);
     if (!obj) throw NotFound(fmt::format("store {}: sidecar {} vanished (deleted by retention?)", store.url(), name));
@@ -110,17 +111,23 @@ BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string&
     } catch (const std::invalid_argument& e) {
         throw IntegrityError(fmt::format("sidecar {}: 'created': {}", name, e.what()));
     }
+    if (trust.enforce || trust.report) {
+        std::optional<std::string> signature;
+        if (auto sig = store.get(ctx, signature_name(ref.blob_name), kMaxSidecarBytes))
+            signature = std::move(sig->data);
+        m.signer = check_signature(m.id, obj->data, signature, trust, m.signature_key);
+    }
     return m;
 }
 
 std::vector<BackupManifest> list_backups(Store& store, const Context& ctx, const std::string& app,
-                                         std::vector<std::string>* damaged) {
+                                         const TrustPolicy& trust, std::vector<std::string>* damaged) {
     const auto listing = list_backup_refs(store, ctx, app);
     if (damaged) *damaged = listing.damaged;
     std::vector<BackupManifest> out;
     for (const auto& ref : listing.backups) {
         try {
-            out.push_back(read_sidecar(store, ctx, app, ref));
+            out.push_back(read_sidecar(store, ctx, app, ref, trust));
         } catch (const NotFound&) {
             continue;  // deleted by retention since the listing
         } catch (const IntegrityError& e) {
@@ -154,7 +161,8 @@ std::vector<BackupRef> restore_order(const std::vector<BackupRef>& backups, std:
 }
 
 CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const std::string& app,
-                                         const BackupListing& listing, const std::set<std::string>& rejected,
+                                         const TrustPolicy& trust, const BackupListing& listing,
+                                         const std::set<std::string>& rejected,
                                          const std::optional<StoreWriter>& writer,
                                          std::chrono::system_clock::time_point now) {
     CandidateChoice c;
@@ -180,7 +188,7 @@ CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const
         }
         BackupManifest m;
         try {
-            m = read_sidecar(store, ctx, app, ref);
+            m = read_sidecar(store, ctx, app, ref, trust);
         } catch (const NotFound&) {
             continue;
         } catch (const IntegrityError& e) {

@@ -12,6 +12,7 @@
 
 #include "blob/manifest.hpp"
 #include "core/store_identity.hpp"
+#include "ops/signing.hpp"
 #include "store/store.hpp"
 
 namespace bartl {
@@ -42,15 +43,18 @@ struct BackupListing {
 BackupListing list_backup_refs(Store& store, const Context& ctx, const std::string& app);
 
 /// Reads and checks the sidecar of `ref`: it must parse, be of `app`, name that blob, and agree
-/// with the name (id, version, creation second). Throws IntegrityError naming what is wrong,
-/// NotFound when it vanished, StoreUnavailable.
-BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string& app, const BackupRef& ref);
+/// with the name (id, version, creation second); then its signature NAME.json.sig against
+/// `trust` (the result's `signer`). Throws IntegrityError naming what is wrong (a signature
+/// `trust` enforces and the sidecar lacks included), NotFound when it vanished,
+/// StoreUnavailable.
+BackupManifest read_sidecar(Store& store, const Context& ctx, const std::string& app, const BackupRef& ref,
+                            const TrustPolicy& trust);
 
 /// Every backup of `app` with its sidecar, newest first (bartlctl backups, retention). A
 /// damaged sidecar is skipped with a warning, and named in `damaged` when given. Throws
 /// StoreUnavailable.
 std::vector<BackupManifest> list_backups(Store& store, const Context& ctx, const std::string& app,
-                                         std::vector<std::string>* damaged = nullptr);
+                                         const TrustPolicy& trust, std::vector<std::string>* damaged = nullptr);
 
 /// Finds a backup by id (or full blob name).
 std::optional<BackupManifest> find_backup(const std::vector<BackupManifest>& backups, const std::string& id);
@@ -74,14 +78,16 @@ struct CandidateChoice {
 };
 
 /// Chooses the backup a restore takes (bartl(7) invariants 4, 5, 9): newest first, skipping ids
-/// in `rejected`, damaged sidecars, backups a fenced writer wrote after `writer` took the
-/// store over, and backups created more than kClockSkewAllowed after `now` (those are tried
-/// last, oldest first, so a host with a wrong clock cannot hide the real newest backup nor
-/// block a recovery; one passed over is named in `skipped` all the same). Reads one sidecar
-/// per backup it looks at, normally one. Logs nothing: the caller reports `skipped` (observe()
+/// in `rejected`, damaged sidecars, sidecars without the signature `trust` enforces, backups a
+/// fenced writer wrote after `writer` took the store over, and backups created more than
+/// kClockSkewAllowed after `now` (those are tried last, oldest first, so a host with a wrong
+/// clock cannot hide the real newest backup nor block a recovery; one passed over is named
+/// in `skipped` all the same). Reads one sidecar (and with `trust` enforced its signature) per
+/// backup it looks at, normally one. Logs nothing: the caller reports `skipped` (observe()
 /// makes each line a warning). Throws StoreUnavailable.
 CandidateChoice choose_restore_candidate(Store& store, const Context& ctx, const std::string& app,
-                                         const BackupListing& listing, const std::set<std::string>& rejected,
+                                         const TrustPolicy& trust, const BackupListing& listing,
+                                         const std::set<std::string>& rejected,
                                          const std::optional<StoreWriter>& writer,
                                          std::chrono::system_clock::time_point now);
 

@@ -55,9 +55,9 @@ BackupManifest check_pin(const Config& config, Store& store, const Context& ctx,
     const auto listing = list_backup_refs(store, ctx, config.app_name);
     if (const auto ref = find_ref(listing.backups, id)) {
         try {
-            return read_sidecar(store, ctx, config.app_name, *ref);
+            return read_sidecar(store, ctx, config.app_name, *ref, trust_policy(config));
         } catch (const IntegrityError& e) {
-            throw UsageError(fmt::format("--restore-from {}: that backup is damaged: {}", id, e.what()));
+            throw UsageError(fmt::format("--restore-from {}: that backup cannot be restored: {}", id, e.what()));
         }
     }
     std::string known;

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "ops/migrations_dir.hpp"
+#include "ops/signing.hpp"
 #include "state/database.hpp"
 
 namespace bartl {
@@ -81,6 +82,15 @@ void check_config_files(const Config& config) {
     check("[hooks] post_backup", config.hook_post_backup);
     check("[hooks] post_restore", config.hook_post_restore);
     load_database_clients(config);
+    load_trusted_keys(config);
+    // The credential, when there, is what signs; checked when a backup is taken.
+    if (config.signing_key_file && !signing_key_credential()) {
+        try {
+            load_signing_key(config);
+        } catch (const RuntimeError& e) {
+            throw ConfigError(fmt::format("{}: {}", config.where("[backup] signing_key_file"), e.what()));
+        }
+    }
     if (!config.migrations_dir) return;
     std::vector<MigrationScript> scripts;
     try {

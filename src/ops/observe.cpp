@@ -67,14 +67,15 @@ void observe_backups(Observation& o, const Config& config, Store* store, const C
             return;
         }
         try {
-            take(read_sidecar(*store, ctx, config.app_name, *ref), " (pinned)");
+            take(read_sidecar(*store, ctx, config.app_name, *ref, trust_policy(config)), " (pinned)");
         } catch (const IntegrityError& e) {
             f.backup = BackupFact::all_rejected;
             o.backup_detail = fmt::format("pinned backup {}: {}", ref->id, e.what());
         }
         return;
     }
-    const auto choice = choose_restore_candidate(*store, ctx, config.app_name, listing, rejected, writer,
+    const auto choice = choose_restore_candidate(*store, ctx, config.app_name, trust_policy(config), listing, rejected,
+                                                 writer,
                                                  std::chrono::system_clock::now());
     for (const auto& s : choice.skipped) o.warnings.push_back(s);
     if (choice.chosen) {

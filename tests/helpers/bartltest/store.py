@@ -48,7 +48,7 @@ def check_store(inst, before_blobs, verify_new=True, verified=None):
     None)])."""
     sc = inst.sidecars()
     names = os.listdir(inst.store)
-    blobs = [n for n in names if not n.startswith(".") and not n.endswith(".json")]
+    blobs = [n for n in names if not n.startswith(".") and not n.endswith((".json", ".json.sig"))]
     orphans = [b for b in blobs if b not in sc]
     problems = []
     for blob, m in sc.items():

@@ -45,7 +45,7 @@ TEST_CASE("the sidecar has exactly the documented keys", "[manifest]") {
     for (auto& [k, v] : j.items()) keys.insert(k);
     CHECK(keys == std::set<std::string>{"format", "app", "version", "created", "host", "id", "blob", "compression",
                                         "encryption", "components", "paths", "files", "bytes", "reason", "writer",
-                                        "migrations", "exclude"});
+                                        "migrations", "exclude", "signature"});
     CHECK(j["format"] == 1);
     CHECK(j["blob"] == json{{"name", "notes-20261130T030904Z-2.1.0-3f9a0c1d.tar.zst"},
                             {"size", 12345},
@@ -57,6 +57,21 @@ TEST_CASE("the sidecar has exactly the documented keys", "[manifest]") {
     auto enc = sample();
     enc.encryption = "age";
     CHECK(json::parse(enc.to_json())["encryption"] == json{{"type", "age"}});
+    CHECK(j["signature"].is_null());
+}
+
+TEST_CASE("the sidecar names the key that signed it", "[manifest]") {
+    auto m = sample();
+    m.signature_key = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+    const auto j = json::parse(m.to_json());
+    CHECK(j["signature"] == json{{"type", "sshsig"}, {"namespace", "bartl-backup"}, {"key", *m.signature_key}});
+    CHECK_FALSE(json::parse(m.to_archive_json()).contains("signature"));
+    const auto back = BackupManifest::from_json(m.to_json());
+    CHECK(back.signature_key == m.signature_key);
+    CHECK(back.to_json() == m.to_json());
+    CHECK_FALSE(BackupManifest::from_json(sample().to_json()).signature_key);
+    CHECK_THROWS_WITH(BackupManifest::from_json(with("signature", json{{"type", "gpg"}, {"key", "x"}})),
+                      Catch::Contains("must be \"sshsig\", not \"gpg\""));
 }
 
 TEST_CASE("the in-archive manifest lacks blob and counts", "[manifest]") {

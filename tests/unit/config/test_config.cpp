@@ -114,6 +114,9 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
     CHECK(c.encrypt_to.size() == 2);
     CHECK(c.encrypt_to_file == fs::path("/etc/bartl/notes.recipients"));
     CHECK(c.identity_file == fs::path("/root/notes-age.key"));
+    CHECK(c.signing_key_file == fs::path("/etc/bartl/notes-signing"));
+    CHECK(c.trusted_keys.size() == 1);
+    CHECK(c.trusted_keys_file == fs::path("/etc/bartl/notes.allowed_signers"));
 }
 
 TEST_CASE("a minimal config gets the documented defaults", "[config]") {
@@ -855,4 +858,29 @@ TEST_CASE("[backup] encrypt_to, encrypt_to_file and identity_file", "[config][en
           "notes.toml:8:17: [backup] identity_file must be an absolute path, got \"age.key\"");
     CHECK(error_of(head + "[backup]\nencrypt_to_file = \"recipients\"\n") ==
           "notes.toml:8:19: [backup] encrypt_to_file must be an absolute path, got \"recipients\"");
+}
+
+TEST_CASE("[backup] signing_key_file, trusted_keys and trusted_keys_file", "[config][signing]") {
+    const auto c = parse_config(head + "[backup]\nsigning_key_file = \"/etc/bartl/signing\"\n"
+                                       "trusted_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN a\", "
+                                       "\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN b\"]\n",
+                                "notes.toml");
+    CHECK(c.signing_key_file == fs::path("/etc/bartl/signing"));
+    REQUIRE(c.trusted_keys.size() == 2);
+    CHECK(c.where("[backup] trusted_keys[1]") == "notes.toml:9:103");
+    CHECK(c.requires_signature());
+    CHECK_FALSE(parse_config(head, "notes.toml").requires_signature());
+    CHECK(parse_config(head + "[backup]\ntrusted_keys_file = \"/etc/k\"\n", "notes.toml").requires_signature());
+    CHECK(error_of(head + "[backup]\ntrusted_keys = \"ssh-ed25519 AAAA\"\n") ==
+          "notes.toml:8:16: [backup] trusted_keys must be an array of \"ssh-ed25519 AAAA... COMMENT\" public key "
+          "lines, got string");
+    CHECK(error_of(head + "[backup]\ntrusted_keys = []\n") ==
+          "notes.toml:8:16: [backup] trusted_keys is empty: list at least one public key, or remove the key to "
+          "restore unsigned backups");
+    CHECK(error_of(head + "[backup]\ntrusted_keys = [1]\n") ==
+          "notes.toml:8:17: [backup] trusted_keys[0] must be a string, got integer");
+    CHECK(error_of(head + "[backup]\nsigning_key_file = \"key\"\n") ==
+          "notes.toml:8:20: [backup] signing_key_file must be an absolute path, got \"key\"");
+    CHECK(error_of(head + "[backup]\ntrusted_keys_file = \"keys\"\n") ==
+          "notes.toml:8:21: [backup] trusted_keys_file must be an absolute path, got \"keys\"");
 }
