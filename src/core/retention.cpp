@@ -38,6 +38,23 @@ std::int64_t iso_week_bucket(sys_seconds t) {
 
 }  // namespace
 
+std::vector<std::string> select_way_back(const std::vector<RetentionItem>& items, unsigned keep_pre_migration,
+                                         std::optional<sys_seconds> now, seconds skew) {
+    std::vector<const RetentionItem*> candidates;
+    for (const auto& it : items)
+        if (it.ours && it.pre_migration && !(now && it.created > *now + skew)) candidates.push_back(&it);
+    std::sort(candidates.begin(), candidates.end(), [](const RetentionItem* a, const RetentionItem* b) {
+        if (a->created != b->created) return a->created > b->created;
+        return a->id > b->id;
+    });
+    std::vector<std::string> ids;
+    for (const auto* it : candidates) {
+        if (ids.size() == keep_pre_migration) break;
+        ids.push_back(it->id);
+    }
+    return ids;
+}
+
 RetentionResult select_retention(const std::vector<RetentionItem>& items, const RetentionPolicy& policy,
                                  std::optional<sys_seconds> now, seconds skew) {
     using Time = sys_time<milliseconds>;
@@ -76,13 +93,10 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
     const bool keep_all = policy.keep_last == 0 && policy.keep_daily == 0 && policy.keep_weekly == 0 &&
                           policy.keep_monthly == 0;
 
-    unsigned pre_migration_left = policy.keep_pre_migration;
+    const auto way_back = select_way_back(items, policy.keep_pre_migration, now, skew);
     for (const auto* it : order) {
         bool keep = keep_all;
-        if (it->pre_migration && pre_migration_left > 0) {
-            --pre_migration_left;
-            keep = true;
-        }
+        if (std::find(way_back.begin(), way_back.end(), it->id) != way_back.end()) keep = true;
         if (last_left > 0) {
             --last_left;
             keep = true;

@@ -50,4 +50,12 @@ RetentionResult select_retention(const std::vector<RetentionItem>& items, const 
                                  std::optional<std::chrono::sys_seconds> now = std::nullopt,
                                  std::chrono::seconds skew = std::chrono::minutes(5));
 
+/// The way back after an upgrade: the ids of the `keep_pre_migration` newest pre-migration
+/// backups of ours (not another writer's, not one created more than `skew` after `now`),
+/// newest first — exactly those select_retention() keeps by that rule. For `bartlctl
+/// backups` to mark them, and select_retention() itself.
+std::vector<std::string> select_way_back(const std::vector<RetentionItem>& items, unsigned keep_pre_migration,
+                                         std::optional<std::chrono::sys_seconds> now = std::nullopt,
+                                         std::chrono::seconds skew = std::chrono::minutes(5));
+
 }  // namespace bartl

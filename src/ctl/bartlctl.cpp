@@ -21,13 +21,14 @@
 //      "result", "exit_status", "restarts"}, "journal": {"decision", "decision_time", "error",
 //      "error_time"}}
 //   backups: [{"id", "created", "version", "host", "blob", "encryption", "size", "bytes", "files",
-//              "reason", "writer", "ours", "signer"}]
+//              "reason", "writer", "ours", "way_back", "signer"}]
 //   history: [{"time", "event", "from", "to", "detail"}]
 //   plan: {"instance", "plan"}
 //   verify: {"id", "blob", "files", "bytes", "signer", "result": "ok"}
 //   backup: {"id"} (with --wait also "result" ("success"/"failed") and "error")
 //   adopt: {"instance", "version", "marker", "paths": [{"path", "files", "bytes"}]}
 //   restore-from: {"instance", "pin": ID or null, "file"}
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -54,6 +55,7 @@
 #include "core/decision.hpp"
 #include "core/error.hpp"
 #include "core/marker.hpp"
+#include "core/retention.hpp"
 #include "core/semver.hpp"
 #include "core/time.hpp"
 #include "daemon/bus_name.hpp"
@@ -581,10 +583,33 @@ int cmd_backups(const Options& o) {
                               std::uint64_t, std::uint64_t, std::uint64_t, std::string, std::string, std::string>>
         rows;
     std::string state_id;
+    unsigned keep_pre_migration = 0;
     c.call("list backups of " + c.instance(), [&] {
         rows = c.proxy().ListBackups();
         state_id = c.proxy().StateId();
+        keep_pre_migration = c.proxy().KeepPreMigration();
     });
+    // The way back: the pre-migration backups of this state that retention keeps by
+    // keep_pre_migration, chosen by the rule retention applies (core/retention.hpp).
+    std::vector<RetentionItem> items;
+    for (const auto& r : rows) {
+        const auto& [id, created, version, host, blob, enc, size, bytes, files, reason, writer, signer] = as_tuple(r);
+        RetentionItem it;
+        it.id = id;
+        try {
+            it.created = parse_rfc3339_ms(created);
+        } catch (const std::exception&) {
+            continue;  // not dated: retention does not count it either
+        }
+        it.pre_migration = reason == "pre-migration";
+        it.ours = writer.empty() || writer == state_id;  // as retention counts them (ops/backup.cpp)
+        items.push_back(it);
+    }
+    const auto way_back_ids = select_way_back(
+        items, keep_pre_migration, std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
+    const auto way_back = [&](const std::string& id) {
+        return std::find(way_back_ids.begin(), way_back_ids.end(), id) != way_back_ids.end();
+    };
     if (o.json) {
         json all = json::array();
         for (const auto& r : rows) {
@@ -595,6 +620,7 @@ int cmd_backups(const Options& o) {
                                {"reason", reason.empty() ? json(nullptr) : json(reason)},
                                {"writer", writer.empty() ? json(nullptr) : json(writer)},
                                {"ours", !state_id.empty() && writer == state_id},
+                               {"way_back", way_back(id)},
                                {"signer", signer.empty() ? json(nullptr) : json(signer)}});
         }
         print_json(all);
@@ -607,7 +633,7 @@ int cmd_backups(const Options& o) {
     for (const auto& r : rows) {
         const auto& [id, created, version, host, blob, enc, size, bytes, files, reason, writer, signer] = as_tuple(r);
         std::string notes;
-        if (reason == "pre-migration") notes += ", way back";
+        if (way_back(id)) notes += ", way back";
         if (!state_id.empty() && !writer.empty() && writer != state_id) notes += ", other state";
         std::cout << fmt::format("{:<9} {:<25} {:<12} {:>9} {:>9}  {:<9} {:<14} {:<8} {}{}\n", id, created, version,
                                  format_bytes(size), format_bytes(bytes), enc.empty() ? "no" : enc,

@@ -243,6 +243,7 @@ private:
     std::string Store() override { return status_.snapshot().store; }
     std::string StateId() override { return status_.snapshot().state_id; }
     std::string Fenced() override { return log::printable(status_.snapshot().fenced); }
+    std::uint32_t KeepPreMigration() override { return config_.retention.keep_pre_migration; }
 
     /// What a worker's store calls run under: cancelled when the bus shuts down (or bartld
     /// stops), each call with the default deadline.

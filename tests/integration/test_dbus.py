@@ -247,6 +247,30 @@ class DBus(StackTest):
         self.assertEqual(s.get("/health")[0], 200)
         self.assertIn("no D-Bus system bus", s.read_log())
 
+    def test_backups_marks_as_way_back_only_the_pre_migration_backups_retention_keeps(self):
+        # Issue "real apps": `bartlctl backups` marked every pre-migration backup "way back",
+        # also those beyond keep_pre_migration that retention may prune.
+        s = self.serve()
+        self.ctl("backup", "--wait")
+        s.stop()
+        s.render("2.0.0", **{"backup.keep_pre_migration": "1"})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        [pre] = [b for b in s.backups() if b["reason"] == "pre-migration"]
+        listed = {b["id"]: b for b in json.loads(self.ctl("backups", "--json").stdout)}
+        self.assertEqual({i: b["way_back"] for i, b in listed.items()},
+                         {i: i == pre["id"] for i in listed}, listed)
+        [row] = [l for l in self.ctl("backups").stdout.splitlines() if l.startswith(pre["id"])]
+        self.assertTrue(row.endswith(", way back"), row)
+        s.stop()
+        # keep_pre_migration = 0: retention no longer keeps it as the way back; nor says so.
+        s.render("2.0.0", **{"backup.keep_pre_migration": "0"})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        listed = json.loads(self.ctl("backups", "--json").stdout)
+        self.assertEqual([b["way_back"] for b in listed], [False] * len(listed), listed)
+        self.assertNotIn("way back", self.ctl("backups").stdout)
+
     def test_adopt_foreign_data_then_serve_it(self):
         s = self.serve()
         s.post_note("kept through adoption")

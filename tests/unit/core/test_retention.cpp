@@ -350,6 +350,31 @@ TEST_CASE("retention: the way back is kept (keep_pre_migration)", "[retention]")
     CHECK(r.remove == std::vector<std::string>{"b7", "b5", "b3", "b2", "b1"});
 }
 
+TEST_CASE("retention: the way back is the keep_pre_migration newest pre-migration backups of ours", "[retention]") {
+    // Issue "real apps": `bartlctl backups` marked every pre-migration backup "way back",
+    // also those retention may prune.
+    std::vector<RetentionItem> items;
+    for (int d = 1; d <= 8; ++d) {
+        auto it = item("b" + std::to_string(d), at(2021, 1, d));
+        it.pre_migration = d % 2 == 0;  // b2, b4, b6, b8
+        items.push_back(it);
+    }
+    items[7].ours = false;  // b8: another state's, never counted
+    const auto now = at(2021, 1, 5) + hours(12);  // b6 (and b8) are dated after now + skew
+    CHECK(select_way_back(items, 2) == std::vector<std::string>{"b6", "b4"});
+    CHECK(select_way_back(items, 2, now) == std::vector<std::string>{"b4", "b2"});
+    CHECK(select_way_back(items, 0).empty());
+    CHECK(select_way_back(items, 10) == std::vector<std::string>{"b6", "b4", "b2"});
+    // Exactly those that select_retention() keeps by that rule alone.
+    RetentionPolicy p = policy(1, 0, 0, 0);
+    p.keep_pre_migration = 2;
+    items[7].ours = true;
+    items[7].verified = true;
+    const auto r = select_retention(items, p);
+    CHECK(r.keep == std::vector<std::string>{"b8", "b6"});
+    CHECK(select_way_back(items, 2) == std::vector<std::string>{"b8", "b6"});
+}
+
 TEST_CASE("retention: backups within one second are ordered by their milliseconds", "[retention]") {
     // Found by tests/integration/test_facts.py: same-second backups were never pruned, because
     // the newest one was chosen in another order than the one retention walks.
