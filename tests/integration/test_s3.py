@@ -245,13 +245,18 @@ class S3(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("credentials are wrong", r.stderr)
 
-    def test_wrong_bucket_or_prefix_exit_1_never_init(self):
-        s = self.bare()
+    def run_with_a_mistyped_prefix(self, s, *args):
+        """Runs bartld ARGS with [backup] store pointing at PREFIX-typo: exit 1, "not a bartl store"."""
         edit_config(s.config, {"backup.store": json.dumps(f"s3://{BUCKET}/{s.s3_prefix}-typo")})
-        r = s.run("--prepare")
+        r = s.run(*args)
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn(f"store s3://{BUCKET}/{s.s3_prefix}-typo holds no bartl-store.json: it is not a bartl store",
                       r.stderr)
+        return r
+
+    def test_wrong_bucket_or_prefix_exit_1_never_init(self):
+        s = self.bare()
+        r = self.run_with_a_mistyped_prefix(s, "--prepare")
         self.assertIn("--init-store", r.stderr)
         self.assertNotIn("decision: init", r.stderr)
         self.assertFalse(os.path.exists(s.state))
@@ -260,6 +265,14 @@ class S3(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("bucket no-such-bucket does not exist", r.stderr)
         self.assertFalse(os.path.exists(s.state))
+
+    def test_verify_of_a_mistyped_prefix_says_it_is_not_a_bartl_store(self):
+        s = self.bare()
+        self.ok(s, "--prepare")
+        self.ok(s, "--backup")
+        # Not "holds no backup": the location is no bartl store at all.
+        r = self.run_with_a_mistyped_prefix(s, "--verify")
+        self.assertNotIn("holds no backup of", r.stderr)
 
     def test_credentials_from_the_systemd_credential_or_a_clear_error(self):
         s = self.bare()
