@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled
+from bartltest import BARTLD, EXIT_RUNTIME, PrivateBus, Stack, StackTest, bartlctl, edit_config, scaled
 from s3servers import BUCKET, S3Servers, Unavailable, aws_cli
 
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
@@ -359,6 +359,22 @@ class S3(StackTest):
         self.assertEqual(len(ranges), 3, ranges)
         self.assertEqual(ranges[0], "")
         self.assertTrue(all(x.startswith("bytes=") for x in ranges[1:]), ranges)
+
+    def test_bartlctl_backups_while_the_store_hangs_says_bartld_is_busy_not_timed_out(self):
+        # sd-bus gives up after 25 s while bartld still waits for the listing; bartlctl used to
+        # print only "Connection timed out".
+        bus = PrivateBus()
+        self.addCleanup(bus.close)
+        s = self.bare(s3={"call_timeout": '"60s"', "retry_for": '"60s"'})
+        self.ok(s, "--prepare")
+        s.start(extra_env=bus.env())
+        s.wait_ready()
+        _servers.fault({"op": "ListObjectsV2", "action": "slow", "delay": 30, "count": 1})
+        r = bartlctl("-i", "notes", "backups", bus=bus, timeout=120)
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stdout + r.stderr)
+        self.assertIn("list backups of notes: bartld did not answer in time", r.stderr)
+        self.assertIn("waiting for a store that does not answer", r.stderr)
+        self.assertNotIn("not running", r.stderr)
 
     # --- store identity and fencing on S3 -----------------------------------------------------
 
