@@ -273,6 +273,14 @@ struct SftpStore::Shared {
                 // help; anything else is the SSH connection failing (reset, closed, banner).
                 if (detail.find("/-31)") != std::string::npos)
                     throw RuntimeError(say(fmt::format("{}: {}", what, detail)));
+                // A write the server answered with an SFTP status comes without text from
+                // libssh2, and OpenSSH's sftp-server reports ENOSPC and EDQUOT as a bare
+                // "Failure": name the likely cause, which "Error in the SSH layer" hides.
+                if (writing && o.error.empty())
+                    throw TransientStoreError(say(fmt::format(
+                        "{}: {} (the server refused a write or closed the connection; SFTP gives no reason for a "
+                        "refused write: is the disk on {} full, or a quota reached?)",
+                        what, detail, host_port())));
                 throw TransientStoreError(say(fmt::format("{}: {}", what, detail)));
             case CURLE_PEER_FAILED_VERIFICATION:
                 if (o.host_key == CURLKHMATCH_MISMATCH)

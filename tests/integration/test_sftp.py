@@ -197,6 +197,22 @@ class Sftp(StackTest):
         self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
         self.assertEqual(len(s.backups()), 1)
 
+    def test_a_full_disk_on_the_server_is_named_and_leaves_nothing(self):
+        # OpenSSH's sftp-server answers ENOSPC with a bare "Failure", which libcurl turned into
+        # "Error in the SSH layer" and nothing else.
+        s = self.sftp_stack()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", s.store], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", s.store])
+        s.init_store()
+        self.ok(s, "--prepare")
+        with open(os.path.join(s.state, "big"), "wb") as f:
+            f.write(os.urandom(4 << 20))
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"is the disk on 127.0.0.1:{self.ssh.port} full, or a quota reached?", r.stderr)
+        self.assertEqual(s.backups(), [])
+        self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
+
     def wait_for_upload(self, s, p, besides=None):
         deadline = time.monotonic() + scaled(60)
         while time.monotonic() < deadline and p.poll() is None:
