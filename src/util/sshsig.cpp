@@ -251,6 +251,13 @@ std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text) {
                     throw std::invalid_argument(fmt::format(
                         "{}:{}: cert-authority: bartl trusts plain keys, not certificate authorities", lineno,
                         t[i].second));
+                // ssh-keygen -Y verify refuses a key outside its validity period; taking such a
+                // line without checking it would trust a key the file says has expired.
+                if (o.rfind("valid-after=", 0) == 0 || o.rfind("valid-before=", 0) == 0)
+                    throw std::invalid_argument(fmt::format(
+                        "{}:{}: {}: bartl does not check a key's validity period, which ssh-keygen -Y verify "
+                        "enforces; remove the option, or the whole line to stop trusting the key",
+                        lineno, t[i].second, o.substr(0, o.find('='))));
                 if (o.rfind("namespaces=", 0) == 0) {
                     std::string list = o.substr(11);
                     if (list.size() >= 2 && list.front() == '"' && list.back() == '"') list = list.substr(1, list.size() - 2);

@@ -43,7 +43,8 @@ struct TrustedKeyLine {
 /// ("[OPTIONS] ssh-ed25519 BASE64 [COMMENT]"); '#' comments and blank lines skipped. A line
 /// whose namespaces="..." option does not list bartl-backup is skipped (ssh-keygen -Y verify
 /// would not accept it either). Throws std::invalid_argument "LINE:COLUMN: message" for a
-/// line without an ssh-ed25519 key, a cert-authority line, or a bad key.
+/// line without an ssh-ed25519 key, a cert-authority line, a valid-after= or valid-before=
+/// option (a validity period bartl does not check), or a bad key.
 std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text);
 
 /// An Ed25519 private key from an OpenSSH private key file.

@@ -175,5 +175,10 @@ TEST_CASE("parse_trusted_keys reads allowed_signers and authorized_keys lines") 
     CHECK(what([&] { parse_trusted_keys("\nbartl ssh-rsa AAAAB3NzaC1yc2E= x\n"); }).rfind("2:7: ", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("just words\n"); }).rfind("1:1: no ssh-ed25519 key", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("cert-authority " + a.line()); }).find("cert-authority") != std::string::npos);
+    // A validity period ssh-keygen -Y verify enforces is never silently ignored.
+    CHECK(what([&] { parse_trusted_keys("# ok\nbartl valid-before=\"20200101\" " + a.line()); })
+              .rfind("2:7: valid-before: bartl does not check a key's validity period", 0) == 0);
+    CHECK(what([&] { parse_trusted_keys("bartl namespaces=\"bartl-backup\",valid-after=\"20990101\" " + a.line()); })
+              .rfind("1:7: valid-after: ", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("ssh-ed25519 AAAA!!!"); }).find("not base64") != std::string::npos);
 }
