@@ -276,6 +276,20 @@ std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text) {
     return out;
 }
 
+bool private_key_has_passphrase(std::string_view text) noexcept {
+    try {
+        if (text.find(kKeyBegin) == std::string_view::npos)
+            return text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string_view::npos ||
+                   text.find("Proc-Type: 4,ENCRYPTED") != std::string_view::npos;
+        const auto bytes = unbase64(dearmor(text, kKeyBegin, kKeyEnd, "an OpenSSH private key"), "the key");
+        Reader r(bytes, "the key");
+        if (r.raw(15, "its magic") != std::string_view("openssh-key-v1\0", 15)) return false;
+        return r.string("the cipher name") != "none";
+    } catch (...) {
+        return false;
+    }
+}
+
 SshSigningKey parse_openssh_private_key(std::string_view text) {
     const std::string what = "the OpenSSH private key";
     const auto body = dearmor(text, kKeyBegin, kKeyEnd, "an OpenSSH private key (as ssh-keygen -t ed25519 writes it)");

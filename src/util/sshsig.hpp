@@ -59,6 +59,12 @@ struct SshSigningKey {
 /// (a passphrase-protected key, another key type, a damaged file).
 SshSigningKey parse_openssh_private_key(std::string_view text);
 
+/// Whether a private key file's `text` is protected by a passphrase: an OpenSSH key
+/// ("-----BEGIN OPENSSH PRIVATE KEY-----") whose cipher is not "none", or a PEM key marked
+/// encrypted (PKCS#8 "ENCRYPTED PRIVATE KEY", or "Proc-Type: 4,ENCRYPTED"). False for anything
+/// else, a damaged file included. Never throws.
+bool private_key_has_passphrase(std::string_view text) noexcept;
+
 /// Signs `message` in namespace `ns`: an armored SSHSIG ("-----BEGIN SSH SIGNATURE-----",
 /// base64 wrapped at 70 columns, hash sha512), byte for byte what `ssh-keygen -Y sign`
 /// writes for the same key (Ed25519 signatures are deterministic). Throws RuntimeError when

@@ -153,6 +153,23 @@ class Sftp(StackTest):
         self.assertIn(f"refused the key {stranger}", r.stderr)
         self.assertEqual(s.backups(), [])
 
+    def test_a_passphrase_protected_key_is_named_as_such(self):
+        # libssh2 cannot use it and curl says only "login denied": the message blamed the
+        # server's authorized_keys.
+        s = self.sftp_stack()
+        self.ok(s, "--prepare")
+        locked = os.path.join(self.tmp, "locked")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret words", "-f", locked], check=True)
+        with open(os.path.join(self.ssh.dir, "authorized_keys"), "a") as f, open(locked + ".pub") as pub:
+            f.write(pub.read())
+        edit_config(s.config, {"store.sftp.key_file": json.dumps(locked)})
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"the key {locked} ([store.sftp] key_file) is protected by a passphrase", r.stderr)
+        self.assertNotIn("authorized_keys", r.stderr)
+        self.assertNotIn("secret words", r.stderr)
+        self.assertEqual(s.backups(), [])
+
     def test_an_unreachable_server_is_retried_then_exit_1(self):
         s = self.sftp_stack()
         self.ok(s, "--prepare")

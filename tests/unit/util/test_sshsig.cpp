@@ -182,3 +182,21 @@ TEST_CASE("parse_trusted_keys reads allowed_signers and authorized_keys lines") 
               .rfind("1:7: valid-after: ", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("ssh-ed25519 AAAA!!!"); }).find("not base64") != std::string::npos);
 }
+
+TEST_CASE("private_key_has_passphrase tells a protected key from a plain one") {
+    TempDir dir;
+    const auto plain = keygen(dir, "plain");
+    CHECK_FALSE(private_key_has_passphrase(read_file(plain)));
+    const auto ecdsa = dir / "ecdsa";
+    REQUIRE(sh("ssh-keygen -q -t ecdsa -N '' -f '" + ecdsa.string() + "'") == 0);
+    CHECK_FALSE(private_key_has_passphrase(read_file(ecdsa)));
+    const auto locked = dir / "locked";
+    REQUIRE(sh("ssh-keygen -q -t ed25519 -N 'secret words' -f '" + locked.string() + "'") == 0);
+    CHECK(private_key_has_passphrase(read_file(locked)));
+    const auto pem = dir / "pem";
+    REQUIRE(sh("ssh-keygen -q -t ecdsa -m PEM -N 'secret words' -f '" + pem.string() + "'") == 0);
+    CHECK(private_key_has_passphrase(read_file(pem)));
+    CHECK_FALSE(private_key_has_passphrase(read_file(stdfs::path(plain.string() + ".pub"))));
+    CHECK_FALSE(private_key_has_passphrase("-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----\n"));
+    CHECK_FALSE(private_key_has_passphrase(""));
+}
