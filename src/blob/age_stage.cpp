@@ -1,5 +1,6 @@
 #include "blob/age_stage.hpp"
 
+#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -9,6 +10,9 @@
 namespace bartl {
 
 namespace {
+
+/// The line age 1.x adds below each error (cmd/age: errorf).
+constexpr const char* kAgeReportLine = "age: report unexpected or unhelpful errors at https://filippo.io/age/report";
 
 ChildStreamSpec encrypt_spec(const AgeRecipients& to, CancelToken cancel) {
     if (to.empty()) throw std::invalid_argument("age encryption without recipients");
@@ -51,7 +55,9 @@ void AgeEncryptor::finish() { child_.finish(&next_); }
 
 AgeDecryptor::AgeDecryptor(ByteSource& from, const std::vector<std::filesystem::path>& identities, std::string label,
                            CancelToken cancel)
-    : from_(from), label_(std::move(label)), child_(decrypt_spec(identities, std::move(cancel))) {}
+    : from_(from), label_(std::move(label)), child_(decrypt_spec(identities, std::move(cancel))) {
+    for (const auto& i : identities) tried_ += (tried_.empty() ? "" : ", ") + i.string();
+}
 
 std::size_t AgeDecryptor::read(void* data, std::size_t n) {
     try {
@@ -60,7 +66,16 @@ std::size_t AgeDecryptor::read(void* data, std::size_t n) {
         // Whatever age refuses (no identity matches, a header or payload chunk that does not
         // authenticate, a truncated stream) makes this backup unusable, not the host broken:
         // an IntegrityError, so a restore tries the next older backup.
-        throw IntegrityError(fmt::format("{}: cannot decrypt: {}", label_, e.what()));
+        // age ends every error with a line asking to report it upstream: noise in a journal
+        // entry that should name the backup and the identities instead.
+        std::string why = e.what();
+        for (std::size_t at; (at = why.find(kAgeReportLine)) != std::string::npos;) {
+            std::size_t from = at, to = at + std::strlen(kAgeReportLine);
+            if (from > 0 && why[from - 1] == '\n') --from;
+            else if (to < why.size() && why[to] == '\n') ++to;
+            why.erase(from, to - from);
+        }
+        throw IntegrityError(fmt::format("{}: cannot decrypt with the identities {}: {}", label_, tried_, why));
     }
 }
 

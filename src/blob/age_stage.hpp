@@ -53,14 +53,16 @@ public:
     AgeDecryptor(ByteSource& from, const std::vector<std::filesystem::path>& identities, std::string label,
                  CancelToken cancel);
     /// Up to `n` decrypted bytes; 0 at the end, once age exited with status 0. Throws
-    /// IntegrityError "LABEL: cannot decrypt: age -d exited with status 1: age: error: ..."
-    /// (wrong identity, a damaged or truncated ciphertext, not an age file), what `from`
-    /// throws, StopRequested.
+    /// IntegrityError "LABEL: cannot decrypt with the identities FILE[, FILE...]: age -d
+    /// exited with status 1: age: error: ..." (wrong identity, a damaged or truncated
+    /// ciphertext, not an age file; without age's "report" line), what `from` throws,
+    /// StopRequested.
     std::size_t read(void* data, std::size_t n) override;
 
 private:
     ByteSource& from_;
     std::string label_;
+    std::string tried_;  ///< the identity files, for messages
     ChildStream child_;
 };
 

@@ -44,25 +44,35 @@ std::optional<AwsCredentials> parse_aws_credentials(std::string_view text, std::
     std::optional<AwsCredentials> found;
     bool in_profile = false;
     std::size_t line_no = 0;
+    // botocore reads this file with Python's configparser, and bartl takes what it takes.
+    if (text.substr(0, 3) == "\xEF\xBB\xBF")
+        throw ConfigError(fmt::format("{}:1:1: the file starts with a UTF-8 byte order mark, which the AWS CLI "
+                                      "refuses too: save it without one",
+                                      file));
     while (!text.empty()) {
         ++line_no;
         const auto nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
+        const std::string_view raw = text.substr(0, nl);
         text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-        line = trim(line);
+        const std::string_view line = trim(raw);
         if (line.empty() || line.front() == '#' || line.front() == ';') continue;
+        const std::size_t column = static_cast<std::size_t>(line.data() - raw.data()) + 1;
         if (line.front() == '[') {
-            if (line.back() != ']')
-                throw ConfigError(fmt::format("{}:{}: a section header must end with ']'", file, line_no));
-            std::string_view name = trim(line.substr(1, line.size() - 2));
+            // configparser's "[NAME]" ends at the last ']' and ignores what follows ("[default] # main").
+            const auto close = line.rfind(']');
+            if (close == 0 || close == std::string_view::npos)
+                throw ConfigError(fmt::format("{}:{}:{}: a section header must end with ']'", file, line_no, column));
+            std::string_view name = trim(line.substr(1, close - 1));
             if (name.substr(0, 8) == "profile ") name = trim(name.substr(8));
             in_profile = name == profile;
             if (in_profile && !found) found.emplace();
             continue;
         }
-        const auto eq = line.find('=');
+        // configparser splits at the first '=' or ':', whichever comes first.
+        const auto eq = line.find_first_of("=:");
         if (eq == std::string_view::npos)
-            throw ConfigError(fmt::format("{}:{}: expected \"key = value\" or \"[profile]\"", file, line_no));
+            throw ConfigError(
+                fmt::format("{}:{}:{}: expected \"key = value\" or \"[profile]\"", file, line_no, column));
         if (!in_profile) continue;
         const std::string key = lower(trim(line.substr(0, eq)));
         // The value is never quoted in a message: it may be the secret.

@@ -23,11 +23,14 @@ std::optional<AwsCredentials> aws_credentials_from_env(const char* access_key_id
                                                        const char* session_token);
 
 /// The section `profile` of an AWS shared credentials file (`text`, read from `file`, which
-/// messages name): std::nullopt when there is no such section. "[profile NAME]" counts as
-/// "[NAME]"; '#' and ';' start comment lines; keys are case-insensitive; other keys are
-/// ignored. Throws ConfigError "FILE:LINE: ..." for a line that is neither a section, a
-/// key = value pair, a comment nor blank, and "FILE: ..." when the section lacks
-/// aws_access_key_id or aws_secret_access_key.
+/// messages name): std::nullopt when there is no such section. Read as botocore's
+/// configparser reads it: "[profile NAME]" counts as "[NAME]", a header ends at its last ']'
+/// (text after it is ignored), '#' and ';' start comment lines, a key ends at the first '='
+/// or ':', keys are case-insensitive, other keys are ignored; CRLF line ends are accepted.
+/// Throws ConfigError "FILE:LINE:COLUMN: ..." for a line that is neither a section, a key
+/// and value, a comment nor blank, and for a leading UTF-8 byte order mark (which the AWS
+/// CLI refuses too), and "FILE: ..." when the section lacks aws_access_key_id or
+/// aws_secret_access_key. No message quotes a value.
 std::optional<AwsCredentials> parse_aws_credentials(std::string_view text, std::string_view profile,
                                                     const std::string& file);
 

@@ -271,6 +271,13 @@ std::string info_text(const Info& i) {
         n == "org.freedesktop.DBus.Error.NoReply" || n == "org.freedesktop.DBus.Error.Disconnected" ||
         n == "org.freedesktop.DBus.Error.UnknownObject")
         throw NotRunningError(fmt::format("{}: bartld is not running ({})", what, e.getMessage()));
+    // sd-bus gives up on a reply after its method call timeout (25 s): bartld runs but is busy,
+    // most often retrying a store that does not answer. "Connection timed out" alone says neither.
+    if (n == "org.freedesktop.DBus.Error.Timeout" || n == "org.freedesktop.DBus.Error.TimedOut")
+        throw RuntimeError(fmt::format("{}: bartld did not answer in time ({}): it runs but is busy, most often "
+                                       "waiting for a store that does not answer (retried for [store] retry_for); "
+                                       "see `bartlctl status` and the instance's journal",
+                                       what, e.getMessage().empty() ? n : e.getMessage()));
     if (n == "org.freedesktop.DBus.Error.AccessDenied")
         throw DeniedError(fmt::format("{}: access denied by the bus policy (Backup and Verify need root or group "
                                  "bartl): {}", what, e.getMessage()));

@@ -332,7 +332,12 @@ unsigned remove_incomplete_backups(const Config& config, Store& store, const Con
 BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
                              const Reporter& reporter) {
     auto backups = list_backups(store, ctx, config.app_name, reporting_policy(config));
-    if (backups.empty()) throw NotFound(fmt::format("store {} holds no backup of {}", store.url(), config.app_name));
+    if (backups.empty()) {
+        // An empty location without bartl's identity is a mistyped bucket, prefix or path, not
+        // a store without backups: StoreNotInitialized says so and names --init-store.
+        read_store_identity(store, ctx, config.app_name, config.instance);
+        throw NotFound(fmt::format("store {} holds no backup of {}", store.url(), config.app_name));
+    }
     auto b = id.empty() ? std::optional<BackupManifest>(backups.front()) : find_backup(backups, id);
     if (!b) throw NotFound(fmt::format("store {} holds no backup '{}' of app {}", store.url(), id, config.app_name));
     // Its signature is checked as a restore checks it: verify fails where a restore would refuse.

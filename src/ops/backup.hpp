@@ -64,7 +64,9 @@ unsigned remove_incomplete_backups(const Config& config, Store& store, const Con
 
 /// Verifies a backup: streams it checking size and SHA-256, test-extracts it into a temporary
 /// directory under bartl_dir and compares file count and bytes with the sidecar. "" = the
-/// newest. Throws IntegrityError (naming what differs), NotFound, StoreUnavailable.
+/// newest. Throws IntegrityError (naming what differs), NotFound, StoreUnavailable, and
+/// StoreNotInitialized when the store lists no backup and holds no identity (a mistyped
+/// bucket, prefix or path).
 BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
                              const Reporter& reporter);
 

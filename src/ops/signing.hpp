@@ -50,7 +50,8 @@ TrustPolicy reporting_policy(const Config& config);
 /// Checks `signature` (the text of NAME.json.sig, std::nullopt when there is none) of the
 /// sidecar bytes `sidecar` of backup `id` against `policy`; `named` is the key the sidecar's
 /// `signature` names (a missing signature file is then INVALID, not unsigned). Returns the signer as bartlctl
-/// shows it: "" (unsigned), "COMMENT SHA256:..." (a trusted key), "SHA256:... unchecked" (no
+/// shows it: "" (unsigned, no trusted keys configured), "UNSIGNED" (unsigned while trusted keys
+/// are configured: a restore refuses it), "COMMENT SHA256:..." (a trusted key), "SHA256:... unchecked" (no
 /// trusted keys configured), "SHA256:... UNTRUSTED", "INVALID: why". Throws IntegrityError
 /// naming the backup and what is wrong when `policy.enforce` and the signature is missing,
 /// invalid or by an untrusted key. Pure.

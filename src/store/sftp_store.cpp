@@ -34,8 +34,10 @@
 #include "core/sftp_listing.hpp"
 #include "store/file_store.hpp"
 #include "store/retry.hpp"
+#include "util/fs.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
+#include "util/sshsig.hpp"
 
 namespace bartl {
 namespace {
@@ -184,6 +186,17 @@ struct Outcome {
     }
 };
 
+/// Whether the key file at `key` needs a passphrase (false when it cannot be read: the
+/// message about that comes from elsewhere).
+bool key_has_passphrase(const std::filesystem::path& key) {
+    try {
+        const auto text = fs::read_file(key);
+        return text && private_key_has_passphrase(*text);
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
 }  // namespace
 
 struct SftpStore::Shared {
@@ -273,6 +286,14 @@ struct SftpStore::Shared {
                 // help; anything else is the SSH connection failing (reset, closed, banner).
                 if (detail.find("/-31)") != std::string::npos)
                     throw RuntimeError(say(fmt::format("{}: {}", what, detail)));
+                // A write the server answered with an SFTP status comes without text from
+                // libssh2, and OpenSSH's sftp-server reports ENOSPC and EDQUOT as a bare
+                // "Failure": name the likely cause, which "Error in the SSH layer" hides.
+                if (writing && o.error.empty())
+                    throw TransientStoreError(say(fmt::format(
+                        "{}: {} (the server refused a write or closed the connection; SFTP gives no reason for a "
+                        "refused write: is the disk on {} full, or a quota reached?)",
+                        what, detail, host_port())));
                 throw TransientStoreError(say(fmt::format("{}: {}", what, detail)));
             case CURLE_PEER_FAILED_VERIFICATION:
                 if (o.host_key == CURLKHMATCH_MISMATCH)
@@ -287,6 +308,14 @@ struct SftpStore::Shared {
                     "against the server's fingerprint)",
                     host_port(), known_hosts.string(), known_hosts_name(), where.port, where.host)));
             case CURLE_LOGIN_DENIED:
+                // libssh2 cannot load a key it has no passphrase for and says only "denied":
+                // look at the key before blaming the server's authorized_keys.
+                if (key && key_has_passphrase(*key))
+                    throw StoreUnavailable(say(fmt::format(
+                        "the key {} ({}) is protected by a passphrase, and bartld has nobody to type it: use a key "
+                        "without one (ssh-keygen -t ed25519 -N '') and protect it with LoadCredentialEncrypted=sftp-key:"
+                        "FILE instead (bartld(8) CREDENTIALS)",
+                        key->string(), key_origin)));
                 throw StoreUnavailable(say(fmt::format(
                     "{} refused the key {} ({}) for user {}: is its public key in the authorized_keys of {} on the "
                     "server? (bartl authenticates with a key only; a passphrase-protected key or an RSA key that "

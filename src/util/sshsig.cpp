@@ -251,6 +251,13 @@ std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text) {
                     throw std::invalid_argument(fmt::format(
                         "{}:{}: cert-authority: bartl trusts plain keys, not certificate authorities", lineno,
                         t[i].second));
+                // ssh-keygen -Y verify refuses a key outside its validity period; taking such a
+                // line without checking it would trust a key the file says has expired.
+                if (o.rfind("valid-after=", 0) == 0 || o.rfind("valid-before=", 0) == 0)
+                    throw std::invalid_argument(fmt::format(
+                        "{}:{}: {}: bartl does not check a key's validity period, which ssh-keygen -Y verify "
+                        "enforces; remove the option, or the whole line to stop trusting the key",
+                        lineno, t[i].second, o.substr(0, o.find('='))));
                 if (o.rfind("namespaces=", 0) == 0) {
                     std::string list = o.substr(11);
                     if (list.size() >= 2 && list.front() == '"' && list.back() == '"') list = list.substr(1, list.size() - 2);
@@ -267,6 +274,20 @@ std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text) {
         }
     }
     return out;
+}
+
+bool private_key_has_passphrase(std::string_view text) noexcept {
+    try {
+        if (text.find(kKeyBegin) == std::string_view::npos)
+            return text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string_view::npos ||
+                   text.find("Proc-Type: 4,ENCRYPTED") != std::string_view::npos;
+        const auto bytes = unbase64(dearmor(text, kKeyBegin, kKeyEnd, "an OpenSSH private key"), "the key");
+        Reader r(bytes, "the key");
+        if (r.raw(15, "its magic") != std::string_view("openssh-key-v1\0", 15)) return false;
+        return r.string("the cipher name") != "none";
+    } catch (...) {
+        return false;
+    }
 }
 
 SshSigningKey parse_openssh_private_key(std::string_view text) {

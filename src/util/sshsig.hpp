@@ -43,7 +43,8 @@ struct TrustedKeyLine {
 /// ("[OPTIONS] ssh-ed25519 BASE64 [COMMENT]"); '#' comments and blank lines skipped. A line
 /// whose namespaces="..." option does not list bartl-backup is skipped (ssh-keygen -Y verify
 /// would not accept it either). Throws std::invalid_argument "LINE:COLUMN: message" for a
-/// line without an ssh-ed25519 key, a cert-authority line, or a bad key.
+/// line without an ssh-ed25519 key, a cert-authority line, a valid-after= or valid-before=
+/// option (a validity period bartl does not check), or a bad key.
 std::vector<TrustedKeyLine> parse_trusted_keys(std::string_view text);
 
 /// An Ed25519 private key from an OpenSSH private key file.
@@ -57,6 +58,12 @@ struct SshSigningKey {
 /// private one is the one the file names. Throws std::invalid_argument naming what is wrong
 /// (a passphrase-protected key, another key type, a damaged file).
 SshSigningKey parse_openssh_private_key(std::string_view text);
+
+/// Whether a private key file's `text` is protected by a passphrase: an OpenSSH key
+/// ("-----BEGIN OPENSSH PRIVATE KEY-----") whose cipher is not "none", or a PEM key marked
+/// encrypted (PKCS#8 "ENCRYPTED PRIVATE KEY", or "Proc-Type: 4,ENCRYPTED"). False for anything
+/// else, a damaged file included. Never throws.
+bool private_key_has_passphrase(std::string_view text) noexcept;
 
 /// Signs `message` in namespace `ns`: an armored SSHSIG ("-----BEGIN SSH SIGNATURE-----",
 /// base64 wrapped at 70 columns, hash sha512), byte for byte what `ssh-keygen -Y sign`

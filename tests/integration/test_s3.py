@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled
+from bartltest import BARTLD, EXIT_RUNTIME, PrivateBus, Stack, StackTest, bartlctl, edit_config, scaled
 from s3servers import BUCKET, S3Servers, Unavailable, aws_cli
 
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
@@ -245,13 +245,18 @@ class S3(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("credentials are wrong", r.stderr)
 
-    def test_wrong_bucket_or_prefix_exit_1_never_init(self):
-        s = self.bare()
+    def run_with_a_mistyped_prefix(self, s, *args):
+        """Runs bartld ARGS with [backup] store pointing at PREFIX-typo: exit 1, "not a bartl store"."""
         edit_config(s.config, {"backup.store": json.dumps(f"s3://{BUCKET}/{s.s3_prefix}-typo")})
-        r = s.run("--prepare")
+        r = s.run(*args)
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn(f"store s3://{BUCKET}/{s.s3_prefix}-typo holds no bartl-store.json: it is not a bartl store",
                       r.stderr)
+        return r
+
+    def test_wrong_bucket_or_prefix_exit_1_never_init(self):
+        s = self.bare()
+        r = self.run_with_a_mistyped_prefix(s, "--prepare")
         self.assertIn("--init-store", r.stderr)
         self.assertNotIn("decision: init", r.stderr)
         self.assertFalse(os.path.exists(s.state))
@@ -260,6 +265,14 @@ class S3(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("bucket no-such-bucket does not exist", r.stderr)
         self.assertFalse(os.path.exists(s.state))
+
+    def test_verify_of_a_mistyped_prefix_says_it_is_not_a_bartl_store(self):
+        s = self.bare()
+        self.ok(s, "--prepare")
+        self.ok(s, "--backup")
+        # Not "holds no backup": the location is no bartl store at all.
+        r = self.run_with_a_mistyped_prefix(s, "--verify")
+        self.assertNotIn("holds no backup of", r.stderr)
 
     def test_credentials_from_the_systemd_credential_or_a_clear_error(self):
         s = self.bare()
@@ -346,6 +359,22 @@ class S3(StackTest):
         self.assertEqual(len(ranges), 3, ranges)
         self.assertEqual(ranges[0], "")
         self.assertTrue(all(x.startswith("bytes=") for x in ranges[1:]), ranges)
+
+    def test_bartlctl_backups_while_the_store_hangs_says_bartld_is_busy_not_timed_out(self):
+        # sd-bus gives up after 25 s while bartld still waits for the listing; bartlctl used to
+        # print only "Connection timed out".
+        bus = PrivateBus()
+        self.addCleanup(bus.close)
+        s = self.bare(s3={"call_timeout": '"60s"', "retry_for": '"60s"'})
+        self.ok(s, "--prepare")
+        s.start(extra_env=bus.env())
+        s.wait_ready()
+        _servers.fault({"op": "ListObjectsV2", "action": "slow", "delay": 30, "count": 1})
+        r = bartlctl("-i", "notes", "backups", bus=bus, timeout=120)
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stdout + r.stderr)
+        self.assertIn("list backups of notes: bartld did not answer in time", r.stderr)
+        self.assertIn("waiting for a store that does not answer", r.stderr)
+        self.assertNotIn("not running", r.stderr)
 
     # --- store identity and fencing on S3 -----------------------------------------------------
 

@@ -153,6 +153,23 @@ class Sftp(StackTest):
         self.assertIn(f"refused the key {stranger}", r.stderr)
         self.assertEqual(s.backups(), [])
 
+    def test_a_passphrase_protected_key_is_named_as_such(self):
+        # libssh2 cannot use it and curl says only "login denied": the message blamed the
+        # server's authorized_keys.
+        s = self.sftp_stack()
+        self.ok(s, "--prepare")
+        locked = os.path.join(self.tmp, "locked")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret words", "-f", locked], check=True)
+        with open(os.path.join(self.ssh.dir, "authorized_keys"), "a") as f, open(locked + ".pub") as pub:
+            f.write(pub.read())
+        edit_config(s.config, {"store.sftp.key_file": json.dumps(locked)})
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"the key {locked} ([store.sftp] key_file) is protected by a passphrase", r.stderr)
+        self.assertNotIn("authorized_keys", r.stderr)
+        self.assertNotIn("secret words", r.stderr)
+        self.assertEqual(s.backups(), [])
+
     def test_an_unreachable_server_is_retried_then_exit_1(self):
         s = self.sftp_stack()
         self.ok(s, "--prepare")
@@ -196,6 +213,22 @@ class Sftp(StackTest):
         self.ok(s, "--backup")
         self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
         self.assertEqual(len(s.backups()), 1)
+
+    def test_a_full_disk_on_the_server_is_named_and_leaves_nothing(self):
+        # OpenSSH's sftp-server answers ENOSPC with a bare "Failure", which libcurl turned into
+        # "Error in the SSH layer" and nothing else.
+        s = self.sftp_stack()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", s.store], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", s.store])
+        s.init_store()
+        self.ok(s, "--prepare")
+        with open(os.path.join(s.state, "big"), "wb") as f:
+            f.write(os.urandom(4 << 20))
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"is the disk on 127.0.0.1:{self.ssh.port} full, or a quota reached?", r.stderr)
+        self.assertEqual(s.backups(), [])
+        self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
 
     def wait_for_upload(self, s, p, besides=None):
         deadline = time.monotonic() + scaled(60)

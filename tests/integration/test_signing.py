@@ -305,17 +305,25 @@ class Signing(StackTest):
         v = json.loads(ctl("verify", "--json").stdout)
         self.assertEqual((v["id"], v["signer"]), (listed[0]["id"], f"a@host {fp}"))
         self.assertIn(f"signed by a@host {fp}", ctl("verify").stdout)
-        # The newest loses its signature, the next is re-signed by an untrusted key: both are
-        # listed as such, and verify refuses them naming why.
-        unsigned, untrusted = listed[0], listed[1]
+        # The newest loses its signature, the next is re-signed by an untrusted key, the oldest
+        # is a planted unsigned one: all are listed as such, and verify refuses them naming why.
+        unsigned, untrusted, planted = listed
         os.remove(self.paths(s, unsigned)[2])
         _, sidecar, sig = self.paths(s, untrusted)
         os.remove(sig)
         self.assertEqual(sh(f"ssh-keygen -q -Y sign -f {self.key_b} -n bartl-backup {sidecar}").returncode, 0)
+        _, sidecar, sig = self.paths(s, planted)
+        os.remove(sig)
+        with open(sidecar) as f:
+            m = json.load(f)
+        m["signature"] = None
+        with open(sidecar, "w") as f:
+            json.dump(m, f)
         listed = json.loads(ctl("backups", "--json").stdout)
         self.assertEqual([b["signer"] for b in listed],
                          [f"INVALID: the signature file is missing although its sidecar says {fp} signed it",
-                          f"{fp_b} UNTRUSTED", f"a@host {fp}"])
+                          f"{fp_b} UNTRUSTED", "UNSIGNED"])
+        self.assertIn(" UNSIGNED ", ctl("backups").stdout)
         r = ctl("verify", unsigned["id"], rc=EXIT_RUNTIME)
         self.assertIn(f"backup {unsigned['id']} is not signed (no .json.sig beside its sidecar although its sidecar "
                       f"says {fp} signed it)", r.stderr)

@@ -127,14 +127,23 @@ TEST_CASE("an unusable ciphertext is an IntegrityError quoting age", "[stages][a
     const auto header_end = cipher.find("\n---");
     REQUIRE(header_end != std::string::npos);
     auto refused = [&](const std::string& bad, const std::vector<stdfs::path>& ids = {}) {
-        CHECK_THROWS_AS(decrypt(bad, ids.empty() ? std::vector<stdfs::path>{key.identity} : ids), IntegrityError);
-        CHECK_THROWS_WITH(decrypt(bad, ids.empty() ? std::vector<stdfs::path>{key.identity} : ids),
-                          Catch::StartsWith("backup t: cannot decrypt: age -d exited with status 1: ") &&
-                              Catch::Contains("age: error"));
+        const auto used = ids.empty() ? std::vector<stdfs::path>{key.identity} : ids;
+        CHECK_THROWS_AS(decrypt(bad, used), IntegrityError);
+        // The message names the identities tried, and leaves out age's "please report" line.
+        CHECK_THROWS_WITH(decrypt(bad, used),
+                          Catch::StartsWith("backup t: cannot decrypt with the identities " + used.front().string() +
+                                            ": age -d exited with status 1: ") &&
+                              Catch::Contains("age: error") && !Catch::Contains("filippo.io/age/report"));
     };
     SECTION("wrong identity") {
         refused(cipher, {other.identity});
         CHECK_THROWS_WITH(decrypt(cipher, {other.identity}), Catch::Contains("no identity matched"));
+    }
+    SECTION("wrong identities, all named") {
+        const auto third = age_key(tmp, "third.txt");
+        CHECK_THROWS_WITH(decrypt(cipher, {other.identity, third.identity}),
+                          Catch::Contains("cannot decrypt with the identities " + other.identity.string() + ", " +
+                                          third.identity.string() + ": "));
     }
     SECTION("truncated in the body") { refused(cipher.substr(0, cipher.size() / 2)); }
     SECTION("truncated by one byte") { refused(cipher.substr(0, cipher.size() - 1)); }
@@ -180,7 +189,8 @@ TEST_CASE("the age stages refuse to start without keys, and name age's own refus
     SECTION("a missing identity file") {
         const auto key = age_key(tmp, "key.txt");
         CHECK_THROWS_WITH(decrypt(encrypt("x", {{key.recipient}, {}}), {tmp / "no-such-identity"}),
-                          Catch::StartsWith("backup t: cannot decrypt: age -d exited with status 1: ") &&
+                          Catch::StartsWith("backup t: cannot decrypt with the identities " +
+                                            (tmp / "no-such-identity").string() + ": age -d exited with status 1: ") &&
                               Catch::Contains("no-such-identity"));
     }
 }

@@ -203,6 +203,35 @@ region = eu-central-1
                       "F: profile [default] has no aws_access_key_id");
     // A malformed line is named by its number, never quoted: it may hold the secret.
     CHECK_THROWS_WITH(parse_aws_credentials("[default]\naws_access_key_id = A\nhiddensecret\n", "default", "F"),
-                      "F:3: expected \"key = value\" or \"[profile]\"");
-    CHECK_THROWS_WITH(parse_aws_credentials("[default\n", "default", "F"), Catch::Contains("F:1:"));
+                      "F:3:1: expected \"key = value\" or \"[profile]\"");
+    CHECK_THROWS_WITH(parse_aws_credentials("[default\n", "default", "F"), "F:1:1: a section header must end with ']'");
+}
+
+TEST_CASE("An AWS credentials file botocore reads is read alike, and errors name line and column", "[s3]") {
+    // Python's configparser (botocore) splits a key at ':' as at '=' and ends a header at its
+    // last ']'; the files below are what `aws` accepts.
+    const auto colon = parse_aws_credentials("[default]\naws_access_key_id: AKIA\naws_secret_access_key:s3cr3t\n",
+                                             "default", "F");
+    REQUIRE(colon);
+    CHECK(colon->access_key_id == "AKIA");
+    CHECK(colon->secret_access_key == "s3cr3t");
+    const auto mixed = parse_aws_credentials("[default]\naws_secret_access_key = a:b=c\naws_access_key_id=AKIA\n",
+                                             "default", "F");
+    REQUIRE(mixed);
+    CHECK(mixed->secret_access_key == "a:b=c");
+    const auto trailing = parse_aws_credentials(
+        "[other]\naws_access_key_id = X\naws_secret_access_key = Y\n[backups] # nightly\r\n"
+        "aws_access_key_id = AKIAB\r\naws_secret_access_key = sb\r\n",
+        "backups", "F");
+    REQUIRE(trailing);
+    CHECK(trailing->access_key_id == "AKIAB");
+    CHECK(trailing->secret_access_key == "sb");
+    CHECK_FALSE(parse_aws_credentials("[backups] # nightly\naws_access_key_id = A\n", "default", "F"));
+
+    CHECK_THROWS_WITH(parse_aws_credentials("[default]\naws_access_key_id = A\n   hiddensecret\n", "default", "F"),
+                      "F:3:4: expected \"key = value\" or \"[profile]\"");
+    CHECK_THROWS_WITH(parse_aws_credentials("\t[default\n", "default", "F"), "F:1:2: a section header must end with ']'");
+    CHECK_THROWS_WITH(parse_aws_credentials("\xEF\xBB\xBF[default]\naws_access_key_id = A\naws_secret_access_key = s\n",
+                                            "default", "F"),
+                      Catch::StartsWith("F:1:1: the file starts with a UTF-8 byte order mark"));
 }

@@ -55,7 +55,9 @@ TEST_CASE("check_signature: signer text and refusals under each policy", "[signi
     CHECK(check_signature("1a2b3c4d", sidecar, by_a, enforce) == "a@host " + fa);
     CHECK(check_signature("1a2b3c4d", sidecar, by_a, unchecked) == fa + " unchecked");
     CHECK(check_signature("1a2b3c4d", sidecar, by_b, report) == fb + " UNTRUSTED");
-    CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, report).empty());
+    // Unsigned: "UNSIGNED" while trusted keys are configured (a restore refuses it), else "".
+    CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, report) == "UNSIGNED");
+    CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, unchecked).empty());
     CHECK(check_signature("1a2b3c4d", sidecar, std::nullopt, report, fa) ==
           "INVALID: the signature file is missing although its sidecar says " + fa + " signed it");
     CHECK(check_signature("1a2b3c4d", sidecar + " ", by_a, report).rfind("INVALID: the signature by " + fa, 0) == 0);

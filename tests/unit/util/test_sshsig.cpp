@@ -175,5 +175,28 @@ TEST_CASE("parse_trusted_keys reads allowed_signers and authorized_keys lines") 
     CHECK(what([&] { parse_trusted_keys("\nbartl ssh-rsa AAAAB3NzaC1yc2E= x\n"); }).rfind("2:7: ", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("just words\n"); }).rfind("1:1: no ssh-ed25519 key", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("cert-authority " + a.line()); }).find("cert-authority") != std::string::npos);
+    // A validity period ssh-keygen -Y verify enforces is never silently ignored.
+    CHECK(what([&] { parse_trusted_keys("# ok\nbartl valid-before=\"20200101\" " + a.line()); })
+              .rfind("2:7: valid-before: bartl does not check a key's validity period", 0) == 0);
+    CHECK(what([&] { parse_trusted_keys("bartl namespaces=\"bartl-backup\",valid-after=\"20990101\" " + a.line()); })
+              .rfind("1:7: valid-after: ", 0) == 0);
     CHECK(what([&] { parse_trusted_keys("ssh-ed25519 AAAA!!!"); }).find("not base64") != std::string::npos);
+}
+
+TEST_CASE("private_key_has_passphrase tells a protected key from a plain one") {
+    TempDir dir;
+    const auto plain = keygen(dir, "plain");
+    CHECK_FALSE(private_key_has_passphrase(read_file(plain)));
+    const auto ecdsa = dir / "ecdsa";
+    REQUIRE(sh("ssh-keygen -q -t ecdsa -N '' -f '" + ecdsa.string() + "'") == 0);
+    CHECK_FALSE(private_key_has_passphrase(read_file(ecdsa)));
+    const auto locked = dir / "locked";
+    REQUIRE(sh("ssh-keygen -q -t ed25519 -N 'secret words' -f '" + locked.string() + "'") == 0);
+    CHECK(private_key_has_passphrase(read_file(locked)));
+    const auto pem = dir / "pem";
+    REQUIRE(sh("ssh-keygen -q -t ecdsa -m PEM -N 'secret words' -f '" + pem.string() + "'") == 0);
+    CHECK(private_key_has_passphrase(read_file(pem)));
+    CHECK_FALSE(private_key_has_passphrase(read_file(stdfs::path(plain.string() + ".pub"))));
+    CHECK_FALSE(private_key_has_passphrase("-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----\n"));
+    CHECK_FALSE(private_key_has_passphrase(""));
 }
