@@ -31,6 +31,7 @@
 #include "ops/instance.hpp"
 #include "ops/lifecycle.hpp"
 #include "ops/signing.hpp"
+#include "store/identity.hpp"
 #include "store/store.hpp"
 #include "util/log.hpp"
 
@@ -147,9 +148,13 @@ private:
     void ListBackups(sdbus::Result<std::vector<BackupRow>>&& result) override {
         reply_async(std::move(result), [this] {
             auto store = configured_store(config_);
+            const auto ctx = worker_context();
             std::vector<BackupRow> rows;
-            for (const auto& b :
-                 list_backups(*store, worker_context(), config_.app_name, reporting_policy(config_)))
+            const auto backups = list_backups(*store, ctx, config_.app_name, reporting_policy(config_));
+            // No backups at a location without bartl's identity: a mistyped bucket, prefix or
+            // path (or an unmounted disk), not an empty store; StoreNotInitialized says so.
+            if (backups.empty()) read_store_identity(*store, ctx, config_.app_name, config_.instance);
+            for (const auto& b : backups)
                 rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
                                   b.blob_size, b.bytes, b.files, b.reason, b.writer_state_id, b.signer);
             return std::make_tuple(std::move(rows));

@@ -271,6 +271,22 @@ class DBus(StackTest):
         self.assertEqual([b["way_back"] for b in listed], [False] * len(listed), listed)
         self.assertNotIn("way back", self.ctl("backups").stdout)
 
+    def test_backups_of_a_location_that_is_no_store_say_so_not_zero_backups(self):
+        # Hostile-operator run: an emptied or mistyped location listed "0 backups".
+        s = self.serve()
+        shutil.move(s.store, s.store + ".away")  # the backup disk not mounted: an empty directory
+        os.makedirs(s.store)
+        r = self.ctl("backups", ok=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("bartl-store.json", r.stderr)
+        self.assertIn("--init-store", r.stderr)
+        self.assertNotIn("0 backups", r.stdout)
+        # The store back: an empty list is an empty list.
+        os.rmdir(s.store)
+        shutil.move(s.store + ".away", s.store)
+        r = self.ctl("backups")
+        self.assertIn("0 backups.", r.stdout)
+
     def test_adopt_foreign_data_then_serve_it(self):
         s = self.serve()
         s.post_note("kept through adoption")
