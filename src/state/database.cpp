@@ -45,7 +45,16 @@ void load_client_library(const char* soname, const char* package, const char* ty
     }
 }
 
-ChildDump::ChildDump(ChildStreamSpec spec, int secret_fd) try : secret_fd_(secret_fd), child_(std::move(spec)) {
+ChildStream start_tool(ChildStreamSpec spec, const char* package) {
+    try {
+        return ChildStream(std::move(spec));
+    } catch (const RuntimeError& e) {
+        throw RuntimeError(fmt::format("{} (Debian: apt-get install {})", e.what(), package));
+    }
+}
+
+ChildDump::ChildDump(ChildStreamSpec spec, int secret_fd, const char* package) try
+    : secret_fd_(secret_fd), child_(start_tool(std::move(spec), package)) {
 } catch (...) {
     if (secret_fd >= 0) ::close(secret_fd);
 }
@@ -54,7 +63,8 @@ ChildDump::~ChildDump() {
     if (secret_fd_ >= 0) ::close(secret_fd_);
 }
 
-ChildLoader::ChildLoader(ChildStreamSpec spec, int secret_fd) try : secret_fd_(secret_fd), child_(std::move(spec)) {
+ChildLoader::ChildLoader(ChildStreamSpec spec, int secret_fd, const char* package) try
+    : secret_fd_(secret_fd), child_(start_tool(std::move(spec), package)) {
 } catch (...) {
     if (secret_fd >= 0) ::close(secret_fd);
 }

@@ -13,10 +13,11 @@
 namespace bartl {
 
 /// A dump tool (pg_dump, mariadb-dump) as the source of a streamed section; `secret_fd`, when
-/// not -1, is an in-memory file handed to the child (spec.fds) and closed with the stream.
+/// not -1, is an in-memory file handed to the child (spec.fds) and closed with the stream. A
+/// tool that cannot be started is a RuntimeError naming the Debian `package` that ships it.
 class ChildDump final : public ByteSource {
 public:
-    ChildDump(ChildStreamSpec spec, int secret_fd);
+    ChildDump(ChildStreamSpec spec, int secret_fd, const char* package);
     ~ChildDump() override;
     std::size_t read(void* data, std::size_t n) override { return child_.read(data, n, nullptr); }
 
@@ -25,10 +26,11 @@ private:
     ChildStream child_;
 };
 
-/// A restore tool (pg_restore, the mariadb client) fed a section on its stdin.
+/// A restore tool (pg_restore, the mariadb client) fed a section on its stdin; the arguments
+/// as ChildDump's.
 class ChildLoader final : public DumpLoader {
 public:
-    ChildLoader(ChildStreamSpec spec, int secret_fd);
+    ChildLoader(ChildStreamSpec spec, int secret_fd, const char* package);
     ~ChildLoader() override;
     void write(const void* data, std::size_t n) override { child_.write(data, n, nullptr); }
     void finish() override { child_.finish(nullptr); }
@@ -37,6 +39,9 @@ private:
     int secret_fd_;
     ChildStream child_;
 };
+
+/// ChildStream(spec), a failure to start it naming `package`. Throws RuntimeError.
+ChildStream start_tool(ChildStreamSpec spec, const char* package);
 
 /// memory_file() holding `content`, readable by its owner only (option and password files
 /// are ignored when others may write them). Throws RuntimeError.

@@ -148,7 +148,7 @@ public:
         spec.argv.push_back(db_.name);
         spec.input = false;
         spec.what = fmt::format("mariadb-dump of mariadb:{}", db_.name);
-        return std::make_unique<ChildDump>(std::move(spec), fd);
+        return std::make_unique<ChildDump>(std::move(spec), fd, "mariadb-client");
     }
 
     std::string restore_staging() const override { return staging_database_name(db_.name, kMaxIdentifier); }
@@ -166,7 +166,7 @@ public:
         spec.argv.push_back(restore_staging());
         spec.output = false;
         spec.what = fmt::format("mariadb loading {}", restore_staging());
-        return std::make_unique<ChildLoader>(std::move(spec), fd);
+        return std::make_unique<ChildLoader>(std::move(spec), fd, "mariadb-client");
     }
 
     void bind_restore(const std::string& state_id) const override {

@@ -194,7 +194,7 @@ public:
         spec.argv = {"pg_dump", "--format=custom", "--compress=0", "--no-password", "--dbname=" + tc.conninfo};
         spec.input = false;
         spec.what = fmt::format("pg_dump of postgresql:{}", db_.name);
-        return std::make_unique<ChildDump>(std::move(tc.apply(spec)), tc.passfile);
+        return std::make_unique<ChildDump>(std::move(tc.apply(spec)), tc.passfile, "postgresql-client");
     }
 
     std::string restore_staging() const override { return staging_database_name(db_.name, kMaxIdentifier); }
@@ -214,7 +214,7 @@ public:
         spec.argv = {"pg_restore", "--no-owner", "--exit-on-error", "--no-password", "--dbname=" + tc.conninfo};
         spec.output = false;
         spec.what = fmt::format("pg_restore into {}", staging);
-        return std::make_unique<ChildLoader>(std::move(tc.apply(spec)), tc.passfile);
+        return std::make_unique<ChildLoader>(std::move(tc.apply(spec)), tc.passfile, "postgresql-client");
     }
 
     void bind_restore(const std::string& state_id) const override {

@@ -638,17 +638,22 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(inst.marker()["version"], "2.0.0")
         self.assertEqual(pg.sql("SELECT count(*) FROM pairs WHERE tag = 'v2'", db=self.dbname), "1000")
 
-    def test_mariadb_backup_and_restore_round_trip(self):
+    def my_seeded(self, sql):
+        """A MariaDB server and an instance (with a store) whose init hook runs `sql` in its database."""
         my = server("mariadb")
         self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}__bartl_restore`")
         self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
         hook = write_exec(os.path.join(self.root, "init-hook"), (
             '#!/bin/sh\nset -e\nmariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" '
-            '"$BARTL_DB_{N}_NAME" -e "CREATE TABLE notes (id int PRIMARY KEY, body text) ENGINE=InnoDB; '
-            "CREATE TABLE tags (name varchar(20)); INSERT INTO notes VALUES (1, 'first'), (2, 'second'); "
-            "INSERT INTO tags VALUES ('t')\"\n").replace("{N}", self.dbname.upper()))
+            '"$BARTL_DB_{N}_NAME" -e "{SQL}"\n').replace("{N}", self.dbname.upper()).replace("{SQL}", sql))
         inst = self.instance([self.my_entry(my)], init_hook=[hook])
         self.prepare(inst)
+        return my, inst
+
+    def test_mariadb_backup_and_restore_round_trip(self):
+        my, inst = self.my_seeded(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text) ENGINE=InnoDB; CREATE TABLE tags (name varchar(20)); "
+            "INSERT INTO notes VALUES (1, 'first'), (2, 'second'); INSERT INTO tags VALUES ('t')")
         r = inst.run("--backup")
         self.assertEqual(r.returncode, EXIT_OK, r.stderr)
         (b,) = inst.backups()
@@ -665,6 +670,30 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
         self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
         self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_postgresql_backup_without_pg_dump_names_the_package_and_writes_nothing(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=10)
+        empty = os.path.join(self.root, "empty-bin")
+        os.makedirs(empty)
+        r = inst.run("--backup", env={"PATH": empty})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("cannot start pg_dump", r.stderr)
+        self.assertIn("apt-get install postgresql-client", r.stderr)
+        self.assertEqual(inst.backups(), [])
+
+    def test_mariadb_restore_of_a_dump_with_a_trigger_is_refused_before_anything_moves(self):
+        my, inst = self.my_seeded("CREATE TABLE t (x int); CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW "
+                                  "SET NEW.x = NEW.x + 1; INSERT INTO t VALUES (1)")
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"mariadb:{self.dbname}: the backup's dump holds trigger t_ins", r.stderr)
+        # Rolled back: no staging database, no live one, no marker, nothing half-moved.
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+        self.assertNotIn(self.dbname, my.databases())
+        self.assertIsNone(inst.marker())
 
     def test_sqlite_backup_while_writing_and_restore(self):
         path = self.sqlite_path()
