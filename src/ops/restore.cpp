@@ -48,30 +48,6 @@ std::vector<const Component*> map_by_name(const std::vector<std::unique_ptr<Comp
     return out;
 }
 
-/// The declared database each non-path component of the backup restores into, by kind and
-/// name, in the backup's capture order. A declared database the backup lacks is not touched
-/// (the next start adds it as a new component).
-std::vector<const DatabaseComponent*> map_databases(const std::vector<std::unique_ptr<Component>>& declared,
-                                                    const BackupManifest& backup, const Config& config) {
-    std::vector<const DatabaseComponent*> out;
-    for (const auto& mc : backup.components) {
-        if (mc.kind == "path") continue;
-        const DatabaseComponent* found = nullptr;
-        for (const auto& c : declared)
-            if (!c->tree() && c->kind() == mc.kind && c->name() == mc.name)
-                found = dynamic_cast<const DatabaseComponent*>(c.get());
-        if (!found)
-            throw ConfigError(fmt::format("{}: backup {} holds the database {}, which [[state.databases]] does not "
-                                          "declare: declare it (type = \"{}\"), or restore it by hand "
-                                          "(bartl.toml(5) DATABASES)",
-                                          config.file.string(), backup.id, component_id(mc.kind, mc.name), mc.kind));
-        if (std::find(out.begin(), out.end(), found) != out.end())
-            throw IntegrityError(fmt::format("backup {} names database {} twice", backup.id, found->id()));
-        out.push_back(found);
-    }
-    return out;
-}
-
 }  // namespace
 
 void do_restore(const RunContext& rc, const BackupManifest& backup) {
@@ -151,11 +127,7 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                                              "its sidecar (app {}, version {}, id {}) or names other paths",
                                              backup.id, am.app, am.version, am.id, backup.app, backup.version,
                                              backup.id));
-        std::uint64_t bytes = r.bytes;
-        for (const auto& [section, n] : r.section_bytes) bytes += n;
-        if (r.files != backup.files || bytes != backup.bytes)
-            throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
-                                             backup.id, r.files, bytes, backup.files, backup.bytes));
+        check_extracted(r, backup);
         for (const auto& w : r.warnings)
             log::warn(fmt::format("restore of backup {}: {}", backup.id, w), {{"BARTL_BACKUP_ID", backup.id}});
         if (writeback) writeback->finish();  // an error it met is not reported again by the sync below

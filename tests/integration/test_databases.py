@@ -502,6 +502,9 @@ class DatabaseTest(CheckedTest):
         (b,) = inst.backups()
         self.assertEqual([(c["kind"], c["name"]) for c in b["components"]],
                          [("path", inst.paths[0]), ("postgresql", self.dbname)])
+        r = inst.run("--verify")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn(f"backup {b['id']} OK", r.stdout)
         # By hand, as bartl.toml(5) says: the chunks joined are pg_dump's custom format.
         out = self.blob_dir(inst, b)
         chunks = sorted(glob.glob(os.path.join(out, "db", self.dbname + ".dump.*")))
@@ -658,6 +661,9 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(r.returncode, EXIT_OK, r.stderr)
         (b,) = inst.backups()
         self.assertIn({"kind": "mariadb", "name": self.dbname}, b["components"])
+        r = inst.run("--verify")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn(f"backup {b['id']} OK", r.stdout)
         out = self.blob_dir(inst, b)
         dump = "".join(read(f) for f in sorted(glob.glob(os.path.join(out, "db", self.dbname + ".sql.*"))))
         self.assertIn("CREATE TABLE `notes`", dump)
@@ -694,6 +700,33 @@ class DatabaseTest(CheckedTest):
         self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
         self.assertNotIn(self.dbname, my.databases())
         self.assertIsNone(inst.marker())
+
+    def test_sqlite_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
+        path = self.sqlite_path()
+        swapped = os.path.join(self.root, "swapped")
+        hook = write_exec(os.path.join(self.root, "post-restore"),
+                          f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
+        init = write_exec(os.path.join(self.root, "init-hook"),
+                          "#!/bin/sh\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE t (x int); INSERT INTO t VALUES (9)\"\n")
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[init],
+                             hooks={"post_restore": [hook]})
+        self.prepare(inst)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        self.kill_restore_when(inst, lambda: os.path.exists(swapped))
+        # Swapped in and stamped, but no marker: the intent proves the file is bartl's.
+        self.assertTrue(os.path.exists(path + ".bartl-state-id"))
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT x FROM t").fetchall(), [(9,)])
+        c.close()
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertEqual(glob.glob(path + ".bartl-restore*"), [])
 
     def test_sqlite_backup_while_writing_and_restore(self):
         path = self.sqlite_path()
