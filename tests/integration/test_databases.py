@@ -641,7 +641,7 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(inst.marker()["version"], "2.0.0")
         self.assertEqual(pg.sql("SELECT count(*) FROM pairs WHERE tag = 'v2'", db=self.dbname), "1000")
 
-    def my_seeded(self, sql):
+    def my_seeded(self, sql, **kw):
         """A MariaDB server and an instance (with a store) whose init hook runs `sql` in its database."""
         my = server("mariadb")
         self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}__bartl_restore`")
@@ -649,7 +649,7 @@ class DatabaseTest(CheckedTest):
         hook = write_exec(os.path.join(self.root, "init-hook"), (
             '#!/bin/sh\nset -e\nmariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" '
             '"$BARTL_DB_{N}_NAME" -e "{SQL}"\n').replace("{N}", self.dbname.upper()).replace("{SQL}", sql))
-        inst = self.instance([self.my_entry(my)], init_hook=[hook])
+        inst = self.instance([self.my_entry(my)], init_hook=[hook], **kw)
         self.prepare(inst)
         return my, inst
 
@@ -727,6 +727,40 @@ class DatabaseTest(CheckedTest):
         c.close()
         self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
         self.assertEqual(glob.glob(path + ".bartl-restore*"), [])
+
+    def test_mariadb_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
+        swapped = os.path.join(self.root, "swapped")
+        hook = write_exec(os.path.join(self.root, "post-restore"),
+                          f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
+        my, inst = self.my_seeded("CREATE TABLE t (x int); INSERT INTO t VALUES (3), (4)",
+                                  hooks={"post_restore": [hook]})
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        self.kill_restore_when(inst, lambda: os.path.exists(swapped))
+        self.assertEqual(my.sql("SELECT count(*) FROM t", db=self.dbname), "2")  # moved in, not yet committed
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertEqual(my.sql("SELECT x FROM t ORDER BY x", db=self.dbname), "3\n4")
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+
+    def test_sqlite_empty_database_backs_up_and_restores_empty(self):
+        path = self.sqlite_path()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}])
+        self.prepare(inst)  # no init hook: the file stays empty, as bartl created it
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        self.assertIn("decision: restore", self.prepare(inst).stderr)
+        with sqlite3.connect(path) as c:  # the online backup API gives it a header: one empty page
+            self.assertEqual(c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0], 0)
+        c.close()
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
 
     def test_sqlite_backup_while_writing_and_restore(self):
         path = self.sqlite_path()
