@@ -567,6 +567,33 @@ class DatabaseTest(CheckedTest):
         self.assertNotIn(self.dbname + "__bartl_restore", pg.databases())
         self.assertIsNone(inst.marker())
 
+    def test_postgresql_restore_as_a_role_that_is_no_superuser_owns_everything(self):
+        pg = server("postgresql")
+        role = self.dbname + "_owner"
+        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB')
+        pg.sql(f'GRANT SET ON PARAMETER bartl.state_id TO "{role}"')
+        self.addCleanup(pg.sql, f'DROP ROLE IF EXISTS "{role}"')
+        self.addCleanup(pg.sql, f'REVOKE SET ON PARAMETER bartl.state_id FROM "{role}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}__bartl_restore" WITH (FORCE)')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE notes '
+            "(body text); INSERT INTO notes VALUES ('mine')\"\n" % self.dbname.upper()))
+        entry = {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}
+        inst = self.instance([entry], init_hook=[hook])
+        self.prepare(inst)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "mine")
+        # --no-owner: the restored database and its tables are the connection's role's.
+        self.assertEqual(pg.sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{self.dbname}'"),
+                         role)
+        self.assertEqual(pg.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", db=self.dbname), role)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
     def kill_restore_when(self, inst, ready, env=None):
         """Starts the restore (--prepare), kills -9 its whole session once ready() is true."""
         p = inst.start("--prepare", env=env)
