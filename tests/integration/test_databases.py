@@ -551,6 +551,19 @@ class DatabaseTest(CheckedTest):
         self.assertNotEqual(inst.marker()["state_id"], state_id)
         self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
 
+    def test_postgresql_restore_replaces_an_empty_precreated_database(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=1000)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        # Reinstalled: the package's postinst created the database again, empty.
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), 1000)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
     def test_postgresql_restore_onto_another_instances_database_is_refused_untouched(self):
         pg = server("postgresql")
         inst = self.pg_seeded(pg, rows=1000)
