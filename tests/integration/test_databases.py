@@ -483,6 +483,13 @@ class DatabaseTest(CheckedTest):
         self.addCleanup(stop)
         return stop
 
+    def pg_disaster(self, pg, inst):
+        """Takes a backup, then the state and the database are gone."""
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+
     def pg_count(self, pg, db=None):
         return int(pg.sql("SELECT count(*) FROM pairs", db=db or self.dbname))
 
@@ -554,10 +561,8 @@ class DatabaseTest(CheckedTest):
     def test_postgresql_restore_replaces_an_empty_precreated_database(self):
         pg = server("postgresql")
         inst = self.pg_seeded(pg, rows=1000)
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
-        inst.wipe_state()
+        self.pg_disaster(pg, inst)
         # Reinstalled: the package's postinst created the database again, empty.
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
         pg.sql(f'CREATE DATABASE "{self.dbname}"')
         r = self.prepare(inst)
         self.assertIn("decision: restore", r.stderr)
@@ -567,10 +572,8 @@ class DatabaseTest(CheckedTest):
     def test_postgresql_restore_onto_another_instances_database_is_refused_untouched(self):
         pg = server("postgresql")
         inst = self.pg_seeded(pg, rows=1000)
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
-        inst.wipe_state()
+        self.pg_disaster(pg, inst)
         # Another instance's database is in place: tables and a state ID that is not this one's.
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
         pg.sql(f'CREATE DATABASE "{self.dbname}"')
         pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'1' * 32}'")
         pg.sql("CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (5)", db=self.dbname)
@@ -595,9 +598,7 @@ class DatabaseTest(CheckedTest):
         entry = {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}
         inst = self.instance([entry], init_hook=[hook])
         self.prepare(inst)
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
-        inst.wipe_state()
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        self.pg_disaster(pg, inst)
         r = self.prepare(inst)
         self.assertIn("decision: restore", r.stderr)
         self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "mine")
@@ -620,10 +621,8 @@ class DatabaseTest(CheckedTest):
     def test_postgresql_restore_killed_while_loading_is_redone_never_half_filled(self):
         pg = server("postgresql")
         inst = self.pg_seeded(pg, rows=300000)
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
         expected = self.pg_count(pg)
-        inst.wipe_state()
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        self.pg_disaster(pg, inst)
         staging = self.dbname + "__bartl_restore"
         self.kill_restore_when(inst, lambda: staging in pg.databases())
         self.assertNotIn(self.dbname, pg.databases())  # the live database never half-filled
@@ -640,9 +639,7 @@ class DatabaseTest(CheckedTest):
         hook = write_exec(os.path.join(self.root, "post-restore"),
                           f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
         inst = self.pg_seeded(pg, rows=1000, hooks={"post_restore": [hook]})
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
-        inst.wipe_state()
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        self.pg_disaster(pg, inst)
         # post_restore runs after the swap and before the marker: killed there, the live
         # database is the restored one, proven bartl's by the intent.
         self.kill_restore_when(inst, lambda: os.path.exists(swapped))
@@ -662,10 +659,8 @@ class DatabaseTest(CheckedTest):
             "-c \"ALTER TABLE pairs ADD COLUMN tag text DEFAULT 'v2'\"\n" % self.dbname.upper()))
         write_exec(os.path.join(migrations, "3.0.0"), "#!/bin/sh\nexit 4\n")
         inst = self.pg_seeded(pg, rows=1000, migrations=migrations, before_migrate=True)
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
         # Out of place: the state and database are gone, the new release (2.0.0) starts.
-        inst.wipe_state()
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        self.pg_disaster(pg, inst)
         inst.write_config(version="2.0.0")
         r = self.prepare(inst)
         self.assertIn("decision: restore", r.stderr)
