@@ -624,7 +624,10 @@ class DatabaseTest(CheckedTest):
         expected = self.pg_count(pg)
         self.pg_disaster(pg, inst)
         staging = self.dbname + "__bartl_restore"
-        self.kill_restore_when(inst, lambda: staging in pg.databases())
+        # Killed once pg_restore has created the table, while its COPY streams in.
+        self.kill_restore_when(inst, lambda: pg.sql("SELECT to_regclass('public.pairs') IS NOT NULL", db=staging,
+                                                    check=False) == "t")
+        self.assertIn(staging, pg.databases())
         self.assertNotIn(self.dbname, pg.databases())  # the live database never half-filled
         self.assertIsNone(inst.marker())
         r = self.prepare(inst)
