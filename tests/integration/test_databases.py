@@ -583,15 +583,21 @@ class DatabaseTest(CheckedTest):
         self.assertNotIn(self.dbname + "__bartl_restore", pg.databases())
         self.assertIsNone(inst.marker())
 
-    def test_postgresql_restore_as_a_role_that_is_no_superuser_owns_everything(self):
-        pg = server("postgresql")
-        role = self.dbname + "_owner"
-        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB')
+    def pg_role(self, pg, suffix, options=""):
+        """A login role that is no superuser (CREATEDB, allowed to set bartl.state_id), dropped
+        at the end with the test's database; its name."""
+        role = self.dbname + suffix
+        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB{options}')
         pg.sql(f'GRANT SET ON PARAMETER bartl.state_id TO "{role}"')
         self.addCleanup(pg.sql, f'DROP ROLE IF EXISTS "{role}"')
         self.addCleanup(pg.sql, f'REVOKE SET ON PARAMETER bartl.state_id FROM "{role}"')
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}__bartl_restore" WITH (FORCE)')
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        return role
+
+    def test_postgresql_restore_as_a_role_that_is_no_superuser_owns_everything(self):
+        pg = server("postgresql")
+        role = self.pg_role(pg, "_owner")
         hook = write_exec(os.path.join(self.root, "init-hook"), (
             '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE notes '
             "(body text); INSERT INTO notes VALUES ('mine')\"\n" % self.dbname.upper()))
@@ -607,6 +613,53 @@ class DatabaseTest(CheckedTest):
                          role)
         self.assertEqual(pg.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", db=self.dbname), role)
         self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def password_round_trip(self, entry, password, fill, drop):
+        """An instance declaring `entry` with `password` in the credential db-password: init,
+        fill(), backup, then the state and the database (drop()) gone, and the restore; its
+        Result."""
+        creds = os.path.join(self.root, "credentials")
+        os.makedirs(creds)
+        with open(os.path.join(creds, "db-password"), "w") as f:
+            f.write(password + "\n")
+        env = {"CREDENTIALS_DIRECTORY": creds}
+        inst = self.instance([dict(entry, password_credential="db-password")])
+        r = inst.run("--prepare", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        fill()
+        r = inst.run("--backup", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        drop()
+        r = inst.run("--prepare", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        return r
+
+    def test_postgresql_password_reaches_pg_dump_and_pg_restore_in_a_password_file(self):
+        pg = server("postgresql")
+        password = "s3cr:t\\pass"
+        role = self.pg_role(pg, "_pw", f" PASSWORD '{password}'")
+        # This role alone must give its password (the others keep trust).
+        hba = os.path.join(pg.data, "pg_hba.conf")
+        rules = read(hba)
+        with open(hba, "w") as f:
+            f.write(f"local all {role} scram-sha-256\n" + rules)
+        pg.sql("SELECT pg_reload_conf()")
+
+        def restore_hba():
+            with open(hba, "w") as f:
+                f.write(rules)
+            pg.sql("SELECT pg_reload_conf()")
+        self.addCleanup(restore_hba)
+        r = self.password_round_trip(
+            {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}, password,
+            lambda: pg.sql(f'CREATE TABLE t (x int); INSERT INTO t VALUES (8); ALTER TABLE t OWNER TO "{role}"',
+                           db=self.dbname),
+            lambda: pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)'))
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "8")
+        # The role must authenticate (scram-sha-256): pg_dump and pg_restore got the password.
+        self.assertNotIn(password, r.stderr)
 
     def kill_restore_when(self, inst, ready, env=None):
         """Starts the restore (--prepare), kills -9 its whole session once ready() is true."""
@@ -725,6 +778,22 @@ class DatabaseTest(CheckedTest):
         self.assertIn("cannot start pg_dump", r.stderr)
         self.assertIn("apt-get install postgresql-client", r.stderr)
         self.assertEqual(inst.backups(), [])
+
+    def test_mariadb_password_reaches_mariadb_dump_and_mariadb_in_an_option_file(self):
+        my = server("mariadb")
+        user, password = self.dbname + "_pw", 'p"w\\d'
+        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+        my.sql(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY \"{quoted}\"")
+        self.addCleanup(my.sql, f"DROP USER IF EXISTS '{user}'@'localhost'")
+        for db in (self.dbname, self.dbname + "__bartl_restore"):
+            my.sql(f"GRANT ALL ON `{db}`.* TO '{user}'@'localhost'")
+            self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{db}`")
+        self.password_round_trip(
+            {"type": "mariadb", "name": self.dbname, "connection": f"socket={my.socket} user={user}"}, password,
+            lambda: my.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (6)", db=self.dbname),
+            lambda: my.sql(f"DROP DATABASE `{self.dbname}`"))
+        # The user has a password (no unix_socket login): the tools read it from their option file.
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "6")
 
     def test_mariadb_restore_of_a_dump_with_a_trigger_is_refused_before_anything_moves(self):
         my, inst = self.my_seeded("CREATE TABLE t (x int); CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW "
