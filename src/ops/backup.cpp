@@ -1,5 +1,6 @@
 #include "ops/backup.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,8 @@
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
 #include "ops/signing.hpp"
+#include "state/database.hpp"
+#include "state/declared.hpp"
 #include "store/identity.hpp"
 #include "util/fs.hpp"
 #include "util/host.hpp"
@@ -87,7 +90,8 @@ BlobReadOptions read_options(const BackupManifest& b) {
     o.label = "backup " + b.id;
     // The unpacked tar is the file content plus headers and padding per entry; a stream that
     // unpacks to more than that is not this backup (a zstd bomb) and is stopped early.
-    o.max_unpacked = b.bytes + (b.files + 1) * 8192 + (16ULL << 20);
+    // Dumps are archived in chunks of 8 MiB, one header each: bytes / 512 covers them.
+    o.max_unpacked = b.bytes + b.bytes / 512 + (b.files + 1) * 8192 + (16ULL << 20);
     return o;
 }
 
@@ -121,17 +125,6 @@ BlobReadOptions extract_options(const Config& config, const BackupManifest& b) {
 
 BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
                            const std::string& engine_version, const BackupRequest& request, const Reporter& reporter) {
-    // A backup without the databases would claim to hold state it lacks: until dumps are
-    // streamed into the blob, a configuration with databases gets no backup at all.
-    if (!config.databases.empty()) {
-        std::string names;
-        for (const auto& d : config.databases)
-            names += (names.empty() ? "" : ", ") + component_id(d.type_name(), d.type == Database::Type::sqlite ? d.path.string() : d.name);
-        throw RuntimeError(fmt::format("no backup taken: [[state.databases]] declares {}, and this bartl cannot "
-                                       "back up databases yet (a backup without them would not hold the whole "
-                                       "state); back them up with the database's own tools",
-                                       names));
-    }
     const auto started = std::chrono::steady_clock::now();
     const auto signing_key = signing_key_for_backup(config);
     // Fencing first: a state that lost the store writes nothing there (invariant 9).
@@ -151,9 +144,23 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     m.host = host_name();
     m.id = request.id.empty() ? new_backup_id() : request.id;
     m.compression = fmt::format("zstd:{}", config.compression_level);
+    // Capture order (bartl.toml(5) "DATABASES"): the state paths, then the databases in
+    // declaration order, each dump started only when its turn comes.
     for (const auto& p : config.state_paths) {
         m.components.push_back(ManifestComponent{"path", p.string()});
         m.paths.push_back(p.string());
+    }
+    std::vector<std::unique_ptr<DatabaseComponent>> databases;
+    std::vector<StreamComponent> streams;
+    for (const auto& d : config.databases) {
+        databases.push_back(make_database_component(d));
+        const DatabaseComponent* c = databases.back().get();
+        m.components.push_back(ManifestComponent{c->kind(), c->name()});
+        streams.push_back(StreamComponent{c->kind(), c->name(), c->section(), [c, &m] {
+                                              log::info(fmt::format("backup {}: dumping {}", m.id, c->id()),
+                                                        {{"BARTL_BACKUP_ID", m.id}});
+                                              return c->open_dump();
+                                          }});
     }
     m.reason = request.reason;
     m.writer_state_id = marker.state_id;
@@ -175,6 +182,7 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
         o.threads = config.compression_threads;
         o.progress = make_progress(reporter, what, ctx);
         o.cancel = ctx.cancel;
+        o.streams = std::move(streams);
         if (config.encrypts()) {
             AgeRecipients to{config.encrypt_to, {}};
             if (config.encrypt_to_file) to.files.push_back(*config.encrypt_to_file);
@@ -193,7 +201,8 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     m.blob_size = r.blob_size;
     m.blob_sha256 = r.sha256;
     m.files = r.files;
-    m.bytes = r.bytes;
+    // The dumps count as content: restore compares, and bounds decompression by, the total.
+    m.bytes = r.bytes + r.stream_bytes;
     for (const auto& w : r.warnings) log::warn(fmt::format("backup {}: {}", m.id, w), {{"BARTL_BACKUP_ID", m.id}});
     for (const auto& f : r.changed_while_read)
         log::warn(fmt::format("backup {}: {} changed while it was read (consistency = \"live\"); the copy in the "
@@ -329,6 +338,45 @@ unsigned remove_incomplete_backups(const Config& config, Store& store, const Con
     return n;
 }
 
+std::vector<const DatabaseComponent*> map_databases(const std::vector<std::unique_ptr<Component>>& declared,
+                                                    const BackupManifest& backup, const Config& config) {
+    std::vector<const DatabaseComponent*> out;
+    for (const auto& mc : backup.components) {
+        if (mc.kind == "path") continue;
+        const DatabaseComponent* found = nullptr;
+        for (const auto& c : declared)
+            if (!c->tree() && c->kind() == mc.kind && c->name() == mc.name)
+                found = dynamic_cast<const DatabaseComponent*>(c.get());
+        if (!found)
+            throw ConfigError(fmt::format("{}: backup {} holds the database {}, which [[state.databases]] does not "
+                                          "declare: declare it (type = \"{}\"), or restore it by hand "
+                                          "(bartl.toml(5) DATABASES)",
+                                          config.file.string(), backup.id, component_id(mc.kind, mc.name), mc.kind));
+        if (std::find(out.begin(), out.end(), found) != out.end())
+            throw IntegrityError(fmt::format("backup {} names database {} twice", backup.id, found->id()));
+        out.push_back(found);
+    }
+    return out;
+}
+
+void check_extracted(const BlobExtractResult& r, const BackupManifest& b) {
+    std::uint64_t bytes = r.bytes;
+    for (const auto& [section, n] : r.section_bytes) bytes += n;
+    if (r.files != b.files || bytes != b.bytes)
+        throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
+                                         b.id, r.files, bytes, b.files, b.bytes));
+}
+
+namespace {
+
+/// Where verify_backup() sends a dump: nowhere (the SHA-256 of the blob covers its bytes).
+class DiscardSink final : public ByteSink {
+public:
+    void write(const void*, std::size_t) override {}
+};
+
+}  // namespace
+
 BackupManifest verify_backup(const Config& config, Store& store, const Context& ctx, const std::string& id,
                              const Reporter& reporter) {
     auto backups = list_backups(store, ctx, config.app_name, reporting_policy(config));
@@ -356,12 +404,14 @@ BackupManifest verify_backup(const Config& config, Store& store, const Context& 
         std::filesystem::path p;
         ~Cleanup() { try { fs::remove_tree(p); } catch (...) {} }
     } cleanup{tmp};
+    auto opts = extract_options(config, *b);
+    const auto declared = declared_components(config);
+    DiscardSink discard;
+    for (const auto* d : map_databases(declared, *b, config)) opts.sections[d->section()] = SectionConsumer{&discard, {}};
     auto src = store.open(ctx, b->blob_name);
     auto r = extract_blob(*src, b->blob_size, b->blob_sha256, staging,
-                          make_progress(reporter, "Verifying " + b->id, ctx), extract_options(config, *b));
-    if (r.files != b->files || r.bytes != b->bytes)
-        throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
-                                         b->id, r.files, r.bytes, b->files, b->bytes));
+                          make_progress(reporter, "Verifying " + b->id, ctx), opts);
+    check_extracted(r, *b);
     if (r.archive_manifest.id != b->id || r.archive_manifest.app != b->app || r.archive_manifest.version != b->version)
         throw IntegrityError(fmt::format("backup {}: archive manifest (app {}, version {}, id {}) does not match the sidecar",
                                          b->id, r.archive_manifest.app, r.archive_manifest.version, r.archive_manifest.id));

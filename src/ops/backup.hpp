@@ -9,6 +9,7 @@
 #include "config/config.hpp"
 #include "core/marker.hpp"
 #include "ops/report.hpp"
+#include "state/database.hpp"
 #include "store/store.hpp"
 #include "util/cancel.hpp"
 
@@ -17,6 +18,17 @@ namespace bartl {
 /// Read options for a backup's blob: its label in messages and a limit on unpacked bytes
 /// derived from the sidecar's counts (so a zstd bomb cannot fill the disk).
 BlobReadOptions read_options(const BackupManifest& b);
+
+/// Checks what extracting `b` gave against its sidecar: the entry count, and the content bytes
+/// (files plus the sections of the dumps). Throws IntegrityError.
+void check_extracted(const BlobExtractResult& r, const BackupManifest& b);
+
+/// The declared database each non-path component of backup `b` restores into, by kind and
+/// name, in the backup's capture order (a declared database the backup lacks is not among
+/// them: the next start adds it as a new component). Throws ConfigError naming a database of
+/// the backup that `config` does not declare, IntegrityError for one named twice.
+std::vector<const DatabaseComponent*> map_databases(const std::vector<std::unique_ptr<Component>>& declared,
+                                                    const BackupManifest& b, const Config& config);
 
 /// The systemd credential holding the age identity for restores: $CREDENTIALS_DIRECTORY/NAME.
 inline constexpr const char* kAgeIdentityCredential = "age-identity";

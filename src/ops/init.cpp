@@ -97,7 +97,8 @@ void do_clean_partial(const Config& config, const Intent& intent) {
             fs::remove_tree(t);
             continue;
         }
-        // A database, by its id: dropped through its component (the intent holds no connection).
+        // A database, by its id: its restore staging and the database itself dropped through
+        // its component (the intent holds no connection).
         const Component* c = nullptr;
         for (const auto& d : declared)
             if (d->id() == t) c = d.get();
@@ -106,6 +107,7 @@ void do_clean_partial(const Config& config, const Intent& intent) {
                                           "longer declares: declare it again so bartld can remove it, or remove it "
                                           "by hand and delete the intent",
                                           intent.op, inst.intent_path().string(), t));
+        c->discard_staging();
         c->remove_target();
     }
     inst.clear_intent();

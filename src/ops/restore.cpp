@@ -11,6 +11,7 @@
 #include "ops/events.hpp"
 #include "ops/instance.hpp"
 #include "ops/staging.hpp"
+#include "state/database.hpp"
 #include "state/declared.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
@@ -60,11 +61,16 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                            backup.blob_name, backup.version, format_bytes(backup.blob_size)),
                {{"BARTL_BACKUP_ID", backup.id}}, event::restore_started);
     // An encrypted backup without an identity fails here, before anything is staged.
-    const auto read_opts = extract_options(config, backup);
+    auto read_opts = extract_options(config, backup);
     const auto declared = declared_components(config);
-    const auto comps = map_by_name(declared, backup, config);
+    const auto trees = map_by_name(declared, backup, config);
+    const auto dbs = map_databases(declared, backup, config);
+    // Every component the restore builds: the trees, then the databases.
+    auto comps = trees;
+    comps.insert(comps.end(), dbs.begin(), dbs.end());
     check_targets(comps);
     Intent intent = new_intent("restore");
+    // A database's staging is named by its target (do_clean_partial() drops it through it).
     intent.staging = staging_strings(comps);
     intent.targets = target_strings(comps);
     intent.backup_id = backup.id;
@@ -81,11 +87,21 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
         // the archive, the staging root's too.
         const auto new_parents = missing_parents(config);
         std::vector<std::filesystem::path> staging;
-        for (const auto* c : comps) {
+        for (const auto* c : trees) {
             c->prepare_staging(Owner{});
             staging.push_back(c->staging_path());
         }
         give_to_app_user(config, {}, new_parents);
+        // Each dump is loaded into a staging database while the blob streams in; the swap
+        // waits until extract_blob() has verified the whole blob.
+        std::vector<std::unique_ptr<DumpLoader>> loaders;
+        for (const auto* d : dbs) {
+            log::info(fmt::format("restore of backup {}: loading {} into {}", backup.id, d->id(), d->restore_staging()),
+                      {{"BARTL_BACKUP_ID", backup.id}});
+            loaders.push_back(d->open_restore(app_owner(config)));
+            DumpLoader* l = loaders.back().get();
+            read_opts.sections[d->section()] = SectionConsumer{l, [l] { l->finish(); }};
+        }
         auto src = rc.store->open(rc.ctx, backup.blob_name);
         auto last = std::chrono::steady_clock::now();
         // The disk writes back while we extract, so the sync before the commit finds little left.
@@ -111,14 +127,13 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                                              "its sidecar (app {}, version {}, id {}) or names other paths",
                                              backup.id, am.app, am.version, am.id, backup.app, backup.version,
                                              backup.id));
-        if (r.files != backup.files || r.bytes != backup.bytes)
-            throw IntegrityError(fmt::format("backup {}: archive holds {} entries and {} bytes, sidecar says {} and {}",
-                                             backup.id, r.files, r.bytes, backup.files, backup.bytes));
+        check_extracted(r, backup);
         for (const auto& w : r.warnings)
             log::warn(fmt::format("restore of backup {}: {}", backup.id, w), {{"BARTL_BACKUP_ID", backup.id}});
         if (writeback) writeback->finish();  // an error it met is not reported again by the sync below
-        for (const auto* c : comps) c->bind_staging(intent.state_id);
-        for (const auto* c : comps) c->sync_staging();
+        for (const auto* c : trees) c->bind_staging(intent.state_id);
+        for (const auto* c : trees) c->sync_staging();
+        for (const auto* d : dbs) d->bind_restore(intent.state_id);
     } catch (...) {
         try {
             discard();
@@ -136,7 +151,8 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
     add_history(m, "restore", "", backup.version,
                 fmt::format("{} created {} on {}", backup.blob_name, backup.created, backup.host));
     try {
-        for (const auto* c : comps) c->commit_staging();
+        for (const auto* c : trees) c->commit_staging();
+        for (const auto* d : dbs) d->commit_restore();
         for (const auto* c : comps) m.components.push_back(c->record());
         auto env = hook_env(config, rc.engine.str(), backup.version);
         env["BARTL_BACKUP_ID"] = backup.id;

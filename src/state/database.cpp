@@ -1,12 +1,18 @@
 #include "state/database.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
 #include "state/database_impl.hpp"
 #include "util/fs.hpp"
+#include "util/sha256.hpp"
 
 namespace bartl {
 
@@ -37,6 +43,53 @@ void load_client_library(const char* soname, const char* package, const char* ty
                                       "apt-get install {})",
                                       type, soname, e.what(), package));
     }
+}
+
+ChildStream start_tool(ChildStreamSpec spec, const char* package) {
+    try {
+        return ChildStream(std::move(spec));
+    } catch (const RuntimeError& e) {
+        throw RuntimeError(fmt::format("{} (Debian: apt-get install {})", e.what(), package));
+    }
+}
+
+ChildDump::ChildDump(ChildStreamSpec spec, int secret_fd, const char* package) try
+    : secret_fd_(secret_fd), child_(start_tool(std::move(spec), package)) {
+} catch (...) {
+    if (secret_fd >= 0) ::close(secret_fd);
+}
+
+ChildDump::~ChildDump() {
+    if (secret_fd_ >= 0) ::close(secret_fd_);
+}
+
+ChildLoader::ChildLoader(ChildStreamSpec spec, int secret_fd, const char* package) try
+    : secret_fd_(secret_fd), child_(start_tool(std::move(spec), package)) {
+} catch (...) {
+    if (secret_fd >= 0) ::close(secret_fd);
+}
+
+ChildLoader::~ChildLoader() {
+    if (secret_fd_ >= 0) ::close(secret_fd_);
+}
+
+int secret_file(const char* name, const std::string& content) {
+    const int fd = memory_file(name, content);
+    if (::fchmod(fd, 0600) != 0) {
+        const int e = errno;
+        ::close(fd);
+        throw RuntimeError(fmt::format("chmod memfd {}: {}", name, std::strerror(e)));
+    }
+    return fd;
+}
+
+std::string staging_database_name(const std::string& name, std::size_t max_length) {
+    constexpr std::string_view suffix = "__bartl_restore";
+    if (name.size() + suffix.size() <= max_length) return name + std::string(suffix);
+    Sha256 h;
+    h.update(name.data(), name.size());
+    const std::string hash = h.hex().substr(0, 8);
+    return name.substr(0, max_length - suffix.size() - hash.size() - 1) + "_" + hash + std::string(suffix);
 }
 
 ComponentObservation DatabaseComponent::observe(const ComponentRecord* recorded, const std::string& state_id) const {

@@ -11,9 +11,15 @@
 //               from information_schema.SCHEMATA
 //   sqlite      the side record FILE.bartl-state-id beside the database file
 //
-// A database is built in place, not beside: an init creates it empty (or keeps an existing
-// one without tables) and stamps it before the init hook runs; the intent record proves it is
-// bartl's until the marker commits, and an interrupted init drops it (remove_target()).
+// An init builds a database in place: it creates it empty (or keeps an existing one without
+// tables) and stamps it before the init hook runs; the intent record proves it is bartl's
+// until the marker commits, and an interrupted init drops it (remove_target()).
+//
+// A backup streams each database's dump into the blob (open_dump(), archived as db/SECTION.*);
+// a restore loads it into a staging database beside the live one (open_restore(): postgresql
+// and mariadb NAME__bartl_restore, sqlite FILE.bartl-restore), stamps it (bind_restore()) once
+// the whole blob verified, and swaps it into place (commit_restore()); discard_staging()
+// drops a staging database left by an interrupted restore (bartl.toml(5) "DATABASES").
 #pragma once
 
 #include <map>
@@ -22,8 +28,19 @@
 #include "config/config.hpp"
 #include "state/component.hpp"
 #include "state/db_judge.hpp"
+#include "util/byte_stream.hpp"
 
 namespace bartl {
+
+/// Where a restore writes one database's dump: the staging database's loader (pg_restore,
+/// the mariadb client, a file). Bytes arrive in order through write(); finish() once after
+/// the last one waits for the load to complete. Destroying it unfinished stops the load.
+class DumpLoader : public ByteSink {
+public:
+    /// Ends the input and waits for the loader. Throws RuntimeError (ChildFailed with the
+    /// tool's message).
+    virtual void finish() = 0;
+};
 
 /// What every database component shares; the type-specific part is the five primitives.
 class DatabaseComponent : public Component {
@@ -44,8 +61,10 @@ public:
     void prepare_staging(const Owner& owner) const override;
     void bind_staging(const std::string& state_id) const override { stamp(state_id); }
     void sync_staging() const override { sync(); }
+    /// A no-op: an init builds in place; a restore commits with commit_restore().
     void commit_staging() const override {}
-    void discard_staging() const override {}
+    /// Drops the staging database of a restore (restore_staging()), if any.
+    void discard_staging() const override { discard_restore(); }
     /// Drops the database (sqlite: removes the file, its -wal, -shm, -journal and the side record).
     void remove_target() const override { drop(); }
     ComponentRecord bind_live(const std::string& state_id, const Owner& owner) const override;
@@ -56,6 +75,28 @@ public:
     /// Asks the server (or the file) what is there. Throws RuntimeError when it cannot be
     /// reached or read: never "absent" for a server that did not answer.
     virtual DatabaseFacts inspect() const = 0;
+
+    /// The section its dump is archived as (db/SECTION.000000, ...): NAME.dump (postgresql,
+    /// pg_dump's custom format), NAME.sql (mariadb, mariadb-dump's SQL), NAME.sqlite (sqlite,
+    /// a database file), NAME being the declared name.
+    virtual std::string section() const = 0;
+    /// Starts a consistent dump of the live database and returns it as a stream (its read()
+    /// throws RuntimeError naming the tool when the dump fails). Throws RuntimeError.
+    virtual std::unique_ptr<ByteSource> open_dump() const = 0;
+    /// What a restore loads into before the swap: the staging database's name (postgresql,
+    /// mariadb) or file (sqlite), for messages.
+    virtual std::string restore_staging() const = 0;
+    /// Removes a leftover staging database, creates it empty (sqlite: owned by `owner`) and
+    /// returns the loader that fills it from a dump of section(). Throws RuntimeError.
+    virtual std::unique_ptr<DumpLoader> open_restore(const Owner& owner) const = 0;
+    /// Binds the loaded staging database to `state_id` (before the swap, so the live one
+    /// never appears without it). Throws RuntimeError.
+    virtual void bind_restore(const std::string& state_id) const = 0;
+    /// Swaps the staging database into place. The live one must be missing or hold no
+    /// tables (it is dropped); else RuntimeError and nothing is replaced. Throws RuntimeError.
+    virtual void commit_restore() const = 0;
+    /// Drops the staging database of a restore; a no-op when there is none. Throws RuntimeError.
+    virtual void discard_restore() const = 0;
 
 protected:
     /// Creates the database empty; a no-op when it exists. Throws RuntimeError.

@@ -6,11 +6,51 @@
 #include <span>
 
 #include "config/config.hpp"
+#include "state/database.hpp"
+#include "util/child_stream.hpp"
 #include "util/dlopen.hpp"
 
 namespace bartl {
 
-class DatabaseComponent;
+/// A dump tool (pg_dump, mariadb-dump) as the source of a streamed section; `secret_fd`, when
+/// not -1, is an in-memory file handed to the child (spec.fds) and closed with the stream. A
+/// tool that cannot be started is a RuntimeError naming the Debian `package` that ships it.
+class ChildDump final : public ByteSource {
+public:
+    ChildDump(ChildStreamSpec spec, int secret_fd, const char* package);
+    ~ChildDump() override;
+    std::size_t read(void* data, std::size_t n) override { return child_.read(data, n, nullptr); }
+
+private:
+    int secret_fd_;
+    ChildStream child_;
+};
+
+/// A restore tool (pg_restore, the mariadb client) fed a section on its stdin; the arguments
+/// as ChildDump's.
+class ChildLoader final : public DumpLoader {
+public:
+    ChildLoader(ChildStreamSpec spec, int secret_fd, const char* package);
+    ~ChildLoader() override;
+    void write(const void* data, std::size_t n) override { child_.write(data, n, nullptr); }
+    void finish() override { child_.finish(nullptr); }
+
+private:
+    int secret_fd_;
+    ChildStream child_;
+};
+
+/// ChildStream(spec), a failure to start it naming `package`. Throws RuntimeError.
+ChildStream start_tool(ChildStreamSpec spec, const char* package);
+
+/// memory_file() holding `content`, readable by its owner only (option and password files
+/// are ignored when others may write them). Throws RuntimeError.
+int secret_file(const char* name, const std::string& content);
+
+/// The name of the database a restore of `name` loads into before the swap: NAME__bartl_restore,
+/// or, when that exceeds `max_length` (63 for PostgreSQL, 64 for MariaDB), a prefix of NAME with
+/// a hash of all of it, so two long names never share a staging database.
+std::string staging_database_name(const std::string& name, std::size_t max_length);
 
 /// dlopen_symbols() for a database client library; a library that is not there is a
 /// ConfigError (exit 78: retrying cannot help) naming the `type` that needs it and the Debian

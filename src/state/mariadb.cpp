@@ -28,6 +28,35 @@ namespace {
 
 constexpr std::string_view kCommentPrefix = "bartl.state_id=";
 
+/// MariaDB's longest database name.
+constexpr std::size_t kMaxIdentifier = 64;
+
+/// An option file for mariadb-dump and the mariadb client ([client]: the entry's socket,
+/// user, host, port and password), in memory and handed over as /dev/fd/3: the password is
+/// never on argv or in the environment, and no other option file is read (--defaults-file).
+int defaults_file(const Database& db) {
+    std::string text = "[client]\n";
+    for (const char* key : {"socket", "user", "host", "port"})
+        if (const auto v = db.connection_value(key); !v.empty()) text += fmt::format("{}={}\n", key, v);
+    if (const auto password = database_password(db); !password.empty()) {
+        std::string quoted;
+        for (char c : password) {
+            if (c == '\\' || c == '"') quoted += '\\';
+            quoted += c;
+        }
+        text += "password=\"" + quoted + "\"\n";
+    }
+    return secret_file("bartl-my.cnf", text);
+}
+
+/// A spec running `tool` with defaults_file() `fd` as its option file.
+ChildStreamSpec tool_spec(const char* tool, int fd) {
+    ChildStreamSpec spec;
+    spec.argv = {tool, "--defaults-file=/dev/fd/3"};
+    spec.fds.push_back({3, fd});
+    return spec;
+}
+
 /// One libmariadb connection (no default database), closed on scope exit.
 class Connection {
 public:
@@ -106,6 +135,100 @@ protected:
     }
     void drop() const override { Connection(db_).query("DROP DATABASE IF EXISTS " + ident()); }
     const char* binding() const override { return "comment"; }
+
+public:
+    std::string section() const override { return db_.name + ".sql"; }
+
+    std::unique_ptr<ByteSource> open_dump() const override {
+        const int fd = defaults_file(db_);
+        // --single-transaction: one consistent snapshot of InnoDB tables without locking them.
+        auto spec = tool_spec("mariadb-dump", fd);
+        for (const char* o : {"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob"})
+            spec.argv.push_back(o);
+        spec.argv.push_back(db_.name);
+        spec.input = false;
+        spec.what = fmt::format("mariadb-dump of mariadb:{}", db_.name);
+        return std::make_unique<ChildDump>(std::move(spec), fd, "mariadb-client");
+    }
+
+    std::string restore_staging() const override { return staging_database_name(db_.name, kMaxIdentifier); }
+    std::string staging_ident() const { return "`" + restore_staging() + "`"; }
+
+    std::unique_ptr<DumpLoader> open_restore(const Owner&) const override {
+        {
+            Connection c(db_);
+            c.query("DROP DATABASE IF EXISTS " + staging_ident());
+            c.query("CREATE DATABASE " + staging_ident());
+        }
+        const int fd = defaults_file(db_);
+        auto spec = tool_spec("mariadb", fd);
+        spec.argv.push_back("--binary-mode");
+        spec.argv.push_back(restore_staging());
+        spec.output = false;
+        spec.what = fmt::format("mariadb loading {}", restore_staging());
+        return std::make_unique<ChildLoader>(std::move(spec), fd, "mariadb-client");
+    }
+
+    void bind_restore(const std::string& state_id) const override {
+        Connection c(db_);
+        c.query(fmt::format("ALTER DATABASE {} COMMENT = {}", staging_ident(),
+                            c.literal(std::string(kCommentPrefix) + state_id)));
+    }
+
+    void commit_restore() const override {
+        const auto live = inspect();
+        if (live.exists && live.holds_data)
+            throw RuntimeError(fmt::format("{} holds tables now: not replacing it with the restored {}", id(),
+                                           restore_staging()));
+        Connection c(db_);
+        const std::string staging = c.literal(restore_staging());
+        // MariaDB has no RENAME DATABASE. One RENAME TABLE moves every table into the live
+        // database atomically; views, triggers, routines and events stay bound to the schema
+        // they were created in, so a dump with them is refused before anything moves.
+        const auto others = c.query(
+            "SELECT CONCAT('view ', TABLE_NAME) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = " + staging +
+            " UNION ALL SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE "
+            "TRIGGER_SCHEMA = " + staging +
+            " UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_NAME) FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = " + staging +
+            " UNION ALL SELECT CONCAT('event ', EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " +
+            staging);
+        if (!others.empty()) {
+            std::string names;
+            for (const auto& o : others) names += (names.empty() ? "" : ", ") + o;
+            throw RuntimeError(fmt::format("{}: the backup's dump holds {}, which bartl cannot move from {} into "
+                                           "the live database (MariaDB has no RENAME DATABASE); restore it by "
+                                           "hand (bartl.toml(5) DATABASES)",
+                                           id(), names, restore_staging()));
+        }
+        const auto comment = c.query("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = " +
+                                     staging);
+        if (comment.empty()) throw RuntimeError(fmt::format("{}: {} is missing", id(), restore_staging()));
+        // The live database carries the state ID before the tables arrive.
+        c.query("CREATE DATABASE IF NOT EXISTS " + ident());
+        c.query(fmt::format("ALTER DATABASE {} COMMENT = {}", ident(), c.literal(comment.front())));
+        const auto tables = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = " +
+                                    staging + " AND TABLE_TYPE = 'BASE TABLE'");
+        std::string moves;
+        for (const auto& t : tables)
+            moves += fmt::format("{}{}.`{}` TO {}.`{}`", moves.empty() ? "" : ", ", staging_ident(), backquoted(t),
+                                 ident(), backquoted(t));
+        if (!moves.empty()) c.query("RENAME TABLE " + moves);
+        c.query("DROP DATABASE " + staging_ident());
+    }
+
+    void discard_restore() const override { Connection(db_).query("DROP DATABASE IF EXISTS " + staging_ident()); }
+
+private:
+    /// `s` with its backquotes doubled, for inside `...`.
+    static std::string backquoted(const std::string& s) {
+        std::string out;
+        for (char ch : s) {
+            if (ch == '`') out += '`';
+            out += ch;
+        }
+        return out;
+    }
 };
 
 }  // namespace

@@ -101,6 +101,38 @@ private:
 /// from outside it (exists? its settings?) and for CREATE and DROP.
 constexpr const char* kMaintenanceDb = "postgres";
 
+/// PostgreSQL's longest identifier (NAMEDATALEN - 1).
+constexpr std::size_t kMaxIdentifier = 63;
+
+/// How pg_dump and pg_restore reach database `dbname`: the conninfo with it, and, when the
+/// entry has a password credential, a password file (PGPASSFILE=/dev/fd/3, an in-memory file
+/// readable by its owner only: never on argv or in the environment).
+struct ToolConnection {
+    std::string conninfo;
+    int passfile = -1;
+
+    ToolConnection(const Database& db, const std::string& dbname)
+        : conninfo((db.connection.empty() ? "" : db.connection + " ") + "dbname=" + dbname +
+                   " application_name=bartld connect_timeout=10") {
+        const std::string password = database_password(db);
+        if (password.empty()) return;
+        std::string escaped;
+        for (char c : password) {
+            if (c == ':' || c == '\\') escaped += '\\';
+            escaped += c;
+        }
+        passfile = secret_file("bartl-pgpass", "*:*:*:*:" + escaped + "\n");
+    }
+
+    /// `spec` given the password file, if any.
+    ChildStreamSpec& apply(ChildStreamSpec& spec) const {
+        if (passfile < 0) return spec;
+        spec.fds.push_back({3, passfile});
+        spec.env["PGPASSFILE"] = "/dev/fd/3";
+        return spec;
+    }
+};
+
 class PostgresComponent final : public DatabaseComponent {
 public:
     using DatabaseComponent::DatabaseComponent;
@@ -150,6 +182,65 @@ protected:
         m.query(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", m.quoted(db_.name, true)));
     }
     const char* binding() const override { return "setting"; }
+
+public:
+    std::string section() const override { return db_.name + ".dump"; }
+
+    std::unique_ptr<ByteSource> open_dump() const override {
+        ToolConnection tc(db_, db_.name);
+        // Custom format: pg_restore's own, one stream; uncompressed, as zstd compresses the
+        // blob once. pg_dump runs in one repeatable-read snapshot: consistent in itself.
+        ChildStreamSpec spec;
+        spec.argv = {"pg_dump", "--format=custom", "--compress=0", "--no-password", "--dbname=" + tc.conninfo};
+        spec.input = false;
+        spec.what = fmt::format("pg_dump of postgresql:{}", db_.name);
+        return std::make_unique<ChildDump>(std::move(tc.apply(spec)), tc.passfile, "postgresql-client");
+    }
+
+    std::string restore_staging() const override { return staging_database_name(db_.name, kMaxIdentifier); }
+
+    std::unique_ptr<DumpLoader> open_restore(const Owner&) const override {
+        const std::string staging = restore_staging();
+        {
+            Connection m(db_, kMaintenanceDb);
+            m.query(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", m.quoted(staging, true)));
+            // template0: template1 may hold objects the dump creates again.
+            m.query(fmt::format("CREATE DATABASE {} TEMPLATE template0", m.quoted(staging, true)));
+        }
+        ToolConnection tc(db_, staging);
+        // --no-owner: everything belongs to the connection's role, the configured owner;
+        // --exit-on-error: a dump that does not load is a failed restore, not a partial one.
+        ChildStreamSpec spec;
+        spec.argv = {"pg_restore", "--no-owner", "--exit-on-error", "--no-password", "--dbname=" + tc.conninfo};
+        spec.output = false;
+        spec.what = fmt::format("pg_restore into {}", staging);
+        return std::make_unique<ChildLoader>(std::move(tc.apply(spec)), tc.passfile, "postgresql-client");
+    }
+
+    void bind_restore(const std::string& state_id) const override {
+        Connection m(db_, kMaintenanceDb);
+        m.query(fmt::format("ALTER DATABASE {} SET bartl.state_id = {}", m.quoted(restore_staging(), true),
+                            m.quoted(state_id, false)));
+    }
+
+    void commit_restore() const override {
+        const std::string staging = restore_staging();
+        const auto live = inspect();
+        if (live.exists && live.holds_data)
+            throw RuntimeError(fmt::format("{} holds tables now: not replacing it with the restored {}", id(), staging));
+        Connection m(db_, kMaintenanceDb);
+        // A database cannot be renamed (or dropped) while sessions use it: bartl's own
+        // pg_restore has exited, and the app is not running during a restore; whatever
+        // session is left is ended (FORCE, pg_terminate_backend).
+        if (live.exists) m.query(fmt::format("DROP DATABASE {} WITH (FORCE)", m.quoted(db_.name, true)));
+        m.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", {staging});
+        m.query(fmt::format("ALTER DATABASE {} RENAME TO {}", m.quoted(staging, true), m.quoted(db_.name, true)));
+    }
+
+    void discard_restore() const override {
+        Connection m(db_, kMaintenanceDb);
+        m.query(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", m.quoted(restore_staging(), true)));
+    }
 };
 
 }  // namespace

@@ -5,12 +5,18 @@ PostgreSQL 15 and a private MariaDB, each on a Unix socket in a temporary direct
 SQLite files. Each test drives bartld --prepare (the whole startup loop) and asserts what the
 server holds afterwards: the database created, bartl's state ID in it, a foreign database
 refused with exit 66 and left as it was, an empty pre-created database taken as absent, the
-BARTL_DB_* variables a hook sees, a backup refused while databases are declared."""
+BARTL_DB_* variables a hook sees; backups that stream each database's dump into the blob while a
+writer keeps writing, and restores that load it into a staging database swapped in only after
+the whole blob verified (also when killed -9 in the middle, and by hand from the blob)."""
+import glob
 import os
 import pwd
 import shutil
+import signal
 import sqlite3
+import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -440,16 +446,479 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(r.returncode, EXIT_OK, r.stderr)
         self.assertIsNotNone(plain.marker())
 
-    # --- backup refuses, until dumps are in the blob -----------------------------------------
+    # --- backup and restore -------------------------------------------------------------
 
-    def test_backup_refuses_while_databases_are_declared(self):
+    def blob_dir(self, inst, backup):
+        """The blob of sidecar `backup` unpacked (tar, zstd: by hand, as bartl.toml(5) says)."""
+        out = os.path.join(self.root, "unpacked-" + backup["id"])
+        os.makedirs(out)
+        subprocess.run(["tar", "--zstd", "-xf", os.path.join(inst.store, backup["blob"]["name"]), "-C", out],
+                       check=True)
+        return out
+
+    def pg_seeded(self, pg, rows=100000, **kw):
+        """An instance whose init hook fills table pairs with `rows` rows (even) of 100 bytes."""
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE pairs '
+            "(n int, pad text DEFAULT ''); INSERT INTO pairs SELECT g, repeat('x', 100) FROM "
+            'generate_series(1, %d) g"\n' % (self.dbname.upper(), rows)))
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}__bartl_restore" WITH (FORCE)')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        inst = self.instance([self.pg_entry(pg)], init_hook=[hook], **kw)
+        self.prepare(inst)
+        return inst
+
+    def pg_writer(self, pg):
+        """A psql that inserts pairs of rows, one transaction each, until killed: a row count
+        consistent with one point in time is even."""
+        loop = ("while :; do echo 'BEGIN; INSERT INTO pairs (n) VALUES (1); INSERT INTO pairs (n) VALUES (2); "
+                "COMMIT;'; done | psql -X -q -h %s -U %s -d %s" % (pg.root, pg.user, self.dbname))
+        p = subprocess.Popen(["sh", "-c", loop], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+
+        def stop():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.addCleanup(stop)
+        return stop
+
+    def pg_disaster(self, pg, inst):
+        """Takes a backup, then the state and the database are gone."""
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+
+    def pg_count(self, pg, db=None):
+        return int(pg.sql("SELECT count(*) FROM pairs", db=db or self.dbname))
+
+    def test_postgresql_backup_while_writing_restores_one_point_in_time(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg)
+        before = self.pg_count(pg)
+        stop = self.pg_writer(pg)
+        deadline = time.monotonic() + scaled(30)
+        while self.pg_count(pg) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        during = self.pg_count(pg)
+        stop()
+        self.assertGreater(during, before, "the writer did not write during the backup")
+        (b,) = inst.backups()
+        self.assertEqual([(c["kind"], c["name"]) for c in b["components"]],
+                         [("path", inst.paths[0]), ("postgresql", self.dbname)])
+        r = inst.run("--verify")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn(f"backup {b['id']} OK", r.stdout)
+        # By hand, as bartl.toml(5) says: the chunks joined are pg_dump's custom format.
+        out = self.blob_dir(inst, b)
+        chunks = sorted(glob.glob(os.path.join(out, "db", self.dbname + ".dump.*")))
+        self.assertGreater(len(chunks), 1, "a dump of 10 MB spans chunks of 8 MiB")
+        listing = subprocess.run(f"cat {out}/db/{self.dbname}.dump.* | pg_restore --list", shell=True,
+                                 capture_output=True, text=True)
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        self.assertIn("TABLE DATA public pairs", listing.stdout)
+        by_hand = self.dbname + "_by_hand"
+        pg.sql(f'CREATE DATABASE "{by_hand}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{by_hand}" WITH (FORCE)')
+        r2 = subprocess.run(f"cat {out}/db/{self.dbname}.dump.* | pg_restore --no-owner --exit-on-error "
+                            f"-h {pg.root} -U {pg.user} -d {by_hand}", shell=True, capture_output=True, text=True)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        in_backup = self.pg_count(pg, by_hand)
+        self.assertEqual(in_backup % 2, 0, "the dump holds half a transaction")
+        self.assertTrue(before < in_backup <= during, (before, in_backup, during))
+        # Disaster: the state and the database are gone; the next start restores both.
+        inst.wipe_state()
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), in_backup)
+        m = inst.marker()
+        self.assertEqual(pg.state_id(self.dbname), m["state_id"])
+        self.assertIn({"kind": "postgresql", "name": self.dbname, "binding": "setting"},
+                      [{k: c[k] for k in ("kind", "name", "binding")} for c in m["components"]])
+        self.assertNotIn(self.dbname + "__bartl_restore", pg.databases())
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_postgresql_database_dropped_with_its_state_is_restored(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=1000)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        # Behind bartl's back: the database is dropped and the directory removed; the marker
+        # stays, so the whole state is lost (not foreign, not mixed) and is restored.
+        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        shutil.rmtree(inst.paths[0])
+        state_id = inst.marker()["state_id"]
+        r = self.prepare(inst)
+        self.assertIn("state lost", r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), 1000)
+        self.assertNotEqual(inst.marker()["state_id"], state_id)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_restore_replaces_an_empty_precreated_database(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=1000)
+        self.pg_disaster(pg, inst)
+        # Reinstalled: the package's postinst created the database again, empty.
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), 1000)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_restore_onto_another_instances_database_is_refused_untouched(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=1000)
+        self.pg_disaster(pg, inst)
+        # Another instance's database is in place: tables and a state ID that is not this one's.
+        pg.sql(f'CREATE DATABASE "{self.dbname}"')
+        pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'1' * 32}'")
+        pg.sql("CREATE TABLE theirs (x int); INSERT INTO theirs VALUES (5)", db=self.dbname)
+        self.prepare(inst, EXIT_FOREIGN)
+        self.assertEqual(pg.sql("SELECT x FROM theirs", db=self.dbname), "5")
+        self.assertEqual(pg.state_id(self.dbname), "1" * 32)
+        self.assertNotIn(self.dbname + "__bartl_restore", pg.databases())
+        self.assertIsNone(inst.marker())
+
+    def pg_role(self, pg, suffix, options=""):
+        """A login role that is no superuser (CREATEDB, allowed to set bartl.state_id), dropped
+        at the end with the test's database; its name."""
+        role = self.dbname + suffix
+        pg.sql(f'CREATE ROLE "{role}" LOGIN CREATEDB{options}')
+        pg.sql(f'GRANT SET ON PARAMETER bartl.state_id TO "{role}"')
+        self.addCleanup(pg.sql, f'DROP ROLE IF EXISTS "{role}"')
+        self.addCleanup(pg.sql, f'REVOKE SET ON PARAMETER bartl.state_id FROM "{role}"')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}__bartl_restore" WITH (FORCE)')
+        self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        return role
+
+    def test_postgresql_restore_as_a_role_that_is_no_superuser_owns_everything(self):
+        pg = server("postgresql")
+        role = self.pg_role(pg, "_owner")
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" -c "CREATE TABLE notes '
+            "(body text); INSERT INTO notes VALUES ('mine')\"\n" % self.dbname.upper()))
+        entry = {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}
+        inst = self.instance([entry], init_hook=[hook])
+        self.prepare(inst)
+        self.pg_disaster(pg, inst)
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(pg.sql("SELECT body FROM notes", db=self.dbname), "mine")
+        # --no-owner: the restored database and its tables are the connection's role's.
+        self.assertEqual(pg.sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{self.dbname}'"),
+                         role)
+        self.assertEqual(pg.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", db=self.dbname), role)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def password_round_trip(self, entry, password, fill, drop):
+        """An instance declaring `entry` with `password` in the credential db-password: init,
+        fill(), backup, then the state and the database (drop()) gone, and the restore; its
+        Result."""
+        creds = os.path.join(self.root, "credentials")
+        os.makedirs(creds)
+        with open(os.path.join(creds, "db-password"), "w") as f:
+            f.write(password + "\n")
+        env = {"CREDENTIALS_DIRECTORY": creds}
+        inst = self.instance([dict(entry, password_credential="db-password")])
+        r = inst.run("--prepare", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        fill()
+        r = inst.run("--backup", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        drop()
+        r = inst.run("--prepare", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        return r
+
+    def test_postgresql_password_reaches_pg_dump_and_pg_restore_in_a_password_file(self):
+        pg = server("postgresql")
+        password = "s3cr:t\\pass"
+        role = self.pg_role(pg, "_pw", f" PASSWORD '{password}'")
+        # This role alone must give its password (the others keep trust).
+        hba = os.path.join(pg.data, "pg_hba.conf")
+        rules = read(hba)
+        with open(hba, "w") as f:
+            f.write(f"local all {role} scram-sha-256\n" + rules)
+        pg.sql("SELECT pg_reload_conf()")
+
+        def restore_hba():
+            with open(hba, "w") as f:
+                f.write(rules)
+            pg.sql("SELECT pg_reload_conf()")
+        self.addCleanup(restore_hba)
+        r = self.password_round_trip(
+            {"type": "postgresql", "name": self.dbname, "connection": f"host={pg.socket_dir} user={role}"}, password,
+            lambda: pg.sql(f'CREATE TABLE t (x int); INSERT INTO t VALUES (8); ALTER TABLE t OWNER TO "{role}"',
+                           db=self.dbname),
+            lambda: pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)'))
+        self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "8")
+        # The role must authenticate (scram-sha-256): pg_dump and pg_restore got the password.
+        self.assertNotIn(password, r.stderr)
+
+    def kill_restore_when(self, inst, ready, env=None):
+        """Starts the restore (--prepare), kills -9 its whole session once ready() is true."""
+        p = inst.start("--prepare", env=env)
+        deadline = time.monotonic() + scaled(60)
+        while not ready() and time.monotonic() < deadline and not p.exited():
+            time.sleep(0.02)
+        self.assertTrue(ready(), "the moment to kill never came")
+        kill_session(p.pid)
+        p.wait(killed=True)
+
+    def test_postgresql_restore_killed_while_loading_is_redone_never_half_filled(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=300000)
+        expected = self.pg_count(pg)
+        self.pg_disaster(pg, inst)
+        staging = self.dbname + "__bartl_restore"
+        # Killed once pg_restore has created the table, while its COPY streams in.
+        self.kill_restore_when(inst, lambda: pg.sql("SELECT to_regclass('public.pairs') IS NOT NULL", db=staging,
+                                                    check=False) == "t")
+        self.assertIn(staging, pg.databases())
+        self.assertNotIn(self.dbname, pg.databases())  # the live database never half-filled
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), expected)
+        self.assertNotIn(staging, pg.databases())
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
+        pg = server("postgresql")
+        swapped = os.path.join(self.root, "swapped")
+        hook = write_exec(os.path.join(self.root, "post-restore"),
+                          f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
+        inst = self.pg_seeded(pg, rows=1000, hooks={"post_restore": [hook]})
+        self.pg_disaster(pg, inst)
+        # post_restore runs after the swap and before the marker: killed there, the live
+        # database is the restored one, proven bartl's by the intent.
+        self.kill_restore_when(inst, lambda: os.path.exists(swapped))
+        self.assertIn(self.dbname, pg.databases())
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.pg_count(pg), 1000)
+        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+
+    def test_postgresql_restore_then_schema_migration_with_its_pre_migration_backup(self):
+        pg = server("postgresql")
+        migrations = os.path.join(self.root, "migrations")
+        write_exec(os.path.join(migrations, "2.0.0"), (
+            '#!/bin/sh\nset -e\npsql -X -q -v ON_ERROR_STOP=1 "$BARTL_DB_%s_CONNECTION" '
+            "-c \"ALTER TABLE pairs ADD COLUMN tag text DEFAULT 'v2'\"\n" % self.dbname.upper()))
+        write_exec(os.path.join(migrations, "3.0.0"), "#!/bin/sh\nexit 4\n")
+        inst = self.pg_seeded(pg, rows=1000, migrations=migrations, before_migrate=True)
+        # Out of place: the state and database are gone, the new release (2.0.0) starts.
+        self.pg_disaster(pg, inst)
+        inst.write_config(version="2.0.0")
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertIn("decision: migrate", r.stderr)
+        self.assertEqual(pg.sql("SELECT DISTINCT tag FROM pairs", db=self.dbname), "v2")
+        self.assertEqual(inst.marker()["version"], "2.0.0")
+        pre = [b for b in inst.backups() if b["reason"] == "pre-migration"]
+        self.assertEqual(len(pre), 1)
+        self.assertIn({"kind": "postgresql", "name": self.dbname}, pre[0]["components"])
+        # 3.0.0's script fails: the marker stays at 2.0.0 and the database keeps its schema.
+        inst.write_config(version="3.0.0")
+        self.prepare(inst, EXIT_RUNTIME)
+        self.assertEqual(inst.marker()["version"], "2.0.0")
+        self.assertEqual(pg.sql("SELECT count(*) FROM pairs WHERE tag = 'v2'", db=self.dbname), "1000")
+
+    def my_seeded(self, sql, **kw):
+        """A MariaDB server and an instance (with a store) whose init hook runs `sql` in its database."""
+        my = server("mariadb")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}__bartl_restore`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            '#!/bin/sh\nset -e\nmariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" '
+            '"$BARTL_DB_{N}_NAME" -e "{SQL}"\n').replace("{N}", self.dbname.upper()).replace("{SQL}", sql))
+        inst = self.instance([self.my_entry(my)], init_hook=[hook], **kw)
+        self.prepare(inst)
+        return my, inst
+
+    def test_mariadb_backup_and_restore_round_trip(self):
+        my, inst = self.my_seeded(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text) ENGINE=InnoDB; CREATE TABLE tags (name varchar(20)); "
+            "INSERT INTO notes VALUES (1, 'first'), (2, 'second'); INSERT INTO tags VALUES ('t')")
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        (b,) = inst.backups()
+        self.assertIn({"kind": "mariadb", "name": self.dbname}, b["components"])
+        r = inst.run("--verify")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertIn(f"backup {b['id']} OK", r.stdout)
+        out = self.blob_dir(inst, b)
+        dump = "".join(read(f) for f in sorted(glob.glob(os.path.join(out, "db", self.dbname + ".sql.*"))))
+        self.assertIn("CREATE TABLE `notes`", dump)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(my.sql("SELECT body FROM notes ORDER BY id", db=self.dbname), "first\nsecond")
+        self.assertEqual(my.sql("SELECT name FROM tags", db=self.dbname), "t")
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_postgresql_backup_without_pg_dump_names_the_package_and_writes_nothing(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=10)
+        empty = os.path.join(self.root, "empty-bin")
+        os.makedirs(empty)
+        r = inst.run("--backup", env={"PATH": empty})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("cannot start pg_dump", r.stderr)
+        self.assertIn("apt-get install postgresql-client", r.stderr)
+        self.assertEqual(inst.backups(), [])
+
+    def test_mariadb_password_reaches_mariadb_dump_and_mariadb_in_an_option_file(self):
+        my = server("mariadb")
+        user, password = self.dbname + "_pw", 'p"w\\d'
+        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+        my.sql(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY \"{quoted}\"")
+        self.addCleanup(my.sql, f"DROP USER IF EXISTS '{user}'@'localhost'")
+        for db in (self.dbname, self.dbname + "__bartl_restore"):
+            my.sql(f"GRANT ALL ON `{db}`.* TO '{user}'@'localhost'")
+            self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{db}`")
+        self.password_round_trip(
+            {"type": "mariadb", "name": self.dbname, "connection": f"socket={my.socket} user={user}"}, password,
+            lambda: my.sql("CREATE TABLE t (x int); INSERT INTO t VALUES (6)", db=self.dbname),
+            lambda: my.sql(f"DROP DATABASE `{self.dbname}`"))
+        # The user has a password (no unix_socket login): the tools read it from their option file.
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "6")
+
+    def test_mariadb_restore_of_a_dump_with_a_trigger_is_refused_before_anything_moves(self):
+        my, inst = self.my_seeded("CREATE TABLE t (x int); CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW "
+                                  "SET NEW.x = NEW.x + 1; INSERT INTO t VALUES (1)")
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"mariadb:{self.dbname}: the backup's dump holds trigger t_ins", r.stderr)
+        # Rolled back: no staging database, no live one, no marker, nothing half-moved.
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+        self.assertNotIn(self.dbname, my.databases())
+        self.assertIsNone(inst.marker())
+
+    def test_sqlite_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
+        path = self.sqlite_path()
+        swapped = os.path.join(self.root, "swapped")
+        hook = write_exec(os.path.join(self.root, "post-restore"),
+                          f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
+        init = write_exec(os.path.join(self.root, "init-hook"),
+                          "#!/bin/sh\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE t (x int); INSERT INTO t VALUES (9)\"\n")
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[init],
+                             hooks={"post_restore": [hook]})
+        self.prepare(inst)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        self.kill_restore_when(inst, lambda: os.path.exists(swapped))
+        # Swapped in and stamped, but no marker: the intent proves the file is bartl's.
+        self.assertTrue(os.path.exists(path + ".bartl-state-id"))
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertIn("decision: restore", r.stderr)
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("SELECT x FROM t").fetchall(), [(9,)])
+        c.close()
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertEqual(glob.glob(path + ".bartl-restore*"), [])
+
+    def test_mariadb_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
+        swapped = os.path.join(self.root, "swapped")
+        hook = write_exec(os.path.join(self.root, "post-restore"),
+                          f"#!/bin/sh\nif [ ! -e {swapped} ]; then touch {swapped}; sleep 600; fi\n")
+        my, inst = self.my_seeded("CREATE TABLE t (x int); INSERT INTO t VALUES (3), (4)",
+                                  hooks={"post_restore": [hook]})
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        self.kill_restore_when(inst, lambda: os.path.exists(swapped))
+        self.assertEqual(my.sql("SELECT count(*) FROM t", db=self.dbname), "2")  # moved in, not yet committed
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertEqual(my.sql("SELECT x FROM t ORDER BY x", db=self.dbname), "3\n4")
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+
+    def test_sqlite_empty_database_backs_up_and_restores_empty(self):
         path = self.sqlite_path()
         inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}])
-        self.prepare(inst)
+        self.prepare(inst)  # no init hook: the file stays empty, as bartl created it
         r = inst.run("--backup")
-        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
-        self.assertIn(f"no backup taken: [[state.databases]] declares sqlite:{path}", r.stderr)
-        self.assertEqual(inst.backups(), [])
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        self.assertIn("decision: restore", self.prepare(inst).stderr)
+        with sqlite3.connect(path) as c:  # the online backup API gives it a header: one empty page
+            self.assertEqual(c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0], 0)
+        c.close()
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_sqlite_backup_while_writing_and_restore(self):
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            "#!/bin/sh\nset -e\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"PRAGMA journal_mode=WAL; CREATE TABLE pairs "
+            "(n int, pad text); WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 50000) "
+            "INSERT INTO pairs SELECT i, printf('%.100c', 'x') FROM g\" >/dev/null\n"))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook])
+        self.prepare(inst)
+        stop = threading.Event()
+        written = [0]
+
+        def writer():
+            c = sqlite3.connect(path, timeout=30)
+            while not stop.is_set():
+                with c:
+                    c.execute("INSERT INTO pairs (n) VALUES (1)")
+                    c.execute("INSERT INTO pairs (n) VALUES (2)")
+                written[0] += 1
+            c.close()
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            r = inst.run("--backup")
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        self.assertGreater(written[0], 0)
+        self.assertEqual(glob.glob(path + ".bartl-backup*"), [])  # the online backup's copy is gone
+        (b,) = inst.backups()
+        self.assertIn({"kind": "sqlite", "name": path}, b["components"])
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        with sqlite3.connect(path) as c:
+            self.assertEqual(c.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+            n = c.execute("SELECT count(*) FROM pairs").fetchone()[0]
+        c.close()
+        self.assertEqual(n % 2, 0, "the backup holds half a transaction")
+        self.assertGreaterEqual(n, 50000)
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertEqual(glob.glob(path + ".bartl-restore*"), [])
+        # By hand: the chunks joined are the database file.
+        out = self.blob_dir(inst, b)
+        subprocess.run(f"cat {out}/db/notes.sqlite.* > {out}/notes.db", shell=True, check=True)
+        with sqlite3.connect(f"{out}/notes.db") as c:
+            self.assertEqual(c.execute("SELECT count(*) FROM pairs").fetchone()[0], n)
+        c.close()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 // judge_database() (state/db_judge.hpp): every combination of the facts a database gives,
 // whether the marker records it and whether there is a marker, against the table in its
-// doc comment.
+// doc comment; the staging database names of restores (state/database_impl.hpp).
 #include <catch2/catch.hpp>
 
+#include "state/database_impl.hpp"
 #include "state/db_judge.hpp"
 
 using namespace bartl;
@@ -66,4 +67,23 @@ TEST_CASE("without a marker no carried ID makes a database ours", "[db_judge]") 
     // An empty marker ID never matches an empty carried ID.
     CHECK(judge_database("postgresql:n", {true, true, ""}, false, "").finding == ComponentFinding::foreign);
     CHECK(judge_database("postgresql:n", {true, false, ""}, false, "").finding == ComponentFinding::fresh);
+}
+
+TEST_CASE("a restore's staging database name fits the server's limit and never collides", "[db_judge]") {
+    CHECK(staging_database_name("notes", 63) == "notes__bartl_restore");
+    const std::string fits(63 - 15, 'n');
+    CHECK(staging_database_name(fits, 63) == fits + "__bartl_restore");
+    // One longer: a prefix, a hash of the whole name, the suffix; exactly the limit.
+    const std::string a = fits + "a", b = fits + "b";
+    for (std::size_t max : {63u, 64u}) {
+        CAPTURE(max);
+        const auto sa = staging_database_name(a + std::string(max - 63, 'x'), max);
+        CHECK(sa.size() == max);
+        CHECK(sa.rfind(fits.substr(0, max - 15 - 9), 0) == 0);
+        CHECK(sa.substr(sa.size() - 15) == "__bartl_restore");
+        CHECK(sa != staging_database_name(b + std::string(max - 63, 'x'), max));
+    }
+    const std::string longest(63, 'q');
+    CHECK(staging_database_name(longest, 63).size() == 63);
+    CHECK(staging_database_name(longest, 63) != longest);
 }
