@@ -367,6 +367,35 @@ class NotesTest(unittest.TestCase):
         self.assertEqual(run([RENDER, self.tmp, "x", "1.0.0", "-"]).returncode, 64)
         self.assertEqual(run([RENDER, self.tmp, "1", "9.9.9", "-"]).returncode, 64)
 
+    def test_render_config_postgresql_variant(self):
+        conn = "host=/run/postgresql user=notes"
+        for version in ENGINE:
+            r = run([RENDER, self.tmp, "18080", version, "-", conn])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            cfg = tomllib.loads(r.stdout)
+            self.assertEqual(cfg["app"]["version"], version)
+            self.assertEqual(cfg["app"]["exec"], [
+                "/usr/bin/python3", ENGINE[version], "--postgresql", conn + " dbname=notes", "--port", "18080"])
+            self.assertEqual(cfg["state"]["databases"],
+                             [{"type": "postgresql", "name": "notes", "connection": conn}])
+            self.assertEqual(cfg["state"]["paths"], [os.path.join(self.tmp, "var/lib/notes")])
+            self.assertEqual(cfg["backup"]["before_migrate"], True)
+        r = run([RENDER, self.tmp, "1", "1.0.0", "-", conn + " dbname=other"])
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("must not name a dbname", r.stderr)
+        self.assertEqual(run([RENDER, self.tmp, "1", "1.0.0", "-", 'host="x"']).returncode, 64)
+        self.assertEqual(run([RENDER, self.tmp, "1", "1.0.0", "-", ""]).returncode, 64)
+
+    def test_postgresql_without_psycopg2_says_what_to_install(self):
+        # The SQLite engine needs only the standard library; --postgresql names the package.
+        env = dict(os.environ, PYTHONPATH=self.tmp)
+        with open(os.path.join(self.tmp, "psycopg2.py"), "w") as f:
+            f.write("raise ImportError('no psycopg2 here')\n")
+        r = subprocess.run([PYTHON, ENGINE["2.0.0"], "--postgresql", "host=/nonexistent", "--port", "0"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("python3-psycopg2", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -35,6 +35,26 @@ class Demo(CheckedTest):
         way_back = out[out.index("== 7."):]
         self.assertRegex(way_back, rf"(?m)^\$ bartld --config \S+ --restore-from {pre.group(1)} &$")
 
+    def test_demo_on_postgresql_runs_to_the_end(self):
+        # tools/demo --postgresql: the same lifecycle with the notes in a PostgreSQL database.
+        build = os.path.relpath(BUILD_ROOT, SOURCE_ROOT)
+        r = subprocess.run([os.path.join(SOURCE_ROOT, "tools", "demo"), "--postgresql", build], capture_output=True,
+                           text=True, errors="replace", timeout=600, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "BARTL_DEMO_BUILT": "1"})
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-4000:])
+        self.assertIn("== Done ==", out)
+        self.assertIn("the notes live in PostgreSQL", out)
+        self.assertIn('$ psql -c "DROP DATABASE notes"', out)
+        # The restore after the disaster brings the notes back from the dumped database.
+        restored = out[out.index("== 4."):out.index("== 5.")]
+        self.assertIn("buy milk", restored)
+        self.assertIn("call the plumber", restored)
+        # The way back restores the pre-upgrade database: its notes have no tags.
+        way_back = out[out.index("== 7."):]
+        self.assertIn("buy milk", way_back)
+        self.assertNotIn('"tags": [', way_back)
+
 
 class WithoutSystemBus(StackTest):
     """bartld and bartlctl where no system bus exists (the Stack's environment points nowhere)."""

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""notes 2.0.0: a small HTTP notes service on SQLite (the bartl example application).
+"""notes 2.0.0: a small HTTP notes service on SQLite or PostgreSQL (the bartl example application).
 
     notes.py --db PATH --port PORT [--host 127.0.0.1] [--ready-delay SECONDS]
+    notes.py --postgresql CONNINFO --port PORT [...]
     notes.py --version
 
 API (JSON):
@@ -15,7 +16,10 @@ status 2, a schema it does not know (a 1.x database needs the 2.0.0-add-tags
 migration first). Readiness is reported with sd_notify when $NOTIFY_SOCKET is
 set. SIGTERM or SIGINT stops it cleanly (exit 0).
 
-Python 3 standard library only.
+With --postgresql the notes live in a PostgreSQL database (a libpq conninfo string,
+e.g. "host=/run/postgresql dbname=notes"), its schema version in the one-row table
+notes_schema; the same rules apply. That needs psycopg2 (Debian: python3-psycopg2);
+SQLite needs only the Python 3 standard library.
 """
 
 import argparse
@@ -74,20 +78,25 @@ def open_db(path):
         db.execute("PRAGMA busy_timeout = 5000")
         return db
     db.close()
+    check_schema(f"database {path}", version)
+
+
+def check_schema(what, version):
+    """Raises StartupError saying why schema `version` of `what` cannot be served."""
     if version == 1:
         raise StartupError(
-            f"database {path} has schema 1 (notes 1.x) but notes {VERSION} needs schema "
+            f"{what} has schema 1 (notes 1.x) but notes {VERSION} needs schema "
             f"{SCHEMA}: run the migration 2.0.0-add-tags first (bartl runs it on start); "
             "refusing to start")
     if version > SCHEMA:
         raise StartupError(
-            f"database {path} has schema {version}, newer than notes {VERSION} "
+            f"{what} has schema {version}, newer than notes {VERSION} "
             f"(schema {SCHEMA}) understands; refusing to start (downgrade?)")
     if version == SCHEMA:
-        raise StartupError(f"database {path} claims schema {SCHEMA} but has no complete "
+        raise StartupError(f"{what} claims schema {SCHEMA} but has no complete "
                            "notes table; refusing to start")
-    raise StartupError(f"database {path} is not an initialised notes database "
-                       f"(user_version {version}); refusing to start")
+    raise StartupError(f"{what} is not an initialised notes database "
+                       f"(schema version {version}); refusing to start")
 
 
 def row_to_note(row):
@@ -114,6 +123,60 @@ class Notes:
             cur = self.db.execute("INSERT INTO notes (text, tags, created) VALUES (?, ?, ?)",
                                   (text, json.dumps(tags), created))
             return {"id": cur.lastrowid, "text": text, "tags": tags, "created": created}
+
+    def close(self):
+        with self.lock:
+            self.db.close()
+
+
+def open_pg(conninfo):
+    """Opens an existing PostgreSQL notes database of schema SCHEMA, or raises StartupError."""
+    try:
+        import psycopg2
+    except ImportError as e:
+        raise StartupError(f"--postgresql needs psycopg2 (Debian: apt-get install python3-psycopg2): {e}") from e
+    try:
+        db = psycopg2.connect(conninfo)
+        db.autocommit = True
+        with db.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            name = cur.fetchone()[0]
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'notes'")
+            columns = {r[0] for r in cur.fetchall()}
+            cur.execute("SELECT to_regclass('notes_schema') IS NOT NULL")
+            version = 0
+            if cur.fetchone()[0]:
+                cur.execute("SELECT version FROM notes_schema")
+                row = cur.fetchone()
+                version = row[0] if row else 0
+    except psycopg2.Error as e:
+        raise StartupError(f"cannot open PostgreSQL database ({conninfo}): {str(e).strip()}") from e
+    what = f"PostgreSQL database {name}"
+    if version == SCHEMA and {"id", "text", "created", "tags"} <= columns:
+        return db
+    db.close()
+    check_schema(what, version)
+
+
+class PgNotes:
+    """The notes table in PostgreSQL behind one connection (serialised, like the SQLite one)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.lock = threading.Lock()
+
+    def list(self):
+        with self.lock, self.db.cursor() as cur:
+            cur.execute("SELECT id, text, tags, created FROM notes ORDER BY id")
+            rows = cur.fetchall()
+        return [row_to_note(r) for r in rows]
+
+    def add(self, text, tags):
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.lock, self.db.cursor() as cur:
+            cur.execute("INSERT INTO notes (text, tags, created) VALUES (%s, %s, %s) RETURNING id",
+                        (text, json.dumps(tags), created))
+            return {"id": cur.fetchone()[0], "text": text, "tags": tags, "created": created}
 
     def close(self):
         with self.lock:
@@ -197,9 +260,11 @@ class Server(ThreadingHTTPServer):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="notes.py", description=f"notes {VERSION}: HTTP notes on SQLite")
+    p = argparse.ArgumentParser(prog="notes.py", description=f"notes {VERSION}: HTTP notes on SQLite or PostgreSQL")
     p.add_argument("--version", action="version", version=VERSION)
-    p.add_argument("--db", required=True, help="SQLite database (created by the init hook)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help="SQLite database (created by the init hook)")
+    where.add_argument("--postgresql", metavar="CONNINFO", help="PostgreSQL database, a libpq conninfo string")
     p.add_argument("--port", required=True, type=int, help="TCP port (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--ready-delay", type=float, default=0.0, metavar="SECONDS",
@@ -214,7 +279,7 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stop.set())
 
     try:
-        notes = Notes(open_db(args.db))
+        notes = PgNotes(open_pg(args.postgresql)) if args.postgresql else Notes(open_db(args.db))
     except StartupError as e:
         log(str(e))
         return 2
@@ -231,7 +296,8 @@ def main(argv=None):
         host, port = server.server_address[:2]
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
-        log(f"listening on {host}:{port} (database {args.db}, schema {SCHEMA})")
+        where = f"PostgreSQL {args.postgresql!r}" if args.postgresql else f"database {args.db}"
+        log(f"listening on {host}:{port} ({where}, schema {SCHEMA})")
         try:
             sd_notify(f"READY=1\nSTATUS=listening on {host}:{port}")
         except OSError as e:
