@@ -85,14 +85,24 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
         case Action::clean_partial: do_clean_partial(config, *inst.read_intent()); break;
         case Action::refuse_downgrade: {
             const auto sv = o.facts.state_version->str();
-            std::string paths;
+            std::string paths, dbs;
             for (const auto& p : config.state_paths) paths += (paths.empty() ? "" : ", ") + p.string();
+            for (const auto& d : config.databases)
+                dbs += (dbs.empty() ? "" : ", ") + component_id(d.type_name(), d.type == Database::Type::sqlite
+                                                                                    ? d.path.string()
+                                                                                    : d.name);
+            // A database holds the upgraded state too: left in place, the restore would find it
+            // ours and serve it (bartl(7) "Pre-upgrade backup and the way back").
+            if (!dbs.empty())
+                dbs = fmt::format(", the databases ({}; rename each, e.g. ALTER DATABASE NAME RENAME TO "
+                                  "NAME_aside, or move a SQLite file and its .bartl-state-id)",
+                                  dbs);
             throw DowngradeError(fmt::format(
                 "state {} of {} is newer than engine {}: downgrade refused, nothing was changed. Install engine {} "
-                "or newer, or go back to the state before the upgrade: stop bartld, move the state paths ({}) and "
+                "or newer, or go back to the state before the upgrade: stop bartld, move the state paths ({}){} and "
                 "{} aside, then run `bartld --restore-from ID` with a backup taken at {} (`bartlctl backups` lists "
                 "them; bartl takes one before every migration)",
-                sv, config.instance, engine.str(), sv, paths, inst.marker_path().string(), engine.str()));
+                sv, config.instance, engine.str(), sv, paths, dbs, inst.marker_path().string(), engine.str()));
         }
         case Action::refuse_foreign:
             throw ForeignStateError(fmt::format(

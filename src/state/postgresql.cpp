@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "state/database.hpp"
 #include "state/database_impl.hpp"
+#include "util/log.hpp"
 #include "util/dlopen.hpp"
 
 namespace bartl {
@@ -18,7 +19,7 @@ namespace pq {
 #define BARTL_PQ_FUNCTIONS(X)                                                                                 \
     X(PQconnectdbParams) X(PQstatus) X(PQerrorMessage) X(PQfinish) X(PQexec) X(PQexecParams) X(PQresultStatus) \
     X(PQresultErrorMessage) X(PQntuples) X(PQgetvalue) X(PQclear) X(PQescapeIdentifier) X(PQescapeLiteral)   \
-    X(PQfreemem) X(PQresultErrorField)
+    X(PQfreemem) X(PQresultErrorField) X(PQsetNoticeProcessor)
 
 BARTL_DB_CLIENT(BARTL_PQ_FUNCTIONS, "libpq.so.5", "libpq5", "postgresql")
 
@@ -55,6 +56,15 @@ public:
             throw RuntimeError(fmt::format("{}: cannot connect to database {} with \"{}\": {}", label_, dbname,
                                            db.connection, why));
         }
+        // The server's NOTICEs (DROP DATABASE IF EXISTS of a database that is not there) go to
+        // the debug log, not raw to bartld's stderr, where libpq's default processor prints them.
+        pq::PQsetNoticeProcessor(
+            conn_,
+            [](void* label, const char* message) {
+                log::debug(fmt::format("{}: server notice: {}", *static_cast<const std::string*>(label),
+                                       trimmed(message)));
+            },
+            &label_);
     }
     ~Connection() { pq::PQfinish(conn_); }
     Connection(const Connection&) = delete;
