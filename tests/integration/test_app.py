@@ -89,10 +89,18 @@ class AppUserTest(StackTest):
     def setUp(self):
         super().setUp()
         os.chmod(self.tmp, 0o755)  # the user must reach its state and scripts below it
+        # ... and the example's engine and hooks: a copy, since the checkout may lie below a
+        # directory only root enters (a clone in /root: the pristine Debian 12 run found it).
+        self.examples = os.path.join(self.tmp, "examples-notes")
+        shutil.copytree(EXAMPLES, self.examples, ignore=shutil.ignore_patterns("__pycache__"))
         # As the shipped units make $RUNTIME_DIRECTORY: searchable, not listable.
         self.runtime = os.path.join(self.tmp, "run")
         os.mkdir(self.runtime, 0o711)
         os.chmod(self.runtime, 0o711)
+
+    def stack(self, version="1.0.0", root=None, **kw):
+        kw.setdefault("examples", self.examples)
+        return super().stack(version, root, **kw)
 
     def user_stack(self, version="1.0.0"):
         s = self.stack(version)
@@ -106,7 +114,7 @@ class AppUserTest(StackTest):
 class AppUser(AppUserTest):
     def test_app_hooks_and_migrations_run_as_the_user_who_owns_the_state(self):
         s = self.user_stack()
-        real_init = os.path.join(EXAMPLES, "bartl", "init")
+        real_init = os.path.join(self.examples, "bartl", "init")
         init = write_script(os.path.join(self.tmp, "init"), INIT_WRAPPER.format(real=real_init))
         pre_backup_out = os.path.join(self.tmp, "pre-backup-ran-as")
         open(pre_backup_out, "w").close()
@@ -155,7 +163,7 @@ class AppUser(AppUserTest):
         migrations = os.path.join(self.tmp, "migrations")
         os.mkdir(migrations)
         os.chmod(migrations, 0o755)
-        real = os.path.join(EXAMPLES, "bartl", "migrations", "2.0.0-add-tags")
+        real = os.path.join(self.examples, "bartl", "migrations", "2.0.0-add-tags")
         write_script(os.path.join(migrations, "2.0.0-add-tags"), MIGRATION_WRAPPER.format(real=real))
         s.render("2.0.0", **{"app.user": f'"{self.user}"', "hooks.migrations": f'"{migrations}"'})
         r = s.run("--prepare", extra_env=self.env())

@@ -147,7 +147,9 @@ class StopDuringStart(StackTest):
         rc, took = terminate_frozen(s, 60)
         self.assertEqual(rc, 0, s.read_log())
         self.assertLess(took, 10 * FACTOR)
-        self.assertIn("stop requested: Backing up notes", s.read_log())
+        # Noticed by the backup between files, or by the store writer it is feeding (a pristine
+        # Debian 12 container under load hit the second): both abandon the same backup.
+        self.assertRegex(s.read_log(), r"stop requested: (Backing up notes|store \S+: writing notes-\S+\.tar\.zst)")
         self.assertFalse(os.path.exists(runs), "a step ran after the stop request")
         self.assertEqual(s.marker()["version"], "1.0.0")
         self.assertEqual(tree_digest(s.state), before)

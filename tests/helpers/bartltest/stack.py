@@ -60,9 +60,10 @@ class Stack(InstanceBase):
     HostView) it is that host's instance over a root other stacks may share: its config,
     notify socket and log live in the host's directory, and bartld runs in the host's view."""
 
-    def __init__(self, root, version="1.0.0", port=None, name="notes", host=None, pgconn=None):
+    def __init__(self, root, version="1.0.0", port=None, name="notes", host=None, pgconn=None, examples=None):
         home = host.dir if host else root
         self.pgconn = pgconn  # the PostgreSQL variant (notes-pg-VERSION.toml.in) when set
+        self.examples = examples or EXAMPLES  # the examples/notes whose engines and hooks it runs
         super().__init__(root, os.path.join(home, "etc", f"{name}.toml"),
                          os.path.join(root, "var", "lib", "bartl", "notes"), os.path.join(root, "backups"))
         self.host = host
@@ -87,7 +88,7 @@ class Stack(InstanceBase):
         return self.host.wrap(argv) if self.host else argv
 
     def render(self, version, **overrides):
-        subprocess.run([os.path.join(EXAMPLES, "render-config"), self.root, str(self.port), version, self.config]
+        subprocess.run([os.path.join(self.examples, "render-config"), self.root, str(self.port), version, self.config]
                        + ([self.pgconn] if self.pgconn else []), check=True)
         if overrides:
             edit_config(self.config, overrides)
