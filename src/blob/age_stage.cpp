@@ -41,6 +41,8 @@ ChildStreamSpec decrypt_spec(const std::vector<std::filesystem::path>& identitie
     }
     s.what = "age -d";
     s.cancel = std::move(cancel);
+    // Reading the blob and hashing it on a thread of their own, beside age and zstd -d.
+    s.feed_thread = true;
     return s;
 }
 

@@ -1119,8 +1119,10 @@ void parse_encryption(const Parser& p, const Section& backup, Config& c) {
                                                 "public key line)",
                                                 i, r));
         c.encrypt_to.push_back(r);
+        c.positions[fmt::format("[backup] encrypt_to[{}]", i)] = p.position(to[i]->source());
     }
     c.encrypt_to_file = p.absolute_path(backup, "encrypt_to_file");
+    record_position(p, backup, "encrypt_to_file", c);
     c.identity_file = p.absolute_path(backup, "identity_file");
 }
 

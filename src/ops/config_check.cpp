@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "blob/age_stage.hpp"
 #include "core/error.hpp"
 #include "ops/migrations_dir.hpp"
 #include "ops/signing.hpp"
@@ -29,6 +30,55 @@ std::optional<std::filesystem::path> in_path(const std::string& name) {
         if (::access(p.c_str(), X_OK) == 0) return p;
     }
     return std::nullopt;
+}
+
+/// Encrypts nothing to `argv`'s recipients, as a backup would: age refuses a recipient it
+/// cannot use (a bad key, an unsupported type, an unreadable or empty recipients file) in
+/// milliseconds, so that is found now rather than at the first scheduled backup. Returns
+/// age's complaint, or std::nullopt when it accepts them.
+std::optional<std::string> age_refuses(std::vector<std::string> argv) {
+    ChildStreamSpec spec;
+    spec.argv = std::move(argv);
+    spec.what = "age -r";
+    try {
+        run_child(std::move(spec), "");
+    } catch (const ChildFailed& e) {
+        // age ends each error with a line asking for bug reports; the error is the rest.
+        std::istringstream lines(e.stderr_text);
+        std::string line, why;
+        while (std::getline(lines, line))
+            if (line.rfind("age: report ", 0) != 0) why += (why.empty() ? "" : "; ") + line;
+        return why.empty() ? std::string(e.what()) : why;
+    }
+    return std::nullopt;
+}
+
+/// [backup] encrypt_to and encrypt_to_file: age is installed, the recipients file is there,
+/// and age accepts every recipient (each tried alone, so the message names the bad one).
+void check_encryption(const Config& config) {
+    if (!config.encrypts()) return;
+    const std::string first = config.encrypt_to.empty() ? "[backup] encrypt_to_file" : "[backup] encrypt_to[0]";
+    if (!in_path(kAgeProgram))
+        throw ConfigError(fmt::format("{}: {} needs the program {}, which is not in PATH (install the Debian "
+                                      "package age: apt-get install age)",
+                                      config.where(first), first.substr(0, first.find('[', 1)), kAgeProgram));
+    for (std::size_t i = 0; i < config.encrypt_to.size(); ++i) {
+        const auto label = fmt::format("[backup] encrypt_to[{}]", i);
+        if (auto why = age_refuses({kAgeProgram, "--encrypt", "-r", config.encrypt_to[i]}))
+            throw ConfigError(fmt::format("{}: {} \"{}\" is refused by age: {}", config.where(label), label,
+                                          config.encrypt_to[i], *why));
+    }
+    if (!config.encrypt_to_file) return;
+    const auto& f = *config.encrypt_to_file;
+    const auto label = std::string("[backup] encrypt_to_file");
+    std::error_code ec;
+    if (!std::filesystem::exists(f, ec))
+        throw ConfigError(fmt::format("{}: {} {}: no such file", config.where(label), label, f.string()));
+    if (::access(f.c_str(), R_OK) != 0 || std::filesystem::is_directory(f, ec))
+        throw ConfigError(fmt::format("{}: {} {}: cannot be read: {}", config.where(label), label, f.string(),
+                                      std::filesystem::is_directory(f, ec) ? "is a directory" : std::strerror(errno)));
+    if (auto why = age_refuses({kAgeProgram, "--encrypt", "-R", f.string()}))
+        throw ConfigError(fmt::format("{}: {} {} is refused by age: {}", config.where(label), label, f.string(), *why));
 }
 
 }  // namespace
@@ -82,6 +132,7 @@ void check_config_files(const Config& config) {
     check("[hooks] post_backup", config.hook_post_backup);
     check("[hooks] post_restore", config.hook_post_restore);
     load_database_clients(config);
+    check_encryption(config);
     load_trusted_keys(config);
     // The credential, when there, is what signs; checked when a backup is taken.
     if (config.signing_key_file && !signing_key_credential()) {

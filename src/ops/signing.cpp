@@ -14,11 +14,21 @@ namespace bartl {
 namespace {
 
 std::optional<std::string> read_text(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) return std::nullopt;  // opens, but reads nothing
     std::ifstream in(file, std::ios::binary);
     if (!in) return std::nullopt;
     std::ostringstream s;
     s << in.rdbuf();
     return s.str();
+}
+
+/// Why read_text() of `file` failed, for messages.
+std::string unreadable(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) return "no such file";
+    if (std::filesystem::is_directory(file, ec)) return "is a directory";
+    return "cannot be read (permission denied)";
 }
 
 }  // namespace
@@ -42,8 +52,7 @@ std::optional<SshSigningKey> load_signing_key(const Config& config) {
     if (!file) return std::nullopt;
     const auto text = read_text(*file);
     if (!text)
-        throw RuntimeError(fmt::format("cannot read the signing key, {}: {}", what,
-                                       std::filesystem::exists(*file) ? "permission denied" : "no such file"));
+        throw RuntimeError(fmt::format("cannot read the signing key, {}: {}", what, unreadable(*file)));
     try {
         return parse_openssh_private_key(*text);
     } catch (const std::invalid_argument& e) {
@@ -66,8 +75,7 @@ std::vector<SshPublicKey> load_trusted_keys(const Config& config) {
         const auto text = read_text(f);
         if (!text)
             throw ConfigError(fmt::format("{}: [backup] trusted_keys_file {}: {}",
-                                          config.where("[backup] trusted_keys_file"), f.string(),
-                                          std::filesystem::exists(f) ? "cannot be read" : "no such file"));
+                                          config.where("[backup] trusted_keys_file"), f.string(), unreadable(f)));
         try {
             const auto lines = parse_trusted_keys(*text);
             if (lines.empty())

@@ -177,6 +177,16 @@ ChildStream::ChildStream(ChildStreamSpec spec) : spec_(std::move(spec)) {
 }
 
 ChildStream::~ChildStream() {
+    if (feeder_.joinable()) {
+        // Killed first, so a feeder blocked on the child's full stdin sees EPIPE and ends;
+        // reaped only after the join, so the feeder never signals a reused PID.
+        feeder_stop_ = true;
+        if (!reaped_ && pid_ > 0) {
+            ::kill(-pid_, SIGKILL);
+            ::kill(pid_, SIGKILL);
+        }
+        feeder_.join();
+    }
     kill_and_reap();
     close_fd(in_);
     close_fd(out_);
@@ -317,8 +327,9 @@ void ChildStream::write(const void* data, std::size_t n, ByteSink* out) {
 }
 
 std::size_t ChildStream::read(void* data, std::size_t n, ByteSource* in) {
-    const SigpipeBlock block;
     if (n == 0) throw std::logic_error("ChildStream::read of 0 bytes");
+    if (spec_.feed_thread) return read_fed(data, n, in);
+    const SigpipeBlock block;
     if (in == nullptr && in_ >= 0) close_input();
     for (;;) {
         if (out_ < 0) {
@@ -365,6 +376,75 @@ std::size_t ChildStream::read(void* data, std::size_t n, ByteSource* in) {
                 throw RuntimeError(fmt::format("{}: writing its input: {}", what_, errno_text(errno)));
             }
         }
+    }
+}
+
+void ChildStream::feed(ByteSource* in) noexcept {
+    const SigpipeBlock block;
+    try {
+        std::vector<char> buf(kChunk);
+        for (;;) {
+            const std::size_t got = in->read(buf.data(), buf.size());
+            if (got == 0) break;
+            std::size_t pos = 0;
+            while (pos < got) {
+                if (feeder_stop_) return;
+                // Non-blocking with a timeout, so a stop is seen even if nobody kills the child.
+                pollfd p{in_, POLLOUT, 0};
+                const int rc = ::poll(&p, 1, kPollMs);
+                if (rc < 0 && errno != EINTR) throw RuntimeError(fmt::format("{}: poll: {}", what_, errno_text(errno)));
+                if (rc <= 0) continue;
+                const ssize_t put = ::write(in_, buf.data() + pos, got - pos);
+                if (put > 0) {
+                    pos += std::size_t(put);
+                } else if (put < 0 && errno == EPIPE) {
+                    // It stopped reading: whether that is an error its exit status says. The
+                    // rest of `in` stays unread for the caller (the hashing stage drains it).
+                    close_fd(in_);
+                    return;
+                } else if (put < 0 && errno != EAGAIN && errno != EINTR) {
+                    throw RuntimeError(fmt::format("{}: writing its input: {}", what_, errno_text(errno)));
+                }
+            }
+        }
+        close_fd(in_);  // the end of the input: EOF for the child
+    } catch (...) {
+        feeder_error_ = std::current_exception();
+        // Its stdout ends now, and read() reports this error rather than the child's exit.
+        ::kill(-pid_, SIGKILL);
+        ::kill(pid_, SIGKILL);
+    }
+}
+
+void ChildStream::join_feeder() {
+    if (feeder_.joinable()) feeder_.join();
+    if (!feeder_error_) return;
+    kill_and_reap();  // the feeder killed it; no zombie waits for the destructor
+    std::rethrow_exception(std::exchange(feeder_error_, nullptr));
+}
+
+std::size_t ChildStream::read_fed(void* data, std::size_t n, ByteSource* in) {
+    if (!feeder_started_) {
+        feeder_started_ = true;
+        if (in == nullptr || in_ < 0) close_input();
+        else feeder_ = std::thread([this, in] { feed(in); });
+    }
+    for (;;) {
+        if (out_ < 0) {
+            if (reaped_) return 0;
+            // Joined before the exit status counts: an error upstream is the cause of any.
+            join_feeder();
+            wait_exit();
+            return 0;
+        }
+        Round r;
+        poll_round(false, true, r);
+        if (!r.out_ready) continue;
+        const ssize_t got = ::read(out_, data, n);
+        if (got > 0) return std::size_t(got);
+        if (got == 0) close_fd(out_);
+        else if (errno != EAGAIN && errno != EINTR)
+            throw RuntimeError(fmt::format("{}: reading its output: {}", what_, errno_text(errno)));
     }
 }
 

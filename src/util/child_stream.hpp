@@ -8,9 +8,12 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
+#include <exception>
 #include <map>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,6 +37,12 @@ struct ChildStreamSpec {
     CancelToken cancel = CancelToken::process();
     std::string what;                        ///< names the child in messages ("age -d"); "" = argv[0]
     std::size_t stderr_limit = 16 * 1024;    ///< bytes of stderr kept for messages (the tail)
+    /// read(): a thread of the stream's own pulls from `in` and feeds the child's stdin, so
+    /// that pulling (a store read, hashing) overlaps with the child's work and with what the
+    /// caller does with its output (restore: `age -d` beside SHA-256 and zstd -d), instead of
+    /// taking turns on the caller's thread. `in` is then used by that thread alone, from the
+    /// first read() until read() returns 0 or throws (or the stream is destroyed).
+    bool feed_thread = false;
 };
 
 /// A child that did not exit with status 0, or stopped reading its input early. what() is
@@ -68,8 +77,10 @@ public:
 
     /// Filter or source: reads up to `n` (> 0) bytes of the child's stdout, feeding its stdin
     /// from `in` (nullptr without `spec.input`) while the child wants input; `in` at its end
-    /// closes the child's stdin. Returns 0 only at the end of stdout, once the child has
-    /// exited with status 0. Throws ChildFailed, what `in` throws, StopRequested.
+    /// closes the child's stdin. With `spec.feed_thread` the first call starts the feeding
+    /// thread with `in` (later calls pass the same `in`). Returns 0 only at the end of stdout,
+    /// once the child has exited with status 0. Throws ChildFailed, what `in` throws (the
+    /// child is then killed), StopRequested.
     std::size_t read(void* data, std::size_t n, ByteSource* in);
 
     /// Filter or sink: closes the child's stdin, passes the rest of its stdout to `out`, waits
@@ -91,6 +102,9 @@ private:
     void wait_exit();
     [[noreturn]] void fail_stopped_reading();
     void kill_and_reap() noexcept;
+    std::size_t read_fed(void* data, std::size_t n, ByteSource* in);
+    void feed(ByteSource* in) noexcept;
+    void join_feeder();
 
     ChildStreamSpec spec_;
     std::string what_;
@@ -105,6 +119,11 @@ private:
     bool in_done_ = false;      // read(): `in` reached its end
     std::vector<char> outbuf_;  // write()/finish(): stdout bytes on their way to `out`
     unsigned rounds_ = 0;
+    // feed_thread: after the start of feeder_, in_ is the feeder's alone until it is joined.
+    bool feeder_started_ = false;
+    std::atomic<bool> feeder_stop_{false};
+    std::exception_ptr feeder_error_;  // what `in` (or a write) threw, set before the thread ends
+    std::thread feeder_;
 };
 
 /// What run_child() collected.

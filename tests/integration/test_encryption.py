@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import unittest
 
-from bartltest import EXIT_RUNTIME, StackTest, edit_config, tree_digest
+from bartltest import EXIT_CONFIG, EXIT_RUNTIME, StackTest, edit_config, tree_digest
 
 
 def sh(cmd, **kw):
@@ -82,6 +82,53 @@ class Encryption(StackTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(s.marker()["origin"], f"restore:{m['id']}")
         self.assertEqual(tree_digest(s.state), before)
+
+    def test_encryption_problems_are_config_errors_at_start(self):
+        # Found by --check-config and by every start (exit 78, FILE:LINE:COLUMN), not by the
+        # first scheduled backup hours later.
+        s = self.stack("1.0.0")
+        bad = "age1" + "q" * 58
+        edit_config(s.config, {"backup.encrypt_to": json.dumps([self.offline_recipient, bad])})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, rf"{s.config}:\d+:\d+: \[backup\] encrypt_to\[1\] \"{bad}\" is refused by age: "
+                                   r"age: error: malformed recipient")
+        self.assertNotIn("report unexpected", r.stderr)
+        r = s.run()  # a normal start says the same before it serves
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn("encrypt_to[1]", r.stderr)
+        # encrypt_to_file: missing, a directory, a file age refuses.
+        rfile = os.path.join(self.keys, "recipients")
+        edit_config(s.config, {"backup.encrypt_to": None, "backup.encrypt_to_file": json.dumps(rfile)})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, rf"{s.config}:\d+:\d+: \[backup\] encrypt_to_file {rfile}: no such file")
+        os.makedirs(rfile)
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn(f"encrypt_to_file {rfile}: cannot be read: is a directory", r.stderr)
+        os.rmdir(rfile)
+        with open(rfile, "w") as f:
+            f.write(f"{self.offline_recipient}\nnot-a-recipient\n")
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, rf"{s.config}:\d+:\d+: \[backup\] encrypt_to_file {rfile} is refused by age: "
+                                   r"age: error: .*line 2")
+        with open(rfile, "w") as f:
+            f.write(f"# offline\n{self.offline_recipient}\n{self.host_recipient}\n")
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # No age in PATH: exit 78 naming the Debian package.
+        bindir = os.path.join(self.tmp, "bin-without-age")
+        os.makedirs(bindir)
+        for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+            for n in os.listdir(d) if os.path.isdir(d) and not os.path.islink(d) else ():
+                if not n.startswith("age") and not os.path.lexists(os.path.join(bindir, n)):
+                    os.symlink(os.path.join(d, n), os.path.join(bindir, n))
+        r = s.run("--check-config", extra_env={"PATH": bindir})
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, rf"{s.config}:\d+:\d+: \[backup\] encrypt_to_file needs the program age, "
+                                   r"which is not in PATH \(install the Debian package age")
 
     def test_verify_decrypts_with_the_credential_and_names_a_missing_one(self):
         s = self.encrypted_stack()

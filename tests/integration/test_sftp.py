@@ -17,6 +17,7 @@ import time
 import unittest
 
 from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled, store_objects, tree_digest
+from signedstore import signed_encrypted_round_trip
 from sshtest import SshServer, keygen
 
 KEEP_ONE = {"backup.keep_last": "1", "backup.keep_daily": "0", "backup.keep_weekly": "0", "backup.keep_monthly": "0"}
@@ -95,6 +96,12 @@ class Sftp(StackTest):
         s.start()
         s.wait_ready()
         self.assertEqual([n["text"] for n in s.get("/notes")[1]], ["kept on the SSH server"])
+
+    def test_signed_and_encrypted_backup_through_sftp(self):
+        # As through s3:// (test_s3.py): .sig uploaded, removed by retention with its backup, a
+        # planted unsigned backup refused, the signed one restored.
+        s = self.sftp_stack()
+        signed_encrypted_round_trip(self, s, lambda: [n for n in os.listdir(s.store) if not n.startswith(".")])
 
     def test_the_systemd_credential_sftp_key(self):
         s = self.sftp_stack()

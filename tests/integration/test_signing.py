@@ -219,6 +219,38 @@ class Signing(StackTest):
         self.assertIn("passphrase", r.stderr)
         self.assertIn(os.path.join(self.creds, "signing-key"), r.stderr)
 
+    def test_signing_key_and_trusted_keys_file_problems_are_config_errors_at_start(self):
+        # Each is exit 78 naming FILE:LINE:COLUMN of the key, from --check-config and from a
+        # normal start alike, not at the first backup or restore.
+        s = self.stack("1.0.0")
+        rsa = os.path.join(self.keys, "id_rsa")
+        self.assertEqual(sh(f"ssh-keygen -q -t rsa -b 2048 -N '' -f {rsa}").returncode, 0)
+        pub = os.path.join(self.keys, "a.pub")
+        cases = [
+            ({"backup.signing_key_file": json.dumps(rsa)},
+             rf"{s.config}:\d+:\d+: .*signing_key_file {rsa}: .*is a ssh-rsa key; bartl signs with "
+             r"(and trusts )?ssh-ed25519"),
+            ({"backup.signing_key_file": json.dumps(pub)},
+             rf"{s.config}:\d+:\d+: .*signing_key_file {pub}: not an OpenSSH private key"),
+            ({"backup.signing_key_file": json.dumps(self.keys)},
+             rf"{s.config}:\d+:\d+: .*signing_key_file {self.keys}: is a directory"),
+            ({"backup.trusted_keys_file": json.dumps(os.path.join(self.keys, "allowed_signers"))},
+             rf"{s.config}:\d+:\d+: \[backup\] trusted_keys_file {self.keys}/allowed_signers: no such file"),
+            ({"backup.trusted_keys_file": json.dumps(self.keys)},
+             rf"{s.config}:\d+:\d+: \[backup\] trusted_keys_file {self.keys}: is a directory"),
+        ]
+        for overrides, message in cases:
+            with self.subTest(overrides=overrides):
+                edit_config(s.config, {"backup.signing_key_file": None, "backup.trusted_keys_file": None})
+                edit_config(s.config, overrides)
+                for args in (("--check-config",), ()):
+                    r = s.run(*args)
+                    self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+                    self.assertRegex(r.stderr, message)
+        edit_config(s.config, {"backup.trusted_keys_file": None, "backup.signing_key_file": json.dumps(self.key_a)})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_trusted_keys_errors_name_file_line_and_column(self):
         s = self.stack("1.0.0")
         edit_config(s.config, {"backup.trusted_keys": json.dumps(["ssh-rsa AAAAB3NzaC1yc2E= x"])})

@@ -77,7 +77,7 @@ class Instance(InstanceBase):
 
     def __init__(self, root, name="fapp", version="1.0.0", n_paths=1, init_hook=None, migrations=None,
                  store=True, store_dir=None, before_migrate=False, keep_last=0, state_dir=None,
-                 hooks=None, moved=None):
+                 hooks=None, moved=None, backup_keys=None):
         super().__init__(root, os.path.join(root, "etc", f"{name}.toml"), os.path.join(root, "var", "lib", "bartl", name),
                          store_dir or os.path.join(root, "backups"))
         self.name = name
@@ -91,6 +91,7 @@ class Instance(InstanceBase):
         self.keep_last = keep_last
         self.hooks = hooks or {}  # more [hooks] keys: {"post_restore": [argv...]}
         self.moved = moved or {}  # [state] moved: {old path: declared path}
+        self.backup_keys = backup_keys or {}  # more [backup] keys: {"signing_key_file": path}
         self.log_dir = os.path.join(root, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
         if store:
@@ -108,7 +109,7 @@ class Instance(InstanceBase):
                   "hooks": {"init": self.init_hook, "migrations": self.migrations, **self.hooks}}
         if self.use_store:
             tables["backup"] = {"store": "file://" + self.store, "before_migrate": self.before_migrate,
-                                "keep_last": self.keep_last, "compression": "zstd:3"}
+                                "keep_last": self.keep_last, "compression": "zstd:3", **self.backup_keys}
             if not self.keep_last:  # retention off: every backup stays
                 tables["backup"].update(keep_daily=0, keep_weekly=0, keep_monthly=0)
         write_config(self.config, tables)

@@ -55,18 +55,22 @@ TEST_CASE("a filter child gets every byte and gives every byte back, far beyond 
         CHECK(out.s.size() == data.size());
         CHECK(out.s == data);
     }
-    SECTION("pulled by read()") {
-        ChildStream c(spec({"cat"}));
-        StringSource in(data, 100000);
-        std::string got;
-        char buf[70000];
-        for (;;) {
-            const std::size_t n = c.read(buf, sizeof buf, &in);
-            if (n == 0) break;
-            got.append(buf, n);
+    for (const bool thread : {false, true}) {
+        SECTION(thread ? "pulled by read(), fed by a thread of its own" : "pulled by read()") {
+            auto s = spec({"cat"});
+            s.feed_thread = thread;
+            ChildStream c(std::move(s));
+            StringSource in(data, 100000);
+            std::string got;
+            char buf[70000];
+            for (;;) {
+                const std::size_t n = c.read(buf, sizeof buf, &in);
+                if (n == 0) break;
+                got.append(buf, n);
+            }
+            CHECK(got == data);
+            CHECK(c.read(buf, sizeof buf, &in) == 0);  // the end stays the end
         }
-        CHECK(got == data);
-        CHECK(c.read(buf, sizeof buf, &in) == 0);  // the end stays the end
     }
 }
 
@@ -156,6 +160,118 @@ TEST_CASE("a sink child (no stdout) takes its input", "[child_stream]") {
     CHECK(std::string(buf) == "restored rows\n");
     std::remove(file.c_str());
     ::rmdir(tmpl);
+}
+
+namespace {
+
+/// A source that throws after `good` bytes, as a store connection that breaks mid-blob.
+class BreakingSource : public ByteSource {
+public:
+    explicit BreakingSource(std::size_t good) : good_(good) {}
+    std::size_t read(void* data, std::size_t n) override {
+        if (done_ >= good_) throw RuntimeError("the store connection broke");
+        const std::size_t take = std::min(n, good_ - done_);
+        std::memset(data, 'x', take);
+        done_ += take;
+        return take;
+    }
+
+private:
+    std::size_t good_;
+    std::size_t done_ = 0;
+};
+
+/// `cat` (or `argv`) fed by a thread of its own.
+ChildStreamSpec fed(std::vector<std::string> argv = {"cat"}) {
+    auto s = spec(std::move(argv));
+    s.feed_thread = true;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("a feeding thread's upstream error is what read() throws, and the child is killed", "[child_stream]") {
+    BreakingSource in(5u << 20);
+    ChildStream c(fed());
+    const pid_t pid = c.pid();
+    char buf[65536];
+    std::size_t got = 0;
+    try {
+        for (;;) {
+            const std::size_t n = c.read(buf, sizeof buf, &in);
+            if (n == 0) break;
+            got += n;
+        }
+        FAIL("no error");
+    } catch (const ChildFailed& e) {
+        FAIL(std::string("the child's exit instead of the upstream error: ") + e.what());
+    } catch (const RuntimeError& e) {
+        CHECK(std::string(e.what()) == "the store connection broke");
+    }
+    CHECK(got <= (5u << 20));
+    CHECK_FALSE(alive(pid));  // killed, and reaped by read() before it threw
+}
+
+TEST_CASE("a fed child that stops reading: its exit status decides, the rest stays unread", "[child_stream]") {
+    const std::string data = random_text(8u << 20);
+    SECTION("exit 0 after its output") {
+        ChildStream c(fed({"head", "-c", "10"}));
+        StringSource in(data, 100000);
+        char buf[64];
+        std::string got;
+        for (;;) {
+            const std::size_t n = c.read(buf, sizeof buf, &in);
+            if (n == 0) break;
+            got.append(buf, n);
+        }
+        CHECK(got == data.substr(0, 10));
+        char rest[16];
+        CHECK(in.read(rest, sizeof rest) > 0);  // the caller may drain what is left
+    }
+    SECTION("exit 1") {
+        ChildStream c(fed({"sh", "-c", "head -c 10 >/dev/null; echo bad input >&2; exit 1"}));
+        StringSource in(data, 100000);
+        char buf[64];
+        CHECK_THROWS_WITH(c.read(buf, sizeof buf, &in), Catch::Contains("exited with status 1: bad input"));
+    }
+}
+
+TEST_CASE("a fed stream cancelled or abandoned while its feeder is blocked ends at once", "[child_stream]") {
+    // `sleep` reads nothing: the feeder fills the stdin pipe and blocks on it.
+    const std::string data = random_text(8u << 20);
+    const auto started = std::chrono::steady_clock::now();
+    pid_t pid = 0;
+    SECTION("cancelled") {
+        CancelToken token;
+        auto s = fed({"sleep", "60"});
+        s.cancel = token;
+        std::thread canceller([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            token.cancel("bartld is stopping");
+        });
+        {
+            ChildStream c(std::move(s));
+            pid = c.pid();
+            StringSource in(data, 100000);
+            char buf[16];
+            CHECK_THROWS_AS(c.read(buf, sizeof buf, &in), StopRequested);
+        }
+        canceller.join();
+    }
+    SECTION("destroyed by an exception") {
+        StringSource in(data, 100000);
+        try {
+            ChildStream c(fed({"sh", "-c", "echo started; exec sleep 60"}));
+            pid = c.pid();
+            char buf[16];
+            CHECK(c.read(buf, sizeof buf, &in) > 0);
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the feeder is blocked by now
+            throw RuntimeError("the extractor failed");
+        } catch (const RuntimeError&) {
+        }
+    }
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
+    CHECK_FALSE(alive(pid));
 }
 
 TEST_CASE("a missing program cannot be started, and says so", "[child_stream]") {
