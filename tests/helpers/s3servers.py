@@ -14,6 +14,7 @@ BARTL_TEST_S3_BUCKET and BARTL_TEST_S3_DATA (s3rver's directory) set, stops them
 COMMAND's status; when the servers cannot be had it prints a SKIP line naming why and exits
 77 (meson's "skipped").
 """
+import fcntl
 import json
 import os
 import shutil
@@ -69,8 +70,15 @@ def s3rver_bin():
     if not npm or not shutil.which("node"):
         raise Unavailable("npm/node are not installed (Debian: apt-get install nodejs npm)")
     os.makedirs(NPM_CACHE, exist_ok=True)
-    r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", NPM_CACHE, S3RVER_SPEC],
-                       capture_output=True, text=True, timeout=300)
+    # One install at a time: on a new machine unit-store-s3 and integration-s3 start together,
+    # and two npm installs into one prefix made the loser fail, so its tests were skipped
+    # (the pristine Debian 12 run found it). The second waits and finds it installed.
+    with open(os.path.join(NPM_CACHE, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(exe):
+            return exe
+        r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", NPM_CACHE, S3RVER_SPEC],
+                           capture_output=True, text=True, timeout=300)
     if r.returncode != 0 or not os.path.exists(exe):
         raise Unavailable(f"npm install {S3RVER_SPEC} failed: {(r.stderr or r.stdout).strip()[-400:]}")
     return exe
