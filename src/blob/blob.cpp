@@ -177,6 +177,7 @@ BlobExtractResult extract_blob(ByteSource& source, std::uint64_t expected_size, 
     TarExtractOptions xo;
     xo.label = label;
     xo.sections = options.sections;
+    xo.on_file = options.on_file;
     xo.on_input = [&] { throttle.update(hash.consumed()); };
     TarExtractor extractor(staging, std::move(xo));  // checks staging before anything is read
 

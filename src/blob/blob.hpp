@@ -103,6 +103,8 @@ struct BlobReadOptions {
     std::vector<std::filesystem::path> identities;
     /// The streamed sections to deliver (TarExtractOptions::sections).
     std::map<std::string, SectionConsumer> sections;
+    /// TarExtractOptions::on_file: regular-file bytes written to staging so far.
+    std::function<void(std::uint64_t bytes)> on_file;
     /// Stops child stages (age) between their reads and writes.
     CancelToken cancel = CancelToken::process();
 };

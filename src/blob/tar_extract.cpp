@@ -484,8 +484,10 @@ struct TarExtractor::Impl {
             return;
         }
         la::archive_entry_set_pathname(e, dest.c_str());
-        if (type == AE_IFREG && hardlink == nullptr)
+        if (type == AE_IFREG && hardlink == nullptr) {
             result.bytes += static_cast<std::uint64_t>(std::max<la_int64_t>(0, la::archive_entry_size(e)));
+            if (options.on_file) options.on_file(result.bytes);
+        }
         extract(e, name, dest, r);
     }
 

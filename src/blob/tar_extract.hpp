@@ -47,6 +47,9 @@ struct TarExtractOptions {
     std::map<std::string, SectionConsumer> sections;
     /// Called for every piece of input read (progress reports, cancellation); may throw.
     std::function<void()> on_input;
+    /// Called before each regular file of staging is written, with the regular-file content
+    /// bytes extracted so far including it (db/ sections not counted); may throw.
+    std::function<void(std::uint64_t bytes)> on_file;
 };
 
 /// Extraction of one tar stream into staging. Rejects (IntegrityError naming the entry):

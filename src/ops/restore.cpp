@@ -107,12 +107,16 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
         // The disk writes back while we extract, so the sync before the commit finds little left.
         std::optional<fs::BackgroundSync> writeback;
         if (!staging.empty()) writeback.emplace(staging.front(), kWritebackEvery);
+        // Counted in files written to staging: a database section's bytes go to its server,
+        // whose own writes a syncfs would only flush early while it loads.
+        read_opts.on_file = [&](std::uint64_t bytes) {
+            if (writeback) writeback->written(bytes);
+        };
         auto r = extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
                               [&](std::uint64_t done, std::uint64_t total) {
                                   // Staging is discarded below.
                                   rc.ctx.check(fmt::format("restore of backup {} abandoned after {} of {}", backup.id,
                                                            format_bytes(done), format_bytes(total)));
-                                  if (writeback) writeback->written(done);
                                   auto now = std::chrono::steady_clock::now();
                                   if (now - last < std::chrono::seconds(1)) return;
                                   last = now;

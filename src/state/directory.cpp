@@ -154,7 +154,7 @@ void DirectoryComponent::prepare_staging(const Owner& owner) const {
 
 void DirectoryComponent::bind_staging(const std::string& state_id) const { (void)set_id(staging_path(), state_id); }
 
-void DirectoryComponent::sync_staging() const { fs::sync_filesystem(staging_path()); }
+void DirectoryComponent::sync_staging() const { (void)fs::sync_tree(staging_path()); }
 
 void DirectoryComponent::commit_staging() const {
     // rename(2) atomically replaces an empty directory (e.g. one systemd's StateDirectory= made).
@@ -204,6 +204,6 @@ ComponentRecord DirectoryComponent::bind_live(const std::string& state_id, const
     return record();
 }
 
-void DirectoryComponent::sync_live() const { fs::sync_filesystem(path_); }
+void DirectoryComponent::sync_live() const { (void)fs::sync_tree(path_); }
 
 }  // namespace bartl

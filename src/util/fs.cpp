@@ -189,6 +189,42 @@ void sync_filesystem(const std::filesystem::path& path) {
         throw RuntimeError(fmt::format("cannot sync the filesystem of {}: {}", path.string(), errno_text(errno)));
 }
 
+bool sync_tree(const std::filesystem::path& root, std::size_t max_entries) {
+    // First count, without opening anything: past max_entries, one syncfs is the cheaper way.
+    std::vector<std::filesystem::path> paths{root};
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        const auto type = it->symlink_status(ec).type();
+        if (ec) break;
+        if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::directory) continue;
+        paths.push_back(it->path());
+        if (paths.size() > max_entries) {
+            sync_filesystem(root);
+            return true;
+        }
+    }
+    // A tree bartld cannot walk or open all of (not running as root, a mode-000 file) is made
+    // durable the other way; syncfs reports the errors that matter (EIO).
+    if (ec || paths.size() > max_entries) {
+        sync_filesystem(root);
+        return true;
+    }
+    // Files before their directories' fsync would not matter to a journaling filesystem, but
+    // children first is the order that is right everywhere.
+    for (auto p = paths.rbegin(); p != paths.rend(); ++p) {
+        Fd fd(::open(p->c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (fd.get() < 0 && (errno == EACCES || errno == EPERM)) {
+            sync_filesystem(root);
+            return true;
+        }
+        if (fd.get() < 0) throw RuntimeError(fmt::format("cannot open {}: {}", p->string(), errno_text(errno)));
+        if (::fsync(fd.get()) != 0 && errno != EINVAL)
+            throw RuntimeError(fmt::format("cannot fsync {}: {}", p->string(), errno_text(errno)));
+    }
+    return false;
+}
+
 void rename_durable(const std::filesystem::path& from, const std::filesystem::path& to) {
     if (::rename(from.c_str(), to.c_str()) != 0)
         throw RuntimeError(fmt::format("cannot rename {} to {}: {}", from.string(), to.string(), errno_text(errno)));

@@ -202,8 +202,11 @@ TEST_CASE("a blob with a database stream round trips, and `cat` joins the chunks
     Recorder rec;
     BlobReadOptions ro;
     ro.sections["notes.dump"] = rec.consumer();
+    std::vector<std::uint64_t> file_bytes;  // what a restore's early writeback counts
+    ro.on_file = [&](std::uint64_t b) { file_bytes.push_back(b); };
     FileSource src(tmp / "b.tar.zst");
     const auto r = extract_blob(src, w.blob_size, w.sha256, {tmp / "stage"}, {}, ro);
+    CHECK(file_bytes == std::vector<std::uint64_t>{10});  // f alone: the dump's bytes went to its consumer
     CHECK(rec.sink.s == dumped);
     CHECK(rec.finished == 1);
     CHECK(r.section_bytes.at("notes.dump") == dumped.size());

@@ -1,10 +1,15 @@
 // BackgroundSync: background syncfs(2) every N bytes written, on a real filesystem.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "temp_dir.hpp"
+#include "util/fs.hpp"
 #include "util/writeback.hpp"
 
 using namespace bartl;
@@ -52,4 +57,23 @@ TEST_CASE("finish() stops the background syncs; later writes start none", "[writ
     s.written(1000);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK(s.started() == n);
+}
+
+TEST_CASE("sync_tree fsyncs a small tree file by file and falls back to syncfs past max_entries", "[writeback]") {
+    test::TempDir tmp;
+    const auto root = tmp.path() / "tree";
+    std::filesystem::create_directories(root / "a" / "b");
+    for (int i = 0; i < 5; ++i) std::ofstream(root / "a" / ("f" + std::to_string(i))) << "data " << i;
+    std::filesystem::create_symlink("/nonexistent/target", root / "a" / "dangling");  // not followed
+    REQUIRE(::mkfifo((root / "a" / "fifo").c_str(), 0600) == 0);                      // not opened (would block)
+    // root, a, a/b and five files: eight entries.
+    CHECK_FALSE(fs::sync_tree(root, 8));
+    CHECK(fs::sync_tree(root, 7));
+    CHECK_FALSE(fs::sync_tree(root / "a" / "b", 1));  // only the root itself
+    CHECK(fs::sync_tree(root / "a" / "b", 0));
+}
+
+TEST_CASE("sync_tree of a missing tree throws naming it", "[writeback]") {
+    test::TempDir tmp;
+    CHECK_THROWS_WITH(fs::sync_tree(tmp.path() / "missing"), Catch::Contains("missing"));
 }
