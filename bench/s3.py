@@ -5,8 +5,9 @@ For each --size (default 2G): bench/backup.py's deterministic data set (generate
 --dir, reused), then --runs times, every timed step after an untimed `sync`:
 
   upload   bartld --backup to s3://bartl-test/bench (tar + zstd + multipart upload of the blob,
-           [store.s3] part_size and parts_in_flight as given)
-           baseline: aws s3 cp BLOB s3://bartl-test/baseline/BLOB    (the same blob, Debian's awscli)
+           [store.s3] part_size and parts_in_flight as given, [backup] nice = --nice)
+           baseline: nice -n NICE aws s3 cp BLOB s3://bartl-test/baseline/BLOB  (the same blob,
+           Debian's awscli, at the backup's niceness; s3rver runs at the bench's own)
   restore  bartld --prepare with no state and that backup in the bucket
            (streaming GET, SHA-256, extraction into staging, syncfs, rename, marker)
            baseline: aws s3 cp s3://.../BLOB FILE && zstd -dc FILE | tar -x -C DIR && sync
@@ -43,12 +44,16 @@ BASE_RSS_MIB = 64
 DR_BACKUPS = 1000
 
 
+# [backup] nice of bartld's backups; the upload baseline runs at the same niceness (--nice).
+BACKUP_NICE = 10
+
+
 def write_config(path, state, bartl_dir, prefix, endpoint, part_size, parts, moved_from=None):
     bt.write_config(path, {
         "app": {"name": "benchdata", "version": "1.0.0"},
         "state": {"paths": [state], "bartl_dir": bartl_dir, "moved": {moved_from: state} if moved_from else None},
         "backup": {"store": f"s3://{BUCKET}/{prefix}", "compression": "zstd:3", "interval": "24h",
-                   "keep_last": 2000},
+                   "keep_last": 2000, "nice": BACKUP_NICE},
         "store": {"call_timeout": "60s"},
         "store.s3": {"endpoint": endpoint, "path_style": True, "part_size": f"{part_size // MiB}MiB",
                      "parts_in_flight": parts}})
@@ -96,7 +101,8 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             local = os.path.join(ex, name)
             shutil.copyfile(s3_object_path(servers, "bench", name), local)  # untimed: the same bytes
             res["blob"] = os.path.getsize(local)
-            m = must(timed(aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
+            m = must(timed(["nice", "-n", str(BACKUP_NICE)] +
+                           aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
                                     f"s3://{BUCKET}/baseline/{name}"), work, env), "aws s3 cp (upload)")
             res["upload_base"].append(m.elapsed)
             os.unlink(local)
@@ -207,8 +213,12 @@ def main():
     ap.add_argument("--parts-in-flight", type=int, default=4, help="[store.s3] parts_in_flight (default 4)")
     ap.add_argument("--through-proxy", action="store_true", help="time both sides through the verifying proxy")
     ap.add_argument("--no-dr", action="store_true", help="skip the 1,000-backup DR start")
+    ap.add_argument("--nice", type=int, default=BACKUP_NICE,
+                    help="[backup] nice of the backups, and the niceness of the upload baseline (default 10)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     args = ap.parse_args()
+    global BACKUP_NICE
+    BACKUP_NICE = args.nice
 
     for tool in ("tar", "zstd", "sync"):
         if not shutil.which(tool):

@@ -50,7 +50,7 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
                                 "post_backup"sv, "post_restore"sv,   "timeout"sv};
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
-                                 "keep_pre_migration"sv, "exclude"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
+                                 "keep_pre_migration"sv, "exclude"sv,      "nice"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
                                  "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv};
 
 constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
@@ -1162,6 +1162,12 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
                    fmt::format("[backup] consistency must be \"live\" or \"stop\", got \"{}\"", *s));
     }
     parse_compression(p, backup, c);
+    if (auto n = p.count(backup, "nice")) {
+        if (*n > 19)
+            p.fail(backup.get("nice")->source(),
+                   fmt::format("[backup] nice must be 0 to 19 (added to bartld's niceness for backups), got {}", *n));
+        c.backup_nice = int(*n);
+    }
     if (auto n = p.count(backup, "keep_last"))
         c.retention.keep_last = *n;
     if (auto n = p.count(backup, "keep_daily"))

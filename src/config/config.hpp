@@ -124,6 +124,10 @@ struct Config {
     /// From "zstd:N:T": zstd workers. Default 0: one per core, at most 4 (about 5 MiB of
     /// memory each); 1 = one compressing thread, streaming in a few MiB.
     int compression_threads = 0;
+    /// [backup] nice, 0..19 (default 10): added to the niceness of the thread taking a backup,
+    /// which its zstd workers, uploads and tools (pg_dump, age, hooks) inherit; the app keeps
+    /// bartld's.
+    int backup_nice = 10;
     RetentionPolicy retention{7, 7, 4, 12, 3};
     /// [backup] exclude: globs relative to each state path left out of every backup
     /// (blob/blob.hpp path_excluded()); such files are not restored.

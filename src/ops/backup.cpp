@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@
 #include "util/fs.hpp"
 #include "util/host.hpp"
 #include "util/log.hpp"
+#include "util/process.hpp"
 #include "util/random.hpp"
 
 namespace bartl {
@@ -123,8 +125,37 @@ BlobReadOptions extract_options(const Config& config, const BackupManifest& b) {
     return o;
 }
 
+namespace {
+BackupManifest take_backup_here(const Config& config, Store& store, const Context& ctx, Marker& marker,
+                                const std::string& engine_version, const BackupRequest& request,
+                                const Reporter& reporter);
+}  // namespace
+
 BackupManifest take_backup(const Config& config, Store& store, const Context& ctx, Marker& marker,
                            const std::string& engine_version, const BackupRequest& request, const Reporter& reporter) {
+    if (config.backup_nice == 0) return take_backup_here(config, store, ctx, marker, engine_version, request, reporter);
+    // On a thread of its own, so the lowered priority ends with the backup: the caller (the
+    // main thread before it starts the app, a serving daemon's backup thread) keeps its own,
+    // and so does every process it starts later — the app above all.
+    BackupManifest result;
+    std::exception_ptr error;
+    std::thread worker([&] {
+        lower_thread_priority(config.backup_nice);
+        try {
+            result = take_backup_here(config, store, ctx, marker, engine_version, request, reporter);
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    worker.join();
+    if (error) std::rethrow_exception(error);
+    return result;
+}
+
+namespace {
+BackupManifest take_backup_here(const Config& config, Store& store, const Context& ctx, Marker& marker,
+                                const std::string& engine_version, const BackupRequest& request,
+                                const Reporter& reporter) {
     const auto started = std::chrono::steady_clock::now();
     const auto signing_key = signing_key_for_backup(config);
     // Fencing first: a state that lost the store writes nothing there (invariant 9).
@@ -244,6 +275,7 @@ BackupManifest take_backup(const Config& config, Store& store, const Context& ct
     }
     return m;
 }
+}  // namespace
 
 unsigned apply_retention(const Config& config, Store& store, const Context& ctx, const std::string& state_id) {
     const auto& pol = config.retention;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -513,6 +514,20 @@ CommandResult run_command(const CommandSpec& spec, bool forward_output) {
     result.err = err.finish();
     result.out = out.finish();
     return result;
+}
+
+void lower_thread_priority(int increment) {
+    if (increment <= 0) return;
+    const auto tid = static_cast<id_t>(::gettid());
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, tid);
+    if (now == -1 && errno != 0) {
+        log::warn(fmt::format("cannot read this thread's niceness: {}", errno_text(errno)));
+        return;
+    }
+    const int want = std::min(19, now + increment);
+    if (::setpriority(PRIO_PROCESS, tid, want) != 0)
+        log::warn(fmt::format("cannot lower this thread's priority to niceness {}: {}", want, errno_text(errno)));
 }
 
 }  // namespace bartl

@@ -113,4 +113,10 @@ bool wait_exited(pid_t pid, std::chrono::milliseconds timeout);
 /// `term_signal` is 0, else "killed by signal 9 (SIGKILL)".
 std::string describe_exit(int exit_status, int term_signal);
 
+/// Adds `increment` (0..19) to the calling thread's niceness, at most 19 (setpriority(2) on
+/// the thread ID: on Linux niceness is per thread). Threads and processes it creates
+/// afterwards inherit the new value; other threads keep theirs. Lowering is always allowed;
+/// a failure (a seccomp filter, say) is logged as a warning and the thread goes on as it was.
+void lower_thread_priority(int increment);
+
 }  // namespace bartl

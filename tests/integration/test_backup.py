@@ -128,6 +128,31 @@ class Backup(StackTest):
         self.assertEqual(lines[-1], "pre_backup pre-migration 0")
         self.assertEqual({b["reason"] for b in s.backups()}, {"manual", "scheduled", "pre-migration"})
 
+    def test_backups_run_at_backup_nice_and_the_app_at_bartlds(self):
+        # A backup's zstd workers must not take the CPUs from the app it serves: the thread
+        # taking it (and what it starts: the hooks here) runs at [backup] nice above bartld's.
+        base = os.nice(0)
+        s = self.stack("1.0.0")
+        out = os.path.join(self.tmp, "nice.log")
+        hook = f'["/bin/sh", "-c", "echo $BARTL_BACKUP_REASON $(nice) >> {out}"]'
+        edit_config(s.config, {"hooks.pre_backup": hook})
+        s.run("--prepare")
+        self.assertEqual(s.run("--backup").returncode, 0)
+        edit_config(s.config, {"backup.nice": "0"})
+        self.assertEqual(s.run("--backup").returncode, 0)
+        # The pre-migration backup runs in the process that then serves the app.
+        s.render("2.0.0", **{"hooks.pre_backup": hook, "backup.nice": "5"})
+        s.start(); s.wait_ready()
+        try:
+            [app] = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == s.proc.pid]
+            app_nice = _niceness(app)
+        finally:
+            s.stop()
+        with open(out) as f:
+            lines = f.read().split("\n")[:-1]
+        self.assertEqual(lines, [f"manual {min(19, base + 10)}", f"manual {base}", f"pre-migration {min(19, base + 5)}"])
+        self.assertEqual(app_nice, base)
+
     def test_failing_pre_backup_hook_makes_no_backup(self):
         s = self.stack("1.0.0")
         edit_config(s.config, {"hooks.pre_backup": '["/bin/false"]'})
@@ -220,5 +245,23 @@ class Backup(StackTest):
         self.assertIn(m["id"], r.stderr)
 
 
+def _stat_fields(pid):
+    """/proc/PID/stat after the command name (which may hold spaces): field 3 is [0]."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _ppid(pid):
+    try:
+        return int(_stat_fields(pid)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _niceness(pid):
+    return int(_stat_fields(pid)[16])  # field 19 of proc(5)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+

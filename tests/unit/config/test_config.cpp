@@ -107,6 +107,7 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
     CHECK(c.consistency == Config::Consistency::stop);
     CHECK(c.compression_level == 19);
     CHECK(c.compression_threads == 4);
+    CHECK(c.backup_nice == 15);
     CHECK(c.retention.keep_last == 3);
     CHECK(c.retention.keep_daily == 10);
     CHECK(c.retention.keep_weekly == 0);
@@ -147,6 +148,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.before_migrate == true);
     CHECK(c.consistency == Config::Consistency::live);
     CHECK(c.compression_level == 3);
+    CHECK(c.backup_nice == 10);
     CHECK(c.compression_threads == 0);
     CHECK(c.retention.keep_last == 7);
     CHECK(c.retention.keep_daily == 7);
@@ -389,6 +391,10 @@ TEST_CASE("wrong value types name the key, the expected and the actual type", "[
           "notes.toml:8:18: [backup] before_migrate must be a boolean (true or false), got string");
     CHECK(error_of(head + "[backup]\nkeep_last = -1\n") ==
           "notes.toml:8:13: [backup] keep_last must be a non-negative integer, got -1");
+    CHECK(error_of(head + "[backup]\nnice = 20\n") ==
+          "notes.toml:8:8: [backup] nice must be 0 to 19 (added to bartld's niceness for backups), got 20");
+    CHECK(error_of(head + "[backup]\nnice = -5\n") ==
+          "notes.toml:8:8: [backup] nice must be a non-negative integer, got -5");
     CHECK(error_of(head + "[backup]\nkeep_daily = 1.5\n") ==
           "notes.toml:8:14: [backup] keep_daily must be a non-negative integer, got float");
     CHECK(error_of(head + "[backup]\ninterval = 3600\n") ==
