@@ -16,20 +16,11 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "util/fs.hpp"
 #include "util/process.hpp"
 
 namespace bartl {
 namespace {
-
-/// mkdir -p with mode 0755 for each directory created.
-void make_dirs(const std::filesystem::path& dir) {
-    std::filesystem::path cur;
-    for (const auto& part : dir) {
-        cur /= part;
-        if (::mkdir(cur.c_str(), 0755) < 0 && errno != EEXIST)
-            throw RuntimeError(fmt::format("cannot create directory {}: {}", cur.string(), std::strerror(errno)));
-    }
-}
 
 /// The PID the holder wrote into the lock file, or "" when it cannot be read (the holder
 /// may be between truncate and write).
@@ -73,7 +64,8 @@ std::string open_by(dev_t dev, ino_t ino) {
 }  // namespace
 
 InstanceLock::InstanceLock(const std::filesystem::path& bartl_dir, const std::string& instance) {
-    make_dirs(bartl_dir);
+    // Durably: the marker written in it later is only as durable as this directory's entry.
+    fs::make_dirs(bartl_dir);
     const auto file = bartl_dir / "lock";
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd_ < 0)
