@@ -1124,6 +1124,7 @@ void parse_encryption(const Parser& p, const Section& backup, Config& c) {
     c.encrypt_to_file = p.absolute_path(backup, "encrypt_to_file");
     record_position(p, backup, "encrypt_to_file", c);
     c.identity_file = p.absolute_path(backup, "identity_file");
+    record_position(p, backup, "identity_file", c);
 }
 
 /// [backup] signing_key_file, trusted_keys, trusted_keys_file: only their shape here; the keys
@@ -1267,6 +1268,7 @@ void parse_store(const Parser& p, const Section& store, const Section& s3, const
     }
     if (auto v = p.string(s3, "profile")) st.s3.profile = *v;
     st.sftp.key_file = p.absolute_path(sftp, "key_file");
+    record_position(p, sftp, "key_file", c);
     if (auto v = p.absolute_path(sftp, "known_hosts")) st.sftp.known_hosts = *v;
 }
 
