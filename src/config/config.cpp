@@ -1266,7 +1266,12 @@ void parse_store(const Parser& p, const Section& store, const Section& s3, const
             p.fail(s3.get("parts_in_flight")->source(), "[store.s3] parts_in_flight must be from 1 to 64");
         st.s3.parts_in_flight = *n;
     }
-    if (auto v = p.string(s3, "profile")) st.s3.profile = *v;
+    if (auto v = p.string(s3, "profile")) {
+        if (v->empty())
+            p.fail(s3.get("profile")->source(), "[store.s3] profile must not be empty (leave it out to take "
+                                                "AWS_PROFILE from the environment, else \"default\")");
+        st.s3.profile = *v;
+    }
     st.sftp.key_file = p.absolute_path(sftp, "key_file");
     record_position(p, sftp, "key_file", c);
     if (auto v = p.absolute_path(sftp, "known_hosts")) st.sftp.known_hosts = *v;

@@ -299,6 +299,36 @@ class S3(StackTest):
         self.ok(s, "--prepare", extra_env={**none, "CREDENTIALS_DIRECTORY": creds})
         self.assertTrue(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
 
+    def test_aws_profile_names_the_profile_unless_store_s3_profile_does(self):
+        # One credentials file, two profiles; only [backups] holds the secret the proxy accepts.
+        s = self.bare()
+        creds = os.path.join(self.tmp, "credentials")
+        os.makedirs(creds)
+        with open(os.path.join(creds, "aws-credentials"), "w") as f:
+            f.write("[default]\naws_access_key_id = S3RVER\naws_secret_access_key = wrong\n\n"
+                    "[profile backups]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+        env = {**{k: None for k in AWS_VARS}, "AWS_DEFAULT_PROFILE": None, "CREDENTIALS_DIRECTORY": creds}
+        r = s.run("--prepare", extra_env=env)
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("SignatureDoesNotMatch", r.stderr)
+        r = s.run("--prepare", extra_env={**env, "AWS_PROFILE": "absent"})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"the credentials file {creds}/aws-credentials has no profile [absent] (AWS_PROFILE)", r.stderr)
+        self.assertFalse(os.path.exists(s.state))
+        self.ok(s, "--prepare", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.ok(s, "--backup", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.assertEqual(len(s.backups()), 1)
+        # [store.s3] profile wins over AWS_PROFILE.
+        s.s3_settings["profile"] = '"default"'
+        configure_s3(s.config, _servers.endpoint, s.s3_prefix, s.s3_settings)
+        r = s.run("--backup", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("SignatureDoesNotMatch", r.stderr)
+        s.s3_settings["profile"] = '"backups"'
+        configure_s3(s.config, _servers.endpoint, s.s3_prefix, s.s3_settings)
+        self.ok(s, "--backup", extra_env={**env, "AWS_PROFILE": "default"})
+        self.assertEqual(len(s.backups()), 1)  # keep_last = 1
+
     # --- resilience ------------------------------------------------------------------------
 
     def test_failed_upload_leaves_no_backup_and_no_upload(self):

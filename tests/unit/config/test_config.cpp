@@ -664,6 +664,11 @@ TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked"
     CHECK(err("[store.sftp]\nknown_hosts = \"relative\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(err("[store]\ns3 = 1\n").find("[store.s3] must be a table, got integer") != std::string::npos);
     CHECK(err("[store.ftp]\nx = 1\n").find("unknown key 'ftp' in [store]") != std::string::npos);
+    // No profile named: AWS_PROFILE or "default" decide when the credentials are read.
+    CHECK(parse_config(head, "notes.toml").store_settings.s3.profile.empty());
+    CHECK(err("[store.s3]\nprofile = \"\"\n") ==
+          "notes.toml:9:11: [store.s3] profile must not be empty (leave it out to take AWS_PROFILE from the "
+          "environment, else \"default\")");
 }
 
 // ---- [[state.databases]] --------------------------------------------------------------
