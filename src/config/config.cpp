@@ -51,7 +51,8 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
                                  "keep_pre_migration"sv, "exclude"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
-                                 "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv};
+                                 "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv,
+                                 "fence_check"sv};
 
 constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
 constexpr std::array store_s3_keys{"endpoint"sv,      "region"sv,    "path_style"sv,      "storage_class"sv,
@@ -1151,6 +1152,8 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
     }
     if (auto d = p.duration(backup, "interval", false))
         c.interval = *d;
+    if (auto d = p.duration(backup, "fence_check", true))
+        c.fence_check = *d;
     if (auto b = p.boolean(backup, "before_migrate"))
         c.before_migrate = *b;
     if (auto s = p.string(backup, "consistency")) {

@@ -103,6 +103,7 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
 
     CHECK(c.store == "s3://notes-backups/prod/notes");
     CHECK(c.interval == 6h);
+    CHECK(c.fence_check == 1min);
     CHECK(c.before_migrate == false);
     CHECK(c.consistency == Config::Consistency::stop);
     CHECK(c.compression_level == 19);
@@ -144,6 +145,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.hook_timeout == 1h);
     CHECK(c.store.empty());
     CHECK(c.interval == 24h);
+    CHECK(c.fence_check == 5min);
     CHECK(c.before_migrate == true);
     CHECK(c.consistency == Config::Consistency::live);
     CHECK(c.compression_level == 3);
@@ -669,6 +671,8 @@ TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked"
     CHECK(err("[store.s3]\nprofile = \"\"\n") ==
           "notes.toml:9:11: [store.s3] profile must not be empty (leave it out to take AWS_PROFILE from the "
           "environment, else \"default\")");
+    CHECK(parse_config(head + "fence_check = \"0\"\n", "notes.toml").fence_check.count() == 0);
+    CHECK(err("fence_check = \"often\"\n").find("notes.toml:8:15: [backup] fence_check") == 0);
 }
 
 // ---- [[state.databases]] --------------------------------------------------------------
