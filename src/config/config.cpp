@@ -51,7 +51,8 @@ constexpr std::array hooks_keys{"init"sv,        "init_component"sv, "migrations
 constexpr std::array backup_keys{"store"sv,     "interval"sv,   "before_migrate"sv, "consistency"sv, "compression"sv,
                                  "keep_last"sv, "keep_daily"sv, "keep_weekly"sv,    "keep_monthly"sv,
                                  "keep_pre_migration"sv, "exclude"sv,      "nice"sv,      "encrypt_to"sv,     "encrypt_to_file"sv,
-                                 "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv};
+                                 "identity_file"sv, "signing_key_file"sv, "trusted_keys"sv, "trusted_keys_file"sv,
+                                 "fence_check"sv};
 
 constexpr std::array store_keys{"call_timeout"sv, "retry_for"sv, "s3"sv, "sftp"sv};
 constexpr std::array store_s3_keys{"endpoint"sv,      "region"sv,    "path_style"sv,      "storage_class"sv,
@@ -1124,6 +1125,7 @@ void parse_encryption(const Parser& p, const Section& backup, Config& c) {
     c.encrypt_to_file = p.absolute_path(backup, "encrypt_to_file");
     record_position(p, backup, "encrypt_to_file", c);
     c.identity_file = p.absolute_path(backup, "identity_file");
+    record_position(p, backup, "identity_file", c);
 }
 
 /// [backup] signing_key_file, trusted_keys, trusted_keys_file: only their shape here; the keys
@@ -1150,6 +1152,8 @@ void parse_backup(const Parser& p, const Section& backup, Config& c) {
     }
     if (auto d = p.duration(backup, "interval", false))
         c.interval = *d;
+    if (auto d = p.duration(backup, "fence_check", true))
+        c.fence_check = *d;
     if (auto b = p.boolean(backup, "before_migrate"))
         c.before_migrate = *b;
     if (auto s = p.string(backup, "consistency")) {
@@ -1271,8 +1275,14 @@ void parse_store(const Parser& p, const Section& store, const Section& s3, const
             p.fail(s3.get("parts_in_flight")->source(), "[store.s3] parts_in_flight must be from 1 to 64");
         st.s3.parts_in_flight = *n;
     }
-    if (auto v = p.string(s3, "profile")) st.s3.profile = *v;
+    if (auto v = p.string(s3, "profile")) {
+        if (v->empty())
+            p.fail(s3.get("profile")->source(), "[store.s3] profile must not be empty (leave it out to take "
+                                                "AWS_PROFILE from the environment, else \"default\")");
+        st.s3.profile = *v;
+    }
     st.sftp.key_file = p.absolute_path(sftp, "key_file");
+    record_position(p, sftp, "key_file", c);
     if (auto v = p.absolute_path(sftp, "known_hosts")) st.sftp.known_hosts = *v;
 }
 

@@ -118,6 +118,9 @@ struct Config {
     std::string store;                   ///< URL; "" = no store configured
     StoreSettings store_settings;        ///< [store], [store.s3], [store.sftp]
     std::chrono::milliseconds interval{24LL * 3600 * 1000};  ///< [backup] interval, default 24h, > 0
+    /// [backup] fence_check: how often a serving bartld reads the store's writer record to
+    /// notice a takeover elsewhere before its next backup; default 5 minutes, 0 = never.
+    std::chrono::milliseconds fence_check{5LL * 60 * 1000};
     bool before_migrate = true;
     enum class Consistency { live, stop } consistency = Consistency::live;
     int compression_level = 3;           ///< from "zstd:N", 1..19

@@ -24,6 +24,13 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
+AwsProfile choose_aws_profile(const std::string& configured, const char* aws_default_profile, const char* aws_profile) {
+    if (!configured.empty()) return {configured, "[store.s3] profile"};
+    if (aws_default_profile && *aws_default_profile) return {aws_default_profile, "AWS_DEFAULT_PROFILE"};
+    if (aws_profile && *aws_profile) return {aws_profile, "AWS_PROFILE"};
+    return {"default", "the default"};
+}
+
 std::optional<AwsCredentials> aws_credentials_from_env(const char* access_key_id, const char* secret_access_key,
                                                        const char* session_token) {
     const bool have_id = access_key_id && *access_key_id;

@@ -17,6 +17,19 @@ struct AwsCredentials {
     std::string session_token;  ///< "" for long-term keys
 };
 
+/// The profile (section of the credentials file) to read, and what chose it.
+struct AwsProfile {
+    std::string name;
+    /// "[store.s3] profile", "AWS_DEFAULT_PROFILE", "AWS_PROFILE" or "the default", for messages.
+    std::string source;
+};
+
+/// The profile as botocore and the AWS CLI choose it when no --profile is given: `configured`
+/// ([store.s3] profile) when not empty, else the environment's AWS_DEFAULT_PROFILE, else
+/// AWS_PROFILE (`aws_default_profile`, `aws_profile`: nullptr or "" = unset; botocore reads
+/// them in that order), else "default".
+AwsProfile choose_aws_profile(const std::string& configured, const char* aws_default_profile, const char* aws_profile);
+
 /// Credentials from environment values (nullptr = unset): std::nullopt when neither key
 /// variable is set. Throws ConfigError naming the missing variable when only one is set.
 std::optional<AwsCredentials> aws_credentials_from_env(const char* access_key_id, const char* secret_access_key,

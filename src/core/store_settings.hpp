@@ -24,8 +24,10 @@ struct S3Settings {
     std::optional<std::filesystem::path> ca_file;  ///< CA bundle for TLS; default the system's
     std::uint64_t part_size = 16ull << 20;  ///< multipart upload part size, bytes (5 MiB .. 5 GiB)
     unsigned parts_in_flight = 4;           ///< parts uploaded at once (memory: one part_size each)
-    /// Section of the AWS-format credentials file (systemd credential "aws-credentials").
-    std::string profile = "default";
+    /// Section of the AWS-format credentials file (systemd credential "aws-credentials"); ""
+    /// = AWS_DEFAULT_PROFILE or AWS_PROFILE from the environment, else "default"
+    /// (choose_aws_profile(), core/aws_credentials.hpp).
+    std::string profile;
 };
 
 /// [store.sftp]: a directory on an SSH server (sftp://[USER@]HOST[:PORT]/PATH).

@@ -13,7 +13,9 @@
 #include "core/duration.hpp"
 #include "core/time.hpp"
 #include "ops/backup.hpp"
+#include "ops/commands.hpp"
 #include "ops/events.hpp"
+#include "store/identity.hpp"
 #include "util/host.hpp"
 #include "util/log.hpp"
 #include "util/notify.hpp"
@@ -54,6 +56,7 @@ Server::Server(const Config& config, const Version& engine, Store* store, Marker
 }
 
 Server::~Server() {
+    stop_fence_watch();
     backup_cancel_.cancel("bartld is stopping");
     if (backup_thread_.joinable()) backup_thread_.join();
     if (backup_event_fd_ >= 0) ::close(backup_event_fd_);
@@ -85,6 +88,47 @@ void Server::start_app() {
     });
     log::info(fmt::format("app {} ready (PID {})", config_.exec.front(), app_->pid()));
     status_.update([&](StatusSnapshot& s) { s.app_pid = static_cast<std::uint32_t>(app_->pid()); });
+}
+
+void Server::start_fence_watch() {
+    if (!store_ || config_.fence_check.count() == 0 || marker_.state_id.empty()) return;
+    fence_thread_ = std::thread([this] {
+        // A store of its own: the backup thread may be using the serving one.
+        std::unique_ptr<Store> store;
+        std::string reported;
+        std::unique_lock lock(fence_mutex_);
+        while (!fence_stop_) {
+            lock.unlock();
+            try {
+                if (!store) store = open_configured_store(config_);
+                Context ctx;
+                ctx.cancel = fence_cancel_;
+                if (auto why = fenced_by(*store, ctx, config_.app_name, config_.instance, marker_.state_id)) {
+                    status_.update([&](StatusSnapshot& s) { s.fenced = *why; });
+                    // Once, not at every look: the status and the D-Bus property stay.
+                    if (*why != reported) log::error(*why);
+                    reported = *why;
+                }
+            } catch (const StopRequested&) {
+                return;
+            } catch (const std::exception& e) {
+                // The next backup reports an unreachable store loudly; this look is a bonus.
+                log::debug(fmt::format("checking whether this state is still the store's writer: {}", e.what()));
+            }
+            lock.lock();
+            fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
+        }
+    });
+}
+
+void Server::stop_fence_watch() {
+    {
+        std::lock_guard lock(fence_mutex_);
+        fence_stop_ = true;
+    }
+    fence_cancel_.cancel("bartld is stopping");
+    fence_wake_.notify_all();
+    if (fence_thread_.joinable()) fence_thread_.join();
 }
 
 void Server::check_app_alive() {
@@ -203,6 +247,7 @@ int Server::run() {
         if (store_) s.next_backup = to_realtime_usec(next_backup_);
     });
     status_.set_phase(Phase::serving);
+    start_fence_watch();
     log::write(log::Level::notice,
                fmt::format("{} serving (decision: {}; engine {}, state {}{})", config_.instance, format_path(path_),
                            engine_.str(), marker_.version,
@@ -249,6 +294,7 @@ int Server::run() {
                     log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
                                             config_.instance));
                     backup_cancel_.cancel("bartld is stopping");
+                    stop_fence_watch();
                     // The app first: systemd (KillMode=mixed) signalled only us, and a backup's
                     // last steps (hooks, retention) cannot be cancelled mid-way; the app must
                     // get its clean SIGTERM before TimeoutStopSec runs out.

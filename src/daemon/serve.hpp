@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,11 @@ private:
     void start_backup();  // a requested job's id if one waits, else a new one
     void finish_backup();
     std::string serving_status() const;
+    /// Starts the thread that reads the store's writer record now and every [backup]
+    /// fence_check (one small GET; it may wait for [store] retry_for, so never on the serving
+    /// loop), so a takeover elsewhere shows as Fenced before the next backup would find it.
+    void start_fence_watch();
+    void stop_fence_watch();
 
     const Config& config_;
     Version engine_;
@@ -69,6 +75,12 @@ private:
     std::string backup_error_;
     BackupOutcome backup_outcome_;
     std::chrono::steady_clock::time_point next_backup_;
+
+    std::thread fence_thread_;
+    std::mutex fence_mutex_;
+    std::condition_variable fence_wake_;
+    bool fence_stop_ = false;
+    CancelToken fence_cancel_ = CancelToken::process().child();
 };
 
 }  // namespace bartl

@@ -12,9 +12,12 @@
 
 #include "blob/age_stage.hpp"
 #include "core/error.hpp"
+#include "core/secret_file.hpp"
+#include "ops/backup.hpp"
 #include "ops/migrations_dir.hpp"
 #include "ops/signing.hpp"
 #include "state/database.hpp"
+#include "util/log.hpp"
 
 namespace bartl {
 namespace {
@@ -81,6 +84,65 @@ void check_encryption(const Config& config) {
         throw ConfigError(fmt::format("{}: {} {} is refused by age: {}", config.where(label), label, f.string(), *why));
 }
 
+/// A file holding a secret, and where the configuration makes bartld read it.
+struct SecretFile {
+    std::filesystem::path path;
+    std::string what;   ///< "[store.sftp] key_file", "the systemd credential sftp-key"
+    std::string where;  ///< "FILE:LINE:COLUMN" of the key that uses it, else the config file
+    bool credential = false;
+};
+
+/// The secret files `config` makes bartld read that exist now: [store.sftp] key_file or the
+/// credential sftp-key (sftp:// stores), the credential aws-credentials (s3:// stores),
+/// [backup] identity_file and signing_key_file, the credentials age-identity and signing-key,
+/// and each database's password_credential.
+std::vector<SecretFile> secret_files(const Config& config) {
+    std::vector<SecretFile> out;
+    std::filesystem::path creds;
+    if (const char* d = std::getenv("CREDENTIALS_DIRECTORY"); d && *d) creds = d;
+    auto credential = [&](const std::string& name, const std::string& where) {
+        if (!creds.empty()) out.push_back({creds / name, "the systemd credential " + name, where, true});
+    };
+    auto file = [&](const std::optional<std::filesystem::path>& f, const std::string& label) {
+        if (f) out.push_back({*f, label, config.where(label), false});
+    };
+    const std::string store_at = config.where("[backup] store");
+    if (config.store.rfind("sftp://", 0) == 0) {
+        if (config.store_settings.sftp.key_file) file(config.store_settings.sftp.key_file, "[store.sftp] key_file");
+        else credential("sftp-key", store_at);
+    }
+    if (config.store.rfind("s3://", 0) == 0) credential("aws-credentials", store_at);
+    file(config.identity_file, "[backup] identity_file");
+    credential(kAgeIdentityCredential, config.file.string());
+    file(config.signing_key_file, "[backup] signing_key_file");
+    credential(kSigningKeyCredential, config.file.string());
+    for (const auto& db : config.databases)
+        if (!db.password_credential.empty()) credential(db.password_credential, db.where);
+    std::erase_if(out, [](const SecretFile& f) {
+        std::error_code ec;
+        return !std::filesystem::exists(f.path, ec);
+    });
+    return out;
+}
+
+/// Secret files that others can read or replace (core/secret_file.hpp): a warning each, one
+/// line naming the file, its mode and the command that fixes it; one that group or others can
+/// write is a ConfigError at the key that names it.
+void check_secret_files(const Config& config) {
+    for (const auto& f : secret_files(config)) {
+        struct stat st {};
+        if (::stat(f.path.c_str(), &st) != 0) continue;  // reported where it is read
+        const auto problem = secret_file_problem(st.st_mode, st.st_uid, ::geteuid(), f.credential);
+        if (!problem) continue;
+        std::string why = problem->message;
+        for (auto at = why.find("FILE"); at != std::string::npos; at = why.find("FILE", at + f.path.native().size()))
+            why.replace(at, 4, f.path.string());
+        const auto text = fmt::format("{}: {} {}: {}", f.where, f.what, f.path.string(), why);
+        if (problem->error) throw ConfigError(text);
+        log::warn(text, {{"BARTL_SECRET_FILE", f.path.string()}});
+    }
+}
+
 }  // namespace
 
 std::optional<std::string> program_problem(const std::filesystem::path& path) {
@@ -134,6 +196,7 @@ void check_config_files(const Config& config) {
     load_database_clients(config);
     check_encryption(config);
     load_trusted_keys(config);
+    check_secret_files(config);
     // The credential, when there, is what signs; checked when a backup is taken.
     if (config.signing_key_file && !signing_key_credential()) {
         try {

@@ -50,6 +50,16 @@ std::string describe(const StoreWriter& w) {
                        w.generation, w.since);
 }
 
+/// What a fenced state is told: who took the store over, and what to do.
+std::string fenced_message(const Store& store, const StoreWriter& w, const std::string& state_id,
+                           const std::string& instance) {
+    return fmt::format(
+        "fenced: store {} was taken over by {}; this state ({}) is no longer its writer, so it neither backs up "
+        "nor prunes there. If this host is the old server after a migration, stop it (`systemctl disable --now "
+        "bartld@{}`); to make this host the writer again, move its state aside and restore from the store",
+        store.url(), describe(w), state_id, instance);
+}
+
 StoreClaim claim(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
                   const std::string& state_id, bool only_if_unclaimed) {
     for (int attempt = 1;; ++attempt) {
@@ -132,12 +142,15 @@ StoreClaim require_writer(Store& store, const Context& ctx, const std::string& a
     }
     const auto c = claim(store, ctx, app, instance, state_id, true);
     if (c.writer.state_id == state_id) return c;
-    const auto& w = c.writer;
-    throw FencedError(fmt::format(
-        "fenced: store {} was taken over by {}; this state ({}) is no longer its writer, so it neither backs up "
-        "nor prunes there. If this host is the old server after a migration, stop it (`systemctl disable --now "
-        "bartld@{}`); to make this host the writer again, move its state aside and restore from the store",
-        store.url(), describe(w), state_id, instance));
+    throw FencedError(fenced_message(store, c.writer, state_id, instance));
+}
+
+std::optional<std::string> fenced_by(Store& store, const Context& ctx, const std::string& app,
+                                     const std::string& instance, const std::string& state_id) {
+    const auto r = read_store_identity(store, ctx, app, instance);
+    const auto& w = r.identity.writer;
+    if (!w || w->state_id == state_id) return std::nullopt;
+    return fenced_message(store, *w, state_id, instance);
 }
 
 }  // namespace bartl

@@ -2,6 +2,7 @@
 // reading it, --init-store, and the writer claim that fences a split brain (invariant 9).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "core/store_identity.hpp"
@@ -45,6 +46,14 @@ struct StoreClaim {
 /// StoreNotInitialized, StoreUnavailable, PreconditionFailed after repeated races.
 StoreClaim take_over_store(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
                             const std::string& state_id);
+
+/// Whether state `state_id` is fenced, from one read of bartl-store.json, never writing: the
+/// same message require_writer() throws (naming the writer that took the store over) when
+/// another state is the recorded writer, std::nullopt when `state_id` is or no writer is
+/// recorded yet. Throws StoreNotInitialized, StoreUnavailable, RuntimeError (a damaged
+/// identity) as read_store_identity().
+std::optional<std::string> fenced_by(Store& store, const Context& ctx, const std::string& app,
+                                     const std::string& instance, const std::string& state_id);
 
 /// Before a backup or retention: returns the claim when `state_id` is the writer. A store nobody
 /// has claimed yet is claimed (generation 1). With `adopt_legacy_store` (a state upgraded

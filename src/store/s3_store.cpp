@@ -121,11 +121,12 @@ struct S3Core {
                                                url, env_part, file.string()));
         std::stringstream text;
         text << in.rdbuf();
-        auto parsed = parse_aws_credentials(text.str(), settings.s3.profile, file.string());
+        const auto profile =
+            choose_aws_profile(settings.s3.profile, std::getenv("AWS_DEFAULT_PROFILE"), std::getenv("AWS_PROFILE"));
+        auto parsed = parse_aws_credentials(text.str(), profile.name, file.string());
         if (!parsed)
-            throw StoreUnavailable(fmt::format("store {}: the credentials file {} has no profile [{}] ([store.s3] "
-                                               "profile)",
-                                               url, file.string(), settings.s3.profile));
+            throw StoreUnavailable(fmt::format("store {}: the credentials file {} has no profile [{}] ({})", url,
+                                               file.string(), profile.name, profile.source));
         creds = std::move(parsed);
         return *creds;
     }

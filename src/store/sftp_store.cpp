@@ -60,6 +60,9 @@ constexpr long kCurlBuffer = 512 * 1024;
 constexpr long kCurlUploadBuffer = 2 * 1024 * 1024;
 /// Idle connections kept for reuse.
 constexpr std::size_t kPoolSize = 4;
+/// Removals per request in remove_many(): each is one SFTP round trip on the open session
+/// rather than a request of its own; the listing that follows each batch bounds the cost.
+constexpr std::size_t kRemoveBatch = 500;
 /// The largest object an if_match put() compares (the store identity is at most 64 KiB).
 constexpr std::size_t kMaxConditional = 16 << 20;
 
@@ -581,11 +584,13 @@ struct SftpStore::Shared {
         SftpListEntry e;
         std::chrono::system_clock::time_point modified;
     };
-    std::vector<Entry> read_dir(const Context& ctx) {
+    /// `quote`: commands the same request runs before it lists (the removals of remove_many()).
+    std::vector<Entry> read_dir(const Context& ctx, std::vector<std::string> quote = {}) {
         std::string body;
         Request r;
         r.path = "";
         r.filetime = true;
+        r.quote = std::move(quote);
         r.write = [&](const char* p, std::size_t n) {
             body.append(p, n);
             return true;
@@ -1246,6 +1251,45 @@ void SftpStore::remove(const Context& ctx, const std::string& name) {
     ctx.check(shared_->say("removing " + name));
     if (!valid_object_name(name)) throw RuntimeError(shared_->say(fmt::format("invalid object name \"{}\"", name)));
     shared_->rm(ctx, name);
+}
+
+void SftpStore::remove_many(const Context& ctx, const std::vector<std::string>& names) {
+    auto& s = *shared_;
+    for (const auto& n : names)
+        if (!valid_object_name(n)) throw RuntimeError(s.say(fmt::format("invalid object name \"{}\"", n)));
+    for (std::size_t at = 0; at < names.size(); at += kRemoveBatch) {
+        const std::vector<std::string> batch(names.begin() + at,
+                                             names.begin() + std::min(names.size(), at + kRemoveBatch));
+        const auto what = batch.size() == 1 ? "removing " + batch.front()
+                                            : fmt::format("removing {} objects ({} ...)", batch.size(), batch.front());
+        ctx.check(s.say(what));
+        // One request: every "rm" in turn on the open SFTP session ("*": a failure does not
+        // stop the rest), then a listing that shows which stayed. Missing objects are fine.
+        std::vector<std::string> quote;
+        for (const auto& n : batch) quote.push_back("*rm " + quoted(s.remote(n)));
+        std::set<std::string> listed;
+        for (const auto& e : s.read_dir(ctx, std::move(quote))) listed.insert(e.e.name);
+        // libcurl does not say which ignored command failed, or why: each that stayed is
+        // removed again alone, whose error names it (permission denied: read-only store).
+        std::vector<std::string> why;
+        bool read_only = false;
+        for (const auto& n : batch) {
+            if (!listed.count(n)) continue;
+            try {
+                s.rm(ctx, n);
+            } catch (const StoreReadOnly& e) {
+                read_only = true;
+                why.push_back(e.what());
+            } catch (const RuntimeError& e) {
+                why.push_back(e.what());
+            }
+        }
+        if (why.empty()) continue;
+        std::string text = fmt::format("{}: {} of them stayed: ", what, why.size());
+        for (std::size_t i = 0; i < why.size(); ++i) text += (i ? "; " : "") + why[i];
+        if (read_only) throw StoreReadOnly(text);
+        throw StoreUnavailable(text);
+    }
 }
 
 unsigned SftpStore::remove_abandoned_uploads(const Context& ctx, const std::string& prefix, std::chrono::seconds age) {

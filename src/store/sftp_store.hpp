@@ -50,6 +50,11 @@ public:
                     const WriteCondition& cond) override;
     std::unique_ptr<ObjectWriter> create(const Context& ctx, const std::string& name) override;
     void remove(const Context& ctx, const std::string& name) override;
+    /// Up to 500 removals per request (SFTP REMOVE commands run in turn on one
+    /// session, then a listing shows which stayed); each that stayed is removed again alone, so
+    /// the error names it and why. Throws StoreReadOnly when one is refused (permission
+    /// denied), StoreUnavailable naming each object that stayed otherwise.
+    void remove_many(const Context& ctx, const std::vector<std::string>& names) override;
     /// Removes hidden ".PREFIX...tmp-..." files written on this host by a PID that no longer
     /// exists, and any whose listed time is older than `age`.
     unsigned remove_abandoned_uploads(const Context& ctx, const std::string& prefix,

@@ -16,7 +16,8 @@ import tempfile
 import time
 import unittest
 
-from bartltest import BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_RUNTIME, Datagrams, StackTest, command, edit_config, scaled
+from bartltest import (BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_RUNTIME, Datagrams, StackTest, command, edit_config,
+                       position_of, scaled)
 from bartltest import write_exec as write_script
 
 
@@ -35,15 +36,6 @@ def app_pid(port):
     r = subprocess.run(["pgrep", "-f", f"notes.py .*--port {port}"], capture_output=True, text=True)
     pids = r.stdout.split()
     return int(pids[0]) if pids else None
-
-
-def position_of(path, text):
-    """LINE:COLUMN of the first `text` in a file (1-based), as the config errors name it."""
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if text in line:
-                return f"{n}:{line.index(text) + 1}"
-    raise AssertionError(f"{text!r} not in {path}")
 
 
 # Records who ran it, then hands over to the example's real init hook.

@@ -299,6 +299,36 @@ class S3(StackTest):
         self.ok(s, "--prepare", extra_env={**none, "CREDENTIALS_DIRECTORY": creds})
         self.assertTrue(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
 
+    def test_aws_profile_names_the_profile_unless_store_s3_profile_does(self):
+        # One credentials file, two profiles; only [backups] holds the secret the proxy accepts.
+        s = self.bare()
+        creds = os.path.join(self.tmp, "credentials")
+        os.makedirs(creds)
+        with open(os.path.join(creds, "aws-credentials"), "w") as f:
+            f.write("[default]\naws_access_key_id = S3RVER\naws_secret_access_key = wrong\n\n"
+                    "[profile backups]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+        env = {**{k: None for k in AWS_VARS}, "AWS_DEFAULT_PROFILE": None, "CREDENTIALS_DIRECTORY": creds}
+        r = s.run("--prepare", extra_env=env)
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("SignatureDoesNotMatch", r.stderr)
+        r = s.run("--prepare", extra_env={**env, "AWS_PROFILE": "absent"})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"the credentials file {creds}/aws-credentials has no profile [absent] (AWS_PROFILE)", r.stderr)
+        self.assertFalse(os.path.exists(s.state))
+        self.ok(s, "--prepare", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.ok(s, "--backup", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.assertEqual(len(s.backups()), 1)
+        # [store.s3] profile wins over AWS_PROFILE.
+        s.s3_settings["profile"] = '"default"'
+        configure_s3(s.config, _servers.endpoint, s.s3_prefix, s.s3_settings)
+        r = s.run("--backup", extra_env={**env, "AWS_PROFILE": "backups"})
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn("SignatureDoesNotMatch", r.stderr)
+        s.s3_settings["profile"] = '"backups"'
+        configure_s3(s.config, _servers.endpoint, s.s3_prefix, s.s3_settings)
+        self.ok(s, "--backup", extra_env={**env, "AWS_PROFILE": "default"})
+        self.assertEqual(len(s.backups()), 1)  # keep_last = 1
+
     # --- resilience ------------------------------------------------------------------------
 
     def test_failed_upload_leaves_no_backup_and_no_upload(self):
@@ -386,6 +416,53 @@ class S3(StackTest):
         self.assertNotIn("not running", r.stderr)
 
     # --- store identity and fencing on S3 -----------------------------------------------------
+
+    def test_a_serving_host_notices_a_takeover_within_fence_check_without_a_backup(self):
+        # Host A serves with a day to its next backup; host B restores and takes the store over.
+        # A reads the writer record every [backup] fence_check and shows FENCED (status, D-Bus,
+        # one journal line) without a backup attempt, writing and deleting nothing.
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare for a second host")
+        bus = PrivateBus()
+        self.addCleanup(bus.close)
+        root = os.path.join(self.tmp, "shared")
+        prefix = f"fence-check-{self.n}"
+        a = self.host_stack("host-a", root, prefix=prefix)
+        edit_config(a.config, {**BARE, "backup.fence_check": '"2s"'})
+        self.ok(a, "--prepare")
+        self.fill(a, big=1 << 16)
+        self.ok(a, "--backup")
+        a.start(extra_env=bus.env())
+        a.wait_ready()
+        status = lambda: json.loads(a.ctl("status", "--json", bus=bus).stdout)
+        self.assertIsNone(status()["fenced"])
+
+        b = self.host_stack("host-b", root, prefix=prefix)
+        edit_config(b.config, BARE)
+        r = self.ok(b, "--prepare")
+        self.assertRegex(r.stderr, r"taken over by state \w+ \(generation 2\)")
+        _servers.reset()
+        before = a.objects()
+        t0 = time.monotonic()
+        while not status()["fenced"]:
+            self.assertLess(time.monotonic() - t0, scaled(10), "A did not notice the takeover")
+            time.sleep(0.2)
+        self.assertLess(time.monotonic() - t0, scaled(2 + 3))  # one period and a GET
+        fenced = status()["fenced"]
+        self.assertIn("fenced: store", fenced)
+        self.assertIn("host host-b", fenced)
+        text = a.ctl("status", bus=bus).stdout
+        self.assertIn("FENCED:", text)
+        time.sleep(scaled(5))  # two more looks: still one journal line
+        log = a.read_log()
+        self.assertEqual(log.count("fenced: store"), 1, log)
+        self.assertNotIn("backup of notes failed", log)
+        self.assertEqual(a.objects(), before)
+        ops = [q["op"] for q in _servers.stats()["requests"]]
+        self.assertIn("GetObject", ops)
+        self.assertEqual(sorted(set(ops)), ["GetObject"], ops)  # nothing listed, written or deleted
+        self.assertLessEqual(ops.count("GetObject"), (time.monotonic() - t0) / 2 + 2, ops)  # one GET a look
+        self.assertEqual(a.stop(), 0)
 
     def test_migration_to_another_server_through_s3_fences_the_old_host(self):
         """Issue 12, item 6: host A backs up to the bucket; host B restores from it, takes the

@@ -16,7 +16,8 @@ import tempfile
 import time
 import unittest
 
-from bartltest import BARTLD, EXIT_RUNTIME, Stack, StackTest, edit_config, scaled, store_objects, tree_digest
+from bartltest import (BARTLD, EXIT_CONFIG, EXIT_RUNTIME, Stack, StackTest, edit_config, position_of, scaled,
+                       store_objects, tree_digest)
 from signedstore import signed_encrypted_round_trip
 from sshtest import SshServer, keygen
 
@@ -116,6 +117,53 @@ class Sftp(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertIn("no SSH key", r.stderr)
         self.assertIn("sftp-key", r.stderr)
+
+    def test_a_key_others_can_read_is_warned_about_one_they_can_write_refused(self):
+        # As ssh(1) refuses an "UNPROTECTED PRIVATE KEY FILE": one line per start, naming the
+        # file, its mode and the fix; a key others may replace is exit 78 at key_file.
+        s = self.sftp_stack()
+        key = self.ssh.user_key
+        warning = f"[store.sftp] key_file {key}: mode 0644: group and others can read it (run chmod 600 {key})"
+        os.chmod(key, 0o600)
+        r = self.ok(s, "--check-config")
+        self.assertNotIn("key_file", r.stderr)
+        os.chmod(key, 0o644)
+        for args in (["--check-config"], ["--prepare"], ["--backup"]):
+            r = self.ok(s, *args)
+            self.assertEqual(r.stderr.count(warning), 1, r.stderr)
+        self.assertEqual(len(s.backups()), 1)  # a warning, and the key still works
+        os.chmod(key, 0o600)
+        os.chown(key, 65534, 65534)  # nobody's: it can chmod the key back at will
+        r = self.ok(s, "--check-config")
+        self.assertIn(f"[store.sftp] key_file {key}: owned by uid 65534, neither root nor bartld's uid 0", r.stderr)
+        os.chown(key, 0, 0)
+        for mode, who in ((0o620, "group"), (0o602, "others"), (0o666, "group and others")):
+            os.chmod(key, mode)
+            r = s.run("--check-config")
+            self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+            self.assertIn(f"{s.config}:{position_of(s.config, json.dumps(key))}: [store.sftp] key_file {key}: "
+                          f"mode {mode:04o}: {who} can write it, so replace the secret (run chmod go-w {key})",
+                          r.stderr)
+            r = s.run("--backup")
+            self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertEqual(len(s.backups()), 1)
+        # systemd's credentials are 0400 or 0440 root: fine; one that others can read is not.
+        os.chmod(key, 0o600)
+        creds = os.path.join(self.tmp, "credentials")
+        os.makedirs(creds)
+        cred = os.path.join(creds, "sftp-key")
+        shutil.copy(key, cred)
+        edit_config(s.config, {"store.sftp.key_file": None})
+        env = {"CREDENTIALS_DIRECTORY": creds}
+        for mode in (0o400, 0o440):
+            os.chmod(cred, mode)
+            r = self.ok(s, "--check-config", extra_env=env)
+            self.assertNotIn("sftp-key", r.stderr)
+        os.chmod(cred, 0o444)
+        r = self.ok(s, "--backup", extra_env=env)
+        self.assertEqual(r.stderr.count(f"the systemd credential sftp-key {cred}: mode 0444: others can read it (run "
+                                        f"chmod o-r {cred})"), 1, r.stderr)
+        self.assertEqual(len(s.backups()), 2)  # the credential worked too
 
     def test_no_bartl_store_there_is_exit_1_never_init(self):
         s = self.sftp_stack()

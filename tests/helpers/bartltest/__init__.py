@@ -24,7 +24,7 @@ from .memcheck import TIME_FACTOR, WRAPPER, CheckedTest, command, memory_reports
 from .procs import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Process, Result,
                     SYSTEMD_VARIABLES, bartld_env, exited, kill_session, proc_status, session_members, spawn)
 from .notify import Datagrams, NotifyListener
-from .config import edit_config, toml_key, toml_value, write_config
+from .config import edit_config, position_of, toml_key, toml_value, write_config
 from .store import STORE_BOOKKEEPING, check_store, newest_first, sidecars, store_objects, temporaries
 from .fs import (content_hash, make_mixed_data, sha256_file, staging_of, tree_digest, tree_entries, tree_hash,
                  write_exec, write_file)

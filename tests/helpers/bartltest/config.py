@@ -62,3 +62,12 @@ def edit_config(path, overrides):
                 lines.insert(start + 1, f"{key} = {value}")
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def position_of(path, text):
+    """LINE:COLUMN of the first `text` in a file (1-based), as configuration errors name it."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if text in line:
+                return f"{n}:{line.index(text) + 1}"
+    raise AssertionError(f"{text!r} not in {path}")

@@ -103,6 +103,7 @@ TEST_CASE("a config with every key loads into every field", "[config]") {
 
     CHECK(c.store == "s3://notes-backups/prod/notes");
     CHECK(c.interval == 6h);
+    CHECK(c.fence_check == 1min);
     CHECK(c.before_migrate == false);
     CHECK(c.consistency == Config::Consistency::stop);
     CHECK(c.compression_level == 19);
@@ -145,6 +146,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
     CHECK(c.hook_timeout == 1h);
     CHECK(c.store.empty());
     CHECK(c.interval == 24h);
+    CHECK(c.fence_check == 5min);
     CHECK(c.before_migrate == true);
     CHECK(c.consistency == Config::Consistency::live);
     CHECK(c.compression_level == 3);
@@ -670,6 +672,13 @@ TEST_CASE("[store], [store.s3] and [store.sftp]: remote store settings, checked"
     CHECK(err("[store.sftp]\nknown_hosts = \"relative\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(err("[store]\ns3 = 1\n").find("[store.s3] must be a table, got integer") != std::string::npos);
     CHECK(err("[store.ftp]\nx = 1\n").find("unknown key 'ftp' in [store]") != std::string::npos);
+    // No profile named: AWS_PROFILE or "default" decide when the credentials are read.
+    CHECK(parse_config(head, "notes.toml").store_settings.s3.profile.empty());
+    CHECK(err("[store.s3]\nprofile = \"\"\n") ==
+          "notes.toml:9:11: [store.s3] profile must not be empty (leave it out to take AWS_PROFILE from the "
+          "environment, else \"default\")");
+    CHECK(parse_config(head + "fence_check = \"0\"\n", "notes.toml").fence_check.count() == 0);
+    CHECK(err("fence_check = \"often\"\n").find("notes.toml:8:15: [backup] fence_check") == 0);
 }
 
 // ---- [[state.databases]] --------------------------------------------------------------

@@ -207,6 +207,24 @@ region = eu-central-1
     CHECK_THROWS_WITH(parse_aws_credentials("[default\n", "default", "F"), "F:1:1: a section header must end with ']'");
 }
 
+TEST_CASE("The credentials profile: [store.s3] profile, else AWS_DEFAULT_PROFILE, else AWS_PROFILE", "[s3]") {
+    auto check = [](const std::string& configured, const char* def, const char* env, const std::string& name,
+                    const std::string& source) {
+        const auto p = choose_aws_profile(configured, def, env);
+        CHECK(p.name == name);
+        CHECK(p.source == source);
+    };
+    check("", nullptr, nullptr, "default", "the default");
+    check("", "", "", "default", "the default");
+    check("", nullptr, "backups", "backups", "AWS_PROFILE");
+    check("", "", "backups", "backups", "AWS_PROFILE");
+    check("", "legacy", "backups", "legacy", "AWS_DEFAULT_PROFILE");  // botocore reads it first
+    check("", "legacy", nullptr, "legacy", "AWS_DEFAULT_PROFILE");
+    check("nightly", "legacy", "backups", "nightly", "[store.s3] profile");
+    check("nightly", nullptr, nullptr, "nightly", "[store.s3] profile");
+    check("default", nullptr, "backups", "default", "[store.s3] profile");  // named, even as "default"
+}
+
 TEST_CASE("An AWS credentials file botocore reads is read alike, and errors name line and column", "[s3]") {
     // Python's configparser (botocore) splits a key at ':' as at '=' and ends a header at its
     // last ']'; the files below are what `aws` accepts.

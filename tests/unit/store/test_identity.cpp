@@ -93,6 +93,33 @@ TEST_CASE("store identity: the first writer claims, a takeover fences the old on
     CHECK(id.store_id == store_id);
 }
 
+TEST_CASE("store identity: fenced_by() tells a fenced state from one read, never writing", "[identity]") {
+    TempDir tmp;
+    auto s = file_store(tmp);
+    Context ctx;
+    CHECK_THROWS_AS(fenced_by(*s, ctx, "notes", "notes", kA), StoreNotInitialized);
+    init_store(*s, ctx, "notes");
+    const auto unclaimed = read_file(tmp / "bartl-store.json");
+    CHECK_FALSE(fenced_by(*s, ctx, "notes", "notes", kA));  // nobody claimed it yet: not claimed now either
+    CHECK(read_file(tmp / "bartl-store.json") == unclaimed);
+    require_writer(*s, ctx, "notes", "notes", kA);
+    CHECK_FALSE(fenced_by(*s, ctx, "notes", "notes", kA));
+    take_over_store(*s, ctx, "notes", "notes-new", kB);
+    const auto taken = read_file(tmp / "bartl-store.json");
+    const auto why = fenced_by(*s, ctx, "notes", "notes", kA);
+    REQUIRE(why);
+    // The same words as a refused backup's.
+    try {
+        require_writer(*s, ctx, "notes", "notes", kA);
+        FAIL("not fenced");
+    } catch (const FencedError& e) {
+        CHECK(*why == e.what());
+    }
+    CHECK_FALSE(fenced_by(*s, ctx, "notes", "notes-new", kB));
+    CHECK(read_file(tmp / "bartl-store.json") == taken);
+    CHECK_THROWS_AS(fenced_by(*s, ctx, "other-app", "notes", kA), StoreNotInitialized);
+}
+
 TEST_CASE("store identity: an older bartl's store is adopted only when it holds this app's backups", "[identity]") {
     TempDir tmp;
     auto s = file_store(tmp);

@@ -510,6 +510,40 @@ TEST_CASE("s3 store: credentials come from the systemd credential aws-credential
     use_test_credentials();
 }
 
+TEST_CASE("s3 store: AWS_PROFILE names the profile unless [store.s3] profile does", "[s3]") {
+    ::unsetenv("AWS_SESSION_TOKEN");
+    ::unsetenv("AWS_DEFAULT_PROFILE");
+    TempDir creds;
+    const auto prefix = unique_prefix();
+    // Two profiles, only "backups" holds the secret the proxy accepts.
+    write_file(creds / "aws-credentials",
+               "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = wrong\n\n"
+               "[profile backups]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n");
+    auto st = fast_settings();
+    st.s3.profile.clear();
+    ::unsetenv("AWS_ACCESS_KEY_ID");
+    ::unsetenv("AWS_SECRET_ACCESS_KEY");
+    ::unsetenv("AWS_PROFILE");
+    CHECK_THROWS_WITH(s3_store(prefix, st, creds.path())->list(Context{}, ""), Catch::Contains("SignatureDoesNotMatch"));
+    ::setenv("AWS_PROFILE", "backups", 1);
+    CHECK(s3_store(prefix, st, creds.path())->list(Context{}, "").empty());
+    // The configured profile wins over the environment's, "default" too.
+    st.s3.profile = "default";
+    CHECK_THROWS_WITH(s3_store(prefix, st, creds.path())->list(Context{}, ""), Catch::Contains("SignatureDoesNotMatch"));
+    st.s3.profile.clear();
+    ::setenv("AWS_PROFILE", "absent", 1);
+    CHECK_THROWS_WITH(s3_store(prefix, st, creds.path())->list(Context{}, ""),
+                      Catch::Contains("has no profile [absent] (AWS_PROFILE)"));
+    // Keys in the environment win over any profile, as for botocore without --profile.
+    use_test_credentials();
+    CHECK(s3_store(prefix, st, creds.path())->list(Context{}, "").empty());
+    use_test_credentials("wrong");
+    ::setenv("AWS_PROFILE", "backups", 1);
+    CHECK_THROWS_WITH(s3_store(prefix, st, creds.path())->list(Context{}, ""), Catch::Contains("SignatureDoesNotMatch"));
+    ::unsetenv("AWS_PROFILE");
+    use_test_credentials();
+}
+
 TEST_CASE("s3 store URLs are parsed when the store is opened, without contacting it", "[s3]") {
     StoreOptions o;
     o.settings.s3.endpoint = fmt::format("http://127.0.0.1:{}", closed_port());
