@@ -11,10 +11,12 @@
 #include "app/user.hpp"
 #include "core/error.hpp"
 #include "core/duration.hpp"
+#include "core/schedule.hpp"
 #include "core/time.hpp"
 #include "ops/backup.hpp"
 #include "ops/commands.hpp"
 #include "ops/events.hpp"
+#include "ops/instance.hpp"
 #include "store/identity.hpp"
 #include "util/host.hpp"
 #include "util/log.hpp"
@@ -240,7 +242,12 @@ int Server::run() {
 
     log::set_context("BARTL_PHASE", phase_name(Phase::serving));
     start_app();
-    next_backup_ = std::chrono::steady_clock::now() + config_.interval;
+    // Due an interval after this state's last backup, not after this start (core/schedule.hpp).
+    const auto first_in =
+        first_backup_delay(Instance(config_).read_last_backup(), marker_.state_id,
+                           std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()),
+                           config_.interval);
+    next_backup_ = std::chrono::steady_clock::now() + first_in;
     notify::send("READY=1\nSTATUS=" + serving_status());
     status_.update([&](StatusSnapshot& s) {
         s.status_text = serving_status();
@@ -251,7 +258,12 @@ int Server::run() {
     log::write(log::Level::notice,
                fmt::format("{} serving (decision: {}; engine {}, state {}{})", config_.instance, format_path(path_),
                            engine_.str(), marker_.version,
-                           store_ ? fmt::format(", next backup in {}", format_duration(config_.interval)) : ""),
+                           !store_ ? ""
+                           : first_in.count() == 0
+                               ? fmt::format(", next backup now: the last one is older than {}",
+                                             format_duration(config_.interval))
+                               : fmt::format(", next backup in {}",
+                                             format_duration(std::chrono::ceil<std::chrono::seconds>(first_in)))),
                {}, event::serving);
     const auto watchdog = notify::watchdog_interval();
 

@@ -262,6 +262,12 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
                fmt::format("backup {} finished: {} ({} files, {} of data, {} blob, {}) in {:.1f}s", m.id, m.blob_name,
                            m.files, format_bytes(m.bytes), format_bytes(m.blob_size), m.reason, secs),
                {{"BARTL_BACKUP_ID", m.id}}, event::backup_finished);
+    try {
+        // For the schedule of the next start (core/schedule.hpp); losing it costs no backup.
+        Instance(config).write_last_backup(LastBackupRecord{marker.state_id, m.id, now_ms});
+    } catch (const Error& e) {
+        log::warn(fmt::format("backup {}: cannot record it as the last backup: {}", m.id, e.what()));
+    }
     env["BARTL_BACKUP_ID"] = m.id;
     env["BARTL_BACKUP_NAME"] = m.blob_name;
     // The backup is committed: stopping its post_backup would leave it half-announced.

@@ -86,6 +86,24 @@ void Instance::write_pin(const std::string& backup_id) const {
 
 void Instance::clear_pin() const { fs::remove_durable(pin_path()); }
 
+std::optional<LastBackupRecord> Instance::read_last_backup() const {
+    try {
+        const auto text = fs::read_file(last_backup_path());
+        if (!text) return std::nullopt;
+        auto r = parse_last_backup(*text);
+        if (!r) log::debug(fmt::format("{} does not parse: ignored", last_backup_path().string()));
+        return r;
+    } catch (const std::exception& e) {
+        log::debug(fmt::format("cannot read {}: {}", last_backup_path().string(), e.what()));
+        return std::nullopt;
+    }
+}
+
+void Instance::write_last_backup(const LastBackupRecord& r) const {
+    fs::make_dirs(config_.bartl_dir);
+    fs::write_file_atomic(last_backup_path(), format_last_backup(r));
+}
+
 Intent new_intent(const std::string& op) {
     Intent i;
     i.op = op;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/schedule.hpp"
 #include "core/marker.hpp"
 #include "util/cancel.hpp"
 
@@ -49,6 +50,14 @@ public:
     std::optional<std::string> read_pin() const;
     void write_pin(const std::string& backup_id) const;
     void clear_pin() const;
+
+    /// bartl_dir/last-backup: the newest successful backup this installation took
+    /// (core/schedule.hpp), so a restart keeps the backup schedule. read: std::nullopt when
+    /// missing or unreadable (logged at debug level: it only shapes the schedule).
+    std::filesystem::path last_backup_path() const { return config_.bartl_dir / "last-backup"; }
+    std::optional<LastBackupRecord> read_last_backup() const;
+    /// Throws RuntimeError.
+    void write_last_backup(const LastBackupRecord& r) const;
 
 private:
     const Config& config_;

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -152,6 +153,42 @@ class Backup(StackTest):
             lines = f.read().split("\n")[:-1]
         self.assertEqual(lines, [f"manual {min(19, base + 10)}", f"manual {base}", f"pre-migration {min(19, base + 5)}"])
         self.assertEqual(app_nice, base)
+
+    def test_the_backup_schedule_survives_a_restart(self):
+        # A restart used to start the interval over: an instance restarted more often than
+        # its interval (daily backups, nightly reboots) never took a scheduled backup.
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"backup.interval": '"40s"'})
+        s.run("--prepare")
+        self.assertEqual(s.run("--backup").returncode, 0)
+        time.sleep(3)  # not scaled: the point is that the start is later than the backup
+        s.start(); s.wait_ready()
+        line = self.serving_line(s)
+        s.stop()
+        m = re.search(r"next backup in ((?:\d+[hms])+)\)", line)
+        self.assertIsNotNone(m, line)
+        left = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", m.group(1)))
+        self.assertLess(left, 38)  # 40 s after the manual backup, not after this start
+        self.assertGreater(left, 0)
+        # Down for longer than the interval: the first scheduled backup is taken at once.
+        edit_config(s.config, {"backup.interval": '"2s"'})  # the manual backup is older than that now
+        before = len(s.backups())
+        s.start(); s.wait_ready()
+        self.assertIn("next backup now: the last one is older than 2s", self.serving_line(s))
+        deadline = time.monotonic() + scaled(20)
+        while time.monotonic() < deadline and not any(b["reason"] == "scheduled" for b in s.backups()):
+            time.sleep(0.1)
+        s.stop()
+        self.assertGreater(len(s.backups()), before)
+
+    def serving_line(self, s):
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline:
+            lines = [ln for ln in s.read_log().splitlines() if " serving (decision:" in ln]
+            if lines:
+                return lines[-1]
+            time.sleep(0.05)
+        self.fail("no serving line in the log:\n" + s.read_log())
 
     def test_failing_pre_backup_hook_makes_no_backup(self):
         s = self.stack("1.0.0")

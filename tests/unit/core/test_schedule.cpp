@@ -1,0 +1,43 @@
+// core/schedule: the first scheduled backup after a (re)start, and the local record of the last one.
+#include <catch2/catch.hpp>
+
+#include "core/schedule.hpp"
+#include "core/time.hpp"
+
+using namespace bartl;
+using namespace std::chrono_literals;
+
+namespace {
+std::chrono::sys_time<std::chrono::milliseconds> at(const char* t) { return parse_rfc3339_ms(t); }
+LastBackupRecord rec(const char* state, const char* created) { return {state, "3f9a0c1d", at(created)}; }
+}  // namespace
+
+TEST_CASE("the first backup after a restart is due an interval after the last one, not after the restart",
+          "[schedule]") {
+    const auto now = at("2026-12-01T19:36:04Z");
+    // The newcomer's case: interval 3m, a backup at 19:35:04, a restart at 19:36:04.
+    CHECK(first_backup_delay(rec("s1", "2026-12-01T19:35:04Z"), "s1", now, 3min) == 2min);
+    CHECK(first_backup_delay(rec("s1", "2026-12-01T19:35:04.250Z"), "s1", now, 3min) == 120250ms);
+    // Overdue (the host was down longer than the interval): at once.
+    CHECK(first_backup_delay(rec("s1", "2026-11-28T03:00:00Z"), "s1", now, 24h) == 0ms);
+    CHECK(first_backup_delay(rec("s1", "2026-12-01T19:33:04Z"), "s1", now, 3min) == 0ms);  // exactly due
+    // No record of this state: a fresh init or restore starts a full interval.
+    CHECK(first_backup_delay(std::nullopt, "s1", now, 24h) == 24h);
+    CHECK(first_backup_delay(rec("another-state", "2026-12-01T19:35:04Z"), "s1", now, 3min) == 3min);
+    // A record from the future (the clock went back): never later than a full interval.
+    CHECK(first_backup_delay(rec("s1", "2026-12-02T19:35:04Z"), "s1", now, 3min) == 3min);
+}
+
+TEST_CASE("the last-backup record round-trips and anything else reads as no record", "[schedule]") {
+    const LastBackupRecord r = rec("ec857071ddb21a4a44b8359f1b53320d", "2026-12-01T18:54:17.747Z");
+    const std::string text = format_last_backup(r);
+    CHECK(text == "ec857071ddb21a4a44b8359f1b53320d 3f9a0c1d 2026-12-01T18:54:17.747Z\n");
+    const auto back = parse_last_backup(text);
+    REQUIRE(back);
+    CHECK(back->state_id == r.state_id);
+    CHECK(back->backup_id == "3f9a0c1d");
+    CHECK(back->created == r.created);
+    for (const char* bad : {"", "\n", "s1", "s1 id", "s1 id not-a-time", "s1 id 2026-12-01T18:54:17Z extra",
+                            " id 2026-12-01T18:54:17Z", "s1  2026-12-01T18:54:17Z"})
+        CHECK_FALSE(parse_last_backup(bad));
+}
