@@ -946,19 +946,36 @@ class DatabaseTest(CheckedTest):
         self.assertIn("decision: restore", r.stderr)
         self.assert_objects_work(my, before)
 
+    def test_mariadb_routine_of_an_older_database_collation_fails_the_restore_rolled_back(self):
+        # bartl.toml(5): mariadb-dump writes ALTER DATABASE `NAME` around such a routine, which
+        # cannot run against a missing NAME while the dump loads into the staging database.
+        my = server("mariadb")
+        default = my.sql("SELECT @@collation_server")
+        other = "utf8mb4_bin" if default != "utf8mb4_bin" else "utf8mb4_general_ci"
+        my, inst = self.my_seeded(f"CREATE TABLE t (x int); ALTER DATABASE `{self.dbname}` COLLATE {other}; "
+                                  "CREATE FUNCTION f() RETURNS int RETURN 1; "
+                                  f"ALTER DATABASE `{self.dbname}` COLLATE {default};")
+        self.my_disaster(my, inst)
+        r = self.prepare(inst, EXIT_RUNTIME)
+        self.assertIn(f"./{self.dbname}/db.opt", r.stderr)
+        self.assertNotIn(self.dbname, my.databases())
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+        self.assertIsNone(inst.marker())
+
     # The statements of MariaDBComponent::commit_restore() in order, as the server's process
-    # list shows them (DB: the connection's default database; INFO), and the table whose read
-    # holds the statement when the backup lock cannot, with the step from which that table
+    # list shows them (DB: the connection's default database; INFO), and the read that holds
+    # the statement when the backup lock cannot, with the step from which what it reads
     # exists (kill_at_commit_step()): a kill -9 at each.
     COMMIT_STEPS = [
         ("create the live database", None, r"^CREATE DATABASE `{live}` CHARACTER SET", None, None),
-        ("drop the staging triggers", None, r"^DROP TRIGGER `{staging}`\.", "`{staging}`.t", 0),
+        ("drop the staging triggers", None, r"^DROP TRIGGER `{staging}`\.",
+         "SELECT COUNT(*) FROM `{staging}`.t", 0),
         ("move the tables", None, r"^RENAME TABLE ", None, None),
         ("create a routine", "{live}", r"^CREATE .*(FUNCTION|PROCEDURE)", None, None),
         ("create a view", "{live}", r"^CREATE .*VIEW", None, None),
-        ("create a trigger", "{live}", r"^CREATE .*TRIGGER", "`{live}`.t", 3),
+        ("create a trigger", "{live}", r"^CREATE .*TRIGGER", "SELECT COUNT(*) FROM `{live}`.t", 3),
         ("create an event", "{live}", r"^CREATE .*EVENT", None, None),
-        ("drop the staging database", None, r"^DROP DATABASE `{staging}`$", None, None),
+        ("drop the staging database", None, r"^DROP DATABASE `{staging}`$", "SELECT `{staging}`.dbl(1)", 3),
     ]
 
     def kill_at_commit_step(self, my, inst, step):
@@ -967,8 +984,8 @@ class DatabaseTest(CheckedTest):
         lock (BACKUP STAGE BLOCK_DDL: every DDL statement waits until it is released; the
         process list names the one waiting), each DDL statement before let through by
         releasing and taking it again. Several may slip through at once, so a step that
-        names a table is held by a read of it instead, taken while the statement before
-        waits. The name of the step killed at."""
+        names a read is held by it instead (a table's or a function's metadata lock lasts
+        until COMMIT), taken while a statement before waits. The name of the step killed at."""
         live, staging = self.dbname, self.dbname + "__bartl_restore"
         steps = [(name, db and db.format(live=live), re.compile(rx.format(live=live, staging=staging)),
                   hold and hold.format(live=live, staging=staging), since)
@@ -981,8 +998,8 @@ class DatabaseTest(CheckedTest):
             try:
                 deadline = time.monotonic() + scaled(120)
                 while killed is None and time.monotonic() < deadline and not p.exited():
-                    waiting = lock.sql("SELECT DB, INFO FROM information_schema.PROCESSLIST WHERE STATE IN "
-                                       "('Waiting for backup lock', 'Waiting for table metadata lock')")
+                    waiting = lock.sql("SELECT DB, INFO FROM information_schema.PROCESSLIST WHERE STATE LIKE "
+                                       "'Waiting for %lock' AND ID <> CONNECTION_ID()")
                     at = [i for db, info in waiting for i, (_, want_db, rx, _, _) in enumerate(steps)
                           if rx.search(info) and (want_db is None or db == want_db)]
                     if not waiting:
@@ -994,7 +1011,7 @@ class DatabaseTest(CheckedTest):
                     elif locked and steps[step][3] and at and steps[step][4] <= max(at) < step:
                         # The read lasts until COMMIT; the backup lock is not taken again,
                         # or it would wait for the statement that waits for the read.
-                        reader.sql(f"START TRANSACTION; SELECT COUNT(*) FROM {steps[step][3]}")
+                        reader.sql(f"START TRANSACTION; {steps[step][3]}")
                         lock.sql("BACKUP STAGE END")
                         locked = False
                     elif locked:
@@ -1027,6 +1044,8 @@ class DatabaseTest(CheckedTest):
                 inst.wipe_state()
                 my.sql(f"DROP DATABASE IF EXISTS `{self.dbname}`")
                 killed = self.kill_at_commit_step(my, inst, step)
+                if self.COMMIT_STEPS[step][3]:  # held by a read: exactly there
+                    self.assertEqual(killed, self.COMMIT_STEPS[step][0])
                 self.assertIsNone(inst.marker(), killed)
                 r = self.prepare(inst)
                 self.assertIn("cleaning up an interrupted restore", r.stderr)
