@@ -89,8 +89,9 @@ SET sql_mode = 'PIPES_AS_CONCAT';
 CREATE FUNCTION joined() RETURNS varchar(10) DETERMINISTIC RETURN 'a' || 'b';
 SET sql_mode = DEFAULT;
 SET NAMES latin1;
-CREATE PROCEDURE latin() SELECT 'x';
+CREATE PROCEDURE latin() SELECT 'déjà';
 SET NAMES utf8mb4;
+CREATE VIEW `grüße` AS SELECT 'ä€' AS a;
 CREATE EVENT tidy ON SCHEDULE EVERY 1 DAY DO DELETE FROM calls WHERE x < 0;
 INSERT INTO t VALUES (1, 'a'), (2, 'b');
 """
@@ -888,6 +889,7 @@ class DatabaseTest(CheckedTest):
                          "1\ttrigger\n2\ttrigger\n3\ttrigger")
         self.assertEqual(my.sql("SELECT d FROM v0 ORDER BY d", db=self.dbname), "4\n6")
         self.assertEqual(my.sql("SELECT joined()", db=self.dbname), "ab")  # PIPES_AS_CONCAT kept
+        self.assertEqual(my.sql("SELECT a FROM `grüße`", db=self.dbname), "ä€")
         # The dump sets it past its cache (mariadb-dump's SETVAL), as a server restart would.
         self.assertGreater(int(my.sql("SELECT NEXTVAL(ids)", db=self.dbname)), 1)
         self.assertEqual(my.sql("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = "
@@ -906,11 +908,12 @@ class DatabaseTest(CheckedTest):
         my.sql("SELECT NEXTVAL(ids)", db=self.dbname)
         before = self.my_objects(my)
         self.assertEqual(len(before["routines"].split("\n")), 4, before)
+        self.assertIn("grüße\tselect 'ä€' AS `a`", before["views"])
         self.my_disaster(my, inst)
         r = self.prepare(inst)
         self.assertIn("decision: restore", r.stderr)
         self.assertIn(f"mariadb:{self.dbname}: moving 4 tables from {self.dbname}__bartl_restore, creating 4 "
-                      "routines, 2 views, 1 triggers and 1 events again", r.stderr)
+                      "routines, 3 views, 1 triggers and 1 events again", r.stderr)
         self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
         self.assert_objects_work(my, before)
         self.assertIn("decision: serve", self.prepare(inst).stderr)
