@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/mariadb_dump.hpp"
 #include "util/log.hpp"
 #include "state/database.hpp"
 #include "state/database_impl.hpp"
@@ -135,6 +136,31 @@ public:
 private:
     std::string label_;
     MYSQL* conn_ = nullptr;
+};
+
+/// The mariadb client loading a dump into the staging database, through
+/// CollationSwitchFilter: mariadb-dump's collation switches name the database the dump came
+/// from, which is the live one, not the staging one it is loaded into.
+class StagingLoader final : public DumpLoader {
+public:
+    StagingLoader(std::unique_ptr<DumpLoader> client, std::string name)
+        : client_(std::move(client)), filter_(std::move(name)) {}
+    void write(const void* data, std::size_t n) override {
+        out_.clear();
+        filter_.feed(std::string_view(static_cast<const char*>(data), n), out_);
+        if (!out_.empty()) client_->write(out_.data(), out_.size());
+    }
+    void finish() override {
+        out_.clear();
+        filter_.finish(out_);
+        if (!out_.empty()) client_->write(out_.data(), out_.size());
+        client_->finish();
+    }
+
+private:
+    std::unique_ptr<DumpLoader> client_;
+    CollationSwitchFilter filter_;
+    std::string out_;
 };
 
 /// `s` with its backquotes doubled, inside backquotes: an identifier quoted completely.
@@ -293,7 +319,8 @@ public:
         spec.argv.push_back(restore_staging());
         spec.output = false;
         spec.what = fmt::format("mariadb loading {}", restore_staging());
-        return std::make_unique<ChildLoader>(std::move(spec), fd, "mariadb-client");
+        return std::make_unique<StagingLoader>(std::make_unique<ChildLoader>(std::move(spec), fd, "mariadb-client"),
+                                               db_.name);
     }
 
     void bind_restore(const std::string& state_id) const override {
