@@ -80,6 +80,8 @@ CREATE TABLE t (x int, note varchar(20)) ENGINE=InnoDB;
 CREATE TABLE calls (x int, via varchar(20)) ENGINE=InnoDB;
 CREATE TABLE other (y int) ENGINE=InnoDB;
 CREATE SEQUENCE ids;
+CREATE TABLE versioned (y int) WITH SYSTEM VERSIONING;
+INSERT INTO versioned VALUES (7);
 CREATE FUNCTION dbl(a int) RETURNS int DETERMINISTIC RETURN a * 2;
 CREATE PROCEDURE note_it(IN v int) INSERT INTO calls VALUES (v, 'trigger');
 CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW CALL note_it(NEW.x);
@@ -890,6 +892,7 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(my.sql("SELECT d FROM v0 ORDER BY d", db=self.dbname), "4\n6")
         self.assertEqual(my.sql("SELECT joined()", db=self.dbname), "ab")  # PIPES_AS_CONCAT kept
         self.assertEqual(my.sql("SELECT a FROM `grüße`", db=self.dbname), "ä€")
+        self.assertEqual(my.sql("SELECT y FROM versioned", db=self.dbname), "7")
         # The dump sets it past its cache (mariadb-dump's SETVAL), as a server restart would.
         self.assertGreater(int(my.sql("SELECT NEXTVAL(ids)", db=self.dbname)), 1)
         self.assertEqual(my.sql("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = "
@@ -908,11 +911,14 @@ class DatabaseTest(CheckedTest):
         my.sql("SELECT NEXTVAL(ids)", db=self.dbname)
         before = self.my_objects(my)
         self.assertEqual(len(before["routines"].split("\n")), 4, before)
+        # A sequence and a system-versioned table are not BASE TABLEs: they move all the same.
+        self.assertIn("ids\tSEQUENCE", before["tables"])
+        self.assertIn("versioned\tSYSTEM VERSIONED", before["tables"])
         self.assertIn("grüße\tselect 'ä€' AS `a`", before["views"])
         self.my_disaster(my, inst)
         r = self.prepare(inst)
         self.assertIn("decision: restore", r.stderr)
-        self.assertIn(f"mariadb:{self.dbname}: moving 4 tables from {self.dbname}__bartl_restore, creating 4 "
+        self.assertIn(f"mariadb:{self.dbname}: moving 5 tables from {self.dbname}__bartl_restore, creating 4 "
                       "routines, 3 views, 1 triggers and 1 events again", r.stderr)
         self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
         self.assert_objects_work(my, before)
