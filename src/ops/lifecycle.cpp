@@ -94,8 +94,10 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
             // A database holds the upgraded state too: left in place, the restore would find it
             // ours and serve it (bartl(7) "Pre-upgrade backup and the way back").
             if (!dbs.empty())
-                dbs = fmt::format(", the databases ({}; rename each, e.g. ALTER DATABASE NAME RENAME TO "
-                                  "NAME_aside, or move a SQLite file and its .bartl-state-id)",
+                dbs = fmt::format(", the databases ({}; move each aside: PostgreSQL ALTER DATABASE NAME RENAME "
+                                  "TO NAME_aside; MariaDB, which cannot rename a database, mariadb-dump --routines "
+                                  "--triggers --events NAME > NAME_aside.sql, then DROP DATABASE NAME; SQLite: move "
+                                  "the file and its .bartl-state-id)",
                                   dbs);
             throw DowngradeError(fmt::format(
                 "state {} of {} is newer than engine {}: downgrade refused, nothing was changed. Install engine {} "

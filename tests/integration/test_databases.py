@@ -11,6 +11,7 @@ the whole blob verified (also when killed -9 in the middle, and by hand from the
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import sqlite3
@@ -73,6 +74,30 @@ class DbInstance(Instance):
                 f.write("".join(f"{k} = {toml_value(v)}\n" for k, v in d.items()))
 
 
+# A dump holding every kind of object bound to its schema (my_objects_seeded()).
+OBJECTS_SQL = """
+CREATE TABLE t (x int, note varchar(20)) ENGINE=InnoDB;
+CREATE TABLE calls (x int, via varchar(20)) ENGINE=InnoDB;
+CREATE TABLE other (y int) ENGINE=InnoDB;
+CREATE SEQUENCE ids;
+CREATE TABLE versioned (y int) WITH SYSTEM VERSIONING;
+INSERT INTO versioned VALUES (7);
+CREATE FUNCTION dbl(a int) RETURNS int DETERMINISTIC RETURN a * 2;
+CREATE PROCEDURE note_it(IN v int) INSERT INTO calls VALUES (v, 'trigger');
+CREATE TRIGGER t_ins AFTER INSERT ON t FOR EACH ROW CALL note_it(NEW.x);
+CREATE VIEW v1 AS SELECT x, dbl(x) AS d FROM t;
+CREATE VIEW v0 AS SELECT d FROM v1 WHERE d > 2;
+SET sql_mode = 'PIPES_AS_CONCAT';
+CREATE FUNCTION joined() RETURNS varchar(10) DETERMINISTIC RETURN 'a' || 'b';
+SET sql_mode = DEFAULT;
+SET NAMES latin1;
+CREATE PROCEDURE latin() SELECT 'déjà';
+SET NAMES utf8mb4;
+CREATE VIEW `grüße` AS SELECT 'ä€' AS a;
+CREATE EVENT tidy ON SCHEDULE EVERY 1 DAY DO DELETE FROM calls WHERE x < 0;
+INSERT INTO t VALUES (1, 'a'), (2, 'b');
+"""
+
 HOOK_ENV = """#!/bin/sh
 # The init hook records the BARTL_DB_ variables it gets, then writes into each database.
 env | grep '^BARTL_DB_' | sort > "$BARTL_STAGING/db-env"
@@ -93,8 +118,8 @@ class DatabaseTest(CheckedTest):
     def instance(self, databases, **kw):
         return DbInstance(self.root, databases, **kw)
 
-    def prepare(self, inst, expect=EXIT_OK):
-        r = inst.run("--prepare")
+    def prepare(self, inst, expect=EXIT_OK, env=None):
+        r = inst.run("--prepare", env=env)
         self.assertEqual(r.returncode, expect, f"bartld --prepare:\n{r.stderr}")
         return r
 
@@ -158,19 +183,28 @@ class DatabaseTest(CheckedTest):
         self.assertIn("decision: serve", self.prepare(inst).stderr)
         self.assertEqual(pg.sql("SELECT x FROM t", db=self.dbname), "42")
 
+    def assert_swapped_in_is_foreign(self, inst, swap_in):
+        """Inits `inst`, then swap_in() puts another instance's database in place of its own:
+        tables, and a state ID ('0' * 32) that is not this one's. The next start refuses it
+        as foreign (66) and keeps the marker as it was."""
+        self.prepare(inst)
+        ours = inst.marker()["state_id"]
+        swap_in()
+        r = self.prepare(inst, EXIT_FOREIGN)
+        self.assertIn(f"holds tables with state ID {'0' * 32}, not the marker's state ID {ours}", r.stderr)
+        self.assertEqual(inst.marker()["state_id"], ours)
+
     def test_postgresql_database_of_another_state_is_foreign(self):
         pg = server("postgresql")
         self.addCleanup(pg.sql, f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
         inst = self.instance([self.pg_entry(pg)], store=False)
-        self.prepare(inst)
-        ours = inst.marker()["state_id"]
-        # Another instance's database is swapped in: tables, and a state ID that is not ours.
-        pg.sql(f'DROP DATABASE "{self.dbname}"')
-        pg.sql(f'CREATE DATABASE "{self.dbname}"')
-        pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'0' * 32}'")
-        pg.sql("CREATE TABLE t (x int)", db=self.dbname)
-        r = self.prepare(inst, EXIT_FOREIGN)
-        self.assertIn(f"holds tables with state ID {'0' * 32}, not the marker's state ID {ours}", r.stderr)
+
+        def swap_in():
+            pg.sql(f'DROP DATABASE "{self.dbname}"')
+            pg.sql(f'CREATE DATABASE "{self.dbname}"')
+            pg.sql(f"ALTER DATABASE \"{self.dbname}\" SET bartl.state_id = '{'0' * 32}'")
+            pg.sql("CREATE TABLE t (x int)", db=self.dbname)
+        self.assert_swapped_in_is_foreign(inst, swap_in)
         self.assertEqual(pg.state_id(self.dbname), "0" * 32)
 
     def test_postgresql_empty_precreated_database_counts_as_absent(self):
@@ -468,11 +502,12 @@ class DatabaseTest(CheckedTest):
         self.prepare(inst)
         return inst
 
-    def pg_writer(self, pg):
-        """A psql that inserts pairs of rows, one transaction each, until killed: a row count
-        consistent with one point in time is even."""
+    def pair_writer(self, client):
+        """A shell loop feeding `client` (a psql or mariadb command line) pairs of inserted
+        rows, one transaction each, until stopped: a row count consistent with one point in
+        time is even. The function that stops it (also run at cleanup)."""
         loop = ("while :; do echo 'BEGIN; INSERT INTO pairs (n) VALUES (1); INSERT INTO pairs (n) VALUES (2); "
-                "COMMIT;'; done | psql -X -q -h %s -U %s -d %s" % (pg.root, pg.user, self.dbname))
+                "COMMIT;'; done | " + client)
         p = subprocess.Popen(["sh", "-c", loop], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
 
@@ -482,6 +517,24 @@ class DatabaseTest(CheckedTest):
                 p.wait()
         self.addCleanup(stop)
         return stop
+
+    def backup_while_writing(self, inst, count, start_writer):
+        """Takes a backup while the writer start_writer() started (pair_writer()) inserts,
+        once it has written; (count() before it started, count() right after the backup)."""
+        before = count()
+        stop = start_writer()
+        deadline = time.monotonic() + scaled(30)
+        while count() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        during = count()
+        stop()
+        self.assertGreater(during, before, "the writer did not write during the backup")
+        return before, during
+
+    def pg_writer(self, pg):
+        return self.pair_writer("psql -X -q -h %s -U %s -d %s" % (pg.root, pg.user, self.dbname))
 
     def pg_disaster(self, pg, inst):
         """Takes a backup, then the state and the database are gone."""
@@ -496,16 +549,7 @@ class DatabaseTest(CheckedTest):
     def test_postgresql_backup_while_writing_restores_one_point_in_time(self):
         pg = server("postgresql")
         inst = self.pg_seeded(pg)
-        before = self.pg_count(pg)
-        stop = self.pg_writer(pg)
-        deadline = time.monotonic() + scaled(30)
-        while self.pg_count(pg) == before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        r = inst.run("--backup")
-        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
-        during = self.pg_count(pg)
-        stop()
-        self.assertGreater(during, before, "the writer did not write during the backup")
+        before, during = self.backup_while_writing(inst, lambda: self.pg_count(pg), lambda: self.pg_writer(pg))
         (b,) = inst.backups()
         self.assertEqual([(c["kind"], c["name"]) for c in b["components"]],
                          [("path", inst.paths[0]), ("postgresql", self.dbname)])
@@ -542,21 +586,28 @@ class DatabaseTest(CheckedTest):
         self.assertNotIn(self.dbname + "__bartl_restore", pg.databases())
         self.assertIn("decision: serve", self.prepare(inst).stderr)
 
-    def test_postgresql_database_dropped_with_its_state_is_restored(self):
-        pg = server("postgresql")
-        inst = self.pg_seeded(pg, rows=1000)
+    def assert_lost_with_its_state_is_restored(self, inst, drop, count, carried_id):
+        """Backs up, then behind bartl's back drop() removes the database and the first state
+        path is removed too; the marker stays, so the whole state is lost (not foreign, not
+        mixed) and the next start restores it: count() rows of 1000 again, carried_id() the
+        new state ID."""
         self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
-        # Behind bartl's back: the database is dropped and the directory removed; the marker
-        # stays, so the whole state is lost (not foreign, not mixed) and is restored.
-        pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)')
+        drop()
         shutil.rmtree(inst.paths[0])
         state_id = inst.marker()["state_id"]
         r = self.prepare(inst)
         self.assertIn("state lost", r.stderr)
         self.assertIn("decision: restore", r.stderr)
-        self.assertEqual(self.pg_count(pg), 1000)
+        self.assertEqual(count(), 1000)
         self.assertNotEqual(inst.marker()["state_id"], state_id)
-        self.assertEqual(pg.state_id(self.dbname), inst.marker()["state_id"])
+        self.assertEqual(carried_id(), inst.marker()["state_id"])
+
+    def test_postgresql_database_dropped_with_its_state_is_restored(self):
+        pg = server("postgresql")
+        inst = self.pg_seeded(pg, rows=1000)
+        self.assert_lost_with_its_state_is_restored(
+            inst, lambda: pg.sql(f'DROP DATABASE "{self.dbname}" WITH (FORCE)'), lambda: self.pg_count(pg),
+            lambda: pg.state_id(self.dbname))
 
     def test_postgresql_restore_replaces_an_empty_precreated_database(self):
         pg = server("postgresql")
@@ -732,17 +783,33 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(inst.marker()["version"], "2.0.0")
         self.assertEqual(pg.sql("SELECT count(*) FROM pairs WHERE tag = 'v2'", db=self.dbname), "1000")
 
-    def my_seeded(self, sql, **kw):
-        """A MariaDB server and an instance (with a store) whose init hook runs `sql` in its database."""
+    def my_seeded(self, sql, entry=None, password=None, env=None, **kw):
+        """A MariaDB server and an instance (with a store) whose init hook runs `sql` (a script:
+        DELIMITER works) in its database, connected as `entry` says (default my_entry()) with
+        `password` if any; bartld gets `env`."""
         my = server("mariadb")
         self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}__bartl_restore`")
         self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        script = os.path.join(self.root, "init.sql")
+        with open(script, "w") as f:
+            f.write(sql)
         hook = write_exec(os.path.join(self.root, "init-hook"), (
-            '#!/bin/sh\nset -e\nmariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" '
-            '"$BARTL_DB_{N}_NAME" -e "{SQL}"\n').replace("{N}", self.dbname.upper()).replace("{SQL}", sql))
-        inst = self.instance([self.my_entry(my)], init_hook=[hook], **kw)
-        self.prepare(inst)
+            '#!/bin/sh\nset -e\nmariadb --no-defaults -S "$BARTL_DB_{N}_SOCKET" -u "$BARTL_DB_{N}_USER" {PW}'
+            '"$BARTL_DB_{N}_NAME" < {SQL}\n').replace("{N}", self.dbname.upper()).replace("{SQL}", script)
+            .replace("{PW}", f"-p'{password}' " if password else ""))
+        inst = self.instance([entry or self.my_entry(my)], init_hook=[hook], **kw)
+        self.prepare(inst, env=env)
         return my, inst
+
+    def my_disaster(self, my, inst):
+        """Takes a backup, then the state and the database are gone."""
+        r = inst.run("--backup")
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+
+    def my_count(self, my, table="pairs", db=None):
+        return int(my.sql(f"SELECT count(*) FROM `{table}`", db=db or self.dbname))
 
     def test_mariadb_backup_and_restore_round_trip(self):
         my, inst = self.my_seeded(
@@ -795,18 +862,332 @@ class DatabaseTest(CheckedTest):
         # The user has a password (no unix_socket login): the tools read it from their option file.
         self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "6")
 
-    def test_mariadb_restore_of_a_dump_with_a_trigger_is_refused_before_anything_moves(self):
-        my, inst = self.my_seeded("CREATE TABLE t (x int); CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW "
-                                  "SET NEW.x = NEW.x + 1; INSERT INTO t VALUES (1)")
-        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+    def my_objects(self, my, db=None):
+        """What information_schema says of every object of database `db` that RENAME TABLE
+        cannot move, and of its tables: compared before the backup and after the restore."""
+        where = f"'{db or self.dbname}'"
+        return {kind: my.sql(sql.replace("DB", where)) for kind, sql in {
+            "tables": "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DB ORDER BY 1",
+            "routines": "SELECT ROUTINE_TYPE, ROUTINE_NAME, ROUTINE_DEFINITION, SQL_MODE, CHARACTER_SET_CLIENT, "
+                        "COLLATION_CONNECTION, DATABASE_COLLATION, DEFINER, SECURITY_TYPE, IS_DETERMINISTIC FROM "
+                        "information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DB ORDER BY 1, 2",
+            "views": "SELECT TABLE_NAME, VIEW_DEFINITION, CHARACTER_SET_CLIENT, COLLATION_CONNECTION, DEFINER, "
+                     "SECURITY_TYPE, CHECK_OPTION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DB ORDER BY 1",
+            "triggers": "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER, "
+                        "ACTION_STATEMENT, SQL_MODE, CHARACTER_SET_CLIENT, COLLATION_CONNECTION, DATABASE_COLLATION, "
+                        "DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DB ORDER BY 1",
+            "events": "SELECT EVENT_NAME, EVENT_DEFINITION, INTERVAL_VALUE, INTERVAL_FIELD, STARTS, STATUS, "
+                      "ON_COMPLETION, SQL_MODE, TIME_ZONE, CHARACTER_SET_CLIENT, COLLATION_CONNECTION, "
+                      "DATABASE_COLLATION, DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DB ORDER BY 1",
+        }.items()}
+
+    def assert_objects_work(self, my, before):
+        """The restored database holds what `before` (my_objects()) listed, and it works: the
+        trigger fires and calls its procedure, the view over a view (over a function) returns
+        rows, the function kept its sql_mode, the sequence goes on, the event is there."""
+        self.assertEqual(self.my_objects(my), before)
+        my.sql("INSERT INTO t VALUES (3, 'c')", db=self.dbname)
+        self.assertEqual(my.sql("SELECT x, via FROM calls ORDER BY x", db=self.dbname),
+                         "1\ttrigger\n2\ttrigger\n3\ttrigger")
+        self.assertEqual(my.sql("SELECT d FROM v0 ORDER BY d", db=self.dbname), "4\n6")
+        self.assertEqual(my.sql("SELECT joined()", db=self.dbname), "ab")  # PIPES_AS_CONCAT kept
+        self.assertEqual(my.sql("SELECT a FROM `grüße`", db=self.dbname), "ä€")
+        self.assertEqual(my.sql("SELECT y FROM versioned", db=self.dbname), "7")
+        # The dump sets it past its cache (mariadb-dump's SETVAL), as a server restart would.
+        self.assertGreater(int(my.sql("SELECT NEXTVAL(ids)", db=self.dbname)), 1)
+        self.assertEqual(my.sql("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = "
+                                f"'{self.dbname}'"), "tidy")
+        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+
+    def my_objects_seeded(self, entry=None, **kw):
+        """my_seeded() with a dump that holds every kind of object bound to its schema: a
+        function used by a view, a view over that view (sorting before it, so it cannot be
+        created first), a trigger calling a procedure, a function created under another
+        sql_mode, a procedure under another character set, a sequence, an event."""
+        return self.my_seeded(OBJECTS_SQL, entry=entry, **kw)
+
+    def test_mariadb_restore_moves_views_triggers_routines_and_events(self):
+        my, inst = self.my_objects_seeded()
+        my.sql("SELECT NEXTVAL(ids)", db=self.dbname)
+        before = self.my_objects(my)
+        self.assertEqual(len(before["routines"].split("\n")), 4, before)
+        # A sequence and a system-versioned table are not BASE TABLEs: they move all the same.
+        self.assertIn("ids\tSEQUENCE", before["tables"])
+        self.assertIn("versioned\tSYSTEM VERSIONED", before["tables"])
+        self.assertIn("grüße\tselect 'ä€' AS `a`", before["views"])
+        self.my_disaster(my, inst)
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertIn(f"mariadb:{self.dbname}: moving 5 tables from {self.dbname}__bartl_restore, creating 4 "
+                      "routines, 3 views, 1 triggers and 1 events again", r.stderr)
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+        self.assert_objects_work(my, before)
+        self.assertIn("decision: serve", self.prepare(inst).stderr)
+
+    def test_mariadb_restore_as_a_user_without_super_keeps_the_definers(self):
+        my = server("mariadb")
+        user, password = self.dbname + "_app", "app-pw"
+        my.sql(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}'")
+        self.addCleanup(my.sql, f"DROP USER IF EXISTS '{user}'@'localhost'")
+        # No SUPER, no SET USER: only its own database and the staging one.
+        for db in (self.dbname, self.dbname + "__bartl_restore"):
+            my.sql(f"GRANT ALL ON `{db}`.* TO '{user}'@'localhost'")
+        self.assertEqual(my.sql("SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = "
+                                f"\"'{user}'@'localhost'\" AND PRIVILEGE_TYPE <> 'USAGE'"), "0")
+        creds = os.path.join(self.root, "credentials")
+        os.makedirs(creds)
+        with open(os.path.join(creds, "db-password"), "w") as f:
+            f.write(password + "\n")
+        env = {"CREDENTIALS_DIRECTORY": creds}
+        entry = {"type": "mariadb", "name": self.dbname, "connection": f"socket={my.socket} user={user}",
+                 "password_credential": "db-password"}
+        # The app (the init hook) creates its objects as the same account: it is their definer.
+        my, inst = self.my_seeded(OBJECTS_SQL, entry=entry, password=password, env=env)
+        my.sql("SELECT NEXTVAL(ids)", db=self.dbname)
+        before = self.my_objects(my)
+        self.assertIn(f"{user}@localhost", before["triggers"])
+        self.assertIn(f"{user}@localhost", before["views"])
+        r = inst.run("--backup", env=env)
+        self.assertEqual(r.returncode, EXIT_OK, r.stderr)
         inst.wipe_state()
         my.sql(f"DROP DATABASE `{self.dbname}`")
-        r = self.prepare(inst, EXIT_RUNTIME)
-        self.assertIn(f"mariadb:{self.dbname}: the backup's dump holds trigger t_ins", r.stderr)
-        # Rolled back: no staging database, no live one, no marker, nothing half-moved.
-        self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
-        self.assertNotIn(self.dbname, my.databases())
+        r = self.prepare(inst, env=env)
+        self.assertIn("decision: restore", r.stderr)
+        self.assert_objects_work(my, before)
+
+    def test_mariadb_objects_of_an_older_database_collation_keep_it(self):
+        # Created before the database's collation changed: mariadb-dump switches the database's
+        # collation around them with ALTER DATABASE `NAME`, which bartl applies to the staging
+        # database it loads into (core/mariadb_dump.hpp), never to the live NAME.
+        my = server("mariadb")
+        default = my.sql("SELECT @@collation_server")
+        other = "utf8mb4_bin" if default != "utf8mb4_bin" else "utf8mb4_general_ci"
+        my, inst = self.my_seeded(
+            f"CREATE TABLE t (x int); ALTER DATABASE `{self.dbname}` COLLATE {other}; "
+            "CREATE FUNCTION f() RETURNS int RETURN 1; CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW "
+            "SET NEW.x = NEW.x + f(); CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO DELETE FROM t; "
+            f"ALTER DATABASE `{self.dbname}` COLLATE {default};")
+        before = self.my_objects(my)
+        self.assertEqual(before["routines"].count(other), 1, before)
+        self.assertEqual(before["triggers"].count(other), 1, before)
+        self.my_disaster(my, inst)
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        self.assertEqual(self.my_objects(my), before)
+        self.assertEqual(my.sql("SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
+                                f"'{self.dbname}'"), default)
+        my.sql("INSERT INTO t VALUES (1)", db=self.dbname)
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "2")
+
+    # The statements of MariaDBComponent::commit_restore() in order, as the server's process
+    # list shows them (DB: the connection's default database; INFO), and the read that holds
+    # the statement when the backup lock cannot, with the step from which what it reads
+    # exists (kill_at_commit_step()): a kill -9 at each.
+    COMMIT_STEPS = [
+        ("create the live database", None, r"^CREATE DATABASE `{live}` CHARACTER SET", None, None),
+        ("drop the staging triggers", None, r"^DROP TRIGGER `{staging}`\.",
+         "SELECT COUNT(*) FROM `{staging}`.t", 0),
+        ("move the tables", None, r"^RENAME TABLE ", None, None),
+        ("create a routine", "{live}", r"^CREATE .*(FUNCTION|PROCEDURE)", None, None),
+        ("create a view", "{live}", r"^CREATE .*VIEW", None, None),
+        ("create a trigger", "{live}", r"^CREATE .*TRIGGER", "SELECT COUNT(*) FROM `{live}`.t", 3),
+        ("create an event", "{live}", r"^CREATE .*EVENT", None, None),
+        ("drop the staging database", None, r"^DROP DATABASE `{staging}`$", "SELECT `{staging}`.dbl(1)", 3),
+    ]
+
+    def kill_at_commit_step(self, my, inst, step):
+        """Starts the restore and kills -9 its whole session while the statement of
+        COMMIT_STEPS[step] (or a later one) waits for a lock the test holds: MariaDB's backup
+        lock (BACKUP STAGE BLOCK_DDL: every DDL statement waits until it is released; the
+        process list names the one waiting), each DDL statement before let through by
+        releasing and taking it again. Several may slip through at once, so a step that
+        names a read is held by it instead (a table's or a function's metadata lock lasts
+        until COMMIT), taken while a statement before waits. The name of the step killed at."""
+        live, staging = self.dbname, self.dbname + "__bartl_restore"
+        steps = [(name, db and db.format(live=live), re.compile(rx.format(live=live, staging=staging)),
+                  hold and hold.format(live=live, staging=staging), since)
+                 for name, db, rx, hold, since in self.COMMIT_STEPS]
+        killed = None
+        with my.session() as lock, my.session() as reader:
+            lock.sql("BACKUP STAGE START; BACKUP STAGE BLOCK_DDL")
+            locked = True
+            p = inst.start("--prepare")
+            try:
+                deadline = time.monotonic() + scaled(120)
+                while killed is None and time.monotonic() < deadline and not p.exited():
+                    waiting = lock.sql("SELECT DB, INFO FROM information_schema.PROCESSLIST WHERE STATE LIKE "
+                                       "'Waiting for %lock' AND ID <> CONNECTION_ID()")
+                    at = [i for db, info in waiting for i, (_, want_db, rx, _, _) in enumerate(steps)
+                          if rx.search(info) and (want_db is None or db == want_db)]
+                    if not waiting:
+                        time.sleep(0.005)
+                    elif at and max(at) >= step:
+                        kill_session(p.pid)
+                        p.wait(killed=True)
+                        killed = steps[max(at)][0]
+                    elif locked and steps[step][3] and at and steps[step][4] <= max(at) < step:
+                        # The read lasts until COMMIT; the backup lock is not taken again,
+                        # or it would wait for the statement that waits for the read.
+                        reader.sql(f"START TRANSACTION; {steps[step][3]}")
+                        lock.sql("BACKUP STAGE END")
+                        locked = False
+                    elif locked:
+                        lock.sql("BACKUP STAGE END; BACKUP STAGE START; BACKUP STAGE BLOCK_DDL")
+                    else:
+                        time.sleep(0.005)
+            finally:
+                if locked:
+                    lock.sql("BACKUP STAGE END")
+                reader.sql("COMMIT")
+                if killed is None and not p.exited():
+                    kill_session(p.pid)
+                    p.wait(killed=True)
+            # The statement bartld left waiting runs once the lock is released, as one sent
+            # just before a crash would: the next start must cope with it done.
+            deadline = time.monotonic() + scaled(30)
+            while lock.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND ID <> "
+                           "CONNECTION_ID()") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.assertIsNotNone(killed, f"the restore got past {self.COMMIT_STEPS[step][0]} unkilled")
+        return killed
+
+    def test_mariadb_restore_killed_anywhere_in_the_move_is_redone_with_every_object(self):
+        my, inst = self.my_objects_seeded()
+        my.sql("SELECT NEXTVAL(ids)", db=self.dbname)
+        before = self.my_objects(my)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        for step in range(len(self.COMMIT_STEPS)):
+            with self.subTest(step=self.COMMIT_STEPS[step][0]):
+                inst.wipe_state()
+                my.sql(f"DROP DATABASE IF EXISTS `{self.dbname}`")
+                killed = self.kill_at_commit_step(my, inst, step)
+                if self.COMMIT_STEPS[step][3]:  # held by a read: exactly there
+                    self.assertEqual(killed, self.COMMIT_STEPS[step][0])
+                self.assertIsNone(inst.marker(), killed)
+                r = self.prepare(inst)
+                self.assertIn("cleaning up an interrupted restore", r.stderr)
+                self.assertIn("decision: restore", r.stderr)
+                self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+                self.assertEqual(self.my_objects(my), before, killed)
+                self.assertEqual(my.sql("SELECT x, via FROM calls ORDER BY x", db=self.dbname),
+                                 "1\ttrigger\n2\ttrigger")
+                self.assertNotIn(self.dbname + "__bartl_restore", my.databases())
+        self.assert_objects_work(my, before)
+
+    PAIRS_SQL = ("CREATE TABLE pairs (n int, pad varchar(100) DEFAULT '') ENGINE=InnoDB; "
+                 "INSERT INTO pairs SELECT seq, REPEAT('x', 100) FROM seq_1_to_{rows};")
+
+    def my_writer(self, my):
+        return self.pair_writer("mariadb --no-defaults -S %s -u %s %s" % (my.socket, my.user, self.dbname))
+
+    def test_mariadb_backup_while_writing_restores_one_point_in_time(self):
+        my, inst = self.my_seeded(self.PAIRS_SQL.format(rows=100000))
+        before, during = self.backup_while_writing(inst, lambda: self.my_count(my), lambda: self.my_writer(my))
+        inst.wipe_state()
+        my.sql(f"DROP DATABASE `{self.dbname}`")
+        r = self.prepare(inst)
+        self.assertIn("decision: restore", r.stderr)
+        in_backup = self.my_count(my)
+        # --single-transaction: one snapshot, never half a transaction of the writer's.
+        self.assertEqual(in_backup % 2, 0, "the dump holds half a transaction")
+        self.assertTrue(before < in_backup <= during, (before, in_backup, during))
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+
+    def test_mariadb_restore_killed_while_loading_is_redone_never_half_filled(self):
+        my, inst = self.my_seeded(self.PAIRS_SQL.format(rows=300000))
+        expected = self.my_count(my)
+        self.my_disaster(my, inst)
+        staging = self.dbname + "__bartl_restore"
+        # Killed once the loader has created the table, while its INSERTs stream in.
+        self.kill_restore_when(inst, lambda: my.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE "
+                                                    f"TABLE_SCHEMA = '{staging}' AND TABLE_NAME = 'pairs'") == "1")
+        self.assertIn(staging, my.databases())
+        self.assertNotIn(self.dbname, my.databases())  # the live database never half-filled
         self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertEqual(self.my_count(my), expected)
+        self.assertNotIn(staging, my.databases())
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + inst.marker()["state_id"])
+
+    def test_mariadb_database_of_another_state_is_foreign(self):
+        my = server("mariadb")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        inst = self.instance([self.my_entry(my)], store=False)
+        self.assert_swapped_in_is_foreign(inst, lambda: my.sql(
+            f"DROP DATABASE `{self.dbname}`; CREATE DATABASE `{self.dbname}` COMMENT 'bartl.state_id={'0' * 32}'; "
+            f"CREATE TABLE `{self.dbname}`.t (x int); INSERT INTO `{self.dbname}`.t VALUES (5)"))
+        self.assertEqual(my.comment(self.dbname), "bartl.state_id=" + "0" * 32)
+        self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "5")
+
+    def test_mariadb_database_dropped_with_its_state_is_restored(self):
+        my, inst = self.my_seeded(self.PAIRS_SQL.format(rows=1000))
+        self.assert_lost_with_its_state_is_restored(
+            inst, lambda: my.sql(f"DROP DATABASE `{self.dbname}`"), lambda: self.my_count(my),
+            lambda: my.comment(self.dbname).removeprefix("bartl.state_id="))
+
+    def sqlite_seeded(self, rows, **kw):
+        """An instance declaring sqlite:sqlite_path() whose init hook fills table pairs with
+        `rows` rows of 100 bytes; (path, instance)."""
+        path = self.sqlite_path()
+        hook = write_exec(os.path.join(self.root, "init-hook"), (
+            "#!/bin/sh\nset -e\nsqlite3 \"$BARTL_DB_NOTES_PATH\" \"CREATE TABLE pairs (n int, pad text); WITH "
+            "RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < %d) INSERT INTO pairs SELECT i, "
+            "printf('%%.100c', 'x') FROM g\"\n" % rows))
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], init_hook=[hook], **kw)
+        self.prepare(inst)
+        return path, inst
+
+    def sqlite_count(self, path):
+        with sqlite3.connect(path) as c:
+            n = c.execute("SELECT count(*) FROM pairs").fetchone()[0]
+        c.close()
+        return n
+
+    def test_sqlite_restore_killed_while_loading_is_redone_never_half_filled(self):
+        path, inst = self.sqlite_seeded(400000)
+        self.assertEqual(inst.run("--backup").returncode, EXIT_OK)
+        inst.wipe_state()
+        for f in glob.glob(path + "*"):
+            os.remove(f)
+        staging = path + ".bartl-restore"
+        # Killed while the blob streams into the file beside the live one.
+        self.kill_restore_when(inst, lambda: os.path.exists(staging) and os.path.getsize(staging) > 0)
+        self.assertFalse(os.path.exists(path), "the live file appeared before the restore committed")
+        self.assertIsNone(inst.marker())
+        r = self.prepare(inst)
+        self.assertIn("cleaning up an interrupted restore", r.stderr)
+        self.assertEqual(self.sqlite_count(path), 400000)
+        self.assertEqual(read(path + ".bartl-state-id"), inst.marker()["state_id"] + "\n")
+        self.assertEqual(glob.glob(path + ".bartl-restore*"), [])
+
+    def test_sqlite_database_of_another_state_is_foreign(self):
+        path = self.sqlite_path()
+        inst = self.instance([{"type": "sqlite", "name": "notes", "path": path}], store=False)
+        before = []
+
+        def swap_in():  # the file and its side record
+            for f in glob.glob(path + "*"):
+                os.remove(f)
+            with sqlite3.connect(path) as c:
+                c.execute("CREATE TABLE theirs (x int)")
+                c.execute("INSERT INTO theirs VALUES (5)")
+            c.close()
+            with open(path + ".bartl-state-id", "w") as f:
+                f.write("0" * 32 + "\n")
+            before.append(read(path, "rb"))
+        self.assert_swapped_in_is_foreign(inst, swap_in)
+        self.assertEqual(read(path, "rb"), before[0])
+        self.assertEqual(read(path + ".bartl-state-id"), "0" * 32 + "\n")
+
+    def test_sqlite_database_dropped_with_its_state_is_restored(self):
+        path, inst = self.sqlite_seeded(1000)
+
+        def drop():  # the file and its side record
+            for f in glob.glob(path + "*"):
+                os.remove(f)
+        self.assert_lost_with_its_state_is_restored(inst, drop, lambda: self.sqlite_count(path),
+                                                    lambda: read(path + ".bartl-state-id").rstrip("\n"))
 
     def test_sqlite_restore_killed_after_the_swap_is_rolled_back_and_redone(self):
         path = self.sqlite_path()

@@ -96,7 +96,8 @@ class NotesOnPostgreSQL(StackTest):
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_DOWNGRADE, r.stderr)
         # The way back it names moves the database aside too, or the restore would not happen.
-        self.assertIn("the databases (postgresql:notes; rename each", r.stderr)
+        self.assertIn("the databases (postgresql:notes; move each aside: PostgreSQL ALTER DATABASE NAME RENAME TO "
+                      "NAME_aside", r.stderr)
         self.assertEqual(self.rows("SELECT version FROM notes_schema"), ["2"])
         self.assertEqual(self.rows("SELECT count(*) FROM notes"), ["3"])
 

@@ -7,6 +7,7 @@ packages, each in a temporary directory of its own, reachable only over a Unix s
     with MariaDBServer() as my:           # mariadb-install-db, mariadbd --skip-networking
         my.connection                     # "socket=/tmp/.../mysqld.sock user=root"
         my.sql("SELECT 1")                # mariadb -N -B
+        with my.session() as s:           # one connection kept open: s.sql(...) rows as lists
 
 Both raise Unavailable (the reason as the message) when the server's packages are not
 installed; a test turns that into a skip. close() stops the server (fast shutdown) and removes
@@ -15,6 +16,7 @@ run as root the cluster belongs to Debian's "postgres" user (setpriv), and the t
 directory is that user's.
 """
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -167,6 +169,11 @@ class MariaDBServer:
             raise RuntimeError(f"mariadb {query!r}: {r.stderr}")
         return r.stdout.strip()
 
+    def session(self, db=None):
+        """A connection kept open (MariaDBSession): for what must outlive one statement, such
+        as a lock held while bartld runs."""
+        return MariaDBSession(self, db)
+
     def databases(self):
         """The names of the databases other than the server's own."""
         out = self.sql("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN "
@@ -187,6 +194,51 @@ class MariaDBServer:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MariaDBSession:
+    """One mariadb client kept running on a pipe (-n: its output flushed after each
+    statement): sql() sends a statement and a marker SELECT and reads up to the marker, so
+    each call returns that statement's rows (tab-separated columns) once the server answered.
+    An error ends the client (batch mode): sql() then raises RuntimeError with its message."""
+
+    def __init__(self, server, db=None):
+        argv = ["mariadb", "--no-defaults", "-S", server.socket, "-u", server.user, "-N", "-B", "-n"]
+        self.proc = subprocess.Popen(argv + ([db] if db else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.marks = itertools.count()
+
+    def sql(self, query):
+        """Runs `query` (one statement, or several separated by ';'); its rows as lists."""
+        mark = f"bartl-test-mark-{next(self.marks)}"
+        try:
+            self.proc.stdin.write(f"{query};\nSELECT '{mark}';\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        rows = []
+        for line in self.proc.stdout:
+            if line.rstrip("\n") == mark:
+                return rows
+            rows.append(line.rstrip("\n").split("\t"))
+        raise RuntimeError(f"mariadb session {query!r}: {self.proc.stderr.read()}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
     def __enter__(self):
         return self
