@@ -98,6 +98,7 @@ void Server::start_fence_watch() {
         // A store of its own: the backup thread may be using the serving one.
         std::unique_ptr<Store> store;
         std::string reported;
+        std::string unreachable;  // the problem last warned about, "" while the store answers
         std::unique_lock lock(fence_mutex_);
         while (!fence_stop_) {
             lock.unlock();
@@ -114,9 +115,22 @@ void Server::start_fence_watch() {
             } catch (const StopRequested&) {
                 return;
             } catch (const std::exception& e) {
-                // The next backup reports an unreachable store loudly; this look is a bonus.
-                log::debug(fmt::format("checking whether this state is still the store's writer: {}", e.what()));
+                // A mistyped store URL, an unmounted backup disk or a wrong secret would
+                // otherwise stay silent until the first backup, up to an interval later: a
+                // warning once per distinct problem (the next backup still fails loudly).
+                const std::string why = e.what();
+                if (why != unreachable) {
+                    log::warn(fmt::format("serving, but the store cannot be read: {}; backups will fail until this "
+                                          "is fixed",
+                                          why));
+                    unreachable = why;
+                }
+                lock.lock();
+                fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
+                continue;
             }
+            if (!unreachable.empty()) log::notice(fmt::format("store {} can be read again", config_.store));
+            unreachable.clear();
             lock.lock();
             fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
         }

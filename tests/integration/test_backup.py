@@ -181,6 +181,24 @@ class Backup(StackTest):
         s.stop()
         self.assertGreater(len(s.backups()), before)
 
+    def test_a_store_that_cannot_be_read_is_warned_about_when_serving_starts(self):
+        # With local state a start does not consult the store; a mistyped store path stayed
+        # silent until the first backup, up to an interval (24 h) later.
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        self.assertEqual(s.run("--backup").returncode, 0)
+        wrong = os.path.join(self.tmp, "backups-mistyped")
+        edit_config(s.config, {"backup.store": f'"file://{wrong}"'})
+        s.start(); s.wait_ready()
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline and "serving, but the store cannot be read" not in s.read_log():
+            time.sleep(0.05)
+        s.stop()
+        log = s.read_log()
+        self.assertIn(f"warning: serving, but the store cannot be read: store file://{wrong}", log)
+        self.assertIn("backups will fail until this is fixed", log)
+        self.assertEqual(log.count("serving, but the store cannot be read"), 1)
+
     def serving_line(self, s):
         deadline = time.monotonic() + scaled(10)
         while time.monotonic() < deadline:
