@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "blob/age_stage.hpp"
+#include "core/state_path_rules.hpp"
 #include "core/error.hpp"
 #include "core/secret_file.hpp"
 #include "ops/backup.hpp"
@@ -197,6 +198,15 @@ void check_config_files(const Config& config) {
     check_encryption(config);
     load_trusted_keys(config);
     check_secret_files(config);
+    for (std::size_t i = 0; i < config.state_paths.size(); ++i)
+        if (const auto parent = shared_parent_of_state_path(config.state_paths[i])) {
+            const std::string label = fmt::format("[state] paths[{}]", i);
+            log::warn(fmt::format("{}: {} {} lies directly in {}, which the unit must then make writable to "
+                                  "bartld as a whole (staging is built beside a state path and renamed into "
+                                  "place): declare a directory of its own, such as {}",
+                                  config.where(label), label, config.state_paths[i].string(), parent->string(),
+                                  (config.state_paths[i].lexically_normal() / "data").string()));
+        }
     // The credential, when there, is what signs; checked when a backup is taken.
     if (config.signing_key_file && !signing_key_credential()) {
         try {

@@ -332,6 +332,19 @@ class Lifecycle(StackTest):
         self.assertIn("1.0", r.stderr)
         self.assertFalse(os.path.exists(s.state))
 
+    def test_a_state_path_directly_in_var_lib_is_warned_about_with_its_position(self):
+        # The unit opens a state path's parent: /var/lib/notes made all of /var/lib writable.
+        s = self.stack("1.0.0")
+        r = s.run("--check-config")
+        self.assertNotIn("lies directly in", r.stderr)
+        edit_config(s.config, {"state.paths": json.dumps(["/var/lib/bartl-test-never-created"])})
+        r = s.run("--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, s.config.replace(".", r"\.") + r":\d+:\d+: \[state\] paths\[0\] "
+                         r"/var/lib/bartl-test-never-created lies directly in /var/lib, .*such as "
+                         r"/var/lib/bartl-test-never-created/data")
+        self.assertFalse(os.path.exists("/var/lib/bartl-test-never-created"))
+
     def test_version_from_file_and_command(self):
         s = self.stack("1.0.0")
         vf = os.path.join(self.tmp, "VERSION")

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/schedule.hpp"
+#include "core/state_path_rules.hpp"
 #include "core/time.hpp"
 
 using namespace bartl;
@@ -40,4 +41,16 @@ TEST_CASE("the last-backup record round-trips and anything else reads as no reco
     for (const char* bad : {"", "\n", "s1", "s1 id", "s1 id not-a-time", "s1 id 2026-12-01T18:54:17Z extra",
                             " id 2026-12-01T18:54:17Z", "s1  2026-12-01T18:54:17Z"})
         CHECK_FALSE(parse_last_backup(bad));
+}
+
+TEST_CASE("a state path directly in a directory the system shares is named, one of its own is not", "[state-path]") {
+    CHECK(shared_parent_of_state_path("/var/lib/notes") == std::filesystem::path("/var/lib"));
+    CHECK(shared_parent_of_state_path("/var/lib/notes/") == std::filesystem::path("/var/lib"));
+    CHECK(shared_parent_of_state_path("/srv/notes") == std::filesystem::path("/srv"));
+    CHECK(shared_parent_of_state_path("/notes") == std::filesystem::path("/"));
+    CHECK(shared_parent_of_state_path("/var/lib/./x/../notes") == std::filesystem::path("/var/lib"));
+    CHECK_FALSE(shared_parent_of_state_path("/var/lib/notes/data"));
+    CHECK_FALSE(shared_parent_of_state_path("/var/lib/notes/data/"));
+    CHECK_FALSE(shared_parent_of_state_path("/srv/notes/state"));
+    CHECK_FALSE(shared_parent_of_state_path("/tmp/test-xyz/state"));
 }
