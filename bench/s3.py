@@ -202,6 +202,7 @@ def bench_dr(bartld, servers, base, env, part_size, parts):
 
 
 def main():
+    global BACKUP_NICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bartld", help="bartld binary (default: $BARTLD, build-bench/, build/)")
     ap.add_argument("--size", action="append", help="data set size, e.g. 256M, 2G (repeatable; default 2G)")
@@ -217,7 +218,6 @@ def main():
                     help="[backup] nice of the backups, and the niceness of the upload baseline (default 10)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target fails")
     args = ap.parse_args()
-    global BACKUP_NICE
     BACKUP_NICE = args.nice
 
     for tool in ("tar", "zstd", "sync"):
