@@ -101,7 +101,7 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             local = os.path.join(ex, name)
             shutil.copyfile(s3_object_path(servers, "bench", name), local)  # untimed: the same bytes
             res["blob"] = os.path.getsize(local)
-            m = must(timed(["nice", "-n", str(BACKUP_NICE)] +
+            m = must(timed([shutil.which("nice") or "/usr/bin/nice", "-n", str(BACKUP_NICE)] +
                            aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
                                     f"s3://{BUCKET}/baseline/{name}"), work, env), "aws s3 cp (upload)")
             res["upload_base"].append(m.elapsed)
