@@ -244,6 +244,7 @@ struct TarExtractor::Impl {
     std::vector<std::optional<timespec>> root_mtimes;
     BlobExtractResult result;
     std::uint64_t dropped_warnings = 0;
+    std::uint64_t file_bytes_written = 0;  // content written to staging so far (TarExtractOptions::on_file)
     bool seen_manifest = false;
     std::string last_entry;
     Input input;
@@ -319,6 +320,8 @@ struct TarExtractor::Impl {
             // anything but OK here means the file on disk is not the file in the archive.
             if (la::archive_write_data_block(disk.get(), buf, len, off) != ARCHIVE_OK)
                 extract_failed(disk.get(), label(), name);
+            file_bytes_written += len;
+            if (options.on_file) options.on_file(file_bytes_written);
         }
         rc = la::archive_write_finish_entry(disk.get());
         if (rc < ARCHIVE_WARN) extract_failed(disk.get(), label(), name);
@@ -486,7 +489,6 @@ struct TarExtractor::Impl {
         la::archive_entry_set_pathname(e, dest.c_str());
         if (type == AE_IFREG && hardlink == nullptr) {
             result.bytes += static_cast<std::uint64_t>(std::max<la_int64_t>(0, la::archive_entry_size(e)));
-            if (options.on_file) options.on_file(result.bytes);
         }
         extract(e, name, dest, r);
     }

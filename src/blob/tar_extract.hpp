@@ -47,8 +47,8 @@ struct TarExtractOptions {
     std::map<std::string, SectionConsumer> sections;
     /// Called for every piece of input read (progress reports, cancellation); may throw.
     std::function<void()> on_input;
-    /// Called before each regular file of staging is written, with the regular-file content
-    /// bytes extracted so far including it (db/ sections not counted); may throw.
+    /// Called after each block of file content written to staging, with the content bytes
+    /// written so far (db/ sections not counted); may throw.
     std::function<void(std::uint64_t bytes)> on_file;
 };
 

@@ -94,11 +94,19 @@ void Server::start_app() {
 
 void Server::start_fence_watch() {
     if (!store_ || config_.fence_check.count() == 0 || marker_.state_id.empty()) return;
+    // A takeover (or first claim) the store refused at the start is still to be done: the
+    // writer record names the previous state, which is no sign that this one was fenced.
+    // The next backup completes it, and is refused there if another state took over since.
+    if (!marker_.writer.deferred.empty()) {
+        log::debug(fmt::format("store writer record not watched: the {} is deferred to the next backup",
+                               marker_.writer.deferred));
+        return;
+    }
     fence_thread_ = std::thread([this] {
         // A store of its own: the backup thread may be using the serving one.
         std::unique_ptr<Store> store;
         std::string reported;
-        std::string unreachable;  // the problem last warned about, "" while the store answers
+        bool unreachable = false;  // warned about since the store last answered
         std::unique_lock lock(fence_mutex_);
         while (!fence_stop_) {
             lock.unlock();
@@ -118,33 +126,32 @@ void Server::start_fence_watch() {
                 // A mistyped store URL, an unmounted backup disk or a wrong secret would
                 // otherwise stay silent until the first backup, up to an interval later: a
                 // warning once per distinct problem (the next backup still fails loudly).
-                const std::string why = e.what();
-                if (why != unreachable) {
+                // Once per outage: the message of a retried call changes at every look.
+                if (!unreachable)
                     log::warn(fmt::format("serving, but the store cannot be read: {}; backups will fail until this "
                                           "is fixed",
-                                          why));
-                    unreachable = why;
-                }
+                                          e.what()));
+                unreachable = true;
                 lock.lock();
                 fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
                 continue;
             }
-            if (!unreachable.empty()) log::notice(fmt::format("store {} can be read again", config_.store));
-            unreachable.clear();
+            if (unreachable) log::notice(fmt::format("store {} can be read again", config_.store));
+            unreachable = false;
             lock.lock();
             fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
         }
     });
 }
 
-void Server::stop_fence_watch() {
+void Server::stop_fence_watch(bool join) {
     {
         std::lock_guard lock(fence_mutex_);
         fence_stop_ = true;
     }
     fence_cancel_.cancel("bartld is stopping");
     fence_wake_.notify_all();
-    if (fence_thread_.joinable()) fence_thread_.join();
+    if (join && fence_thread_.joinable()) fence_thread_.join();
 }
 
 void Server::check_app_alive() {
@@ -320,7 +327,9 @@ int Server::run() {
                     log::notice(fmt::format("{} received: stopping {}", strsignal(static_cast<int>(si.ssi_signo)),
                                             config_.instance));
                     backup_cancel_.cancel("bartld is stopping");
-                    stop_fence_watch();
+                    // Joined in the destructor: a store call stuck in the kernel (a hung NFS
+                    // mount under file://) must not hold the app's SIGTERM back.
+                    stop_fence_watch(/*join=*/false);
                     // The app first: systemd (KillMode=mixed) signalled only us, and a backup's
                     // last steps (hooks, retention) cannot be cancelled mid-way; the app must
                     // get its clean SIGTERM before TimeoutStopSec runs out.

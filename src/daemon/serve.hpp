@@ -52,7 +52,8 @@ private:
     /// fence_check (one small GET; it may wait for [store] retry_for, so never on the serving
     /// loop), so a takeover elsewhere shows as Fenced before the next backup would find it.
     void start_fence_watch();
-    void stop_fence_watch();
+    /// Asks the watch to stop (cancelling its store call); `join` also waits for it.
+    void stop_fence_watch(bool join = true);
 
     const Config& config_;
     Version engine_;

@@ -213,7 +213,11 @@ bool sync_tree(const std::filesystem::path& root, std::size_t max_entries) {
     // Files before their directories' fsync would not matter to a journaling filesystem, but
     // children first is the order that is right everywhere.
     for (auto p = paths.rbegin(); p != paths.rend(); ++p) {
-        Fd fd(::open(p->c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        // O_NONBLOCK: an entry swapped for a FIFO since the walk must not block the open.
+        Fd fd(::open(p->c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        // Gone since the walk (a hook's background process cleaning up), or swapped for a
+        // symlink: its directory's fsync, which comes later, makes that durable.
+        if (fd.get() < 0 && (errno == ENOENT || errno == ELOOP)) continue;
         if (fd.get() < 0 && (errno == EACCES || errno == EPERM)) {
             sync_filesystem(root);
             return true;
