@@ -957,6 +957,18 @@ class DatabaseTest(CheckedTest):
         self.assert_objects_work(my, before)
         self.assertIn("decision: serve", self.prepare(inst).stderr)
 
+    def test_review_mariadb_view_created_under_latin1_round_trips(self):
+        # Review: a view whose character_set_client is latin1 (its SHOW CREATE text read as
+        # binary, then sent back under character_set_client = latin1).
+        my, inst = self.my_seeded("CREATE TABLE t (x int);\nSET NAMES latin1;\n"
+                                  "CREATE VIEW vl AS SELECT 'd\u00e9j\u00e0' AS a, x FROM t;\nSET NAMES utf8mb4;\n")
+        before = self.my_objects(my)
+        value = my.sql("SELECT a FROM vl UNION ALL SELECT 'none' LIMIT 1", db=self.dbname)
+        self.my_disaster(my, inst)
+        self.prepare(inst)
+        self.assertEqual(self.my_objects(my), before)
+        self.assertEqual(my.sql("SELECT a FROM vl UNION ALL SELECT 'none' LIMIT 1", db=self.dbname), value)
+
     def test_mariadb_restore_as_a_user_without_super_keeps_the_definers(self):
         my = server("mariadb")
         user, password = self.dbname + "_app", "app-pw"

@@ -464,6 +464,44 @@ class S3(StackTest):
         self.assertLessEqual(ops.count("GetObject"), (time.monotonic() - t0) / 2 + 2, ops)  # one GET a look
         self.assertEqual(a.stop(), 0)
 
+    def test_review_restore_from_a_read_only_store_is_not_shown_fenced(self):
+        # Review: a restore whose takeover the store refused (deferred "takeover") serves; the
+        # previous writer is knowingly NOT fenced. The fence watch must not call THIS host fenced.
+        s = self.bare()
+        edit_config(s.config, {"backup.fence_check": '"1s"'})
+        self.ok(s, "--prepare")
+        self.fill(s, big=1 << 16)
+        self.ok(s, "--backup")
+        self.disaster(s)
+        _servers.reset()
+        _servers.fault({"op": "PutObject", "action": "status", "status": 403, "count": 1000})
+        bus = PrivateBus()
+        self.addCleanup(bus.close)
+        s.start(extra_env=bus.env())
+        s.wait_ready()
+        time.sleep(scaled(4))
+        log = s.read_log()
+        self.assertIn("cannot take the store over", log)
+        st = json.loads(s.ctl("status", "--json", bus=bus).stdout)
+        self.assertEqual(s.stop(), 0)
+        self.assertNotIn("fenced: store", log)
+        self.assertIsNone(st["fenced"], st["fenced"])
+
+    def test_review_an_unreadable_store_is_warned_about_once(self):
+        # Review: the fence watch warns "once per distinct problem", but StoreUnavailable's
+        # text carries "(after N tries in X.Y s)", different at every look.
+        s = self.bare(s3={"retry_for": '"2s"', "call_timeout": '"2s"'})
+        edit_config(s.config, {"backup.fence_check": '"1s"'})
+        self.ok(s, "--prepare")
+        s.start()
+        s.wait_ready()
+        _servers.fault({"op": "GetObject", "action": "status", "status": 503, "count": 10000})
+        time.sleep(scaled(15))
+        log = s.read_log()
+        self.assertEqual(s.stop(), 0)
+        n = log.count("the store cannot be read")
+        self.assertEqual(n, 1, log)
+
     def test_migration_to_another_server_through_s3_fences_the_old_host(self):
         """Issue 12, item 6: host A backs up to the bucket; host B restores from it, takes the
         store over, migrates to a newer engine and backs up; A's next backup is refused as
