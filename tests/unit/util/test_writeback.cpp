@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -76,4 +77,32 @@ TEST_CASE("sync_tree fsyncs a small tree file by file and falls back to syncfs p
 TEST_CASE("sync_tree of a missing tree throws naming it", "[writeback]") {
     test::TempDir tmp;
     CHECK_THROWS_WITH(fs::sync_tree(tmp.path() / "missing"), Catch::Contains("missing"));
+}
+
+TEST_CASE("review: sync_tree of a tree whose files come and go (a hook's leftover process) does not throw",
+          "[writeback][review]") {
+    test::TempDir tmp;
+    const auto root = tmp.path() / "tree";
+    std::filesystem::create_directories(root);
+    std::atomic<bool> stop{false};
+    std::thread churn([&] {
+        for (unsigned i = 0; !stop; ++i) {
+            const auto f = root / ("tmp" + std::to_string(i % 64));
+            std::ofstream(f) << "x";
+            std::filesystem::remove(f);
+        }
+    });
+    unsigned failures = 0;
+    std::string first;
+    for (int i = 0; i < 2000; ++i) {
+        try {
+            (void)fs::sync_tree(root);
+        } catch (const std::exception& e) {
+            if (!failures++) first = e.what();
+        }
+    }
+    stop = true;
+    churn.join();
+    INFO(first);
+    CHECK(failures == 0);
 }
