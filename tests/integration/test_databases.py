@@ -957,7 +957,7 @@ class DatabaseTest(CheckedTest):
         self.assert_objects_work(my, before)
         self.assertIn("decision: serve", self.prepare(inst).stderr)
 
-    def test_review_mariadb_view_created_under_latin1_round_trips(self):
+    def test_mariadb_view_created_under_latin1_round_trips(self):
         # Review: a view whose character_set_client is latin1 (its SHOW CREATE text read as
         # binary, then sent back under character_set_client = latin1).
         my, inst = self.my_seeded("CREATE TABLE t (x int);\nSET NAMES latin1;\n"

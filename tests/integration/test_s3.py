@@ -464,9 +464,9 @@ class S3(StackTest):
         self.assertLessEqual(ops.count("GetObject"), (time.monotonic() - t0) / 2 + 2, ops)  # one GET a look
         self.assertEqual(a.stop(), 0)
 
-    def test_review_restore_from_a_read_only_store_is_not_shown_fenced(self):
-        # Review: a restore whose takeover the store refused (deferred "takeover") serves; the
-        # previous writer is knowingly NOT fenced. The fence watch must not call THIS host fenced.
+    def test_restore_from_a_read_only_store_is_not_shown_fenced(self):
+        # A restore whose takeover the store refused (deferred "takeover") serves; the previous
+        # writer is knowingly NOT fenced. The fence watch must not call THIS host fenced.
         s = self.bare()
         edit_config(s.config, {"backup.fence_check": '"1s"'})
         self.ok(s, "--prepare")
@@ -487,16 +487,16 @@ class S3(StackTest):
         self.assertNotIn("fenced: store", log)
         self.assertIsNone(st["fenced"], st["fenced"])
 
-    def test_review_an_unreadable_store_is_warned_about_once(self):
-        # Review: the fence watch warns "once per distinct problem", but StoreUnavailable's
-        # text carries "(after N tries in X.Y s)", different at every look.
+    def test_an_unreadable_store_is_warned_about_once_per_outage(self):
+        # Once per outage, not once per look: a retried call's message carries "(after N tries
+        # in X.Y s)", different at every look.
         s = self.bare(s3={"retry_for": '"2s"', "call_timeout": '"2s"'})
         edit_config(s.config, {"backup.fence_check": '"1s"'})
         self.ok(s, "--prepare")
         s.start()
         s.wait_ready()
         _servers.fault({"op": "GetObject", "action": "status", "status": 503, "count": 10000})
-        time.sleep(scaled(15))
+        time.sleep(scaled(7))  # two or more looks of 1 s + up to 2 s of retries
         log = s.read_log()
         self.assertEqual(s.stop(), 0)
         n = log.count("the store cannot be read")

@@ -79,8 +79,8 @@ TEST_CASE("sync_tree of a missing tree throws naming it", "[writeback]") {
     CHECK_THROWS_WITH(fs::sync_tree(tmp.path() / "missing"), Catch::Contains("missing"));
 }
 
-TEST_CASE("review: sync_tree of a tree whose files come and go (a hook's leftover process) does not throw",
-          "[writeback][review]") {
+TEST_CASE("sync_tree of a tree whose files come and go (a hook's leftover process) does not throw",
+          "[writeback]") {
     test::TempDir tmp;
     const auto root = tmp.path() / "tree";
     std::filesystem::create_directories(root);
@@ -94,7 +94,7 @@ TEST_CASE("review: sync_tree of a tree whose files come and go (a hook's leftove
     });
     unsigned failures = 0;
     std::string first;
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < 300; ++i) {
         try {
             (void)fs::sync_tree(root);
         } catch (const std::exception& e) {
