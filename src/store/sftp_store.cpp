@@ -62,7 +62,9 @@ constexpr long kCurlUploadBuffer = 2 * 1024 * 1024;
 constexpr std::size_t kPoolSize = 4;
 /// Removals per request in remove_many(): each is one SFTP round trip on the open session
 /// rather than a request of its own; the listing that follows each batch bounds the cost.
-constexpr std::size_t kRemoveBatch = 500;
+/// 100: one request must end within [store] call_timeout (60 s by default) even at a 300 ms
+/// round trip or on a slow server filesystem, or its retries would never get past it.
+constexpr std::size_t kRemoveBatch = 100;
 /// The largest object an if_match put() compares (the store identity is at most 64 KiB).
 constexpr std::size_t kMaxConditional = 16 << 20;
 
