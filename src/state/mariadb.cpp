@@ -273,7 +273,12 @@ public:
         f.exists = !comment.empty();
         if (!f.exists) return f;
         if (comment.front().rfind(kCommentPrefix, 0) == 0) f.carried_id = comment.front().substr(kCommentPrefix.size());
-        f.holds_data = c.query("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + name).front() != "0";
+        // Routines and events are data someone wrote too: a database holding only those is not
+        // empty, so it is never dropped to make room for a restore nor taken as absent.
+        f.holds_data = c.query("SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + name +
+                               ") + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = " + name +
+                               ") + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " + name + ")")
+                           .front() != "0";
         return f;
     }
 

@@ -381,6 +381,17 @@ class DatabaseTest(CheckedTest):
         self.assertEqual(my.sql("SELECT x FROM t", db=self.dbname), "42")
         self.assertEqual(my.comment(self.dbname), "")
 
+    def test_mariadb_database_holding_only_a_routine_is_foreign_not_empty(self):
+        # A routine (or an event) is data someone wrote: never dropped as an empty database.
+        my = server("mariadb")
+        my.sql(f"CREATE DATABASE `{self.dbname}`")
+        self.addCleanup(my.sql, f"DROP DATABASE IF EXISTS `{self.dbname}`")
+        my.sql("CREATE FUNCTION answer() RETURNS int DETERMINISTIC RETURN 42", db=self.dbname)
+        inst = self.instance([self.my_entry(my)], store=False)
+        self.prepare(inst, EXIT_FOREIGN)
+        self.assertEqual(my.sql("SELECT answer()", db=self.dbname), "42")
+        self.assertEqual(my.comment(self.dbname), "")
+
     def test_mariadb_empty_precreated_database_counts_as_absent(self):
         my = server("mariadb")
         my.sql(f"CREATE DATABASE `{self.dbname}`")
