@@ -402,13 +402,15 @@ Config load_instance_config(const Options& o) {
 }
 
 /// What systemd says of bartld@NAME.service (from org.freedesktop.systemd1 on the system
-/// bus); std::nullopt when there is no systemd to ask or it does not know the unit.
+/// bus); std::nullopt when there is no systemd to ask or it has no unit file for it.
+/// LoadUnit, not GetUnit: systemd unloads a unit that is stopped cleanly or never started,
+/// and GetUnit fails for it although `systemctl status` shows it loaded and inactive.
 std::optional<json> unit_facts(const std::string& instance) {
     try {
         auto conn = sdbus::createSystemBusConnection();
         auto manager = sdbus::createProxy(*conn, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
         sdbus::ObjectPath path;
-        manager->callMethod("GetUnit")
+        manager->callMethod("LoadUnit")
             .onInterface("org.freedesktop.systemd1.Manager")
             .withArguments("bartld@" + instance + ".service")
             .storeResultsTo(path);
@@ -416,6 +418,8 @@ std::optional<json> unit_facts(const std::string& instance) {
         auto get = [&](const char* iface, const char* name) {
             return unit->getProperty(name).onInterface(iface);
         };
+        // LoadUnit answers for any name; "not-found" is a unit without a unit file.
+        if (get("org.freedesktop.systemd1.Unit", "LoadState").get<std::string>() == "not-found") return std::nullopt;
         json j;
         j["unit"] = "bartld@" + instance + ".service";
         j["active_state"] = get("org.freedesktop.systemd1.Unit", "ActiveState").get<std::string>();
