@@ -52,6 +52,7 @@
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
+#include "core/words.hpp"
 #include "core/decision.hpp"
 #include "core/error.hpp"
 #include "core/marker.hpp"
@@ -802,7 +803,7 @@ int cmd_adopt(const Options& o) {
     std::cout << fmt::format("Instance {} (app {}): adopted data bartl did not create:\n", config.instance,
                              config.app_name);
     for (const auto& c : r.components)
-        std::cout << fmt::format("  {}: {} files, {}\n", c.id, c.files, format_bytes(c.bytes));
+        std::cout << fmt::format("  {}: {}, {}\n", c.id, count_noun(c.files, "file", "files"), format_bytes(c.bytes));
     std::cout << fmt::format("Adopted as state {} (state ID {}, marker {}); bartld now serves it (migrating when its "
                              "engine is newer).\n",
                              r.marker.version, r.marker.state_id, inst.marker_path().string());
