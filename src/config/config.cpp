@@ -1408,7 +1408,23 @@ Config load_config(const std::filesystem::path& file, const std::string& instanc
         throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(errno)));
     Config c = parse_config(text, file.string(), instance, options);
     c.file = file;
+    c.named_by_file = instance.empty();
     return c;
+}
+
+std::string bartld_command(const Config& config) {
+    return config.named_by_file ? fmt::format("bartld --config {}", config.file.string())
+                                : fmt::format("bartld --instance {}", config.instance);
+}
+
+std::string bartlctl_command(const Config& config, const std::string& verb, const std::string& args) {
+    const std::string tail = args.empty() ? "" : " " + args;
+    return config.named_by_file ? fmt::format("bartlctl {} -c {}{}", verb, config.file.string(), tail)
+                                : fmt::format("bartlctl -i {} {}{}", config.instance, verb, tail);
+}
+
+std::string init_store_commands(const Config& config) {
+    return fmt::format("`{} --init-store` (or `{}`)", bartld_command(config), bartlctl_command(config, "init-store"));
 }
 
 std::filesystem::path instance_config_path(const std::string& instance) {

@@ -74,6 +74,9 @@ struct Database {
 struct Config {
     std::filesystem::path file;  ///< the file it was loaded from ("" when from a string)
     std::string instance;        ///< --instance NAME, else app.name
+    /// Loaded from a file named by --config FILE (load_config() without an instance name), not
+    /// by --instance NAME: hints repeat the option the operator used.
+    bool named_by_file = false;
 
     // [app]
     std::string app_name;                     ///< [a-z0-9][a-z0-9_-]*
@@ -206,6 +209,19 @@ Config load_config(const std::filesystem::path& file, const std::string& instanc
 /// As load_config, from TOML text; `source_name` stands for the file name in messages.
 Config parse_config(const std::string& toml_text, const std::string& source_name,
                     const std::string& instance = "", const LoadOptions& options = {});
+
+/// How to run bartld for this instance, as the operator did, for hints: "bartld --instance
+/// notes", or "bartld --config FILE" when `config` was loaded by file.
+std::string bartld_command(const Config& config);
+
+/// A bartlctl verb that works without a running bartld (adopt, restore-from, init-store,
+/// forget) for this instance, for hints: "bartlctl -i notes VERB ARGS", or "bartlctl VERB -c
+/// FILE ARGS" when `config` was loaded by file. `args` may be empty.
+std::string bartlctl_command(const Config& config, const std::string& verb, const std::string& args = "");
+
+/// The hint's commands that create the store identity: "`bartld ... --init-store` (or
+/// `bartlctl ... init-store`)".
+std::string init_store_commands(const Config& config);
 
 /// Path of an instance's config: /etc/bartl/NAME.toml (sysconfdir from the build).
 /// Throws UsageError when NAME is not a valid instance name.

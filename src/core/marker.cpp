@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/json_read.hpp"
+#include "core/semver.hpp"
 
 namespace bartl {
 namespace {
@@ -30,6 +31,19 @@ std::string get_hex_or_empty(const Object& o, const std::string& key, std::size_
 }  // namespace
 
 std::string component_id(const std::string& kind, const std::string& name) { return kind + ":" + name; }
+
+std::vector<WayBack> way_back_backups(const std::vector<HistoryEntry>& history, const std::string& engine) {
+    static const std::string prefix = "before migration: ";
+    const auto e = Version::try_parse(engine);
+    std::vector<WayBack> out;
+    for (auto it = history.rbegin(); it != history.rend(); ++it) {
+        if (it->event != "backup" || it->detail.rfind(prefix, 0) != 0 || it->detail.size() == prefix.size()) continue;
+        const auto v = Version::try_parse(it->to);
+        if (e && v && *v > *e) continue;
+        out.push_back(WayBack{it->detail.substr(prefix.size()), it->to});
+    }
+    return out;
+}
 
 bool is_state_id(const std::string& s) noexcept {
     return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;

@@ -86,6 +86,19 @@ struct Marker {
     static Marker from_json(const std::string& text);
 };
 
+/// A pre-migration backup the marker's history records (a "backup" entry whose detail is
+/// "before migration: ID"): the way back to the engine before that migration (bartl(7)
+/// "Pre-upgrade backup and the way back").
+struct WayBack {
+    std::string backup_id;      ///< the backup's ID
+    std::string state_version;  ///< the state version it holds
+};
+
+/// The pre-migration backups in `history`, newest first, that hold a state an engine of
+/// `engine` (a SemVer string) can run: state version <= engine. A version that does not parse
+/// is kept (the operator judges it). Pure.
+std::vector<WayBack> way_back_backups(const std::vector<HistoryEntry>& history, const std::string& engine);
+
 /// An operation in progress, written before init/restore/migrate starts and removed when it
 /// commits. Its presence without a marker proves half-done data is bartl's (invariant 2).
 struct Intent {

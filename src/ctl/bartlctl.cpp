@@ -52,6 +52,7 @@
 
 #include "bartl_build_config.h"
 #include "config/config.hpp"
+#include "core/words.hpp"
 #include "core/decision.hpp"
 #include "core/error.hpp"
 #include "core/marker.hpp"
@@ -402,13 +403,15 @@ Config load_instance_config(const Options& o) {
 }
 
 /// What systemd says of bartld@NAME.service (from org.freedesktop.systemd1 on the system
-/// bus); std::nullopt when there is no systemd to ask or it does not know the unit.
+/// bus); std::nullopt when there is no systemd to ask or it has no unit file for it.
+/// LoadUnit, not GetUnit: systemd unloads a unit that is stopped cleanly or never started,
+/// and GetUnit fails for it although `systemctl status` shows it loaded and inactive.
 std::optional<json> unit_facts(const std::string& instance) {
     try {
         auto conn = sdbus::createSystemBusConnection();
         auto manager = sdbus::createProxy(*conn, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
         sdbus::ObjectPath path;
-        manager->callMethod("GetUnit")
+        manager->callMethod("LoadUnit")
             .onInterface("org.freedesktop.systemd1.Manager")
             .withArguments("bartld@" + instance + ".service")
             .storeResultsTo(path);
@@ -416,6 +419,8 @@ std::optional<json> unit_facts(const std::string& instance) {
         auto get = [&](const char* iface, const char* name) {
             return unit->getProperty(name).onInterface(iface);
         };
+        // LoadUnit answers for any name; "not-found" is a unit without a unit file.
+        if (get("org.freedesktop.systemd1.Unit", "LoadState").get<std::string>() == "not-found") return std::nullopt;
         json j;
         j["unit"] = "bartld@" + instance + ".service";
         j["active_state"] = get("org.freedesktop.systemd1.Unit", "ActiveState").get<std::string>();
@@ -798,7 +803,7 @@ int cmd_adopt(const Options& o) {
     std::cout << fmt::format("Instance {} (app {}): adopted data bartl did not create:\n", config.instance,
                              config.app_name);
     for (const auto& c : r.components)
-        std::cout << fmt::format("  {}: {} files, {}\n", c.id, c.files, format_bytes(c.bytes));
+        std::cout << fmt::format("  {}: {}, {}\n", c.id, count_noun(c.files, "file", "files"), format_bytes(c.bytes));
     std::cout << fmt::format("Adopted as state {} (state ID {}, marker {}); bartld now serves it (migrating when its "
                              "engine is newer).\n",
                              r.marker.version, r.marker.state_id, inst.marker_path().string());

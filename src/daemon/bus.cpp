@@ -153,7 +153,7 @@ private:
             const auto backups = list_backups(*store, ctx, config_.app_name, reporting_policy(config_));
             // No backups at a location without bartl's identity: a mistyped bucket, prefix or
             // path (or an unmounted disk), not an empty store; StoreNotInitialized says so.
-            if (backups.empty()) read_store_identity(*store, ctx, config_.app_name, config_.instance);
+            if (backups.empty()) read_store_identity(*store, ctx, config_.app_name, config_.instance, init_store_commands(config_));
             for (const auto& b : backups)
                 rows.emplace_back(b.id, b.created, b.version, b.host, b.blob_name, b.encryption.value_or(""),
                                   b.blob_size, b.bytes, b.files, b.reason, b.writer_state_id, b.signer);

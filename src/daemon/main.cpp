@@ -16,6 +16,7 @@
 #include "bartl_build_config.h"
 #include "config/config.hpp"
 #include "app/user.hpp"
+#include "core/words.hpp"
 #include "core/error.hpp"
 #include "daemon/bus.hpp"
 #include "daemon/heartbeat.hpp"
@@ -134,8 +135,8 @@ int run(const Args& a) {
     if (a.verify) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured: nothing to verify", file.string()));
         auto b = verify_backup(config, *store, ctx, a.verify_id, reporter);
-        std::cout << fmt::format("backup {} OK: {} ({} entries, {} of data, blob {} bytes, sha256 {}), {}\n", b.id,
-                                 b.blob_name, b.files, format_bytes(b.bytes), b.blob_size, b.blob_sha256,
+        std::cout << fmt::format("backup {} OK: {} ({}, {} of data, blob {} bytes, sha256 {}), {}\n", b.id,
+                                 b.blob_name, count_noun(b.files, "entry", "entries"), format_bytes(b.bytes), b.blob_size, b.blob_sha256,
                                  b.signer.empty()                  ? "not signed"
                                  : b.signer.rfind("INVALID", 0) == 0 ? "signature " + b.signer
                                                                      : "signed by " + b.signer);
@@ -157,8 +158,8 @@ int run(const Args& a) {
         if (o.facts.state == StateFact::present && o.facts.components_undeclared)
             throw ConfigError(fmt::format(
                 "{}: the state marker records component(s) the configuration no longer declares: {}; declare them "
-                "again, or record their removal with `bartlctl -i {} forget COMPONENT` (their data stays where it is)",
-                config.file.string(), o.state_detail, config.instance));
+                "again, or record their removal with `{}` (their data stays where it is)",
+                config.file.string(), o.state_detail, bartlctl_command(config, "forget", "COMPONENT")));
         if (o.facts.state != StateFact::present || o.facts.marker_legacy || o.facts.components_new)
             throw RuntimeError(fmt::format("no state to back up as it is: {} (start bartld once, or run --prepare)",
                                            o.state_detail));

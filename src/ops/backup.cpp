@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "blob/blob.hpp"
+#include "core/words.hpp"
 #include "core/error.hpp"
 #include "core/retention.hpp"
 #include "core/time.hpp"
@@ -72,9 +73,10 @@ std::optional<SshSigningKey> signing_key_for_backup(const Config& config) {
 void claim_writer(const Config& config, Store& store, const Context& ctx, Marker& marker) {
     const auto claim =
         marker.writer.deferred == "takeover"
-            ? take_over_store(store, ctx, config.app_name, config.instance, marker.state_id)
+            ? take_over_store(store, ctx, config.app_name, config.instance, marker.state_id,
+                              init_store_commands(config))
             : require_writer(store, ctx, config.app_name, config.instance, marker.state_id,
-                             marker.writer.deferred == "claim");
+                             marker.writer.deferred == "claim", init_store_commands(config));
     if (marker.writer.store_id == claim.store_id && marker.writer.generation == claim.writer.generation &&
         marker.writer.deferred.empty())
         return;
@@ -259,8 +261,8 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
     }
     const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     log::write(log::Level::notice,
-               fmt::format("backup {} finished: {} ({} files, {} of data, {} blob, {}) in {:.1f}s", m.id, m.blob_name,
-                           m.files, format_bytes(m.bytes), format_bytes(m.blob_size), m.reason, secs),
+               fmt::format("backup {} finished: {} ({}, {} of data, {} blob, {}) in {:.1f}s", m.id, m.blob_name,
+                           count_noun(m.files, "file", "files"), format_bytes(m.bytes), format_bytes(m.blob_size), m.reason, secs),
                {{"BARTL_BACKUP_ID", m.id}}, event::backup_finished);
     try {
         // For the schedule of the next start (core/schedule.hpp); losing it costs no backup.
@@ -421,7 +423,7 @@ BackupManifest verify_backup(const Config& config, Store& store, const Context& 
     if (backups.empty()) {
         // An empty location without bartl's identity is a mistyped bucket, prefix or path, not
         // a store without backups: StoreNotInitialized says so and names --init-store.
-        read_store_identity(store, ctx, config.app_name, config.instance);
+        read_store_identity(store, ctx, config.app_name, config.instance, init_store_commands(config));
         throw NotFound(fmt::format("store {} holds no backup of {}", store.url(), config.app_name));
     }
     auto b = id.empty() ? std::optional<BackupManifest>(backups.front()) : find_backup(backups, id);

@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "core/words.hpp"
 #include "core/error.hpp"
+#include "core/store_url.hpp"
 #include "ops/actions.hpp"
 #include "ops/catalog.hpp"
 #include "ops/instance.hpp"
@@ -57,7 +59,7 @@ BackupManifest check_pin(const Config& config, Store& store, const Context& ctx,
         try {
             return read_sidecar(store, ctx, config.app_name, *ref, trust_policy(config));
         } catch (const IntegrityError& e) {
-            throw UsageError(fmt::format("--restore-from {}: that backup cannot be restored: {}", id, e.what()));
+            throw UsageError(fmt::format("the chosen backup cannot be restored: {}", e.what()));
         }
     }
     std::string known;
@@ -65,7 +67,8 @@ BackupManifest check_pin(const Config& config, Store& store, const Context& ctx,
         const auto& b = listing.backups[i];
         known += fmt::format("{}{} (state {})", i ? ", " : "", b.id, b.version);
     }
-    throw UsageError(fmt::format("--restore-from {}: no such backup of {} in {}{}{}", id, config.app_name, store.url(),
+    // Neutral wording: bartlctl restore-from and the bus method get this too, not only --restore-from.
+    throw UsageError(fmt::format("no backup {} of {} in store {}{}{}", id, config.app_name, store.url(),
                                  listing.backups.empty() ? " (it holds none)" : "; newest: ", known));
 }
 
@@ -98,7 +101,8 @@ AdoptResult adopt(const Config& config, const Version& version) {
         if (!c->holds_data()) continue;
         AdoptedComponent a{c->id()};
         if (c->tree()) std::tie(a.files, a.bytes) = tree_size(*c->tree());
-        summary += fmt::format("{}{} ({} files, {})", summary.empty() ? "" : ", ", a.id, a.files, format_bytes(a.bytes));
+        summary += fmt::format("{}{} ({}, {})", summary.empty() ? "" : ", ", a.id, count_noun(a.files, "file", "files"),
+                               format_bytes(a.bytes));
         result.components.push_back(a);
     }
     if (result.components.empty())
@@ -153,6 +157,17 @@ Marker forget_component(const Config& config, const std::string& component) {
 
 InitStoreResult init_configured_store(const Config& config, const Context& ctx) {
     auto store = require_store(config, "there is no store to initialise");
+    // bartl never creates a file store's directory (a missing one may be an unmounted disk),
+    // but here the operator means to make a store, so say how.
+    if (config.store.rfind("file:", 0) == 0) {
+        const auto dir = file_url_path(config.store);
+        std::error_code ec;
+        if (!std::filesystem::exists(dir, ec) && !ec)
+            throw StoreUnavailable(fmt::format(
+                "store {}: directory {} does not exist: create it with `mkdir -m 0700 {}` (or mount the backup disk "
+                "there), then run --init-store again",
+                config.store, dir.string(), dir.string()));
+    }
     return init_store(*store, ctx, config.app_name);
 }
 

@@ -4,6 +4,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.hpp"
 #include "ops/actions.hpp"
@@ -12,6 +13,16 @@
 #include "util/log.hpp"
 
 namespace bartl {
+namespace {
+
+/// The declared state paths, comma-separated, for messages that say what to move aside.
+std::string state_paths_text(const Config& config) {
+    std::string out;
+    for (const auto& p : config.state_paths) out += (out.empty() ? "" : ", ") + p.string();
+    return out;
+}
+
+}  // namespace
 
 LoopResult run_lifecycle(const Config& config, const Version& engine, Store* store, const Context& ctx,
                          const Reporter& reporter, const LoopOptions& options) {
@@ -85,8 +96,8 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
         case Action::clean_partial: do_clean_partial(config, *inst.read_intent()); break;
         case Action::refuse_downgrade: {
             const auto sv = o.facts.state_version->str();
-            std::string paths, dbs;
-            for (const auto& p : config.state_paths) paths += (paths.empty() ? "" : ", ") + p.string();
+            const std::string paths = state_paths_text(config);
+            std::string dbs;
             for (const auto& d : config.databases)
                 dbs += (dbs.empty() ? "" : ", ") + component_id(d.type_name(), d.type == Database::Type::sqlite
                                                                                     ? d.path.string()
@@ -99,28 +110,50 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                                   "--triggers --events NAME > NAME_aside.sql, then DROP DATABASE NAME; SQLite: move "
                                   "the file and its .bartl-state-id)",
                                   dbs);
+            // The unit is failed now, so bartlctl cannot list the backups: name them here.
+            const auto back = o.marker ? way_back_backups(o.marker->history, engine.str()) : std::vector<WayBack>{};
+            std::string ids;
+            for (const auto& w : back)
+                ids += fmt::format("{}{} (state {})", ids.empty() ? "" : ", ", w.backup_id, w.state_version);
+            const std::string id = back.empty() ? "ID" : back.front().backup_id;
+            const std::string which =
+                back.empty() ? fmt::format("with a backup of state {} or older (`bartlctl -i {} backups` lists them "
+                                           "while a bartld serves, `{} --plan` names the newest; bartl takes one "
+                                           "before every migration)",
+                                           engine.str(), config.instance, bartld_command(config))
+                             : fmt::format("with the backup taken before the migration: {}", ids);
             throw DowngradeError(fmt::format(
                 "state {} of {} is newer than engine {}: downgrade refused, nothing was changed. Install engine {} "
                 "or newer, or go back to the state before the upgrade: stop bartld, move the state paths ({}){} and "
-                "{} aside, then run `bartld --restore-from ID` with a backup taken at {} (`bartlctl backups` lists "
-                "them; bartl takes one before every migration)",
-                sv, config.instance, engine.str(), sv, paths, dbs, inst.marker_path().string(), engine.str()));
+                "{} aside, then run `{}` (or `{} --restore-from {} --prepare`) {}",
+                sv, config.instance, engine.str(), sv, paths, dbs, inst.marker_path().string(),
+                bartlctl_command(config, "restore-from", id), bartld_command(config), id, which));
         }
         case Action::refuse_foreign:
+            if (!o.orphan_state_ids.empty()) {
+                throw ForeignStateError(fmt::format(
+                    "foreign state refused: {}. This looks like bartl's own state whose marker is lost: it carries "
+                    "state ID {}, but {} does not exist, so nothing proves which state and version it is; bartl will "
+                    "not touch it. If the data is good, run `{}` with the version of the data; if not, stop bartld, "
+                    "move the state paths ({}) aside and start it again: with no state it restores the newest backup "
+                    "from the store",
+                    o.state_detail, fmt::join(o.orphan_state_ids, ", "), inst.marker_path().string(),
+                    bartlctl_command(config, "adopt", "VERSION"), state_paths_text(config)));
+            }
             throw ForeignStateError(fmt::format(
                 "foreign state refused: {}. bartl did not create this data and will not touch it. To bring an "
-                "existing installation under bartl, run `bartlctl -i {} adopt VERSION` with the version of the data; "
-                "to start fresh, move the data away",
-                o.state_detail, config.instance));
+                "existing installation under bartl, run `{}` with the version of the data; to start fresh, move "
+                "the data away",
+                o.state_detail, bartlctl_command(config, "adopt", "VERSION")));
         case Action::refuse_undeclared: {
             std::string list;
             for (const auto& c : o.components)
                 if (c.finding == "no longer declared") list += (list.empty() ? "" : ", ") + c.id;
             throw ConfigError(fmt::format(
                 "{}: the state marker records component(s) {} that the configuration no longer declares; bartl will "
-                "not drop state silently: declare them again, or record their removal with `bartlctl -i {} forget "
-                "COMPONENT` (their data stays where it is)",
-                config.file.string(), list, config.instance));
+                "not drop state silently: declare them again, or record their removal with `{}` (their data stays "
+                "where it is)",
+                config.file.string(), list, bartlctl_command(config, "forget", "COMPONENT")));
         }
         case Action::fail_unreachable:
             throw StoreUnavailable(fmt::format(
@@ -138,9 +171,10 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 list.empty() ? " " + o.backup_detail : list));
         }
         case Action::fail_pin_missing:
-            throw RuntimeError(fmt::format("{}; list the backups with `bartld --plan` or `bartlctl backups`; remove {} "
-                                           "to restore the newest backup instead",
-                                           o.backup_detail, inst.pin_path().string()));
+            throw RuntimeError(fmt::format("{}; list the backups with `{} --plan` or `bartlctl -i {} backups`; remove "
+                                           "{} to restore the newest backup instead",
+                                           o.backup_detail, bartld_command(config), config.instance,
+                                           inst.pin_path().string()));
         case Action::fail_not_mounted:
             throw RuntimeError(fmt::format("{}; bartl will not restore onto the filesystem underneath: mount it "
                                            "(systemd retries this start)",

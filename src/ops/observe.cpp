@@ -1,5 +1,7 @@
 // Observing the three facts (bartl(7) "WHAT BARTL OBSERVES"): local state by the marker and
 // each component's state ID, the store by its identity object and listing, the versions.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/error.hpp"
@@ -33,7 +35,7 @@ void observe_backups(Observation& o, const Config& config, Store* store, const C
     BackupListing listing;
     try {
         // Only a location holding bartl's identity object may answer "no backup" (invariant 5).
-        writer = read_store_identity(*store, ctx, config.app_name, config.instance).identity.writer;
+        writer = read_store_identity(*store, ctx, config.app_name, config.instance, init_store_commands(config)).identity.writer;
         listing = list_backup_refs(*store, ctx, config.app_name);
     } catch (const StoreNotInitialized& e) {
         f.backup = BackupFact::not_a_store;
@@ -205,7 +207,14 @@ Observation observe(const Config& config, const Version& engine, Store* store, c
     } else {
         std::vector<std::string> details;
         for (const auto& c : declared)
-            if (c->holds_data()) details.push_back(c->observe(nullptr, "").detail);
+            if (c->holds_data()) {
+                const auto seen = c->observe(nullptr, "");
+                details.push_back(seen.detail);
+                if (!seen.carried_id.empty() &&
+                    std::find(o.orphan_state_ids.begin(), o.orphan_state_ids.end(), seen.carried_id) ==
+                        o.orphan_state_ids.end())
+                    o.orphan_state_ids.push_back(seen.carried_id);
+            }
         if (!details.empty()) {
             f.state = StateFact::foreign;
             o.state_detail = fmt::format("{} (no marker {})", join(details), inst.marker_path().string());

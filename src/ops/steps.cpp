@@ -17,7 +17,8 @@ void do_take_over(const RunContext& rc, Marker marker) {
     if (!rc.store) throw std::logic_error("do_take_over without a store");
     StoreClaim claim;
     try {
-        claim = take_over_store(*rc.store, rc.ctx, rc.config.app_name, rc.config.instance, marker.state_id);
+        claim = take_over_store(*rc.store, rc.ctx, rc.config.app_name, rc.config.instance, marker.state_id,
+                                init_store_commands(rc.config));
     } catch (const StoreReadOnly& e) {
         // A restore from a read-only medium (or with read-only credentials) must still serve;
         // the claim waits for the first backup, which needs a writable store anyway.
@@ -50,9 +51,9 @@ void do_backup_before_migrate(const RunContext& rc, Marker marker) {
     in.pre_migration_backup = b.id;
     Instance inst(rc.config);
     inst.write_intent(in);
-    log::notice(fmt::format("pre-migration backup {} of state {} taken: the way back to {} is `bartld --restore-from "
+    log::notice(fmt::format("pre-migration backup {} of state {} taken: the way back to {} is `{} --restore-from "
                             "{}` with engine {}",
-                            b.id, marker.version, marker.version, b.id, marker.version),
+                            b.id, marker.version, marker.version, bartld_command(rc.config), b.id, marker.version),
                 {{"BARTL_BACKUP_ID", b.id}});
     add_history(marker, "backup", marker.version, marker.version, "before migration: " + b.id);
     inst.write_marker(marker);

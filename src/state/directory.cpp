@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/state_filesystem.hpp"
 #include "util/fs.hpp"
 #include "util/mounts.hpp"
 
@@ -22,6 +23,16 @@ std::string errno_text(int err) { return std::strerror(err); }
 bool no_user_xattrs(int err) { return err == ENOTSUP || err == EOPNOTSUPP; }
 
 std::string device_text(dev_t dev) { return fmt::format("{}:{}", major(dev), minor(dev)); }
+
+/// st_dev of `path` or of its nearest ancestor that exists; "" when none can be inspected.
+std::string nearest_existing_device(std::filesystem::path path) {
+    for (;;) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0) return device_text(st.st_dev);
+        if (!path.has_relative_path()) return "";
+        path = path.parent_path();
+    }
+}
 
 /// Sets user.bartl.state_id; false when the filesystem has no user xattrs.
 bool set_id(const std::filesystem::path& dir, const std::string& id) {
@@ -101,20 +112,26 @@ ComponentObservation DirectoryComponent::observe(const ComponentRecord* recorded
         return o;
     }
     const auto mounts = read_mounts();
-    if (!recorded->mount_point.empty() && !is_mount_point(mounts, recorded->mount_point)) {
+    FilesystemView now;
+    now.recorded_mount_point_mounted = !recorded->mount_point.empty() && is_mount_point(mounts, recorded->mount_point);
+    now.ancestor_device = nearest_existing_device(path_);
+    if (const auto holding = mount_of(mounts, path_.parent_path())) {
+        now.holding_mount_point = holding->mount_point;
+        now.holding_device = holding->device;
+    }
+    const auto presence = judge_state_filesystem(recorded->mount_point, recorded->device, now);
+    if (presence == FilesystemPresence::not_mounted) {
         o.finding = ComponentFinding::not_mounted;
         o.detail = fmt::format("{} is {} and the filesystem that held it ({} on {}) is not mounted", name_,
                                exists ? "empty" : "missing", recorded->device, recorded->mount_point);
         return o;
     }
     o.finding = ComponentFinding::lost;
-    const auto now = mount_of(mounts, path_.parent_path());
-    const bool replaced = now && !recorded->device.empty() && now->device != recorded->device &&
-                          now->mount_point == recorded->mount_point;
     o.detail = fmt::format("{} is {}{} ({}): state lost", name_, exists ? "empty" : "missing",
-                           replaced ? fmt::format(" on a new filesystem at {} (was {}, now {})", recorded->mount_point,
-                                                  recorded->device, now->device)
-                                    : "",
+                           presence == FilesystemPresence::replaced
+                               ? fmt::format(" on a new filesystem at {} (was {}, now {})", recorded->mount_point,
+                                             recorded->device, now.holding_device)
+                               : "",
                            carried);
     return o;
 }

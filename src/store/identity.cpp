@@ -19,10 +19,12 @@ std::string now_ms() {
     return format_rfc3339_ms(std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()));
 }
 
-std::string init_hint(const std::string& instance) {
-    return fmt::format("if this is a new, empty store, create its identity once with `bartld --instance {} "
-                       "--init-store` (or `bartlctl -i {} init-store`)",
-                       instance, instance);
+std::string init_hint(const std::string& instance, const std::string& init_commands) {
+    return fmt::format("if this is a new, empty store, create its identity once with {}",
+                       init_commands.empty() ? fmt::format("`bartld --instance {} --init-store` (or `bartlctl -i {} "
+                                                           "init-store`)",
+                                                           instance, instance)
+                                             : init_commands);
 }
 
 /// The identity, or std::nullopt when absent; throws for another app or a damaged one.
@@ -61,13 +63,13 @@ std::string fenced_message(const Store& store, const StoreWriter& w, const std::
 }
 
 StoreClaim claim(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
-                  const std::string& state_id, bool only_if_unclaimed) {
+                  const std::string& state_id, bool only_if_unclaimed, const std::string& init_commands) {
     for (int attempt = 1;; ++attempt) {
         auto cur = try_read(store, ctx, app);
         if (!cur)
             throw StoreNotInitialized(fmt::format("store {} holds no {}: it is not a bartl store (an unmounted "
                                                   "disk, a wrong bucket or prefix?); {}",
-                                                  store.url(), kStoreIdentityName, init_hint(instance)));
+                                                  store.url(), kStoreIdentityName, init_hint(instance, init_commands)));
         auto& id = cur->identity;
         if (id.writer && id.writer->state_id == state_id) return {id.store_id, *id.writer};
         if (only_if_unclaimed && id.writer) return {id.store_id, *id.writer};  // the caller compares state IDs
@@ -96,12 +98,12 @@ StoreClaim claim(Store& store, const Context& ctx, const std::string& app, const
 }  // namespace
 
 IdentityRead read_store_identity(Store& store, const Context& ctx, const std::string& app,
-                                 const std::string& instance) {
+                                 const std::string& instance, const std::string& init_commands) {
     auto r = try_read(store, ctx, app);
     if (!r)
         throw StoreNotInitialized(fmt::format("store {} holds no {}: it is not a bartl store (an unmounted disk, a "
                                               "wrong bucket or prefix?), so it cannot answer \"no backup\"; {}",
-                                              store.url(), kStoreIdentityName, init_hint(instance)));
+                                              store.url(), kStoreIdentityName, init_hint(instance, init_commands)));
     return *r;
 }
 
@@ -124,12 +126,13 @@ InitStoreResult init_store(Store& store, const Context& ctx, const std::string& 
 }
 
 StoreClaim take_over_store(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
-                            const std::string& state_id) {
-    return claim(store, ctx, app, instance, state_id, false);
+                            const std::string& state_id, const std::string& init_commands) {
+    return claim(store, ctx, app, instance, state_id, false, init_commands);
 }
 
 StoreClaim require_writer(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
-                           const std::string& state_id, bool adopt_legacy_store) {
+                           const std::string& state_id, bool adopt_legacy_store,
+                           const std::string& init_commands) {
     if (adopt_legacy_store && !try_read(store, ctx, app)) {
         bool has_backups = false;
         for (const auto& o : store.list(ctx, app + "-"))
@@ -140,7 +143,7 @@ StoreClaim require_writer(Store& store, const Context& ctx, const std::string& a
             init_store(store, ctx, app);
         }
     }
-    const auto c = claim(store, ctx, app, instance, state_id, true);
+    const auto c = claim(store, ctx, app, instance, state_id, true, init_commands);
     if (c.writer.state_id == state_id) return c;
     throw FencedError(fenced_message(store, c.writer, state_id, instance));
 }

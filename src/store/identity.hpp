@@ -17,11 +17,12 @@ struct IdentityRead {
 };
 
 /// Reads bartl-store.json of `store` for `app`. Throws StoreNotInitialized when the location
-/// holds none (the message names `bartld --instance INSTANCE --init-store`) or holds another
+/// holds none (the message names `init_commands`, the commands that create it as the
+/// operator runs bartld: default `bartld --instance INSTANCE --init-store`) or holds another
 /// app's; RuntimeError when it does not parse (never taken as "none"); StoreUnavailable when
 /// the store does not answer.
 IdentityRead read_store_identity(Store& store, const Context& ctx, const std::string& app,
-                                 const std::string& instance);
+                                 const std::string& instance, const std::string& init_commands = "");
 
 /// What init_store() did.
 struct InitStoreResult {
@@ -43,9 +44,10 @@ struct StoreClaim {
 /// Takes the store over for state `state_id` (a restore or init committed it): the writer
 /// becomes this state with generation + 1, by a compare-and-swap on the identity (retried
 /// when another writer changed it meanwhile). Returns the claim. Throws
-/// StoreNotInitialized, StoreUnavailable, PreconditionFailed after repeated races.
+/// StoreNotInitialized (naming `init_commands` as read_store_identity()), StoreUnavailable,
+/// PreconditionFailed after repeated races.
 StoreClaim take_over_store(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
-                            const std::string& state_id);
+                            const std::string& state_id, const std::string& init_commands = "");
 
 /// Whether state `state_id` is fenced, from one read of bartl-store.json, never writing: the
 /// same message require_writer() throws (naming the writer that took the store over) when
@@ -59,8 +61,10 @@ std::optional<std::string> fenced_by(Store& store, const Context& ctx, const std
 /// has claimed yet is claimed (generation 1). With `adopt_legacy_store` (a state upgraded
 /// from an older bartl), a store without identity that holds backup sidecars of `app` is an
 /// older bartl's store: its identity is created and claimed. Throws FencedError naming the
-/// writer that took the store over and what to do; StoreNotInitialized, StoreUnavailable.
+/// writer that took the store over and what to do; StoreNotInitialized (naming
+/// `init_commands` as read_store_identity()), StoreUnavailable.
 StoreClaim require_writer(Store& store, const Context& ctx, const std::string& app, const std::string& instance,
-                           const std::string& state_id, bool adopt_legacy_store = false);
+                           const std::string& state_id, bool adopt_legacy_store = false,
+                           const std::string& init_commands = "");
 
 }  // namespace bartl

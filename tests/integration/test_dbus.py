@@ -322,7 +322,8 @@ class DBus(StackTest):
         s.stop()
         r = bartlctl("restore-from", "nosuchid", "-c", s.config)
         self.assertEqual(r.returncode, EXIT_USAGE)  # as `bartld --restore-from nosuchid`
-        self.assertIn("no such backup of notes", r.stderr)
+        self.assertIn(f"no backup nosuchid of notes in store file://{s.store}; newest: ", r.stderr)
+        self.assertNotIn("--restore-from", r.stderr)
         self.assertIn(first, r.stderr)  # it names the newest backups
         r = bartlctl("restore-from", first, "-c", s.config, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)

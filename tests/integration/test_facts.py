@@ -148,7 +148,9 @@ class Facts(StackTest):
         s = self.bare()
         disk, mnt = os.path.join(self.tmp, "disk"), os.path.join(s.root, "mnt", "notes")
         data = os.path.join(mnt, "data")
-        os.makedirs(disk)
+        # The disk is a filesystem of its own (a tmpfs that outlives its mount at mnt): a
+        # directory of the filesystem underneath would still be the recorded device there.
+        self.mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", disk)
         edit_config(s.config, {"state.paths": json.dumps([data])})
         self.mount("--bind", disk, mnt)
         self.ok(s, "--prepare")
@@ -185,6 +187,49 @@ class Facts(StackTest):
         self.assertEqual(read(os.path.join(data, "f")), "backed up\n")
         self.assertEqual(read(os.path.join(disk, "data", "f")), "changed after the backup\n", "the old disk changed")
 
+    def sandboxed(self, s, *args):
+        """bartld ARGS as under the unit: in a mount namespace of its own where ReadWritePaths=
+        made the state paths' parent (s.state) a bind mount of itself."""
+        argv = s.argv(BARTLD, "--config", s.config, *args)
+        return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', s.state, *argv],
+                              capture_output=True, text=True, errors="replace", env=s.env(False))
+
+    def test_2_state_lost_under_the_unit_is_lost_by_hand_too_and_the_reverse(self):
+        if not can_mount() or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare to mount")
+        s = self.bare()
+        data = os.path.join(s.state, "data")
+        os.makedirs(s.state)
+        edit_config(s.config, {"state.paths": json.dumps([data])})
+        r = self.sandboxed(s, "--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["components"][0]["mount_point"], s.state)
+        write(os.path.join(data, "f"), "backed up\n")
+        r = self.sandboxed(s, "--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [b] = s.backups()
+
+        # Stopped; the data moved aside; bartld by hand, outside the sandbox.
+        aside = os.path.join(s.state, "aside")
+        os.makedirs(aside)
+        os.rename(data, os.path.join(aside, "data"))
+        plan = s.run("--plan").stdout
+        self.assertNotIn("not mounted", plan)
+        self.assertIn(f"{data} is missing (no state ID): state lost", plan)
+        self.assertRegex(plan, r"plan: (.* -> )?restore ")
+        r = self.ok(s, "--prepare")
+        self.assertIn(f"decision: restore (no local state: restoring backup {b['id']}", r.stderr)
+        self.assertEqual(read(os.path.join(data, "f")), "backed up\n")
+        self.assertEqual(read(os.path.join(aside, "data", "f")), "backed up\n", "the data moved aside changed")
+
+        # The reverse: a marker bartld wrote by hand, the data lost, judged under the unit.
+        self.assertNotEqual(s.marker()["components"][0]["mount_point"], s.state)
+        shutil.rmtree(data)
+        r = self.sandboxed(s, "--plan")
+        self.assertNotIn("not mounted", r.stdout)
+        self.assertIn(f"{data} is missing (no state ID): state lost", r.stdout)
+        self.assertRegex(r.stdout, r"plan: (.* -> )?restore ")
+
     # --- 3. a store that is unmounted or mistyped ---------------------------------------------
 
     def test_3_unmounted_or_mistyped_store_is_not_a_bartl_store_never_init(self):
@@ -199,7 +244,7 @@ class Facts(StackTest):
             r = s.run("--prepare")
             self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
             self.assertIn(f"store {url} holds no bartl-store.json: it is not a bartl store", r.stderr)
-            self.assertIn("bartld --instance notes --init-store", r.stderr)
+            self.assertIn(f"`bartld --config {s.config} --init-store` (or `bartlctl init-store -c {s.config}`)", r.stderr)
             self.assertNotIn("decision: init", r.stderr)
             self.assertFalse(os.path.exists(s.state), "a fresh install happened")
             self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
@@ -346,11 +391,11 @@ class Facts(StackTest):
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
         self.assertIn(f"records component(s) path:{media} that the configuration no longer declares", r.stderr)
-        self.assertIn("bartlctl -i notes forget COMPONENT", r.stderr)
+        self.assertIn(f"bartlctl forget -c {s.config} COMPONENT", r.stderr)
         r = s.run("--backup")
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
         self.assertIn(f"no longer declared: path:{media}", r.stderr)
-        self.assertIn("bartlctl -i notes forget COMPONENT", r.stderr)
+        self.assertIn(f"bartlctl forget -c {s.config} COMPONENT", r.stderr)
         self.assertEqual(len(s.backups()), 1, "a backup silently dropped the removed path")
         r = s.ctl("forget", "--config", s.config, f"path:{media}")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -2,6 +2,7 @@
 """The startup decision end to end: init, reboot, migrate, downgrade, foreign, partial, config errors."""
 import json
 import os
+import shutil
 import subprocess
 import time
 import unittest
@@ -182,6 +183,32 @@ class Lifecycle(StackTest):
         self.assertIn("--restore-from", log)
         self.assertEqual((tree_digest(s.state), s.marker()), before)
 
+    def test_downgrade_refusal_names_the_pre_migration_backup_and_its_way_back_works(self):
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        s.render("2.0.0")
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [b] = s.backups()
+        self.assertIn({"event": "backup", "from": "1.0.0", "to": "1.0.0", "detail": f"before migration: {b['id']}"},
+                      [{k: h[k] for k in ("event", "from", "to", "detail")} for h in s.marker()["history"]])
+        s.render("1.0.0")
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_DOWNGRADE, r.stderr)
+        # The unit is failed, so bartlctl cannot list backups: the message names the one to use.
+        self.assertIn(f"run `bartlctl restore-from -c {s.config} {b['id']}` (or `bartld --config {s.config} "
+                      f"--restore-from {b['id']} --prepare`) with the backup taken before the migration: {b['id']} "
+                      "(state 1.0.0)", r.stderr)
+        self.assertNotIn("`bartlctl backups` lists", r.stderr)
+        # Following it: the state and marker aside, the named backup restored by the old engine.
+        aside = os.path.join(self.tmp, "aside")
+        os.makedirs(aside)
+        shutil.move(s.state, aside)
+        shutil.move(os.path.join(s.bartl_dir, "marker.json"), aside)
+        r = s.run("--restore-from", b["id"], "--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((s.marker()["version"], s.marker()["origin"]), ("1.0.0", "restore:" + b["id"]))
+
     def test_foreign_state_refused_untouched(self):
         s = self.stack("1.0.0")
         os.makedirs(s.state)
@@ -190,9 +217,26 @@ class Lifecycle(StackTest):
         before = tree_digest(s.state)
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_FOREIGN, r.stderr)
-        self.assertIn("bartlctl -i notes adopt", r.stderr)
+        self.assertIn(f"run `bartlctl adopt -c {s.config} VERSION`", r.stderr)
         self.assertIn(s.state, r.stderr)
         self.assertEqual(tree_digest(s.state), before)
+
+    def test_lost_marker_over_bartls_own_state_names_its_state_id_and_both_ways(self):
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        state_id = s.marker()["state_id"]
+        shutil.move(os.path.join(s.bartl_dir, "marker.json"), os.path.join(self.tmp, "marker.json"))
+        before = tree_digest(s.state)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_FOREIGN, r.stderr)
+        self.assertIn(f"This looks like bartl's own state whose marker is lost: it carries state ID {state_id}, but "
+                      f"{os.path.join(s.bartl_dir, 'marker.json')} does not exist", r.stderr)
+        self.assertIn(f"run `bartlctl adopt -c {s.config} VERSION` with the version of the data", r.stderr)
+        self.assertIn(f"move the state paths ({s.state}) aside and start it again: with no state it restores the "
+                      "newest backup from the store", r.stderr)
+        self.assertNotIn("bartl did not create this data", r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+        self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
 
     def test_partial_init_proven_by_intent_is_cleaned_and_redone(self):
         s = self.stack("1.0.0")

@@ -171,7 +171,8 @@ class Restore(StackTest):
         # Found by a newcomer: the mistyped id was kept as the pin, so every later start
         # failed too. It is refused before anything is written, naming what exists.
         self.assertEqual(r.returncode, EXIT_USAGE)
-        self.assertIn("--restore-from deadbeef: no such backup of notes", r.stderr)
+        self.assertIn(f"no backup deadbeef of notes in store file://{s.store}; newest: ", r.stderr)
+        self.assertNotIn("--restore-from deadbeef", r.stderr)
         self.assertIn(b["id"], r.stderr)
         self.assertFalse(os.path.exists(s.state))
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "restore-from")))

@@ -149,7 +149,7 @@ class Signing(StackTest):
         disaster(s)
         r = s.run("--prepare", "--restore-from", unsigned["id"], extra_env=self.env())
         self.assertEqual(r.returncode, EXIT_USAGE, r.stderr)
-        self.assertIn(f"--restore-from {unsigned['id']}: that backup cannot be restored: backup {unsigned['id']} "
+        self.assertIn(f"the chosen backup cannot be restored: backup {unsigned['id']} "
                       "is not signed", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
         r = s.run("--prepare", "--restore-from", good["id"], extra_env=self.env())

@@ -650,6 +650,11 @@ class RealSystemd(unittest.TestCase):
         self.assertNotIn("/var/lib/notes", conf)
         self.assertNotIn("bartl/notes", conf)
 
+        # Never started: systemd has it unloaded, and GetUnit would not know it.
+        r = self.c.run("bartlctl", "-i", "other", "status", check=False)
+        self.assertIn("Unit: bartld@other.service: inactive (dead)", r.stdout)
+        self.assertNotIn("does not know", r.stdout)
+
         seen = self.start_and_watch("bartld@other.service", OTHER_PORT)
         self.assertEqual(seen[-1][:2], ("active", "running"), f"{seen}\n{self.journal('bartld@other.service')}")
         self.assert_serving("bartld@other.service", OTHER_PORT, "2.0.0", "2.0.0")

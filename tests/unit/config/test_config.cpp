@@ -899,3 +899,26 @@ TEST_CASE("[backup] signing_key_file, trusted_keys and trusted_keys_file", "[con
     CHECK(error_of(head + "[backup]\ntrusted_keys_file = \"keys\"\n") ==
           "notes.toml:8:21: [backup] trusted_keys_file must be an absolute path, got \"keys\"");
 }
+
+TEST_CASE("hints repeat how bartld named the instance: --config FILE or --instance NAME", "[config]") {
+    const auto file = fixtures / "minimal.toml";
+    const Config by_file = load_config(file);
+    CHECK(by_file.named_by_file);
+    CHECK(bartld_command(by_file) == "bartld --config " + file.string());
+    CHECK(bartlctl_command(by_file, "restore-from", "1a2b3c4d") ==
+          "bartlctl restore-from -c " + file.string() + " 1a2b3c4d");
+    CHECK(bartlctl_command(by_file, "init-store") == "bartlctl init-store -c " + file.string());
+    CHECK(init_store_commands(by_file) ==
+          "`bartld --config " + file.string() + " --init-store` (or `bartlctl init-store -c " + file.string() + "`)");
+
+    const Config by_name = load_config(file, "notes-eu");
+    CHECK_FALSE(by_name.named_by_file);
+    CHECK(bartld_command(by_name) == "bartld --instance notes-eu");
+    CHECK(bartlctl_command(by_name, "adopt", "VERSION") == "bartlctl -i notes-eu adopt VERSION");
+    CHECK(init_store_commands(by_name) == "`bartld --instance notes-eu --init-store` (or `bartlctl -i notes-eu init-store`)");
+
+    // From text (no file): by instance name.
+    const Config from_text = parse_config("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[state]\npaths = [\"/var/lib/notes\"]\n",
+                                          "notes.toml");
+    CHECK(bartld_command(from_text) == "bartld --instance notes");
+}

@@ -283,3 +283,31 @@ TEST_CASE("marker: a format 1 marker written back before its upgrade stays reada
     REQUIRE(back.components.size() == 1);
     CHECK(back.components[0].name == "/var/lib/notes");
 }
+
+TEST_CASE("marker: the way back is the pre-migration backups an engine can run, newest first", "[marker]") {
+    const std::vector<HistoryEntry> h = {
+        {"2026-11-01T00:00:00Z", "init", "", "1.0.0", ""},
+        {"2026-11-02T00:00:00Z", "backup", "1.0.0", "1.0.0", "before migration: aaaa1111"},
+        {"2026-11-02T00:00:01Z", "migrate", "1.0.0", "1.5.0", "1.5.0"},
+        {"2026-11-03T00:00:00Z", "backup", "1.5.0", "1.5.0", "scheduled: bbbb2222"},
+        {"2026-11-04T00:00:00Z", "backup", "1.5.0", "1.5.0", "before migration: cccc3333"},
+        {"2026-11-04T00:00:01Z", "migrate", "1.5.0", "2.0.0", "2.0.0"},
+        {"2026-11-05T00:00:00Z", "restore", "", "2.0.0", "before migration: not-a-backup-entry"},
+        {"2026-11-05T00:00:01Z", "backup", "2.0.0", "2.0.0", "before migration: "},
+    };
+    auto ids = [](const std::vector<WayBack>& w) {
+        std::vector<std::string> out;
+        for (const auto& x : w) out.push_back(x.backup_id + "@" + x.state_version);
+        return out;
+    };
+    CHECK(ids(way_back_backups(h, "1.5.0")) == std::vector<std::string>{"cccc3333@1.5.0", "aaaa1111@1.0.0"});
+    CHECK(ids(way_back_backups(h, "1.9.9")) == std::vector<std::string>{"cccc3333@1.5.0", "aaaa1111@1.0.0"});
+    CHECK(ids(way_back_backups(h, "1.0.0")) == std::vector<std::string>{"aaaa1111@1.0.0"});
+    CHECK(ids(way_back_backups(h, "1.5.0-rc.1")) == std::vector<std::string>{"aaaa1111@1.0.0"});
+    CHECK(way_back_backups(h, "0.9.0").empty());
+    CHECK(way_back_backups({}, "1.0.0").empty());
+    // An engine or a state version that is no SemVer: kept for the operator to judge.
+    CHECK(ids(way_back_backups(h, "not-semver")) == std::vector<std::string>{"cccc3333@1.5.0", "aaaa1111@1.0.0"});
+    const std::vector<HistoryEntry> odd = {{"t", "backup", "x", "x", "before migration: dddd4444"}};
+    CHECK(ids(way_back_backups(odd, "1.0.0")) == std::vector<std::string>{"dddd4444@x"});
+}

@@ -129,6 +129,37 @@ TEST_CASE("directory: an unmounted filesystem is 'not mounted', a replacement di
     CHECK(o.finding == ComponentFinding::lost);
 }
 
+TEST_CASE("directory: a unit's bind mount of the state's parent, gone outside the sandbox, is 'lost'", "[state]") {
+    TempDir tmp;
+    const auto parent = tmp / "disk";  // a filesystem of its own, as the host's root filesystem
+    if (!mount_fs(tmp, parent, "tmpfs")) {
+        WARN("cannot mount a tmpfs here; bind mount findings not tested");
+        return;
+    }
+    const auto notes = parent / "notes";
+    stdfs::create_directories(notes);
+    // ReadWritePaths=notes: under the unit notes is a bind mount of the same filesystem.
+    REQUIRE(::mount(notes.c_str(), notes.c_str(), nullptr, MS_BIND, nullptr) == 0);
+    const auto dir = notes / "data";
+    DirectoryComponent c(dir);
+    const auto rec = c.bind_live(kId, Owner{});
+    CHECK(rec.mount_point == notes.string());
+    // Outside the sandbox (bartld by hand): no bind mount, the same filesystem; the data moved away.
+    REQUIRE(::umount2(notes.c_str(), MNT_DETACH) == 0);
+    stdfs::rename(dir, parent / "aside");
+    auto o = c.observe(&rec, kId);
+    CHECK(o.finding == ComponentFinding::lost);
+    CHECK(o.detail == dir.string() + " is missing (no state ID): state lost");
+    // The reverse: recorded by hand (mount point of the filesystem), judged under the unit.
+    stdfs::rename(parent / "aside", dir);
+    const auto by_hand = c.record();
+    CHECK(by_hand.mount_point == parent.string());
+    REQUIRE(::mount(notes.c_str(), notes.c_str(), nullptr, MS_BIND, nullptr) == 0);
+    stdfs::remove_all(dir);
+    CHECK(c.observe(&by_hand, kId).finding == ComponentFinding::lost);
+    REQUIRE(::umount2(notes.c_str(), MNT_DETACH) == 0);
+}
+
 TEST_CASE("directory: without user xattrs the inode is the proof", "[state]") {
     TempDir tmp;
     const auto mnt = tmp / "ramfs";

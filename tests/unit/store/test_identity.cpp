@@ -28,6 +28,11 @@ TEST_CASE("store identity: a location without it is not a bartl store", "[identi
     CHECK_THROWS_AS(read_store_identity(*s, ctx, "notes", "notes"), StoreNotInitialized);
     CHECK_THROWS_WITH(read_store_identity(*s, ctx, "notes", "notes-eu"),
                       Catch::Contains("not a bartl store") && Catch::Contains("bartld --instance notes-eu --init-store"));
+    // The caller names the commands as the operator runs bartld (--config FILE).
+    CHECK_THROWS_WITH(read_store_identity(*s, ctx, "notes", "notes", "`bartld --config /x.toml --init-store`"),
+                      Catch::EndsWith("create its identity once with `bartld --config /x.toml --init-store`"));
+    CHECK_THROWS_WITH(take_over_store(*s, ctx, "notes", "notes", "id", "`bartld --config /x.toml --init-store`"),
+                      Catch::EndsWith("create its identity once with `bartld --config /x.toml --init-store`"));
     // Fencing needs an identity too: an empty (unmounted) location is never written to.
     CHECK_THROWS_AS(require_writer(*s, ctx, "notes", "notes", kA), StoreNotInitialized);
     CHECK_THROWS_AS(take_over_store(*s, ctx, "notes", "notes", kA), StoreNotInitialized);

@@ -1,0 +1,23 @@
+#include "core/state_filesystem.hpp"
+
+namespace bartl {
+
+FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_point,
+                                          const std::string& recorded_device, const FilesystemView& now) {
+    if (recorded_mount_point.empty()) return FilesystemPresence::present;
+    const bool same_device = !recorded_device.empty() && now.ancestor_device == recorded_device;
+    if (!now.recorded_mount_point_mounted) {
+        // Outside the sandbox the unit's bind mount is gone, but its filesystem is not.
+        return same_device ? FilesystemPresence::present : FilesystemPresence::not_mounted;
+    }
+    if (same_device || recorded_device.empty()) return FilesystemPresence::present;
+    // The mount point is there, the device is not: another disk in its place, unless the
+    // mount point now mounted is just an ancestor's (the reverse view: a bind mount at the
+    // state path over the same filesystem is caught by same_device above).
+    if (now.holding_mount_point && *now.holding_mount_point == recorded_mount_point &&
+        now.holding_device != recorded_device)
+        return FilesystemPresence::replaced;
+    return FilesystemPresence::present;
+}
+
+}  // namespace bartl

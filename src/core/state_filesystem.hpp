@@ -1,0 +1,40 @@
+// Whether the filesystem that held a missing or empty state directory is still there
+// (bartl(7) "What bartl observes": a state filesystem that is not mounted). Pure.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace bartl {
+
+/// What the host shows now around a missing or empty state directory.
+struct FilesystemView {
+    /// The recorded mount point is a mount point in this process's mount namespace.
+    bool recorded_mount_point_mounted = false;
+    /// "MAJOR:MINOR" (st_dev) of the nearest existing ancestor of the state path (the path
+    /// itself when it exists); empty when none could be inspected.
+    std::string ancestor_device;
+    /// The mount that holds the state path's parent: its mount point and "MAJOR:MINOR".
+    std::optional<std::string> holding_mount_point;
+    std::string holding_device;
+};
+
+/// The verdict on that filesystem.
+enum class FilesystemPresence {
+    present,      ///< the filesystem that held the state is there: the state itself is lost
+    replaced,     ///< another filesystem is mounted at the recorded mount point (a new disk)
+    not_mounted,  ///< the filesystem that held it is not there: never restore underneath
+};
+
+/// Judges the filesystem of a state directory the marker recorded on `recorded_device`
+/// ("MAJOR:MINOR", st_dev at commit) at `recorded_mount_point`, given `now`.
+/// The mount point path alone does not decide: a unit's ReadWritePaths= or a by-hand run
+/// outside the sandbox sees the same filesystem as a bind mount at the state path or as part
+/// of "/". The filesystem counts as present when the recorded mount point is mounted or the
+/// nearest existing ancestor is on the recorded device; it is not mounted only when that
+/// ancestor is on another device and the recorded mount point is no mount point. An empty
+/// recorded mount point (a marker from before mount points were recorded) is always present.
+FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_point,
+                                          const std::string& recorded_device, const FilesystemView& now);
+
+}  // namespace bartl

@@ -1,0 +1,72 @@
+// judge_state_filesystem(): bind mounts (a unit's ReadWritePaths=) against real disks.
+#include <catch2/catch.hpp>
+
+#include "core/state_filesystem.hpp"
+
+using namespace bartl;
+
+namespace {
+
+FilesystemView view(bool mounted, std::string ancestor, std::optional<std::string> holding_mp = "/",
+                    std::string holding_dev = "254:0") {
+    FilesystemView v;
+    v.recorded_mount_point_mounted = mounted;
+    v.ancestor_device = std::move(ancestor);
+    v.holding_mount_point = std::move(holding_mp);
+    v.holding_device = std::move(holding_dev);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("state filesystem: the unit's bind mount seen from outside the sandbox is present", "[core]") {
+    // Under the unit ReadWritePaths=/var/lib/notes made it a bind mount of the root filesystem;
+    // by hand /var/lib/notes is part of "/", on the same device.
+    CHECK(judge_state_filesystem("/var/lib/notes", "254:0", view(false, "254:0")) == FilesystemPresence::present);
+    // With the state directory itself still there (empty).
+    CHECK(judge_state_filesystem("/var/lib/notes", "254:0", view(false, "254:0", "/", "254:0")) ==
+          FilesystemPresence::present);
+}
+
+TEST_CASE("state filesystem: the reverse view, a by-hand marker seen under the unit, is present", "[core]") {
+    // Recorded "/" by hand; under the unit /var/lib/notes is a bind mount of 254:0.
+    CHECK(judge_state_filesystem("/", "254:0", view(true, "254:0", "/var/lib/notes", "254:0")) ==
+          FilesystemPresence::present);
+    // Same for a state directory on a separate disk mounted at /srv, bound in by the unit.
+    CHECK(judge_state_filesystem("/srv", "8:17", view(true, "8:17", "/srv/notes", "8:17")) ==
+          FilesystemPresence::present);
+    CHECK(judge_state_filesystem("/srv/notes", "8:17", view(false, "8:17", "/srv", "8:17")) ==
+          FilesystemPresence::present);
+}
+
+TEST_CASE("state filesystem: a real disk that is not mounted", "[core]") {
+    // /mnt/notes held 8:17; now the bare mount point is on the root filesystem.
+    CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(false, "254:0")) == FilesystemPresence::not_mounted);
+    // Outside the sandbox too: neither the bind mount nor the disk under it.
+    CHECK(judge_state_filesystem("/srv/notes", "8:17", view(false, "254:0", "/", "254:0")) ==
+          FilesystemPresence::not_mounted);
+    // Nothing could be inspected: not proven present.
+    CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(false, "")) == FilesystemPresence::not_mounted);
+    // A marker without a device and a mount point that is gone.
+    CHECK(judge_state_filesystem("/mnt/notes", "", view(false, "254:0")) == FilesystemPresence::not_mounted);
+}
+
+TEST_CASE("state filesystem: a new disk at the recorded mount point is a replacement", "[core]") {
+    CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(true, "8:33", "/mnt/notes", "8:33")) ==
+          FilesystemPresence::replaced);
+    // Another filesystem mounted deeper than the recorded mount point is no replacement of it.
+    CHECK(judge_state_filesystem("/", "254:0", view(true, "0:52", "/var/lib/notes", "0:52")) ==
+          FilesystemPresence::present);
+    // The same disk back where it was.
+    CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(true, "8:17", "/mnt/notes", "8:17")) ==
+          FilesystemPresence::present);
+}
+
+TEST_CASE("state filesystem: markers without a mount point or a device", "[core]") {
+    CHECK(judge_state_filesystem("", "", view(false, "")) == FilesystemPresence::present);
+    CHECK(judge_state_filesystem("", "8:17", view(false, "254:0")) == FilesystemPresence::present);
+    CHECK(judge_state_filesystem("/mnt/notes", "", view(true, "254:0", "/mnt/notes", "0:52")) ==
+          FilesystemPresence::present);
+    CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(true, "254:0", std::nullopt, "")) ==
+          FilesystemPresence::present);
+}
