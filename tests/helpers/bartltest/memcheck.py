@@ -58,6 +58,11 @@ def _alive(pid):
         return True
 
 
+# An LSan log holding nothing but the "Suppressions used" table of suppressed leaks.
+_SUPPRESSIONS_ONLY = re.compile(r"\s*-+\s*Suppressions used:\s*\n\s*count\s+bytes\s+template\s*\n"
+                                r"(?:\s*\d+\s+\d+\s+\S+\s*\n)+\s*-+\s*", re.S)
+
+
 def memory_reports():
     """Sanitizer and valgrind error reports written since the last call, as one text ("" for
     none). Every finished report is consumed; clean valgrind logs are dropped, and logs of
@@ -73,7 +78,9 @@ def memory_reports():
                 continue
             failed = int(summary.group(1)) > 0 if summary else _VALGRIND_ERROR.search(text) is not None
         else:
-            failed = True  # a sanitizer writes a log only to report an error
+            # A sanitizer writes a log to report an error, or (LSan with print_suppressions)
+            # only the statistics of suppressed leaks, which is no error.
+            failed = _SUPPRESSIONS_ONLY.fullmatch(text) is None
         os.remove(path)
         if failed:
             out.append(f"--- {path} ---\n{text}")
