@@ -510,7 +510,10 @@ struct SftpStore::Shared {
         with_retries(
             ctx, policy, say(what), [&] { attempt(ctx.with_timeout(call_timeout)); },
             [&](unsigned n, const std::string& error) {
-                log::info(fmt::format("{} (try {} failed; trying again)", error, n));
+                // Debug, as on S3: the fence watch looks every fence_check, and at info a
+                // stopped server was a line per retry for the whole outage; what is left
+                // after retry_for is said once, by the caller.
+                log::debug(fmt::format("{} (try {} failed; trying again)", error, n));
             });
     }
 

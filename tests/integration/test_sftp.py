@@ -238,6 +238,32 @@ class Sftp(StackTest):
         self.ok(s, "--backup")
         self.assertEqual(len(s.backups()), 1)
 
+    def test_a_stopped_server_while_serving_is_one_warning_not_a_line_per_retry(self):
+        # The fence watch looks every fence_check; each look retried for [store] retry_for and
+        # logged every retry at info ("try N failed; trying again"): a journal line every few
+        # seconds for a whole outage beside the one warning (found on a real systemd).
+        s = self.sftp_stack(**{"backup.fence_check": '"1s"'})
+        self.ok(s, "--prepare")
+        s.start(extra_env={"BARTL_LOG_LEVEL": "info"})  # bartld's default, as under systemd
+        s.wait_ready()
+        self.ssh.stop()
+
+        def wait_for(text):
+            deadline = time.monotonic() + scaled(30)  # a pooled connection may take call_timeout
+            while text not in s.read_log():
+                self.assertLess(time.monotonic(), deadline, f"no {text!r} in:\n{s.read_log()}")
+                time.sleep(0.2)
+
+        wait_for("the store cannot be read")
+        time.sleep(scaled(5))  # more looks of 1 s + up to 1 s of retries each
+        self.ssh.start()
+        wait_for("can be read again")
+        log = s.read_log()
+        self.assertEqual(s.stop(), 0)
+        self.assertEqual(log.count("the store cannot be read"), 1, log)
+        self.assertNotIn("trying again", log)
+        self.assertIn("can be read again", log)
+
     def test_killed_backup_and_stopped_server_leave_nothing_listable_cleaned_later(self):
         s = self.sftp_stack(**{"backup.compression": '"zstd:1"'})
         self.ok(s, "--prepare")
