@@ -208,6 +208,28 @@ class Sftp(StackTest):
         self.assertIn(f"refused the key {stranger}", r.stderr)
         self.assertEqual(s.backups(), [])
 
+    def test_known_hosts_listing_ssh_rsa_first_names_the_cause(self):
+        # ssh-keyscan writes the server's ssh-rsa key first; libcurl then offers the server
+        # only that host key type, which OpenSSH 8.8 and later refuse, and all bartl said was
+        # libssh2's "Failure establishing ssh session: -5, Unable to exchange encryption keys"
+        # (found on a real systemd, following bartl.toml(5)'s ssh-keyscan line).
+        s = self.sftp_stack()
+        self.ok(s, "--prepare")
+        rsa = os.path.join(self.tmp, "rsa-hostkey")
+        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa], check=True)
+        with open(self.ssh.known_hosts, "w") as f:
+            f.write(self.ssh.known_hosts_line(rsa) + self.ssh.known_hosts_line(self.ssh.host_key))
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"no host key type in common with 127.0.0.1:{self.ssh.port}", r.stderr)
+        self.assertIn(f"the first key {self.ssh.known_hosts} lists for [127.0.0.1]:{self.ssh.port}", r.stderr)
+        self.assertIn(f"ssh-keyscan -t ed25519 -p {self.ssh.port} 127.0.0.1", r.stderr)
+        self.assertEqual(s.backups(), [])
+        # The ed25519 line first, the ssh-rsa one after it: connects.
+        with open(self.ssh.known_hosts, "w") as f:
+            f.write(self.ssh.known_hosts_line(self.ssh.host_key) + self.ssh.known_hosts_line(rsa))
+        self.ok(s, "--backup")
+
     def test_a_passphrase_protected_key_is_named_as_such(self):
         # libssh2 cannot use it and curl says only "login denied": the message blamed the
         # server's authorized_keys.
