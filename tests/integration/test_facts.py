@@ -354,6 +354,8 @@ class Facts(StackTest):
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
         self.assertIn(f"backup {b['id']} holds state path {two}, which [state] paths does not declare", r.stderr)
+        # Exit 78 at the key's FILE:LINE:COLUMN, as every configuration error.
+        self.assertRegex(r.stderr, rf"{re.escape(s.config)}:\d+:\d+: backup {b['id']} holds state path")
         self.assertIn("[state] moved", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
         edit_config(s.config, {"state.moved": f"{{ {json.dumps(two)} = {json.dumps(three)} }}"})
