@@ -15,8 +15,13 @@ FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_poin
     // mount point now mounted is just an ancestor's (the reverse view: a bind mount at the
     // state path over the same filesystem is caught by same_device above).
     if (now.holding_mount_point && *now.holding_mount_point == recorded_mount_point &&
-        now.holding_device != recorded_device)
+        now.holding_device != recorded_device) {
+        // The unit's bind mount of the bare mount point of a disk that is not mounted: the
+        // root filesystem underneath, where a restore would diverge from the disk.
+        if (recorded_mount_point != "/" && !now.root_device.empty() && now.holding_device == now.root_device)
+            return FilesystemPresence::not_mounted;
         return FilesystemPresence::replaced;
+    }
     return FilesystemPresence::present;
 }
 

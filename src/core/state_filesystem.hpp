@@ -17,6 +17,8 @@ struct FilesystemView {
     /// The mount that holds the state path's parent: its mount point and "MAJOR:MINOR".
     std::optional<std::string> holding_mount_point;
     std::string holding_device;
+    /// "MAJOR:MINOR" of the filesystem mounted at "/"; empty when unknown.
+    std::string root_device;
 };
 
 /// The verdict on that filesystem.
@@ -32,8 +34,11 @@ enum class FilesystemPresence {
 /// outside the sandbox sees the same filesystem as a bind mount at the state path or as part
 /// of "/". The filesystem counts as present when the recorded mount point is mounted or the
 /// nearest existing ancestor is on the recorded device; it is not mounted only when that
-/// ancestor is on another device and the recorded mount point is no mount point. An empty
-/// recorded mount point (a marker from before mount points were recorded) is always present.
+/// ancestor is on another device and the recorded mount point is no mount point, or when the
+/// recorded mount point (other than "/") is now held by the root filesystem: under the unit,
+/// ReadWritePaths= binds the bare directory there once the disk is gone, which is never a new
+/// disk. An empty recorded mount point (a marker from before mount points were recorded) is
+/// always present.
 FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_point,
                                           const std::string& recorded_device, const FilesystemView& now);
 

@@ -243,6 +243,10 @@ void Server::finish_backup() {
     auto outcome = backup_outcome_;
     if (!backup_result_) outcome.bytes = status_.snapshot().last_backup.bytes;  // keep the estimate
     status_.end_backup(outcome, to_realtime_usec(next_backup_));
+    // A takeover or first claim deferred at the start (the store refused writes) is done by
+    // the first backup that succeeds: watch the writer record from then on, not only from the
+    // next start.
+    if (backup_result_ && !fence_thread_.joinable()) start_fence_watch();
     if (config_.consistency == Config::Consistency::stop && !config_.exec.empty() && !app_) start_app();
     notify::status(serving_status());
     status_.update([&](StatusSnapshot& s) { s.status_text = serving_status(); });

@@ -40,7 +40,7 @@ std::vector<const Component*> map_by_name(const std::vector<std::unique_ptr<Comp
                 "{}: backup {} holds state path {}, which [state] paths does not declare: declare it (its data "
                 "would otherwise be dropped by the restore and by every later backup), or, if it lives elsewhere "
                 "now, say where with [state] moved = {{ \"{}\" = \"NEW PATH\" }}",
-                config.file.string(), backup.id, name, name));
+                config.where("[state] paths[0]"), backup.id, name, name));  // positions are per entry
         if (std::find(out.begin(), out.end(), found) != out.end())
             throw IntegrityError(fmt::format("backup {} names state path {} twice", backup.id, want));
         out.push_back(found);

@@ -119,6 +119,7 @@ ComponentObservation DirectoryComponent::observe(const ComponentRecord* recorded
         now.holding_mount_point = holding->mount_point;
         now.holding_device = holding->device;
     }
+    if (const auto root = mount_of(mounts, "/")) now.root_device = root->device;
     const auto presence = judge_state_filesystem(recorded->mount_point, recorded->device, now);
     if (presence == FilesystemPresence::not_mounted) {
         o.finding = ComponentFinding::not_mounted;

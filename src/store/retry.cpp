@@ -33,8 +33,11 @@ void with_retries(const Context& ctx, const RetryPolicy& policy, const std::stri
             if (budget.remaining() <= delay) {
                 const double secs =
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-                throw StoreUnavailable(fmt::format("{}: {} (after {} tr{} in {:.1f} s)", what, e.what(), tries,
-                                                   tries == 1 ? "y" : "ies", secs));
+                // An error that already names the call (the SFTP store's) is not prefixed twice.
+                const std::string error = e.what();
+                const bool named = error.rfind(what + ": ", 0) == 0;
+                throw StoreUnavailable(fmt::format("{}{} (after {} tr{} in {:.1f} s)", named ? "" : what + ": ",
+                                                   error, tries, tries == 1 ? "y" : "ies", secs));
             }
             if (on_retry) on_retry(tries, e.what());
             // Sleep in slices, so a stop request ends the wait at once.

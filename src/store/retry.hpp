@@ -35,7 +35,8 @@ std::chrono::milliseconds backoff_cap(const RetryPolicy& policy, unsigned n);
 /// Runs `attempt` until it returns without throwing TransientStoreError. Between tries it
 /// sleeps the jittered backoff (waking at once when `ctx` is cancelled: StopRequested). When
 /// the budget or `ctx`'s deadline leaves no time for another try, the last transient error is
-/// rethrown as StoreUnavailable "<what>: <error> (after N tries in T s)". Other exceptions
+/// rethrown as StoreUnavailable "<what>: <error> (after N tries in T s)" ("<what>: " left out when
+/// the error starts with it already). Other exceptions
 /// pass through at once. `on_retry` (may be empty) hears of each retry, for the log.
 void with_retries(const Context& ctx, const RetryPolicy& policy, const std::string& what,
                   const std::function<void()>& attempt,

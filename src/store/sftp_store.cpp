@@ -309,8 +309,8 @@ struct SftpStore::Shared {
                         host_port(), known_hosts.string(), known_hosts_name(), known_hosts.string())));
                 throw StoreUnavailable(say(fmt::format(
                     "the host key of {} is not in {} ([store.sftp] known_hosts), so bartl cannot tell the server from "
-                    "an impostor and does not connect; add its key as a line for {} (ssh-keyscan -p {} {}, checked "
-                    "against the server's fingerprint)",
+                    "an impostor and does not connect; add its key as a line for {} (ssh-keyscan -t ed25519 -p {} {}, "
+                    "checked against the server's fingerprint)",
                     host_port(), known_hosts.string(), known_hosts_name(), where.port, where.host)));
             case CURLE_LOGIN_DENIED:
                 // libssh2 cannot load a key it has no passphrase for and says only "denied":
@@ -337,6 +337,18 @@ struct SftpStore::Shared {
                 if (detail.find("Permission denied") != std::string::npos)
                     throw StoreReadOnly(say(fmt::format("{}: {}", what, detail)));
                 throw RuntimeError(say(fmt::format("{}: {}", what, detail)));
+            case CURLE_FAILED_INIT:
+                // libcurl offers the server only the host key type of the first line known_hosts
+                // holds for it; ssh-keyscan writes ssh-rsa first, which OpenSSH 8.8 and later
+                // refuse (SHA-1), and libssh2 then says only "Unable to exchange encryption keys".
+                if (detail.find("Unable to exchange encryption keys") != std::string::npos)
+                    throw StoreUnavailable(say(fmt::format(
+                        "{}: {}: no host key type in common with {}: libcurl offers only the type of the first key "
+                        "{} lists for {}; when that is ssh-rsa (ssh-keyscan writes it first), which OpenSSH 8.8 and "
+                        "later refuse, put the server's ed25519 line first (ssh-keyscan -t ed25519 -p {} {}, checked "
+                        "against the server's fingerprint)",
+                        what, detail, host_port(), known_hosts.string(), known_hosts_name(), where.port, where.host)));
+                throw StoreUnavailable(say(fmt::format("{}: {}", what, detail)));
             default:
                 throw StoreUnavailable(say(fmt::format("{}: {}", what, detail)));
         }
@@ -510,7 +522,10 @@ struct SftpStore::Shared {
         with_retries(
             ctx, policy, say(what), [&] { attempt(ctx.with_timeout(call_timeout)); },
             [&](unsigned n, const std::string& error) {
-                log::info(fmt::format("{} (try {} failed; trying again)", error, n));
+                // Debug, as on S3: the fence watch looks every fence_check, and at info a
+                // stopped server was a line per retry for the whole outage; what is left
+                // after retry_for is said once, by the caller.
+                log::debug(fmt::format("{} (try {} failed; trying again)", error, n));
             });
     }
 

@@ -142,17 +142,22 @@ class Facts(StackTest):
 
     # --- 2. a state filesystem that is not mounted --------------------------------------------
 
-    def test_2_unmounted_state_filesystem_exit_1_never_restored_onto_the_mount_point(self):
-        if not can_mount():
-            self.skipTest("needs root to mount")
+    def state_on_a_disk(self):
+        """A bare stack whose state path is DISK/data, the disk mounted at MNT: (stack, DISK,
+        MNT, MNT/data). The disk is a filesystem of its own (a tmpfs that outlives its mount at
+        MNT): a directory of the filesystem underneath would still be the recorded device there."""
         s = self.bare()
         disk, mnt = os.path.join(self.tmp, "disk"), os.path.join(s.root, "mnt", "notes")
         data = os.path.join(mnt, "data")
-        # The disk is a filesystem of its own (a tmpfs that outlives its mount at mnt): a
-        # directory of the filesystem underneath would still be the recorded device there.
         self.mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", disk)
         edit_config(s.config, {"state.paths": json.dumps([data])})
         self.mount("--bind", disk, mnt)
+        return s, disk, mnt, data
+
+    def test_2_unmounted_state_filesystem_exit_1_never_restored_onto_the_mount_point(self):
+        if not can_mount():
+            self.skipTest("needs root to mount")
+        s, disk, mnt, data = self.state_on_a_disk()
         self.ok(s, "--prepare")
         self.assertEqual(s.marker()["components"][0]["mount_point"], mnt)
         write(os.path.join(data, "f"), "backed up\n")
@@ -193,6 +198,39 @@ class Facts(StackTest):
         argv = s.argv(BARTLD, "--config", s.config, *args)
         return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', s.state, *argv],
                               capture_output=True, text=True, errors="replace", env=s.env(False))
+
+    def test_2_unmounted_state_disk_under_the_unit_exit_1_never_restored_onto_the_root_filesystem(self):
+        # Under the unit ReadWritePaths= makes the state path's parent a bind mount. With the
+        # disk not mounted, it binds the bare mount point of the root filesystem instead, at
+        # the very mount point recorded: that was judged "a new filesystem", state lost, and
+        # the backup was restored onto the root filesystem (found on a real systemd).
+        if not can_mount() or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare to mount")
+        if os.stat(self.tmp).st_dev != os.stat("/").st_dev:
+            self.skipTest("the test directory is not on the root filesystem")
+        s, disk, mnt, data = self.state_on_a_disk()
+
+        def unit(*args):  # bartld as under the unit: mnt bound onto itself in a namespace
+            argv = s.argv(BARTLD, "--config", s.config, *args)
+            return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', mnt, *argv],
+                                  capture_output=True, text=True, errors="replace", env=s.env(False))
+
+        self.assertEqual(unit("--prepare").returncode, 0)
+        write(os.path.join(data, "f"), "backed up\n")
+        self.assertEqual(unit("--backup").returncode, 0)
+        [b] = s.backups()
+        self.umount(mnt)
+        r = unit("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertRegex(r.stderr, rf"{re.escape(data)} is missing and the filesystem that held it "
+                                   rf"\(\d+:\d+ on {re.escape(mnt)}\) is not mounted")
+        self.assertEqual(os.listdir(mnt), [], "something was restored onto the bare mount point")
+        self.assertEqual(backup_ids(s), [b["id"]])
+        # The disk back: served as it is.
+        self.mount("--bind", disk, mnt)
+        r = unit("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("decision: serve", r.stderr)
 
     def test_2_state_lost_under_the_unit_is_lost_by_hand_too_and_the_reverse(self):
         if not can_mount() or not shutil.which("unshare"):
@@ -316,6 +354,8 @@ class Facts(StackTest):
         r = s.run("--prepare")
         self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
         self.assertIn(f"backup {b['id']} holds state path {two}, which [state] paths does not declare", r.stderr)
+        # Exit 78 at the key's FILE:LINE:COLUMN, as every configuration error.
+        self.assertRegex(r.stderr, rf"{re.escape(s.config)}:\d+:\d+: backup {b['id']} holds state path")
         self.assertIn("[state] moved", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
         edit_config(s.config, {"state.moved": f"{{ {json.dumps(two)} = {json.dumps(three)} }}"})

@@ -417,21 +417,28 @@ class S3(StackTest):
 
     # --- store identity and fencing on S3 -----------------------------------------------------
 
-    def test_a_serving_host_notices_a_takeover_within_fence_check_without_a_backup(self):
-        # Host A serves with a day to its next backup; host B restores and takes the store over.
-        # A reads the writer record every [backup] fence_check and shows FENCED (status, D-Bus,
-        # one journal line) without a backup attempt, writing and deleting nothing.
+    def host_a_backed_up(self, name, fence_check):
+        """Host A of two that share a prefix, with a backup and [backup] fence_check =
+        `fence_check`, and a private bus: (bus, shared root, prefix, A). Skips without root
+        and unshare."""
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             self.skipTest("needs root and unshare for a second host")
         bus = PrivateBus()
         self.addCleanup(bus.close)
         root = os.path.join(self.tmp, "shared")
-        prefix = f"fence-check-{self.n}"
+        prefix = f"{name}-{self.n}"
         a = self.host_stack("host-a", root, prefix=prefix)
-        edit_config(a.config, {**BARE, "backup.fence_check": '"2s"'})
+        edit_config(a.config, {**BARE, "backup.fence_check": json.dumps(fence_check)})
         self.ok(a, "--prepare")
         self.fill(a, big=1 << 16)
         self.ok(a, "--backup")
+        return bus, root, prefix, a
+
+    def test_a_serving_host_notices_a_takeover_within_fence_check_without_a_backup(self):
+        # Host A serves with a day to its next backup; host B restores and takes the store over.
+        # A reads the writer record every [backup] fence_check and shows FENCED (status, D-Bus,
+        # one journal line) without a backup attempt, writing and deleting nothing.
+        bus, root, prefix, a = self.host_a_backed_up("fence-check", "2s")
         a.start(extra_env=bus.env())
         a.wait_ready()
         status = lambda: json.loads(a.ctl("status", "--json", bus=bus).stdout)
@@ -486,6 +493,33 @@ class S3(StackTest):
         self.assertEqual(s.stop(), 0)
         self.assertNotIn("fenced: store", log)
         self.assertIsNone(st["fenced"], st["fenced"])
+
+    def test_a_takeover_deferred_at_the_start_is_watched_once_a_backup_completes_it(self):
+        # Host A restores while the store refuses writes: the takeover waits for the first
+        # backup, and the fence watch is off until then. That backup completed the takeover,
+        # but the watch stayed off for the rest of the run: host B took the store over and A
+        # showed nothing until its next backup, up to an interval later.
+        bus, root, prefix, a = self.host_a_backed_up("fence-deferred", "1s")
+        self.disaster(a)
+        _servers.fault({"op": "PutObject", "action": "status", "status": 403, "count": 1000})
+        a.start(extra_env=bus.env())
+        a.wait_ready()
+        self.assertIn("cannot take the store over", a.read_log())
+        _servers.reset()  # writable again: the backup completes the takeover
+        r = a.ctl("backup", "--wait", bus=bus)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + a.read_log())
+        status = lambda: json.loads(a.ctl("status", "--json", bus=bus).stdout)
+        self.assertIsNone(status()["fenced"])
+
+        b = self.host_stack("host-b", root, prefix=prefix)
+        edit_config(b.config, BARE)
+        self.ok(b, "--prepare")
+        t0 = time.monotonic()
+        while not status()["fenced"]:
+            self.assertLess(time.monotonic() - t0, scaled(10), "A did not notice the takeover:\n" + a.read_log())
+            time.sleep(0.2)
+        self.assertIn("host host-b", status()["fenced"])
+        self.assertEqual(a.stop(), 0)
 
     def test_an_unreadable_store_is_warned_about_once_per_outage(self):
         # Once per outage, not once per look: a retried call's message carries "(after N tries

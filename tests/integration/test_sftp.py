@@ -208,6 +208,28 @@ class Sftp(StackTest):
         self.assertIn(f"refused the key {stranger}", r.stderr)
         self.assertEqual(s.backups(), [])
 
+    def test_known_hosts_listing_ssh_rsa_first_names_the_cause(self):
+        # ssh-keyscan writes the server's ssh-rsa key first; libcurl then offers the server
+        # only that host key type, which OpenSSH 8.8 and later refuse, and all bartl said was
+        # libssh2's "Failure establishing ssh session: -5, Unable to exchange encryption keys"
+        # (found on a real systemd, following bartl.toml(5)'s ssh-keyscan line).
+        s = self.sftp_stack()
+        self.ok(s, "--prepare")
+        rsa = os.path.join(self.tmp, "rsa-hostkey")
+        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa], check=True)
+        with open(self.ssh.known_hosts, "w") as f:
+            f.write(self.ssh.known_hosts_line(rsa) + self.ssh.known_hosts_line(self.ssh.host_key))
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"no host key type in common with 127.0.0.1:{self.ssh.port}", r.stderr)
+        self.assertIn(f"the first key {self.ssh.known_hosts} lists for [127.0.0.1]:{self.ssh.port}", r.stderr)
+        self.assertIn(f"ssh-keyscan -t ed25519 -p {self.ssh.port} 127.0.0.1", r.stderr)
+        self.assertEqual(s.backups(), [])
+        # The ed25519 line first, the ssh-rsa one after it: connects.
+        with open(self.ssh.known_hosts, "w") as f:
+            f.write(self.ssh.known_hosts_line(self.ssh.host_key) + self.ssh.known_hosts_line(rsa))
+        self.ok(s, "--backup")
+
     def test_a_passphrase_protected_key_is_named_as_such(self):
         # libssh2 cannot use it and curl says only "login denied": the message blamed the
         # server's authorized_keys.
@@ -237,6 +259,32 @@ class Sftp(StackTest):
         self.ssh.start()
         self.ok(s, "--backup")
         self.assertEqual(len(s.backups()), 1)
+
+    def test_a_stopped_server_while_serving_is_one_warning_not_a_line_per_retry(self):
+        # The fence watch looks every fence_check; each look retried for [store] retry_for and
+        # logged every retry at info ("try N failed; trying again"): a journal line every few
+        # seconds for a whole outage beside the one warning (found on a real systemd).
+        s = self.sftp_stack(**{"backup.fence_check": '"1s"'})
+        self.ok(s, "--prepare")
+        s.start(extra_env={"BARTL_LOG_LEVEL": "info"})  # bartld's default, as under systemd
+        s.wait_ready()
+        self.ssh.stop()
+
+        def wait_for(text):
+            deadline = time.monotonic() + scaled(30)  # a pooled connection may take call_timeout
+            while text not in s.read_log():
+                self.assertLess(time.monotonic(), deadline, f"no {text!r} in:\n{s.read_log()}")
+                time.sleep(0.2)
+
+        wait_for("the store cannot be read")
+        time.sleep(scaled(5))  # more looks of 1 s + up to 1 s of retries each
+        self.ssh.start()
+        wait_for("can be read again")
+        log = s.read_log()
+        self.assertEqual(s.stop(), 0)
+        self.assertEqual(log.count("the store cannot be read"), 1, log)
+        self.assertNotIn("trying again", log)
+        self.assertIn("can be read again", log)
 
     def test_killed_backup_and_stopped_server_leave_nothing_listable_cleaned_later(self):
         s = self.sftp_stack(**{"backup.compression": '"zstd:1"'})

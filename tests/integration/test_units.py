@@ -17,7 +17,9 @@ from bartltest import SOURCE_ROOT, BARTLD, StackTest, edit_config, scaled
 
 BUILD_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BARTLD))))
 HOST_UNITS = "/lib/systemd/system"
-MAX_EXPOSURE = 2.5  # issue 11: with the user switch (CAP_SETUID, CAP_SETGID) in the unit
+MAX_EXPOSURE = 2.6  # issue 11: with the user switch (CAP_SETUID, CAP_SETGID) in the unit; 2.6 since
+# setpriority(2) passes the SystemCallFilter (the backup thread lowers its own priority by
+# [backup] nice), which systemd-analyze counts as @resources not filtered
 EVENTS = os.path.join(SOURCE_ROOT, "src", "ops", "events.hpp")
 
 

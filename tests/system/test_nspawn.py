@@ -24,6 +24,7 @@ The scenarios run in order in one container, each building on the one before:
   3 in-place upgrade   6 two instances side by side
   7 bartl-generator: a config and no drop-in is enough, a bad config breaks nothing, and
     across a reboot
+  8 backups at [backup] nice under the hardened unit, the app at bartld's niceness
 """
 import fcntl
 import glob
@@ -745,6 +746,34 @@ class RealSystemd(unittest.TestCase):
             self.assertEqual((s["ActiveState"], s["ExecMainStatus"], s["NRestarts"]),
                              ("failed", str(EXIT_CONFIG), "0"), self.journal(bad))
             self.assertIn("unknown key 'versoin'", self.journal(bad))
+
+    def test_8_backups_run_at_backup_nice_under_the_unit(self):
+        """[backup] nice under the shipped unit: its SystemCallFilter=~@resources made
+        setpriority(2) fail with EPERM, so every backup ran at the app's priority and logged
+        "cannot lower this thread's priority". The hook a backup runs is at bartld's niceness
+        + 10 (the default), the app at bartld's."""
+        unit = "bartld@nicety.service"
+        # PrivateTmp=: the hook writes beside the state path, where the unit may write.
+        self.c.run("tee", "/etc/bartl/nicety.toml", input=(
+            '[app]\nname = "nicety"\nversion = "1.0.0"\nexec = ["/bin/sleep", "infinity"]\n'
+            '[state]\npaths = ["/var/lib/nicety/data"]\n'
+            '[hooks]\npre_backup = ["/bin/sh", "-c", "nice > /var/lib/nicety/hook-nice"]\n'
+            '[backup]\nstore = "file:///var/backups/bartl/nicety"\n'))
+        self.c.run("mkdir", "-p", "-m", "0700", "/var/backups/bartl/nicety")
+        self.c.run("bartld", "--instance", "nicety", "--init-store")
+        self.c.run("systemctl", "daemon-reload")
+        self.c.run("systemctl", "start", unit, timeout=120)
+        backup = self.ctl_json("backup", "--wait", instance="nicety")
+        self.assertEqual(backup.get("result"), "success", backup)
+        journal = self.journal(unit)
+        self.assertNotIn("cannot lower this thread's priority", journal)
+        main = int(self.c.show(unit, "MainPID")["MainPID"])
+        # The minimal root has no procps: /proc/PID/stat's 19th field is the niceness.
+        app = int(self.c.run("cat", f"/proc/{main}/task/{main}/children").stdout.split()[0])
+        nice = lambda pid: int(self.c.run("cat", f"/proc/{pid}/stat").stdout.rsplit(")", 1)[1].split()[16])
+        self.assertEqual(self.c.run("cat", "/var/lib/nicety/hook-nice").stdout.strip(), str(nice(main) + 10), journal)
+        self.assertEqual(nice(app), nice(main))
+        self.c.run("systemctl", "stop", unit, timeout=120)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ TEST_CASE("a state path directly in a directory the system shares is named, one 
     CHECK(shared_parent_of_state_path("/srv/notes") == std::filesystem::path("/srv"));
     CHECK(shared_parent_of_state_path("/notes") == std::filesystem::path("/"));
     CHECK(shared_parent_of_state_path("/var/lib/./x/../notes") == std::filesystem::path("/var/lib"));
+    // The other directories Debian's own packages share: logs, backups (a file:// store's home),
+    // mail spools, web roots and /run.
+    for (const char* shared : {"/var/log", "/var/backups", "/var/mail", "/var/www", "/run"})
+        CHECK(shared_parent_of_state_path(std::string(shared) + "/notes") == std::filesystem::path(shared));
     CHECK_FALSE(shared_parent_of_state_path("/var/lib/notes/data"));
     CHECK_FALSE(shared_parent_of_state_path("/var/lib/notes/data/"));
     CHECK_FALSE(shared_parent_of_state_path("/srv/notes/state"));

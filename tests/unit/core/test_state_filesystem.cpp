@@ -8,8 +8,9 @@ using namespace bartl;
 namespace {
 
 FilesystemView view(bool mounted, std::string ancestor, std::optional<std::string> holding_mp = "/",
-                    std::string holding_dev = "254:0") {
+                    std::string holding_dev = "254:0", std::string root_dev = "254:0") {
     FilesystemView v;
+    v.root_device = std::move(root_dev);
     v.recorded_mount_point_mounted = mounted;
     v.ancestor_device = std::move(ancestor);
     v.holding_mount_point = std::move(holding_mp);
@@ -49,6 +50,24 @@ TEST_CASE("state filesystem: a real disk that is not mounted", "[core]") {
     CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(false, "")) == FilesystemPresence::not_mounted);
     // A marker without a device and a mount point that is gone.
     CHECK(judge_state_filesystem("/mnt/notes", "", view(false, "254:0")) == FilesystemPresence::not_mounted);
+}
+
+TEST_CASE("state filesystem: under the unit, the bind mount of a bare mount point is not mounted", "[core]") {
+    // Recorded under the unit: ReadWritePaths=/mnt/disk/notes bound the disk's directory
+    // (0:64). The disk is gone; the unit now binds the bare directory of the root filesystem
+    // there: no new disk, and restoring onto it would diverge from the real one.
+    CHECK(judge_state_filesystem("/mnt/disk/notes", "0:64", view(true, "254:0", "/mnt/disk/notes", "254:0")) ==
+          FilesystemPresence::not_mounted);
+    // A new disk there is still a replacement, whatever the root filesystem.
+    CHECK(judge_state_filesystem("/mnt/disk/notes", "0:64", view(true, "8:33", "/mnt/disk/notes", "8:33")) ==
+          FilesystemPresence::replaced);
+    // Root unknown: as before.
+    CHECK(judge_state_filesystem("/mnt/disk/notes", "0:64", view(true, "254:0", "/mnt/disk/notes", "254:0", "")) ==
+          FilesystemPresence::replaced);
+    // A state recorded on "/" now on another root filesystem is a replacement, not a mount
+    // missing (there is nothing underneath "/").
+    CHECK(judge_state_filesystem("/", "254:0", view(true, "254:1", "/", "254:1", "254:1")) ==
+          FilesystemPresence::replaced);
 }
 
 TEST_CASE("state filesystem: a new disk at the recorded mount point is a replacement", "[core]") {

@@ -58,6 +58,19 @@ TEST_CASE("retry: other errors pass at once; a spent budget says how long it tri
     CHECK(steady_clock::now() - t0 < seconds(2));
 }
 
+TEST_CASE("retry: an error that already names the call is not prefixed with it again", "[retry]") {
+    // The SFTP store's errors start with what the call was ("store URL: reading X: ..."), and
+    // the spent budget said it twice: "store URL: reading X: store URL: reading X: ...".
+    const std::string what = "store sftp://h/d: reading bartl-store.json";
+    try {
+        with_retries(Context{}, RetryPolicy{milliseconds(1), milliseconds(2), milliseconds(20)}, what,
+                     [&] { throw TransientStoreError(what + ": Couldn't connect to server"); });
+        FAIL("no error");
+    } catch (const StoreUnavailable& e) {
+        CHECK_THAT(e.what(), Catch::StartsWith(what + ": Couldn't connect to server (after "));
+    }
+}
+
 TEST_CASE("retry: a stop request ends the wait", "[retry]") {
     Context ctx = Context{}.child();
     int calls = 0;
