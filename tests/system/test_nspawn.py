@@ -746,6 +746,74 @@ class RealSystemd(unittest.TestCase):
                              ("failed", str(EXIT_CONFIG), "0"), self.journal(bad))
             self.assertIn("unknown key 'versoin'", self.journal(bad))
 
+    def test_8_a_fixed_failure_is_not_the_status_and_a_crash_loop_stops(self):
+        """bartlctl status shows the last run's error only, not one an operator fixed since; an
+        app that fails before it is ready on every start stops at the unit's start limit
+        (StartLimitBurst=5 in StartLimitIntervalSec=5min) instead of restarting forever."""
+        unit = "bartld@other.service"
+        conf = "/etc/bartl/other.toml"
+        good = self.c.run("cat", conf).stdout
+        self.c.run("systemctl", "stop", unit, check=False)
+        self.c.run("systemctl", "reset-failed", unit, check=False)
+        try:
+            with self.subTest("a config typo: exit 78, and the offline status names it"):
+                self.c.run("tee", conf, input=good.replace("\nversion = ", "\nversoin = ", 1))
+                self.assertNotEqual(self.c.run("systemctl", "start", unit, check=False, timeout=60).returncode, 0)
+                self.assertEqual(self.c.show(unit, "ExecMainStatus")["ExecMainStatus"], str(EXIT_CONFIG))
+                r = self.ctl("status", instance="other", check=False)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertRegex(r.stdout, r"(?m)^ +Error: .*unknown key 'versoin'", r.stdout)
+
+            with self.subTest("fixed and run again: the typo is an earlier run's, not shown"):
+                self.c.run("tee", conf, input=good)
+                self.c.run("systemctl", "start", unit, timeout=120)
+                self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+                self.c.run("systemctl", "stop", unit)
+                r = self.ctl("status", instance="other", check=False)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertNotIn("versoin", r.stdout)
+                self.assertNotRegex(r.stdout, r"(?m)^ +Error:")
+                self.assertRegex(r.stdout, r"(?m)^ +Decision: .*serve")
+                st = json.loads(self.ctl("status", "--json", instance="other", check=False).stdout)
+                self.assertIsNone(st["journal"]["error"], st)
+                self.assertIsNotNone(st["journal"]["run"], st)
+
+            with self.subTest("an app that crashes before it is ready: five starts, then start-limit-hit"):
+                self.c.run("systemctl", "reset-failed", unit, check=False)
+                crash = re.sub(r"(?m)^exec = .*$", 'exec = ["/bin/sh", "-c", "echo crashing >&2; exit 1"]', good, 1)
+                self.assertNotEqual(crash, good)
+                self.c.run("tee", conf, input=crash)
+                self.c.run("systemctl", "start", "--no-block", unit)
+                deadline = time.monotonic() + 150
+                while time.monotonic() < deadline:
+                    s = self.c.show(unit, "ActiveState", "SubState", "Result", "NRestarts")
+                    if s["ActiveState"] == "failed":
+                        break
+                    time.sleep(0.5)
+                self.assertEqual((s["ActiveState"], s["Result"]), ("failed", "start-limit-hit"),
+                                 f"{s}\n{self.journal(unit)[-3000:]}")
+                self.assertEqual(s["NRestarts"], "4", s)  # five starts: the first and four restarts
+                time.sleep(12)  # longer than RestartSec=: no further attempt
+                s2 = self.c.show(unit, "ActiveState", "Result", "NRestarts")
+                self.assertEqual((s2["ActiveState"], s2["Result"], s2["NRestarts"]), ("failed", "start-limit-hit", "4"))
+                status = self.c.run("systemctl", "status", "--no-pager", unit, check=False).stdout
+                self.assertIn("start-limit-hit", status)
+                self.assertIn("Start request repeated too quickly", self.journal(unit))
+                # Each attempt's reason, named after the app (inline code: its [app] name).
+                self.assertIn("app other exited before it was ready: exited with status 1", self.journal(unit))
+                r = self.ctl("status", instance="other", check=False)
+                self.assertRegex(r.stdout, r"(?m)^ +Error: app other exited before it was ready", r.stdout)
+
+            with self.subTest("fixed: refused until reset-failed, then it serves"):
+                self.c.run("tee", conf, input=good)
+                self.assertNotEqual(self.c.run("systemctl", "start", unit, check=False, timeout=60).returncode, 0)
+                self.c.run("systemctl", "reset-failed", unit)
+                self.c.run("systemctl", "start", unit, timeout=120)
+                self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+        finally:
+            self.c.run("tee", conf, input=good)
+            self.c.run("systemctl", "stop", unit, check=False)
+
 
 if __name__ == "__main__":
     try:
