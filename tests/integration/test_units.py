@@ -185,7 +185,7 @@ class Installed(unittest.TestCase):
         self.assertEqual(svc["Restart"], ["on-failure"])
         self.assertEqual(set(" ".join(svc["RestartPreventExitStatus"]).split()), {"64", "65", "66", "78"})
         # A crash loop ends: five starts, RestartSec= apart, fit well within the start limit's
-        # interval, so the fifth failure leaves the unit failed (start-limit-hit) instead of
+        # interval, so the fifth failure leaves the unit failed (start limit) instead of
         # restarting it every 10 s forever; a transient failure still gets four retries.
         self.assertEqual((unit["StartLimitIntervalSec"], unit["StartLimitBurst"]), (["5min"], ["5"]))
         seconds = lambda v: int(re.fullmatch(r"(\d+)(s|min)", v).group(1)) * (60 if v.endswith("min") else 1)
