@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "app/listeners.hpp"
+#include "core/command_name.hpp"
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "util/process.hpp"
@@ -252,11 +253,6 @@ std::vector<std::vector<std::uint8_t>> addresses_of(const std::string& host, std
     return out;
 }
 
-std::string basename_of(const std::string& path) {
-    const auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace
 
 /// A running try of ready = "command".
@@ -288,10 +284,10 @@ std::string describe_readiness(const Readiness& ready) {
 
 AppProcess::AppProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                        const std::optional<std::filesystem::path>& cwd, const Readiness& ready,
-                       const std::filesystem::path& runtime_dir, const std::optional<Credentials>& credentials)
-    : ready_(ready), credentials_(credentials),
-      out_(argv.empty() ? "app" : basename_of(argv.front()), log::Stream::out),
-      err_(argv.empty() ? "app" : basename_of(argv.front()), log::Stream::err) {
+                       const std::filesystem::path& runtime_dir, const std::optional<Credentials>& credentials,
+                       std::string_view app_name)
+    : ready_(ready), credentials_(credentials), name_(argv.empty() ? "app" : command_name(argv, app_name)),
+      out_(name_, log::Stream::out), err_(name_, log::Stream::err) {
     SpawnSpec spec;
     spec.argv = argv;
     spec.env = env;
@@ -586,10 +582,10 @@ void AppProcess::wait_ready(std::chrono::milliseconds timeout, const std::functi
             last_error = std::move(error);
 
         if (auto e = poll_exit())
-            throw RuntimeError("app exited before it was ready: " + e->describe());
+            throw RuntimeError(fmt::format("app {} exited before it was ready: {}", name_, e->describe()));
         if (Clock::now() >= deadline) {
             stop(stop_timeout_);
-            throw RuntimeError(fmt::format("app not ready after {} (ready = {}{})", format_duration(timeout),
+            throw RuntimeError(fmt::format("app {} not ready after {} (ready = {}{})", name_, format_duration(timeout),
                                            describe_readiness(ready_),
                                            last_error.empty() ? "" : "; last attempt: " + last_error));
         }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 #include <functional>
@@ -37,18 +38,22 @@ public:
     /// Readiness::Kind::notify the child gets NOTIFY_SOCKET pointing at a private listener
     /// created under `runtime_dir`, owned by the app's user; otherwise NOTIFY_SOCKET is
     /// removed from its environment. Its stdout and stderr are pipes whose lines bartld
-    /// forwards (forward_output()) with SYSLOG_IDENTIFIER = basename of argv[0]. Throws
-    /// RuntimeError when it cannot be started, or when the app's user could not write to
-    /// its notify socket.
+    /// forwards (forward_output()) with SYSLOG_IDENTIFIER = command_name(argv, app_name): the
+    /// program, or the script an interpreter runs, or `app_name` for inline code (core/
+    /// command_name.hpp). Throws RuntimeError when it cannot be started, or when the app's user
+    /// could not write to its notify socket.
     AppProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                const std::optional<std::filesystem::path>& cwd, const Readiness& ready,
-               const std::filesystem::path& runtime_dir, const std::optional<Credentials>& credentials = std::nullopt);
+               const std::filesystem::path& runtime_dir, const std::optional<Credentials>& credentials = std::nullopt,
+               std::string_view app_name = {});
     /// Stops the child if still running (stop() with the stop timeout, 5 s unless set).
     ~AppProcess();
     AppProcess(const AppProcess&) = delete;
     AppProcess& operator=(const AppProcess&) = delete;
 
     pid_t pid() const noexcept { return pid_; }
+    /// What the app goes by in its forwarded lines and in messages (command_name()).
+    const std::string& name() const noexcept { return name_; }
 
     /// The grace wait_ready() and the destructor give the child when they have to stop it
     /// (default 5 s; bartld sets [app] stop_timeout).
@@ -110,6 +115,7 @@ private:
     std::optional<Credentials> credentials_;
     std::unique_ptr<Probe> probe_;
     std::chrono::steady_clock::time_point next_probe_{};
+    std::string name_;
     Output out_, err_;
     std::unique_ptr<notify::Listener> listener_;
     std::optional<ChildExit> exit_;

@@ -55,6 +55,7 @@
 #include "core/words.hpp"
 #include "core/decision.hpp"
 #include "core/error.hpp"
+#include "core/last_run.hpp"
 #include "core/marker.hpp"
 #include "core/retention.hpp"
 #include "core/semver.hpp"
@@ -435,10 +436,12 @@ std::optional<json> unit_facts(const std::string& instance) {
     }
 }
 
-/// The newest decision and error bartld logged for the instance (BARTL_INSTANCE=NAME in the
-/// local journal); nulls when there is no journal or nothing was logged.
+/// The decision and error bartld logged in the instance's last run (BARTL_INSTANCE=NAME in the
+/// local journal, the run of the newest entry: core/last_run.hpp) and that run's ID ("run":
+/// the unit's invocation ID, or "PID N"); nulls when there is no journal or nothing was logged.
 json journal_facts(const std::string& instance) {
-    json out = {{"decision", nullptr}, {"decision_time", nullptr}, {"error", nullptr}, {"error_time", nullptr}};
+    json out = {{"decision", nullptr}, {"decision_time", nullptr}, {"error", nullptr}, {"error_time", nullptr},
+                {"run", nullptr}};
     sd_journal* j = nullptr;
     if (sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_SYSTEM) < 0) return out;
     struct Close {
@@ -454,24 +457,33 @@ json journal_facts(const std::string& instance) {
         std::string s(static_cast<const char*>(data), len);
         return s.substr(s.find('=') + 1);
     };
-    auto when = [&]() -> json {
+    auto when = [&]() -> std::string {
         std::uint64_t usec = 0;
-        return sd_journal_get_realtime_usec(j, &usec) < 0 ? json(nullptr) : time_json(usec);
+        return sd_journal_get_realtime_usec(j, &usec) < 0 ? std::string() : time_text(usec);
     };
-    for (int n = 0; n < 2000 && sd_journal_previous(j) > 0 && (out["decision"].is_null() || out["error"].is_null());
-         ++n) {
-        if (out["decision"].is_null())
-            if (auto d = field("BARTL_DECISION")) {
-                out["decision"] = *d;
-                out["decision_time"] = when();
-            }
-        if (out["error"].is_null())
-            if (auto p = field("PRIORITY"); p && *p <= "3" && field("SYSLOG_IDENTIFIER").value_or("") == "bartld")
-                if (auto m = field("MESSAGE")) {
-                    out["error"] = *m;
-                    out["error_time"] = when();
-                }
+    // The last run's facts only: a failure an operator has since fixed is not the last run's.
+    LastRunScan scan;
+    for (int n = 0; n < 2000 && sd_journal_previous(j) > 0; ++n) {
+        RunEntry e;
+        if (auto inv = field("_SYSTEMD_INVOCATION_ID"))
+            e.run = *inv;
+        else if (auto pid = field("_PID"))
+            e.run = "PID " + *pid;
+        e.time = when();
+        const auto priority = field("PRIORITY").value_or("6");
+        e.priority = priority.size() == 1 && priority[0] >= '0' && priority[0] <= '7' ? priority[0] - '0' : 6;
+        e.identifier = field("SYSLOG_IDENTIFIER").value_or("");
+        e.decision = field("BARTL_DECISION");
+        e.message = field("MESSAGE").value_or("");
+        if (!scan.add(e)) break;
     }
+    const auto& r = scan.result();
+    auto opt = [](const std::optional<std::string>& v) { return v && !v->empty() ? json(*v) : json(nullptr); };
+    out["decision"] = opt(r.decision);
+    out["decision_time"] = opt(r.decision_time);
+    out["error"] = opt(r.error);
+    out["error_time"] = opt(r.error_time);
+    out["run"] = r.run.empty() ? json(nullptr) : json(r.run);
     return out;
 }
 

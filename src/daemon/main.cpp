@@ -99,6 +99,8 @@ int run(const Args& a) {
     if (a.config_file.empty() == a.instance.empty())
         throw UsageError("exactly one of --config FILE or --instance NAME is required");
     const auto file = a.config_file.empty() ? instance_config_path(a.instance) : std::filesystem::path(a.config_file);
+    // Before the config is read: its errors (exit 78) are the instance's, for `bartlctl status`.
+    if (!a.instance.empty()) log::set_context("BARTL_INSTANCE", a.instance);
     const Config config = load_config(file, a.instance);
     log::set_context("BARTL_INSTANCE", config.instance);
     check_config_files(config);  // a hook that cannot run is exit 78 now, not exit 1 later

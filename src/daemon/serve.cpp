@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "app/user.hpp"
+#include "core/command_name.hpp"
 #include "core/error.hpp"
 #include "core/duration.hpp"
 #include "core/schedule.hpp"
@@ -70,13 +71,14 @@ std::string Server::serving_status() const {
 
 void Server::start_app() {
     if (config_.exec.empty()) return;
-    notify::status(fmt::format("Starting {}: {}", config_.instance, config_.exec.front()));
-    status_.update([&](StatusSnapshot& s) { s.status_text = fmt::format("Starting {}", config_.exec.front()); });
+    const std::string name = command_name(config_.exec, config_.app_name);
+    notify::status(fmt::format("Starting {}: {}", config_.instance, name));
+    status_.update([&](StatusSnapshot& s) { s.status_text = fmt::format("Starting {}", name); });
     // HOME, USER and LOGNAME of the app's user, unless [app] environment says otherwise.
     auto env = app_user_env(config_);
     for (const auto& [k, v] : config_.environment) env[k] = v;
     app_ = std::make_unique<AppProcess>(config_.exec, env, config_.working_directory, config_.ready, runtime_dir(),
-                                        app_credentials(config_));
+                                        app_credentials(config_), config_.app_name);
     app_->set_stop_timeout(config_.stop_timeout);
     const auto watchdog = notify::watchdog_interval();
     auto last_extend = std::chrono::steady_clock::now() - std::chrono::hours(1);
@@ -88,7 +90,7 @@ void Server::start_app() {
         }
         if (watchdog) notify::send("WATCHDOG=1");
     });
-    log::info(fmt::format("app {} ready (PID {})", config_.exec.front(), app_->pid()));
+    log::info(fmt::format("app {} ready (PID {})", app_->name(), app_->pid()));
     status_.update([&](StatusSnapshot& s) { s.app_pid = static_cast<std::uint32_t>(app_->pid()); });
 }
 
@@ -158,7 +160,7 @@ void Server::check_app_alive() {
     if (!app_) return;
     if (auto ex = app_->poll_exit()) {
         backup_cancel_.cancel("the app died");
-        throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", config_.exec.front(), app_->pid(),
+        throw RuntimeError(fmt::format("app {} (PID {}) {} while serving", app_->name(), app_->pid(),
                                        ex->describe()));
     }
 }

@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "core/command_name.hpp"
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "util/log.hpp"
@@ -172,11 +173,6 @@ std::pair<int, int> make_pipe(const char* what) {
         throw RuntimeError(fmt::format("cannot create a pipe for {}: {}", what, errno_text(errno)));
     ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     return {fds[0], fds[1]};
-}
-
-std::string basename_of(const std::string& path) {
-    const auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 }  // namespace
@@ -409,8 +405,8 @@ bool wait_exited(pid_t pid, std::chrono::milliseconds timeout) {
 CommandResult run_command(const CommandSpec& spec, bool forward_output) {
     CommandResult result;
     result.timeout = spec.timeout;
-    const std::string name = spec.argv.empty() ? std::string() : basename_of(spec.argv[0]);
-    const std::string identifier = spec.log_identifier.empty() ? name : spec.log_identifier;
+    // A hook run by an interpreter goes by its script ("init"), not by "python3".
+    const std::string identifier = spec.log_identifier.empty() ? command_name(spec.argv) : spec.log_identifier;
 
     Capture err, out;
     err.cap = out.cap = spec.max_output;
@@ -470,7 +466,7 @@ CommandResult run_command(const CommandSpec& spec, bool forward_output) {
         if (spec.stop_requested && (wait_ms < 0 || wait_ms > 250))
             wait_ms = 250;
         if (::poll(fds, n, wait_ms) < 0 && errno != EINTR)
-            throw RuntimeError(fmt::format("cannot poll the output of {}: {}", name, errno_text(errno)));
+            throw RuntimeError(fmt::format("cannot poll the output of {}: {}", identifier, errno_text(errno)));
         if (err.fd.get() >= 0)
             err.read_some();
         if (out.fd.get() >= 0)

@@ -51,7 +51,8 @@ struct CommandSpec {
     /// group gets SIGTERM, then SIGKILL after kill_grace, and the result is `stopped`
     /// (SIGTERM to bartld during a long hook or migration step). Empty = never.
     std::function<bool()> stop_requested;
-    /// SYSLOG_IDENTIFIER= (and "[NAME] " prefix) of the forwarded lines; "" = basename of argv[0].
+    /// SYSLOG_IDENTIFIER= (and "[NAME] " prefix) of the forwarded lines; "" = command_name(argv):
+    /// the base name of argv[0], or of the script when argv[0] is an interpreter.
     std::string log_identifier;
     /// Journal fields added to each forwarded line (e.g. BARTL_HOOK=pre_backup).
     std::vector<std::pair<std::string, std::string>> log_fields;

@@ -349,11 +349,12 @@ class Journal(StackTest):
         self.start_under_journal(s)
         s.wait_ready()
         pid = str(app_pid(s.port))
-        # The app's stdout and stderr (notes.py logs there), named after argv[0], with its PID.
+        # The app's stdout and stderr (notes.py logs there), with its PID, named after the app
+        # ([app] name): `sh -c CODE` runs no script to name it by.
         out = self.wait_for(MESSAGE="notes starting on stdout")[0]
         self.assertEqual((out["SYSLOG_IDENTIFIER"], out["BARTL_INSTANCE"], out["BARTL_STREAM"], out["PRIORITY"],
-                          out["SYSLOG_PID"]), ("sh", "notes", "stdout", "6", pid))
-        err = [e for e in self.wait_for(SYSLOG_IDENTIFIER="sh", BARTL_STREAM="stderr")
+                          out["SYSLOG_PID"]), ("notes", "notes", "stdout", "6", pid))
+        err = [e for e in self.wait_for(SYSLOG_IDENTIFIER="notes", BARTL_STREAM="stderr")
                if e["MESSAGE"].startswith("notes 1.0.0: listening on")][0]
         self.assertEqual((err["BARTL_INSTANCE"], err["SYSLOG_PID"]), ("notes", pid))
         # The init hook's stdout, tagged like its stderr would be.
@@ -378,7 +379,10 @@ class Prefixed(StackTest):
         self.assertEqual(s.stop(), 0)
         log = s.read_log()
         self.assertRegex(log, r"(?m)^\[init\] notes init: created ")       # hook stdout
-        self.assertRegex(log, r"(?m)^\[python3\] notes 1\.0\.0: listening on ")  # app stderr
+        # The app, /usr/bin/python3 running notes.py, by its script, not by its interpreter.
+        self.assertRegex(log, r"(?m)^\[notes\.py\] notes 1\.0\.0: listening on ")  # app stderr
+        self.assertNotIn("[python3]", log)
+        self.assertRegex(log, r"app notes\.py ready \(PID \d+\)")
 
 
 if __name__ == "__main__":

@@ -294,5 +294,64 @@ class Contract(unittest.TestCase):
         self.assertIn("bartl(7)", m.group(0))
 
 
+def install_set(*args):
+    """The packages `tools/install-deps --list ARGS` names, as a set."""
+    r = subprocess.run([os.path.join(SOURCE_ROOT, "tools", "install-deps"), "--list", *args],
+                       capture_output=True, text=True, check=True)
+    return set(r.stdout.split())
+
+
+def providers(package):
+    """`package` and the packages it depends on directly (alternatives included), as installed."""
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Depends} ${Pre-Depends}", package], capture_output=True, text=True)
+    return {package} | {re.split(r"[\s(:]", d.strip())[0] for d in re.split(r"[,|]", r.stdout) if d.strip()}
+
+
+class Dependencies(unittest.TestCase):
+    """tools/install-deps holds the one package list; its sets are what each step needs."""
+
+    def test_build_set_is_the_debian_build_depends(self):
+        with open(os.path.join(SOURCE_ROOT, "packaging", "debian", "control")) as f:
+            control = f.read()
+        field = re.search(r"^Build-Depends:(.*?)^\S", control, re.S | re.M).group(1)
+        build_depends = {re.split(r"[\s(]", d.strip())[0] for d in field.split(",") if d.strip()}
+        # The package builds with -Dtests=false (no catch2, no python3) under debhelper; its
+        # dbus-1.pc and systemd.pc give the install directories a checkout build defaults.
+        self.assertEqual(install_set("--build") | {"debhelper-compat", "libdbus-1-dev", "systemd"},
+                         build_depends | {"catch2", "python3"})
+
+    def test_every_set_is_part_of_the_whole_list(self):
+        everything = install_set()
+        for subset in ("--build", "--demo", "--demo-postgresql"):
+            with self.subTest(subset=subset):
+                self.assertLessEqual(install_set(subset), everything)
+        self.assertLess(install_set("--build"), install_set("--demo"))
+        self.assertLess(install_set("--demo"), install_set("--demo-postgresql"))
+
+    def test_an_unknown_set_is_a_usage_error(self):
+        r = subprocess.run([os.path.join(SOURCE_ROOT, "tools", "install-deps"), "--list", "--tests"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("usage: tools/install-deps", r.stderr)
+
+    def test_demo_installs_what_it_runs_and_builds_what_it_starts(self):
+        with open(os.path.join(SOURCE_ROOT, "tools", "demo")) as f:
+            demo = f.read()
+        self.assertIn("tools/install-deps --demo${PG:+-postgresql}", demo)
+        built = re.search(r'meson compile -C "\$BUILD" ([\w ]+)', demo).group(1).split()
+        started = re.findall(r"^(BARTL\w+)=\$SRC/\$BUILD/src/\w+/(\w+)$", demo, re.M)
+        self.assertEqual(sorted(built), sorted(name for _, name in started))
+        # The programs the demo runs besides those, by the package that ships them here.
+        for program, subset in (("dbus-daemon", "--demo"), ("curl", "--demo"), ("psql", "--demo-postgresql"),
+                                ("initdb", "--demo-postgresql"), ("pg_ctl", "--demo-postgresql")):
+            with self.subTest(program=program):
+                self.assertRegex(demo, rf"\b{program}\b")
+                path = shutil.which(program) or glob.glob(f"/usr/lib/postgresql/*/bin/{program}")[0]
+                owner = subprocess.run(["dpkg", "-S", os.path.realpath(path)], capture_output=True, text=True,
+                                       check=True).stdout.split(":")[0]
+                self.assertTrue(any(owner in providers(p) for p in install_set(subset)),
+                                f"{program} ({owner}) comes with no package of install-deps {subset}")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -41,6 +41,7 @@ COMMON = [
     "/usr/share/man/man5/app.bartl.Instance1.5*",
     "/usr/share/man/man7/bartl.7*",
     "/usr/share/doc/bartl/examples/state-paths.conf",
+    "/usr/share/doc/bartl/README.md*",  # README.md.gz in the .deb (dh_compress)
 ]
 DOC = "/usr/share/doc/bartl/"
 

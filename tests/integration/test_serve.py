@@ -88,7 +88,7 @@ class Serve(StackTest):
         s.start()
         self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
         self.assertIsNone(s.notify.first_time("READY=1"))
-        self.assertIn("app not ready after 1s (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: "
+        self.assertIn("app notes.py not ready after 1s (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: "
                       "LOADING Redis is loading)", s.read_log())
 
     def test_tcp_ready_refuses_a_port_another_process_holds(self):
@@ -139,7 +139,8 @@ class Serve(StackTest):
         pid = int(subprocess.check_output(["pgrep", "-f", f"notes.py .*--port {s.port}"]).split()[0])
         os.kill(pid, signal.SIGKILL)
         self.assertEqual(s.proc.wait(scaled(30)), EXIT_RUNTIME)
-        self.assertIn("killed by signal 9", s.read_log())
+        # Named by its script, not by its interpreter (/usr/bin/python3).
+        self.assertRegex(s.read_log(), rf"app notes\.py \(PID {pid}\) killed by signal 9 \(SIGKILL\) while serving")
 
     def test_ready_timeout_stops_child_and_exits_1(self):
         s = self.stack("1.0.0")

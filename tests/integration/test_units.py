@@ -186,6 +186,14 @@ class Installed(unittest.TestCase):
         self.assertEqual(svc["NotifyAccess"], ["main"])
         self.assertEqual(svc["Restart"], ["on-failure"])
         self.assertEqual(set(" ".join(svc["RestartPreventExitStatus"]).split()), {"64", "65", "66", "78"})
+        # A crash loop ends: five starts, RestartSec= apart, fit well within the start limit's
+        # interval, so the fifth failure leaves the unit failed (start limit) instead of
+        # restarting it every 10 s forever; a transient failure still gets four retries.
+        self.assertEqual((unit["StartLimitIntervalSec"], unit["StartLimitBurst"]), (["5min"], ["5"]))
+        seconds = lambda v: int(re.fullmatch(r"(\d+)(s|min)", v).group(1)) * (60 if v.endswith("min") else 1)
+        burst, every = int(unit["StartLimitBurst"][0]), seconds(svc["RestartSec"][0])
+        self.assertLess(burst * every, seconds(unit["StartLimitIntervalSec"][0]) / 2,
+                        "the starts of a crash loop must fit into the interval, with room for slow starts")
         self.assertEqual(svc["StateDirectory"], ["bartl/%i"])
         self.assertEqual(svc["RuntimeDirectory"], ["bartl/%i"])
         self.assertEqual(svc["KillMode"], ["mixed"], "bartld stops the app itself")

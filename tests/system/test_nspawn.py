@@ -747,7 +747,89 @@ class RealSystemd(unittest.TestCase):
                              ("failed", str(EXIT_CONFIG), "0"), self.journal(bad))
             self.assertIn("unknown key 'versoin'", self.journal(bad))
 
-    def test_8_backups_run_at_backup_nice_under_the_unit(self):
+    def test_8_a_fixed_failure_is_not_the_status_and_a_crash_loop_stops(self):
+        """bartlctl status shows the last run's error only, not one an operator fixed since; an
+        app that fails before it is ready on every start stops at the unit's start limit
+        (StartLimitBurst=5 in StartLimitIntervalSec=5min) instead of restarting forever."""
+        unit = "bartld@other.service"
+        conf = "/etc/bartl/other.toml"
+        good = self.c.run("cat", conf).stdout
+        self.c.run("systemctl", "stop", unit, check=False)
+        self.c.run("systemctl", "reset-failed", unit, check=False)
+        try:
+            with self.subTest("a config typo: exit 78, and the offline status names it"):
+                typo = good.replace("[app]\n", '[app]\nversoin = "2.0.0"\n', 1)
+                self.assertNotEqual(typo, good)
+                self.c.run("tee", conf, input=typo)
+                self.assertNotEqual(self.c.run("systemctl", "start", unit, check=False, timeout=60).returncode, 0)
+                self.assertEqual(self.c.show(unit, "ExecMainStatus")["ExecMainStatus"], str(EXIT_CONFIG))
+                r = self.ctl("status", instance="other", check=False)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertRegex(r.stdout, r"(?m)^ +Error: .*unknown key 'versoin'", r.stdout)
+
+            with self.subTest("fixed and run again: the typo is an earlier run's, not shown"):
+                self.c.run("tee", conf, input=good)
+                self.c.run("systemctl", "start", unit, timeout=120)
+                self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+                self.c.run("systemctl", "stop", unit)
+                r = self.ctl("status", instance="other", check=False)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertNotIn("versoin", r.stdout)
+                self.assertNotRegex(r.stdout, r"(?m)^ +Error:")
+                self.assertRegex(r.stdout, r"(?m)^ +Decision: .*serve")
+                st = json.loads(self.ctl("status", "--json", instance="other", check=False).stdout)
+                self.assertIsNone(st["journal"]["error"], st)
+                self.assertIsNotNone(st["journal"]["run"], st)
+
+            with self.subTest("an app that crashes before it is ready: five starts, then the start limit"):
+                self.c.run("systemctl", "reset-failed", unit, check=False)
+                crash = re.sub(r"(?m)^exec = .*$", 'exec = ["/bin/sh", "-c", "echo crashing >&2; exit 1"]', good, 1)
+                self.assertNotEqual(crash, good)
+                self.c.run("tee", conf, input=crash)
+                self.c.run("systemctl", "start", "--no-block", unit)
+                deadline = time.monotonic() + 150
+                while time.monotonic() < deadline:
+                    s = self.c.show(unit, "ActiveState", "SubState", "Result", "NRestarts")
+                    if s["ActiveState"] == "failed":
+                        break
+                    time.sleep(0.5)
+                journal = self.journal(unit)
+                self.assertEqual(s["ActiveState"], "failed", f"{s}\n{journal[-3000:]}")
+                # systemd 252 refuses the fifth restart (NRestarts counts it) and keeps the
+                # last attempt's Result=exit-code; it says why in the journal and in status.
+                self.assertIn("Start request repeated too quickly", journal)
+                self.assertEqual(s["NRestarts"], "5", s)
+                # Five attempts ran, each with its reason, the app named after itself (sh -c).
+                attempts = journal.count("app other exited before it was ready: exited with status 1")
+                self.assertEqual(attempts, 5, journal[-3000:])
+                time.sleep(12)  # longer than RestartSec=: no further attempt
+                s2 = self.c.show(unit, "ActiveState", "NRestarts")
+                self.assertEqual((s2["ActiveState"], s2["NRestarts"]), ("failed", "5"))
+                self.assertEqual(self.journal(unit).count("app other exited before it was ready"), 5)
+                status = self.c.run("systemctl", "status", "--no-pager", unit, check=False).stdout
+                self.assertIn("Start request repeated too quickly", status)
+                r = self.ctl("status", instance="other", check=False)
+                self.assertRegex(r.stdout, r"(?m)^ +Error: app other exited before it was ready", r.stdout)
+
+            with self.subTest("fixed: refused until reset-failed, then it serves"):
+                self.c.run("tee", conf, input=good)
+                before = self.journal(unit)
+                refused = self.c.run("systemctl", "start", unit, check=False, timeout=60)
+                self.assertNotEqual(refused.returncode, 0)
+                # Refused by the limit, bartld not even run (systemd 252 keeps Result=exit-code).
+                after = self.journal(unit)
+                self.assertEqual(after.count("Start request repeated too quickly"),
+                                 before.count("Start request repeated too quickly") + 1, after[-2500:])
+                self.assertEqual(after.count("D-Bus: app.bartl.Instance1.other"),
+                                 before.count("D-Bus: app.bartl.Instance1.other"), after[-2500:])
+                self.c.run("systemctl", "reset-failed", unit)
+                self.c.run("systemctl", "start", unit, timeout=120)
+                self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+        finally:
+            self.c.run("tee", conf, input=good)
+            self.c.run("systemctl", "stop", unit, check=False)
+
+    def test_9_backups_run_at_backup_nice_under_the_unit(self):
         """[backup] nice under the shipped unit: its SystemCallFilter=~@resources made
         setpriority(2) fail with EPERM, so every backup ran at the app's priority and logged
         "cannot lower this thread's priority". The hook a backup runs is at bartld's niceness

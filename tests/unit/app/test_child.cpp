@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <fstream>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -201,7 +202,7 @@ TEST_CASE("http readiness never accepts a 500; the timeout stops the child", "[a
     const pid_t pid = app.pid();
     int ticks = 0;
     const auto msg = error_of([&] { app.wait_ready(milliseconds(1200), [&] { ++ticks; }); });
-    CHECK_THAT(msg, Contains("app not ready after 1s200ms (ready = http://127.0.0.1:" + std::to_string(port) +
+    CHECK_THAT(msg, Contains("app python3 not ready after 1s200ms (ready = http://127.0.0.1:" + std::to_string(port) +
                              "/health?deep=1; last attempt: answered \"HTTP/1.0 500"));
     CHECK(ticks >= 2);
     CHECK(reaped(pid));
@@ -212,7 +213,7 @@ TEST_CASE("notify readiness times out when the child never notifies", "[app]") {
     AppProcess app({"/bin/sleep", "30"}, {}, std::nullopt, kind(Readiness::Kind::notify), tmp.path());
     const pid_t pid = app.pid();
     const auto msg = error_of([&] { app.wait_ready(milliseconds(300)); });
-    CHECK(msg == "app not ready after 300ms (ready = notify)");
+    CHECK(msg == "app sleep not ready after 300ms (ready = notify)");
     CHECK(reaped(pid));
     CHECK(app.poll_exit()->term_signal == SIGTERM);
 }
@@ -222,7 +223,7 @@ TEST_CASE("a child exiting before it is ready is reported with its status", "[ap
     AppProcess app(sh("sleep 0.1; exit 3"), {}, std::nullopt, kind(Readiness::Kind::notify), tmp.path());
     const auto start = Clock::now();
     const auto msg = error_of([&] { app.wait_ready(milliseconds(5000)); });
-    CHECK(msg == "app exited before it was ready: exited with status 3");
+    CHECK(msg == "app sh exited before it was ready: exited with status 3");
     CHECK(Clock::now() - start < milliseconds(2000));
     CHECK(app.poll_exit()->exit_status == 3);
 }
@@ -381,14 +382,14 @@ TEST_CASE("command readiness reports the probe's last failure, and kills a try t
     r.interval = milliseconds(100);
     AppProcess app({"/bin/sleep", "30"}, {}, std::nullopt, r, tmp.path());
     CHECK(error_of([&] { app.wait_ready(milliseconds(400)); }) ==
-          "app not ready after 400ms (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: LOADING "
+          "app sleep not ready after 400ms (ready = command /bin/sh; last attempt: /bin/sh exited with status 1: LOADING "
           "Redis is loading the dataset in memory)");
 
     r.command = sh("echo $$ > " + (tmp / "probe").string() + "; exec sleep 30");
     AppProcess hanging({"/bin/sleep", "30"}, {}, std::nullopt, r, tmp.path());
     const auto start = Clock::now();
     CHECK(error_of([&] { hanging.wait_ready(ready_command_try_timeout + milliseconds(700)); }) ==
-          "app not ready after 5s700ms (ready = command /bin/sh; last attempt: /bin/sh did not exit within 5s)");
+          "app sleep not ready after 5s700ms (ready = command /bin/sh; last attempt: /bin/sh did not exit within 5s)");
     CHECK(Clock::now() - start < ready_command_try_timeout + milliseconds(2000));
     const pid_t probe = std::atoi(test::read_file(tmp / "probe").c_str());
     REQUIRE(probe > 0);
@@ -476,4 +477,33 @@ TEST_CASE("the app's stdout and stderr lines are forwarded with its name", "[app
     }
     log = test::read_file(tmp / "stderr");
     CHECK_THAT(log, Contains("[sh] listening\n") && Contains("[sh] warning: low disk\n") && EndsWith("[sh] bye\n"));
+}
+
+TEST_CASE("the app's lines go by its script, or by the app's name for inline code", "[app]") {
+    test::TempDir tmp;
+    const auto script = tmp / "serve.py";
+    {
+        std::ofstream(script) << "import sys, time\nprint('up', flush=True)\ntime.sleep(30)\n";
+    }
+    std::string log;
+    {
+        StderrToFile redirect(tmp / "stderr");
+        AppProcess by_script({"/usr/bin/python3", "-u", script.string()}, {}, std::nullopt,
+                             kind(Readiness::Kind::started), tmp.path(), std::nullopt, "notes");
+        AppProcess inline_code(sh("echo inline; sleep 30"), {}, std::nullopt, kind(Readiness::Kind::started),
+                               tmp.path(), std::nullopt, "notes");
+        CHECK(by_script.name() == "serve.py");
+        CHECK(inline_code.name() == "notes");
+        for (int i = 0; i < 200 && (test::read_file(tmp / "stderr").find("up") == std::string::npos ||
+                                    test::read_file(tmp / "stderr").find("inline") == std::string::npos); ++i) {
+            std::this_thread::sleep_for(milliseconds(10));
+            by_script.forward_output();
+            inline_code.forward_output();
+        }
+        by_script.stop(milliseconds(1000));
+        inline_code.stop(milliseconds(1000));
+    }
+    log = test::read_file(tmp / "stderr");
+    CHECK_THAT(log, Contains("[serve.py] up\n") && Contains("[notes] inline\n"));
+    CHECK_THAT(log, !Contains("[python3]") && !Contains("[sh]"));
 }
