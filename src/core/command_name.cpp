@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
 namespace bartl {
 namespace {
@@ -15,7 +16,9 @@ bool is_shell(std::string_view p) { return p == "sh" || p == "bash" || p == "das
 
 /// Options of `interpreter` that take the next argument as their value (not a script).
 bool takes_value(std::string_view interpreter, std::string_view option) {
-    if (interpreter.starts_with("python")) return option == "-W" || option == "-X" || option == "--check-hash-based-pycs";
+    if (interpreter.starts_with("python")) return option == "--check-hash-based-pycs";  // clusters: python_cluster()
+    if (interpreter.starts_with("perl")) return option == "-I";
+    if (interpreter.starts_with("ruby")) return option == "-I" || option == "-r";
     if (interpreter == "node" || interpreter == "nodejs") return option == "-r" || option == "--require";
     if (interpreter == "env") return option == "-u" || option == "--unset" || option == "-C" || option == "--chdir";
     if (is_shell(interpreter)) return option == "-o" || option == "-O" || option == "+o" || option == "+O";
@@ -29,8 +32,6 @@ bool inline_code(std::string_view interpreter, std::string_view option) {
         return cluster && option.find_first_of(letters, 1) != std::string_view::npos;
     };
     if (is_shell(interpreter)) return in_cluster("c");  // "-ec": errexit and a command string
-    if (interpreter.starts_with("python"))  // "-Wdefault", "-Xdev": a value, not letters
-        return !option.starts_with("-W") && !option.starts_with("-X") && in_cluster("c");
     if (interpreter.starts_with("perl") || interpreter.starts_with("ruby"))  // "-I/usr/share/perl5": a value
         return !option.starts_with("-I") && !option.starts_with("-M") && !option.starts_with("-r") && in_cluster("eE");
     if (interpreter == "node" || interpreter == "nodejs")
@@ -38,6 +39,37 @@ bool inline_code(std::string_view interpreter, std::string_view option) {
     if (interpreter.starts_with("php")) return option == "-r";
     if (interpreter.starts_with("lua")) return option == "-e";
     return false;
+}
+
+/// What a cluster of python's one-letter options ("-u", "-uc", "-mhttp.server", "-W ignore")
+/// says: inline code, a module (attached or the next argument), or how many arguments it
+/// spans. Python reads its letters up to the first that takes a value (c, m, W, X), which
+/// takes the rest of the cluster or, when nothing is left, the next argument.
+struct PythonCluster {
+    bool inline_code = false;
+    std::optional<std::string> module;  ///< -m's value; "" when -m is the last argument
+    bool takes_next = false;            ///< the next argument is the cluster's value
+};
+
+PythonCluster python_cluster(std::string_view option, const std::string* next) {
+    PythonCluster c;
+    for (std::size_t k = 1; k < option.size(); ++k) {
+        const char letter = option[k];
+        const bool last = k + 1 == option.size();
+        if (letter == 'c') {
+            c.inline_code = true;
+            return c;
+        }
+        if (letter == 'm') {
+            c.module = !last ? std::string(option.substr(k + 1)) : next ? *next : std::string();
+            return c;
+        }
+        if (letter == 'W' || letter == 'X') {
+            c.takes_next = last;
+            return c;
+        }
+    }
+    return c;
 }
 
 }  // namespace
@@ -69,11 +101,14 @@ std::string command_name(const std::vector<std::string>& argv, std::string_view 
             if (program == "env" && a.find('=') != std::string_view::npos && !a.starts_with("-")) continue;
             const bool option = a.size() > 1 && (a[0] == '-' || (a[0] == '+' && is_shell(program)));
             if (!option) break;
-            if (inline_code(program, a)) return no_script();
-            if (program.starts_with("python") && a == "-m") {
-                if (j + 1 < argv.size()) return argv[j + 1];
-                return no_script();
+            if (program.starts_with("python") && a[0] == '-' && a[1] != '-') {
+                const auto c = python_cluster(a, j + 1 < argv.size() ? &argv[j + 1] : nullptr);
+                if (c.inline_code) return no_script();
+                if (c.module) return c.module->empty() ? no_script() : *c.module;
+                if (c.takes_next) ++j;
+                continue;
             }
+            if (inline_code(program, a)) return no_script();
             if (takes_value(program, a)) ++j;
         }
         if (j >= argv.size() || argv[j] == "-") return no_script();

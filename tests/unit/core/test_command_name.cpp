@@ -31,6 +31,18 @@ TEST_CASE("command_name: an interpreter is named by the script it runs", "[core]
     CHECK(command_name(V{"/bin/sh", "--", "-weird-name.sh"}) == "-weird-name.sh");
 }
 
+TEST_CASE("command_name: an option's value is not taken for the script", "[core]") {
+    // Python reads a cluster's letters up to one that takes a value: the rest, or the next argument.
+    CHECK(command_name(V{"/usr/bin/python3", "-mcalendar"}, "notes") == "calendar");
+    CHECK(command_name(V{"/usr/bin/python3", "-mhttp.server", "8000"}) == "http.server");
+    CHECK(command_name(V{"/usr/bin/python3", "-um", "http.server", "8000"}) == "http.server");
+    CHECK(command_name(V{"/usr/bin/python3", "-uW", "ignore", "/opt/app.py"}) == "app.py");
+    CHECK(command_name(V{"/usr/bin/python3", "-X", "dev", "-uc", "pass"}, "notes") == "notes");
+    // perl and ruby take -I (ruby also -r) with the value as the next argument too.
+    CHECK(command_name(V{"/usr/bin/perl", "-I", "/opt/app/lib", "/opt/app/app.pl"}) == "app.pl");
+    CHECK(command_name(V{"/usr/bin/ruby", "-r", "json", "-I", "lib", "app.rb"}) == "app.rb");
+}
+
 TEST_CASE("command_name: env is looked through, variables and options skipped", "[core]") {
     CHECK(command_name(V{"/usr/bin/env", "-i", "A=1", "B=2", "/usr/bin/node", "app.js"}) == "app.js");
     CHECK(command_name(V{"/usr/bin/env", "-u", "HOME", "LANG=C", "/usr/sbin/nginx", "-g", "daemon off;"}) == "nginx");
