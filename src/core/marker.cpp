@@ -74,6 +74,7 @@ std::string Marker::to_json() const {
                          {"name", c.name},
                          {"binding", c.binding},
                          {"mount_point", c.mount_point},
+                         {"filesystem_mount_point", c.filesystem_mount_point},
                          {"device", c.device},
                          {"inode", c.inode}});
     json migs = json::array();
@@ -101,7 +102,7 @@ Marker Marker::from_json(const std::string& text) {
     m.origin = j.string("origin");
     if (format == 1) {
         // Before state identity: paths only, bound on the first start of this bartl.
-        for (const auto& p : j.strings("state_paths")) m.components.push_back(ComponentRecord{"path", p, "", "", "", 0});
+        for (const auto& p : j.strings("state_paths")) m.components.push_back(ComponentRecord{"path", p, "", "", "", 0, ""});
     } else {
         m.state_id = j.string("state_id");
         if (!is_state_id(m.state_id)) j.fail("state_id", "must be 32 lower-case hex digits, not \"" + m.state_id + "\"");
@@ -118,6 +119,7 @@ Marker Marker::from_json(const std::string& text) {
             r.mount_point = c.string("mount_point");
             r.device = c.string("device");
             r.inode = c.unsigned_integer("inode");
+            r.filesystem_mount_point = c.optional_string("filesystem_mount_point").value_or("");
             m.components.push_back(std::move(r));
         }
         for (const auto& a : j.objects("migrations"))

@@ -31,6 +31,10 @@ struct ComponentRecord {
     std::string mount_point;  ///< mount point of the filesystem that held it at commit ("/var/lib")
     std::string device;       ///< "MAJOR:MINOR" of that filesystem at commit
     std::uint64_t inode = 0;  ///< the directory's inode at commit (binding "inode")
+    /// Where that filesystem itself was mounted, when `mount_point` is a bind mount of a
+    /// directory of it (under the unit: "/mnt/disk" for "/mnt/disk/mt"); "" = `mount_point`
+    /// or unknown (older markers). Only named in messages, never judged.
+    std::string filesystem_mount_point;
 };
 
 /// The extended attribute that carries the state ID on a state directory. bartl's own

@@ -28,6 +28,26 @@ std::optional<LastBackupRecord> parse_last_backup(std::string_view text) {
     return r;
 }
 
+std::string format_running_backup(const RunningBackupRecord& r) {
+    return fmt::format("{} {} {}\n", r.backup_id, r.reason, format_rfc3339_ms(r.started));
+}
+
+std::optional<RunningBackupRecord> parse_running_backup(std::string_view text) {
+    // The same three space-separated fields as the last-backup record.
+    const auto fields = parse_last_backup(text);
+    if (!fields) return std::nullopt;
+    return RunningBackupRecord{fields->state_id, fields->backup_id, fields->created};
+}
+
+std::string interrupted_backup_message(const RunningBackupRecord& r, const std::string& store_url) {
+    const bool s3 = store_url.rfind("s3://", 0) == 0;
+    return fmt::format("the backup {} started at {} ({}) was interrupted: bartld was killed or the host went down "
+                       "before it ended; {}",
+                       r.backup_id, format_rfc3339_ms(r.started), r.reason,
+                       s3 ? "its unfinished multipart upload is aborted by the first backup a day after it began"
+                          : "its partial upload is removed by the next backup");
+}
+
 std::chrono::milliseconds first_backup_delay(const std::optional<LastBackupRecord>& last, const std::string& state_id,
                                              std::chrono::sys_time<std::chrono::milliseconds> now,
                                              std::chrono::milliseconds interval) {

@@ -23,6 +23,26 @@ std::string format_last_backup(const LastBackupRecord& r);
 /// record only costs the schedule its memory, never a backup).
 std::optional<LastBackupRecord> parse_last_backup(std::string_view text);
 
+/// bartl_dir/backup-running: the backup under way, written when it starts and removed when
+/// it ends, so that the next start can say one was killed (bartl(7) STORES).
+struct RunningBackupRecord {
+    std::string backup_id;
+    std::string reason;   ///< "scheduled", "manual", "pre-migration"
+    std::chrono::sys_time<std::chrono::milliseconds> started{};
+};
+
+/// The record's file content: "ID REASON STARTED\n" (STARTED RFC 3339 UTC).
+std::string format_running_backup(const RunningBackupRecord& r);
+
+/// Parses format_running_backup()'s text; std::nullopt for anything else.
+std::optional<RunningBackupRecord> parse_running_backup(std::string_view text);
+
+/// The journal line for a record found at the start (its backup never ended): which backup,
+/// when and why it started, and what becomes of its partial upload in the store at
+/// `store_url` (file:// and sftp:// temporaries of a dead writer go at the next backup; an S3
+/// multipart upload is aborted by the first backup a day after it began).
+std::string interrupted_backup_message(const RunningBackupRecord& r, const std::string& store_url);
+
 /// How long after serving starts the first scheduled backup is due: `interval` after the
 /// last successful backup of `state_id` (so a restart does not push it back by a whole
 /// interval: a daily backup of an instance restarted more often than daily would never run),

@@ -19,9 +19,10 @@ std::optional<SecretFileProblem> secret_file_problem(mode_t mode, uid_t owner, u
     if (!S_ISREG(mode)) return std::nullopt;
     const unsigned perm = mode & 07777;
     if (mode & (S_IWGRP | S_IWOTH))
-        return SecretFileProblem{true, fmt::format("mode {:04o}: {} can write it, so replace the secret (run chmod go-w "
-                                                   "FILE)",
-                                                   perm, who(mode, S_IWGRP, S_IWOTH))};
+        // Whoever could write it may have put their own secret in: fixing the mode is not enough.
+        return SecretFileProblem{true, fmt::format("mode {:04o}: anyone {} could have replaced it: run chmod g-w,o-w "
+                                                   "FILE and check its content",
+                                                   perm, mode & S_IWOTH ? "on this host" : "in the group")};
     if (owner != 0 && owner != self)
         return SecretFileProblem{false, fmt::format("owned by uid {}, neither root nor bartld's uid {}: that user can "
                                                     "read it and change its mode (run chown {} FILE)",

@@ -12,7 +12,7 @@ namespace bartl {
 
 /// What is wrong with a secret file's permissions.
 struct SecretFileProblem {
-    /// True when anyone but the owner can write it (so replace the secret): a configuration
+    /// True when anyone but the owner can write it (they could have replaced it): a configuration
     /// error (exit 78). False: a warning (others may read it).
     bool error = false;
     /// What is wrong and how to fix it, without the file's name: "mode 0644: group and others
@@ -25,7 +25,7 @@ struct SecretFileProblem {
 /// systemd credential ($CREDENTIALS_DIRECTORY/NAME), which systemd makes 0400 or 0440 and
 /// owns by root or the service's user: group read is then accepted. Rules, in this order:
 /// - not a regular file: std::nullopt (a missing or odd file is reported where it is read);
-/// - group or others can write it: error ("chmod go-w FILE");
+/// - group or others can write it: error ("chmod g-w,o-w FILE and check its content");
 /// - owned by a user other than root and `self`: warning (that user can chmod it back);
 /// - others (or, for a non-credential, the group) can read it: warning ("chmod 600 FILE",
 ///   for a credential "chmod o-r FILE");

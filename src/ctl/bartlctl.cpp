@@ -14,7 +14,8 @@
 //      "last_success": null | {"id", "created", "host", "size", "duration_ms"},
 //      "last_failure": null | {"id", "time", "error"},
 //      "next_backup", "backup_job" (null when none), "store" (null when none),
-//      "fenced" (null, or why this state is no longer the store's writer)}
+//      "fenced" (null, or why this state is no longer the store's writer),
+//      "store_problem": null | {"since", "error"} (the store cannot be read or written)}
 //   status of an instance whose bartld does not answer (exit 3):
 //     {"instance", "running": false, "why", "state": null | {"version", "state_id", "origin",
 //      "marker", "last_event"}, "systemd": null | {"unit", "active_state", "sub_state", "since",
@@ -118,6 +119,8 @@ struct Info {
     std::string ok_id, ok_created, ok_host;  ///< LastSuccessfulBackup
     std::uint64_t ok_size = 0, ok_duration_ms = 0;
     std::string fail_id, fail_time, fail_error;  ///< LastFailedBackup
+    std::uint64_t store_problem_since = 0;       ///< StoreProblem (0 = the store answers)
+    std::string store_problem;
 };
 
 template <typename T>
@@ -153,6 +156,8 @@ Info read_info(InstanceProxy& p, const std::string& bus_name) {
     std::tie(i.ok_id, i.ok_created, i.ok_host, i.ok_size, i.ok_duration_ms) = prop<Ok>(m, "LastSuccessfulBackup");
     using Failed = sdbus::Struct<std::string, std::string, std::string>;
     std::tie(i.fail_id, i.fail_time, i.fail_error) = prop<Failed>(m, "LastFailedBackup");
+    using Problem = sdbus::Struct<std::uint64_t, std::string>;
+    std::tie(i.store_problem_since, i.store_problem) = prop<Problem>(m, "StoreProblem");
     return i;
 }
 
@@ -224,13 +229,16 @@ json info_json(const Info& i) {
                 {"next_backup", time_json(i.next_backup)},
                 {"backup_job", i.job.empty() ? json(nullptr) : json(i.job)},
                 {"store", i.store.empty() ? json(nullptr) : json(i.store)},
-                {"fenced", i.fenced.empty() ? json(nullptr) : json(i.fenced)}};
+                {"fenced", i.fenced.empty() ? json(nullptr) : json(i.fenced)},
+                {"store_problem", i.store_problem.empty() ? json(nullptr)
+                                                          : json{{"since", time_json(i.store_problem_since)},
+                                                                 {"error", i.store_problem}}}};
 }
 
 /// systemctl-status-like text.
 std::string info_text(const Info& i) {
     std::string out;
-    const char* bullet = i.phase == "failed" || !i.fenced.empty() ? "×" : "●";
+    const char* bullet = i.phase == "failed" || !i.fenced.empty() || !i.store_problem.empty() ? "×" : "●";
     std::string head = fmt::format("{} {} - {}", bullet, i.instance, i.phase);
     if (i.phase == "serving" || i.phase == "backing-up")
         head += fmt::format(" since {}; {}", time_text(i.serving_since), ago(i.serving_since));
@@ -262,6 +270,9 @@ std::string info_text(const Info& i) {
              fmt::format("{} (in {})", time_text(i.next_backup),
                          span_text((static_cast<std::int64_t>(i.next_backup) - now_usec()) / 1000000)));
     line("Store:", i.store.empty() ? "none configured" : i.store);
+    if (!i.store_problem.empty())
+        line("", fmt::format("unreachable since {} ({}): {}", time_text(i.store_problem_since),
+                             ago(i.store_problem_since), i.store_problem));
     if (!i.fenced.empty()) line("FENCED:", i.fenced);
     return out;
 }
@@ -591,11 +602,19 @@ int cmd_instances(const Options& o) {
         print_json(all);
         return 0;
     }
-    std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {}\n", "INSTANCE", "PHASE", "ENGINE", "STATE", "LAST BACKUP");
+    std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", "INSTANCE", "PHASE", "ENGINE", "STATE",
+                             "LAST BACKUP", "PROBLEM");
     for (const auto& i : infos) {
         std::string last = i.last_id.empty() ? "-" : fmt::format("{} ({})", ago(i.last_created), i.last_result);
-        std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {}\n", i.instance, i.phase, i.engine,
-                                 i.state.empty() ? "-" : i.state, last);
+        // At a glance: what `bartlctl status -i NAME` shows in full.
+        std::string problem = "-";
+        if (!i.fenced.empty())
+            problem = "fenced";
+        else if (!i.store_problem.empty())
+            problem = fmt::format("store unreachable for {}",
+                                  span_text((now_usec() - static_cast<std::int64_t>(i.store_problem_since)) / 1000000));
+        std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", i.instance, i.phase, i.engine,
+                                 i.state.empty() ? "-" : i.state, last, problem);
     }
     std::cout << fmt::format("\n{} instance{} listed.\n", infos.size(), infos.size() == 1 ? "" : "s");
     return 0;

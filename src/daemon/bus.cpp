@@ -248,6 +248,10 @@ private:
     std::string Store() override { return status_.snapshot().store; }
     std::string StateId() override { return status_.snapshot().state_id; }
     std::string Fenced() override { return log::printable(status_.snapshot().fenced); }
+    sdbus::Struct<std::uint64_t, std::string> StoreProblem() override {
+        const auto s = status_.snapshot();
+        return {s.store_problem_since, log::printable(s.store_problem)};
+    }
     std::uint32_t KeepPreMigration() override { return config_.retention.keep_pre_migration; }
 
     /// What a worker's store calls run under: cancelled when the bus shuts down (or bartld
@@ -346,6 +350,8 @@ private:
         changed(s.backup_job != p.backup_job, "BackupJob");
         changed(s.store != p.store, "Store");
         changed(s.fenced != p.fenced, "Fenced");
+        changed(s.store_problem != p.store_problem || s.store_problem_since != p.store_problem_since,
+                "StoreProblem");
         changed(s.state_id != p.state_id, "StateId");
         published_ = s;
         if (!names.empty()) getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);

@@ -153,6 +153,10 @@ int run(const Args& a) {
     }
 
     InstanceLock lock(config.bartl_dir, config.instance);
+    // Under the lock: a record left now is of a backup whose bartld is gone.
+    if (const auto killed = Instance(config).take_interrupted_backup())
+        log::write(log::Level::warning, interrupted_backup_message(*killed, config.store),
+                   {{"BARTL_BACKUP_ID", killed->backup_id}});
 
     if (a.backup) {
         if (!store) throw UsageError(fmt::format("{}: no [backup] store configured", file.string()));

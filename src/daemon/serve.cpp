@@ -134,12 +134,14 @@ void Server::start_fence_watch() {
                                           "is fixed",
                                           e.what()));
                 unreachable = true;
+                status_.set_store_problem(e.what());
                 lock.lock();
                 fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
                 continue;
             }
             if (unreachable) log::notice(fmt::format("store {} can be read again", config_.store));
             unreachable = false;
+            status_.clear_store_problem(/*wrote=*/false);
             lock.lock();
             fence_wake_.wait_for(lock, config_.fence_check, [this] { return fence_stop_; });
         }
@@ -209,6 +211,7 @@ void Server::start_backup() {
             backup_error_.clear();
             backup_outcome_ = BackupOutcome{m.id, m.created, m.blob_size, m.bytes, ms(), "success", "", m.host};
             status_.update([](StatusSnapshot& s) { s.fenced.clear(); });
+            status_.clear_store_problem(/*wrote=*/true);
         } catch (const FencedError& e) {
             // Loud, and it stays loud: every scheduled backup says it again.
             status_.update([&](StatusSnapshot& s) { s.fenced = e.what(); });
@@ -217,6 +220,10 @@ void Server::start_backup() {
             backup_error_ = e.what();
             backup_outcome_ = BackupOutcome{id, created, 0, 0, ms(), "failed", e.what(), host_name()};
         } catch (const std::exception& e) {
+            // The store's own failures (unreachable, not initialized, read-only) are shown as
+            // StoreProblem until a look or a backup succeeds; a failing hook or dump is not.
+            if (dynamic_cast<const StoreUnavailable*>(&e))
+                status_.set_store_problem(e.what(), dynamic_cast<const StoreReadOnly*>(&e) != nullptr);
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
             backup_error_ = e.what();

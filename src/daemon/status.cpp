@@ -56,6 +56,24 @@ void Status::set_phase(Phase p) {
     });
 }
 
+void Status::set_store_problem(const std::string& error, bool writes) {
+    update([&](StatusSnapshot& s) {
+        if (s.store_problem.empty()) s.store_problem_since = realtime_usec();
+        s.store_problem = error;
+        store_problem_writes_ = writes;
+    });
+}
+
+void Status::clear_store_problem(bool wrote) {
+    update([&](StatusSnapshot& s) {
+        // A read-only store answers the fence watch's reads: that is no sign it takes a backup.
+        if (s.store_problem.empty() || (store_problem_writes_ && !wrote)) return;
+        s.store_problem.clear();
+        s.store_problem_since = 0;
+        store_problem_writes_ = false;
+    });
+}
+
 void Status::set_listener(StatusListener* listener) {
     std::lock_guard<std::mutex> lock(listener_mutex_);
     listener_ = listener;

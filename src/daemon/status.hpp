@@ -53,6 +53,10 @@ struct StatusSnapshot {
     /// "" while this state is the store's writer (or not known yet); else why it is fenced
     /// (another state took the store over: backups and retention stopped).
     std::string fenced;
+    /// "" while the store answers (or was not asked yet); else why it cannot be read or
+    /// written, as the fence watch or the last backup found it (StoreProblem property).
+    std::string store_problem;
+    std::uint64_t store_problem_since = 0;  ///< when the current store problem was first seen; 0 = none
 
     bool operator==(const StatusSnapshot&) const = default;
 };
@@ -90,6 +94,13 @@ public:
     void set_phase(Phase p);
     /// Attaches the listener (nullptr detaches; returns only when no call to the old one runs).
     void set_listener(StatusListener* listener);
+    /// Records that the store cannot be used: `error` (the failure message) replaces the
+    /// last one, while the time the outage began (StoreProblem's since) stays until cleared.
+    /// `writes` = it refused a write (read-only): only a write that succeeds clears it.
+    void set_store_problem(const std::string& error, bool writes = false);
+    /// The store answered: `wrote` = a backup succeeded (clears any problem), else a read
+    /// (a fence-watch look) succeeded, which clears all but a refused write.
+    void clear_store_problem(bool wrote);
 
     /// D-Bus Backup(): the id of the running or already requested backup job, else a new id
     /// (ops new_backup_id()) handed to the Server through trigger_fd(). Throws
@@ -117,6 +128,7 @@ private:
     StatusSnapshot s_;
     std::string requested_;       ///< id handed out by request_backup(), not yet started
     std::uint64_t estimate_ = 0;  ///< bytes estimate of the running job
+    bool store_problem_writes_ = false;  ///< the store problem is a refused write
     int trigger_fd_ = -1;
 
     std::mutex listener_mutex_;  ///< held while calling the listener, so detaching is safe

@@ -196,6 +196,14 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
                                           }});
     }
     m.reason = request.reason;
+    // A backup killed from here on (kill -9, a crash, the host going down) leaves this record:
+    // the next start says so (daemon/main.cpp), instead of only a partial upload in the store.
+    const Instance instance(config);
+    instance.write_running_backup(RunningBackupRecord{m.id, m.reason, now_ms});
+    struct RunningRecord {
+        const Instance& instance;
+        ~RunningRecord() { instance.clear_running_backup(); }
+    } running_record{instance};
     m.writer_state_id = marker.state_id;
     m.writer_generation = marker.writer.generation;
     m.migrations = marker.migrations;

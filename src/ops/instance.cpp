@@ -104,6 +104,33 @@ void Instance::write_last_backup(const LastBackupRecord& r) const {
     fs::write_file_atomic(last_backup_path(), format_last_backup(r));
 }
 
+void Instance::write_running_backup(const RunningBackupRecord& r) const {
+    fs::make_dirs(config_.bartl_dir);
+    fs::write_file_atomic(running_backup_path(), format_running_backup(r));
+}
+
+void Instance::clear_running_backup() const noexcept {
+    // Not durable on purpose: a backup's end costs no fsync; a crash right after it at worst
+    // names a finished backup as interrupted at the next start.
+    std::error_code ec;
+    std::filesystem::remove(running_backup_path(), ec);
+}
+
+std::optional<RunningBackupRecord> Instance::take_interrupted_backup() const {
+    std::optional<std::string> text;
+    try {
+        text = fs::read_file(running_backup_path());
+    } catch (const std::exception& e) {
+        log::debug(fmt::format("cannot read {}: {}", running_backup_path().string(), e.what()));
+        return std::nullopt;
+    }
+    if (!text) return std::nullopt;
+    clear_running_backup();
+    auto r = parse_running_backup(*text);
+    if (!r) log::debug(fmt::format("{} does not parse: removed", running_backup_path().string()));
+    return r;
+}
+
 Intent new_intent(const std::string& op) {
     Intent i;
     i.op = op;

@@ -59,6 +59,18 @@ public:
     /// Throws RuntimeError.
     void write_last_backup(const LastBackupRecord& r) const;
 
+    /// bartl_dir/backup-running (core/schedule.hpp RunningBackupRecord): written when a
+    /// backup starts (one atomic write), removed when it ends, whatever its result. Throws
+    /// RuntimeError when it cannot be written.
+    std::filesystem::path running_backup_path() const { return config_.bartl_dir / "backup-running"; }
+    void write_running_backup(const RunningBackupRecord& r) const;
+    /// Removes the record; never throws (a leftover only costs a wrong "interrupted" line).
+    void clear_running_backup() const noexcept;
+    /// At the start, under the instance lock: the record of a backup that never ended, and
+    /// removes it; std::nullopt when there is none (a record that does not parse is removed
+    /// and logged at debug level).
+    std::optional<RunningBackupRecord> take_interrupted_backup() const;
+
 private:
     const Config& config_;
 };

@@ -177,7 +177,9 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                                            inst.pin_path().string()));
         case Action::fail_not_mounted:
             throw RuntimeError(fmt::format("{}; bartl will not restore onto the filesystem underneath: mount it "
-                                           "(systemd retries this start)",
+                                           "(systemd retries this start), or, to replace a broken disk, mount the "
+                                           "new one there and bartld restores onto it (bartl(7), \"WHAT BARTL "
+                                           "OBSERVES\")",
                                            o.state_detail));
         case Action::fail_incomplete:
             throw RuntimeError(fmt::format("state is incomplete: {}; bartl will not mix restored and live components: "

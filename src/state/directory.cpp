@@ -123,8 +123,11 @@ ComponentObservation DirectoryComponent::observe(const ComponentRecord* recorded
     const auto presence = judge_state_filesystem(recorded->mount_point, recorded->device, now);
     if (presence == FilesystemPresence::not_mounted) {
         o.finding = ComponentFinding::not_mounted;
+        // The disk's own mount point, not the unit's bind mount of the state's directory on it.
         o.detail = fmt::format("{} is {} and the filesystem that held it ({} on {}) is not mounted", name_,
-                               exists ? "empty" : "missing", recorded->device, recorded->mount_point);
+                               exists ? "empty" : "missing", recorded->device,
+                               recorded->filesystem_mount_point.empty() ? recorded->mount_point
+                                                                        : recorded->filesystem_mount_point);
         return o;
     }
     o.finding = ComponentFinding::lost;
@@ -201,6 +204,10 @@ ComponentRecord DirectoryComponent::record() const {
     const auto mounts = read_mounts();
     const auto m = mount_of(mounts, path_);
     r.mount_point = m ? m->mount_point : "/";
+    if (m) {
+        const auto disk = filesystem_mount_point(mounts, *m);
+        if (disk != r.mount_point) r.filesystem_mount_point = disk;
+    }
     r.device = device_text(st.st_dev);
     r.inode = st.st_ino;
     return r;

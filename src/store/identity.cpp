@@ -121,7 +121,8 @@ InitStoreResult init_store(Store& store, const Context& ctx, const std::string& 
         if (auto cur = try_read(store, ctx, app)) return {cur->identity, false};
         throw;
     }
-    log::notice(fmt::format("store {} initialised for app {} (store ID {})", store.url(), app, id.store_id));
+    // No log line: `bartld --init-store` and `bartlctl init-store` print the result (a second
+    // line on stderr said it twice), and an older store's adoption says so before this.
     return {id, true};
 }
 

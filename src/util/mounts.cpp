@@ -56,7 +56,7 @@ std::vector<MountEntry> parse_mountinfo(const std::string& text) {
                 break;
             }
         if (fstype.empty() || dev.find(':') == std::string::npos) continue;
-        out.push_back(MountEntry{unescape(mp), dev, fstype});
+        out.push_back(MountEntry{unescape(mp), dev, fstype, unescape(root)});
     }
     return out;
 }
@@ -73,6 +73,15 @@ std::optional<MountEntry> mount_of(const std::vector<MountEntry>& mounts, const 
     for (const auto& m : mounts)
         if (is_prefix(m.mount_point, p) && (!best || m.mount_point.size() >= best->mount_point.size())) best = m;
     return best;
+}
+
+std::string filesystem_mount_point(const std::vector<MountEntry>& mounts, const MountEntry& m) {
+    if (m.root == "/") return m.mount_point;
+    for (const auto& e : mounts)
+        if (e.device == m.device && e.root == "/" && normal(std::filesystem::path(e.mount_point) / m.root.substr(1)) ==
+                                                         normal(m.mount_point))
+            return e.mount_point;
+    return "";
 }
 
 bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point) {

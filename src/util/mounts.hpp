@@ -13,6 +13,7 @@ struct MountEntry {
     std::string mount_point;  ///< absolute, octal escapes (\040) decoded
     std::string device;       ///< "MAJOR:MINOR" of the mounted filesystem
     std::string fs_type;      ///< "ext4", "tmpfs", ...
+    std::string root = "/";   ///< the directory of the filesystem mounted here ("/mt" for a bind mount of a subdirectory)
 };
 
 /// Parses mountinfo text (proc(5) format). Lines that do not parse are skipped. Pure.
@@ -26,6 +27,12 @@ std::vector<MountEntry> read_mounts();
 /// `path` by whole components; later entries win ties, as over-mounts do). `path` should be
 /// canonical. std::nullopt only for an empty table.
 std::optional<MountEntry> mount_of(const std::vector<MountEntry>& mounts, const std::filesystem::path& path);
+
+/// Where the filesystem of `m` itself is mounted: `m`'s mount point when it mounts the
+/// filesystem's root, else the mount point of the entry in `mounts` that does, when `m` is
+/// a bind mount of that entry's subdirectory at the same path (ReadWritePaths= binds
+/// "/mnt/disk/mt" onto itself: the disk is at "/mnt/disk"); "" when unknown. Pure.
+std::string filesystem_mount_point(const std::vector<MountEntry>& mounts, const MountEntry& m);
 
 /// True when `mount_point` is a mount point in `mounts`.
 bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point);

@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from bartltest import EXIT_RUNTIME, StackTest, edit_config, scaled, store_objects, tree_digest
+from bartltest import BARTLD, EXIT_RUNTIME, StackTest, edit_config, scaled, store_objects, tree_digest
 
 
 class Backup(StackTest):
@@ -269,6 +269,45 @@ class Backup(StackTest):
             self.assertNotIn(n, names)
         for n in (fresh_orphan, fresh_tmp, other_app, late_commit):
             self.assertIn(n, names, "a possibly running upload or another app's object was removed")
+        self.assertEqual(len(s.backups()), 1)
+
+    def test_a_backup_killed_mid_upload_is_named_at_the_next_start(self):
+        # Found on a real systemd: kill -9 of bartld mid-backup left nothing in the journal at
+        # the next start, and the partial upload stayed in the store with no word about it.
+        s = self.stack("1.0.0")
+        edit_config(s.config, {"backup.compression": '"zstd:1"'})
+        s.run("--prepare")
+        record = os.path.join(s.bartl_dir, "backup-running")
+        with open(os.path.join(s.state, "big"), "wb") as f:
+            f.write(os.urandom(96 << 20))
+        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + scaled(60)
+        temp = []
+        while not temp and time.monotonic() < deadline and p.poll() is None:
+            temp = [n for n in os.listdir(s.store)
+                    if ".tmp-" in n and os.path.getsize(os.path.join(s.store, n)) > (4 << 20)]
+            time.sleep(0.01)
+        p.kill()
+        p.wait()
+        self.assertTrue(temp, "no upload in progress was seen")
+        self.assertEqual(s.backups(), [])
+        with open(record) as f:
+            backup_id, reason, started = f.read().split()
+        self.assertEqual(reason, "manual")
+        self.assertIn(backup_id, temp[0])
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"warning: the backup {backup_id} started at {started} (manual) was interrupted: bartld was "
+                      f"killed or the host went down before it ended; its partial upload is removed by the next "
+                      f"backup", r.stderr)
+        self.assertFalse(os.path.exists(record), "the record was left for the next start to repeat")
+        self.assertNotIn("was interrupted", s.run("--prepare").stderr)  # said once
+        # The next backup removes the partial upload and ends without leaving a record.
+        os.remove(os.path.join(s.state, "big"))
+        self.assertEqual(s.run("--backup").returncode, 0)
+        self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
+        self.assertFalse(os.path.exists(record))
         self.assertEqual(len(s.backups()), 1)
 
     def test_backup_refuses_a_symlink_a_restore_would_refuse(self):

@@ -90,6 +90,70 @@ class DBus(StackTest):
         self.assertEqual((j["running"], j["state"]["version"], j["state"]["origin"]),
                          (False, "1.0.0", f"restore:{good['id']}"))
 
+    def wait_status(self, until, what, s):
+        deadline = time.monotonic() + scaled(10)
+        st = json.loads(self.ctl("status", "--json").stdout)
+        while not until(st):
+            self.assertLess(time.monotonic(), deadline, f"{what}: {st}\n{s.read_log()}")
+            time.sleep(0.1)
+            st = json.loads(self.ctl("status", "--json").stdout)
+        return st
+
+    def test_status_shows_a_store_the_fence_watch_cannot_read_and_since_when(self):
+        # Found on a real systemd: the fence watch warned in the journal that the store could
+        # not be read, but status (and its --json, and instances) showed nothing.
+        s = self.stack()
+        edit_config(s.config, {"backup.fence_check": '"1s"'})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        self.ctl("backup", "--wait")
+        self.assertIsNone(json.loads(self.ctl("status", "--json").stdout)["store_problem"])
+        t0 = time.time()
+        shutil.move(s.store, s.store + ".away")  # the backup disk is unmounted
+        st = self.wait_status(lambda st: st["store_problem"], "no store problem shown", s)
+        self.assertIn("does not exist", st["store_problem"]["error"])
+        self.assertIn(s.store, st["store_problem"]["error"])
+        since = time.mktime(time.strptime(st["store_problem"]["since"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        self.assertGreaterEqual(since, int(t0) - 1)
+        self.assertLessEqual(since, time.time() + 1)
+        # The outage's start stays while later looks fail again.
+        time.sleep(scaled(2.5))
+        self.assertEqual(json.loads(self.ctl("status", "--json").stdout)["store_problem"]["since"],
+                         st["store_problem"]["since"])
+        text = self.ctl("status").stdout
+        self.assertTrue(text.startswith("×"), text)
+        self.assertRegex(text, r"\n {12} unreachable since " + st["store_problem"]["since"] + r" \(.* ago\): store ")
+        listed = self.ctl("instances").stdout
+        self.assertRegex(listed, r"notes .* store unreachable for \d+s\n", listed)
+        shutil.move(s.store + ".away", s.store)
+        st = self.wait_status(lambda st: st["store_problem"] is None, "the store problem stayed", s)
+        self.assertTrue(self.ctl("status").stdout.startswith("●"))
+        self.assertNotIn("unreachable", self.ctl("instances").stdout)
+        self.assertEqual(s.stop(), 0)
+
+    def test_a_backup_failing_on_the_store_shows_it_until_a_backup_succeeds(self):
+        # With the fence watch off ("0"), the failed backup is what finds the store problem.
+        s = self.stack()
+        edit_config(s.config, {"backup.fence_check": '"0"'})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        shutil.move(s.store, s.store + ".away")
+        self.ctl("backup", "--wait", ok=False)
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertIsNotNone(st["store_problem"], st)
+        self.assertIn("does not exist", st["store_problem"]["error"])
+        shutil.move(s.store + ".away", s.store)
+        self.ctl("backup", "--wait")
+        self.assertIsNone(json.loads(self.ctl("status", "--json").stdout)["store_problem"])
+        # A failure that is not the store's (a failing hook) shows no store problem.
+        self.assertEqual(s.stop(), 0)
+        edit_config(s.config, {"hooks.pre_backup": '["/bin/false"]'})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        self.ctl("backup", "--wait", ok=False)
+        self.assertIsNone(json.loads(self.ctl("status", "--json").stdout)["store_problem"])
+        self.assertEqual(s.stop(), 0)
+
     def test_status_backup_and_read_verbs(self):
         s = self.serve()
         st = json.loads(self.ctl("status", "--json").stdout)

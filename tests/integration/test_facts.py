@@ -170,7 +170,9 @@ class Facts(StackTest):
         self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
         self.assertRegex(r.stderr, rf"{re.escape(data)} is missing and the filesystem that held it "
                                    rf"\(\d+:\d+ on {re.escape(mnt)}\) is not mounted")
-        self.assertIn("will not restore onto the filesystem underneath", r.stderr)
+        self.assertIn("will not restore onto the filesystem underneath: mount it (systemd retries this start), or, "
+                      "to replace a broken disk, mount the new one there and bartld restores onto it (bartl(7)",
+                      r.stderr)
         self.assertEqual(os.listdir(mnt), [], "something was restored onto the bare mount point")
         self.assertIn("not mounted", s.run("--plan").stdout)
         self.assertEqual(s.run("--backup").returncode, EXIT_RUNTIME)

@@ -129,6 +129,8 @@ class InitStoreWithoutDirectory(StackTest):
         r = s.run("--init-store")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("initialised", r.stdout)
+        # Said once: the log line on stderr repeated it.
+        self.assertEqual((r.stdout + r.stderr).count("initialised"), 1, r.stdout + r.stderr)
 
 
 class FreshServer(unittest.TestCase):

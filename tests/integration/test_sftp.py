@@ -137,12 +137,13 @@ class Sftp(StackTest):
         r = self.ok(s, "--check-config")
         self.assertIn(f"[store.sftp] key_file {key}: owned by uid 65534, neither root nor bartld's uid 0", r.stderr)
         os.chown(key, 0, 0)
-        for mode, who in ((0o620, "group"), (0o602, "others"), (0o666, "group and others")):
+        for mode, who in ((0o620, "in the group"), (0o602, "on this host"), (0o666, "on this host")):
             os.chmod(key, mode)
             r = s.run("--check-config")
             self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
             self.assertIn(f"{s.config}:{position_of(s.config, json.dumps(key))}: [store.sftp] key_file {key}: "
-                          f"mode {mode:04o}: {who} can write it, so replace the secret (run chmod go-w {key})",
+                          f"mode {mode:04o}: anyone {who} could have replaced it: run chmod g-w,o-w {key} and check "
+                          f"its content",
                           r.stderr)
             r = s.run("--backup")
             self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)

@@ -22,8 +22,8 @@ Marker sample_marker() {
     m.version = "2.1.0-rc.1+b5";
     m.state_id = kId;
     m.origin = "restore:notes-20261130T030904Z-2.0.0-abc";
-    m.components = {{"path", "/var/lib/notes", "xattr", "/var/lib", "8:1", 1234},
-                    {"path", "/srv/notes files/ü", "inode", "/srv", "0:42", 99}};
+    m.components = {{"path", "/var/lib/notes", "xattr", "/var/lib", "8:1", 1234, ""},
+                    {"path", "/srv/notes files/ü", "inode", "/srv/notes files", "0:42", 99, "/srv"}};
     m.migrations = {{"2.1.0-rc.1_add-tags", std::string(64, 'a'), "2026-11-30T03:10:00Z", "2.1.0-rc.1+b5"}};
     m.writer = {"fedcba9876543210fedcba9876543210", 3, ""};
     m.history = {{"2026-11-30T03:09:04Z", "restore", "", "2.0.0", "notes-20261130T030904Z-2.0.0-abc"},

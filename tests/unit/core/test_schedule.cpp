@@ -58,3 +58,26 @@ TEST_CASE("a state path directly in a directory the system shares is named, one 
     CHECK_FALSE(shared_parent_of_state_path("/srv/notes/state"));
     CHECK_FALSE(shared_parent_of_state_path("/tmp/test-xyz/state"));
 }
+
+TEST_CASE("the running-backup record round-trips and says what became of an interrupted backup", "[schedule]") {
+    const RunningBackupRecord r{"0badc0de", "pre-migration", at("2026-12-01T22:10:03.250Z")};
+    CHECK(format_running_backup(r) == "0badc0de pre-migration 2026-12-01T22:10:03.250Z\n");
+    const auto back = parse_running_backup(format_running_backup(r));
+    REQUIRE(back);
+    CHECK(back->backup_id == "0badc0de");
+    CHECK(back->reason == "pre-migration");
+    CHECK(back->started == r.started);
+    // A torn or foreign file says nothing rather than something wrong.
+    CHECK_FALSE(parse_running_backup(""));
+    CHECK_FALSE(parse_running_backup("0badc0de scheduled"));
+    CHECK_FALSE(parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z extra"));
+    CHECK_FALSE(parse_running_backup("0badc0de scheduled yesterday"));
+    CHECK(interrupted_backup_message(r, "file:///srv/backups") ==
+          "the backup 0badc0de started at 2026-12-01T22:10:03.250Z (pre-migration) was interrupted: bartld was "
+          "killed or the host went down before it ended; its partial upload is removed by the next backup");
+    CHECK(interrupted_backup_message(r, "sftp://backup@nas/notes").find("removed by the next backup") !=
+          std::string::npos);
+    CHECK(interrupted_backup_message(r, "s3://bucket/notes").find(
+              "its unfinished multipart upload is aborted by the first backup a day after it began") !=
+          std::string::npos);
+}

@@ -26,3 +26,22 @@ TEST_CASE("mountinfo: mount points, devices, escapes and the longest prefix", "[
     CHECK_FALSE(is_mount_point(m, "/var"));
     CHECK_FALSE(read_mounts().empty());
 }
+
+TEST_CASE("mountinfo: where a bind-mounted subdirectory's filesystem itself is mounted", "[mounts]") {
+    // Under the unit: the disk at /mnt/disk, and ReadWritePaths=/mnt/disk/mt binding that
+    // subdirectory onto itself.
+    const auto m = parse_mountinfo(
+        "22 1 254:0 / / rw - ext4 /dev/vda rw\n"
+        "40 22 8:17 / /mnt/disk rw - ext4 /dev/sdb1 rw\n"
+        "41 40 8:17 /mt /mnt/disk/mt rw - ext4 /dev/sdb1 rw\n"
+        "42 22 8:17 /other /srv/elsewhere rw - ext4 /dev/sdb1 rw\n"
+        "43 22 8:33 /sub /srv/orphan rw - ext4 /dev/sdc1 rw\n");
+    REQUIRE(m.size() == 5);
+    CHECK(m[2].root == "/mt");
+    CHECK(filesystem_mount_point(m, m[1]) == "/mnt/disk");
+    CHECK(filesystem_mount_point(m, m[2]) == "/mnt/disk");
+    CHECK(filesystem_mount_point(m, m[0]) == "/");
+    // A bind mount from elsewhere, or of a filesystem whose root is mounted nowhere: unknown.
+    CHECK(filesystem_mount_point(m, m[3]) == "");
+    CHECK(filesystem_mount_point(m, m[4]) == "");
+}
