@@ -2,22 +2,19 @@
 
 namespace bartl {
 
-bool LastRunScan::add(const RunEntry& e) {
-    if (!started_) {
-        started_ = true;
-        last_.run = e.run;
-    } else if (e.run != last_.run) {
-        return false;
+LastRun last_run(const RunLookups& found) {
+    LastRun last;
+    if (!found.newest || found.newest->identifier != "bartld") return last;
+    last.run = found.newest->run;
+    if (const auto& d = found.decision; d && d->run == last.run && d->decision) {
+        last.decision = *d->decision;
+        last.decision_time = d->time;
     }
-    if (!last_.decision && e.decision) {
-        last_.decision = *e.decision;
-        last_.decision_time = e.time;
+    if (const auto& e = found.error; e && e->run == last.run && e->priority <= 3 && e->identifier == "bartld") {
+        last.error = e->message;
+        last.error_time = e->time;
     }
-    if (!last_.error && e.priority <= 3 && e.identifier == "bartld") {
-        last_.error = e.message;
-        last_.error_time = e.time;
-    }
-    return !(last_.decision && last_.error);
+    return last;
 }
 
 }  // namespace bartl

@@ -21,24 +21,25 @@ struct RunEntry {
 
 /// The last run's decision and error; each unset when that run logged none.
 struct LastRun {
-    std::string run;  ///< RunEntry::run of the newest entry; "" before the first
+    std::string run;  ///< RunEntry::run of bartld's newest entry; "" when there is none
     std::optional<std::string> decision, decision_time;
     std::optional<std::string> error, error_time;  ///< bartld's newest entry of priority err or worse
 };
 
-/// Folds entries newest first into the LastRun of the newest entry's run. An error or a
-/// decision of an earlier run is never taken: after a failed start (a config typo, exit 78)
-/// was fixed and the instance ran again, that failure is not the last run's.
-class LastRunScan {
-public:
-    /// Takes the next older entry; false once it belongs to an earlier run or both facts are
-    /// known (nothing older can change the result: stop reading).
-    bool add(const RunEntry& entry);
-    const LastRun& result() const noexcept { return last_; }
-
-private:
-    LastRun last_;
-    bool started_ = false;
+/// The three entries `bartlctl status` looks up in the journal, each the newest of the
+/// instance that matches (sd_journal_add_match(3), so each costs one seek however much the
+/// run or its app logged):
+struct RunLookups {
+    std::optional<RunEntry> newest{};    ///< bartld's newest entry (SYSLOG_IDENTIFIER=bartld)
+    std::optional<RunEntry> decision{};  ///< bartld's newest decision (MESSAGE_ID of the decision event)
+    std::optional<RunEntry> error{};     ///< bartld's newest entry of PRIORITY 0..3
 };
+
+/// The LastRun of bartld's newest run: its decision and error only when the entries found
+/// belong to that run. An error or a decision of an earlier run is never taken: after a
+/// failed start (a config typo, exit 78) was fixed and the instance ran again, that failure
+/// is not the last run's. An app's or hook's line (identifier other than "bartld") is never
+/// the run's error, nor an entry of priority better than err.
+LastRun last_run(const RunLookups& found);
 
 }  // namespace bartl

@@ -64,6 +64,7 @@
 #include "daemon/bus_name.hpp"
 #include "ops/catalog.hpp"
 #include "ops/commands.hpp"
+#include "ops/events.hpp"
 #include "ops/instance.hpp"
 #include "ops/report.hpp"
 #include "store/store.hpp"
@@ -448,8 +449,10 @@ std::optional<json> unit_facts(const std::string& instance) {
 }
 
 /// The decision and error bartld logged in the instance's last run (BARTL_INSTANCE=NAME in the
-/// local journal, the run of the newest entry: core/last_run.hpp) and that run's ID ("run":
+/// local journal, bartld's newest entry's run: core/last_run.hpp) and that run's ID ("run":
 /// the unit's invocation ID, or "PID N"); nulls when there is no journal or nothing was logged.
+/// Three matched lookups, each one seek from the tail: an app that logs a lot cannot push the
+/// run's decision out of reach.
 json journal_facts(const std::string& instance) {
     json out = {{"decision", nullptr}, {"decision_time", nullptr}, {"error", nullptr}, {"error_time", nullptr},
                 {"run", nullptr}};
@@ -459,8 +462,6 @@ json journal_facts(const std::string& instance) {
         sd_journal* j;
         ~Close() { sd_journal_close(j); }
     } close{j};
-    const std::string match = "BARTL_INSTANCE=" + instance;
-    if (sd_journal_add_match(j, match.data(), match.size()) < 0 || sd_journal_seek_tail(j) < 0) return out;
     auto field = [&](const char* name) -> std::optional<std::string> {
         const void* data = nullptr;
         size_t len = 0;
@@ -468,27 +469,36 @@ json journal_facts(const std::string& instance) {
         std::string s(static_cast<const char*>(data), len);
         return s.substr(s.find('=') + 1);
     };
-    auto when = [&]() -> std::string {
-        std::uint64_t usec = 0;
-        return sd_journal_get_realtime_usec(j, &usec) < 0 ? std::string() : time_text(usec);
-    };
-    // The last run's facts only: a failure an operator has since fixed is not the last run's.
-    LastRunScan scan;
-    for (int n = 0; n < 2000 && sd_journal_previous(j) > 0; ++n) {
+    // The newest entry of the instance's bartld that also matches `extra` (matches of one
+    // field are ORed, of different fields ANDed: sd_journal_add_match(3)).
+    auto newest = [&](const std::vector<std::string>& extra) -> std::optional<RunEntry> {
+        sd_journal_flush_matches(j);
+        std::vector<std::string> matches = {"BARTL_INSTANCE=" + instance, "SYSLOG_IDENTIFIER=bartld"};
+        matches.insert(matches.end(), extra.begin(), extra.end());
+        for (const auto& m : matches)
+            if (sd_journal_add_match(j, m.data(), m.size()) < 0) return std::nullopt;
+        if (sd_journal_seek_tail(j) < 0 || sd_journal_previous(j) <= 0) return std::nullopt;
         RunEntry e;
         if (auto inv = field("_SYSTEMD_INVOCATION_ID"))
             e.run = *inv;
         else if (auto pid = field("_PID"))
             e.run = "PID " + *pid;
-        e.time = when();
+        std::uint64_t usec = 0;
+        e.time = sd_journal_get_realtime_usec(j, &usec) < 0 ? std::string() : time_text(usec);
         const auto priority = field("PRIORITY").value_or("6");
         e.priority = priority.size() == 1 && priority[0] >= '0' && priority[0] <= '7' ? priority[0] - '0' : 6;
         e.identifier = field("SYSLOG_IDENTIFIER").value_or("");
         e.decision = field("BARTL_DECISION");
         e.message = field("MESSAGE").value_or("");
-        if (!scan.add(e)) break;
+        return e;
+    };
+    RunLookups found;
+    found.newest = newest({});
+    if (found.newest) {
+        found.decision = newest({std::string("MESSAGE_ID=") + event::decision});
+        found.error = newest({"PRIORITY=0", "PRIORITY=1", "PRIORITY=2", "PRIORITY=3"});
     }
-    const auto& r = scan.result();
+    const auto r = last_run(found);
     auto opt = [](const std::optional<std::string>& v) { return v && !v->empty() ? json(*v) : json(nullptr); };
     out["decision"] = opt(r.decision);
     out["decision_time"] = opt(r.decision_time);

@@ -781,6 +781,25 @@ class RealSystemd(unittest.TestCase):
                 self.assertIsNone(st["journal"]["error"], st)
                 self.assertIsNotNone(st["journal"]["run"], st)
 
+            with self.subTest("an app that logs thousands of lines after the decision: the decision is still shown"):
+                # bartlctl once read the newest 2,000 entries of the instance, the app's
+                # included: a chatty app pushed the run's decision out of the status.
+                chatty = good.replace('exec = ["/usr/bin/python3"',
+                                      'exec = ["/bin/sh", "-c", \'seq -f "chatty line %g" 3000; exec "$0" "$@"\', '
+                                      '"/usr/bin/python3"', 1)
+                self.assertNotEqual(chatty, good)
+                self.c.run("tee", conf, input=chatty)
+                self.c.run("systemctl", "start", unit, timeout=120)
+                self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+                lines = self.c.run("journalctl", "BARTL_INSTANCE=other", "-o", "cat", "--no-pager").stdout
+                self.assertIn("chatty line 3000", lines)
+                self.c.run("systemctl", "stop", unit)
+                r = self.ctl("status", instance="other", check=False)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertRegex(r.stdout, r"(?m)^ +Decision: .*serve", r.stdout)
+                self.assertNotRegex(r.stdout, r"(?m)^ +Error:")
+                self.c.run("tee", conf, input=good)
+
             with self.subTest("an app that crashes before it is ready: five starts, then the start limit"):
                 self.c.run("systemctl", "reset-failed", unit, check=False)
                 crash = re.sub(r"(?m)^exec = .*$", 'exec = ["/bin/sh", "-c", "echo crashing >&2; exit 1"]', good, 1)
