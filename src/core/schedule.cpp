@@ -1,5 +1,7 @@
 #include "core/schedule.hpp"
 
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "core/time.hpp"
@@ -29,21 +31,48 @@ std::optional<LastBackupRecord> parse_last_backup(std::string_view text) {
 }
 
 std::string format_running_backup(const RunningBackupRecord& r) {
-    return fmt::format("{} {} {}\n", r.backup_id, r.reason, format_rfc3339_ms(r.started));
+    return fmt::format("{} {} {} {}\n", r.backup_id, r.reason, format_rfc3339_ms(r.started),
+                       r.phase == RunningBackupRecord::Phase::pre_backup ? "pre_backup" : "upload");
 }
 
 std::optional<RunningBackupRecord> parse_running_backup(std::string_view text) {
-    // The same three space-separated fields as the last-backup record.
-    const auto fields = parse_last_backup(text);
-    if (!fields) return std::nullopt;
-    return RunningBackupRecord{fields->state_id, fields->backup_id, fields->created};
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    std::vector<std::string_view> fields;
+    while (!text.empty()) {
+        const auto sp = text.find(' ');
+        fields.push_back(text.substr(0, sp));
+        if (fields.back().empty() || fields.size() > 4) return std::nullopt;
+        if (sp == std::string_view::npos) break;
+        text.remove_prefix(sp + 1);
+        if (text.empty()) return std::nullopt;
+    }
+    if (fields.size() < 3) return std::nullopt;
+    RunningBackupRecord r;
+    r.backup_id = std::string(fields[0]);
+    r.reason = std::string(fields[1]);
+    try {
+        r.started = parse_rfc3339_ms(fields[2]);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (fields.size() == 4) {
+        if (fields[3] == "pre_backup")
+            r.phase = RunningBackupRecord::Phase::pre_backup;
+        else if (fields[3] != "upload")
+            return std::nullopt;
+    }
+    return r;
 }
 
 std::string interrupted_backup_message(const RunningBackupRecord& r, const std::string& store_url) {
+    const auto head = fmt::format("the backup {} started at {} ({}) was interrupted", r.backup_id,
+                                  format_rfc3339_ms(r.started), r.reason);
+    if (r.phase == RunningBackupRecord::Phase::pre_backup)
+        return head + " in its pre_backup hook: bartld was killed or the host went down before the hook ended; "
+                      "post_backup never ran, so whatever pre_backup did to the app (paused it, froze a "
+                      "filesystem, left a dump) was not undone by it; nothing was uploaded";
     const bool s3 = store_url.rfind("s3://", 0) == 0;
-    return fmt::format("the backup {} started at {} ({}) was interrupted: bartld was killed or the host went down "
-                       "before it ended; {}",
-                       r.backup_id, format_rfc3339_ms(r.started), r.reason,
+    return fmt::format("{}: bartld was killed or the host went down before it ended; {}", head,
                        s3 ? "its unfinished multipart upload is aborted by the first backup a day after it began"
                           : "its partial upload is removed by the next backup");
 }

@@ -166,6 +166,19 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
     auto env = hook_env(config, engine_version, state_version);
     env["BARTL_BACKUP_REASON"] = request.reason;
     env["BARTL_APP_RUNNING"] = request.app_running ? "1" : "0";
+    // A backup killed from here on (kill -9, a crash, the host going down) leaves this record:
+    // the next start says so (daemon/main.cpp), instead of only a partial upload in the store
+    // or, killed in pre_backup, nothing at all while post_backup never ran.
+    const Instance instance(config);
+    const std::string backup_id = request.id.empty() ? new_backup_id() : request.id;
+    const auto hook_started = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    if (!config.hook_pre_backup.empty())
+        instance.write_running_backup(
+            RunningBackupRecord{backup_id, request.reason, hook_started, RunningBackupRecord::Phase::pre_backup});
+    struct RunningRecord {
+        const Instance& instance;
+        ~RunningRecord() { instance.clear_running_backup(); }
+    } running_record{instance};
     run_hook(config, "pre_backup", config.hook_pre_backup, env, ctx.cancel);
 
     const auto now_ms = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
@@ -175,7 +188,7 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
     m.version = state_version;
     m.created = format_rfc3339_ms(now_ms);
     m.host = host_name();
-    m.id = request.id.empty() ? new_backup_id() : request.id;
+    m.id = backup_id;
     m.compression = fmt::format("zstd:{}", config.compression_level);
     // Capture order (bartl.toml(5) "DATABASES"): the state paths, then the databases in
     // declaration order, each dump started only when its turn comes.
@@ -196,14 +209,8 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
                                           }});
     }
     m.reason = request.reason;
-    // A backup killed from here on (kill -9, a crash, the host going down) leaves this record:
-    // the next start says so (daemon/main.cpp), instead of only a partial upload in the store.
-    const Instance instance(config);
-    instance.write_running_backup(RunningBackupRecord{m.id, m.reason, now_ms});
-    struct RunningRecord {
-        const Instance& instance;
-        ~RunningRecord() { instance.clear_running_backup(); }
-    } running_record{instance};
+    instance.write_running_backup(
+        RunningBackupRecord{m.id, m.reason, hook_started, RunningBackupRecord::Phase::upload});
     m.writer_state_id = marker.state_id;
     m.writer_generation = marker.writer.generation;
     m.migrations = marker.migrations;

@@ -5,12 +5,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from bartltest import BARTLD, EXIT_RUNTIME, StackTest, edit_config, scaled, store_objects, tree_digest
+from bartltest import (BARTLD, EXIT_RUNTIME, StackTest, edit_config, scaled, session_members, store_objects,
+                       tree_digest)
 
 
 class Backup(StackTest):
@@ -280,21 +282,12 @@ class Backup(StackTest):
         record = os.path.join(s.bartl_dir, "backup-running")
         with open(os.path.join(s.state, "big"), "wb") as f:
             f.write(os.urandom(96 << 20))
-        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + scaled(60)
-        temp = []
-        while not temp and time.monotonic() < deadline and p.poll() is None:
-            temp = [n for n in os.listdir(s.store)
-                    if ".tmp-" in n and os.path.getsize(os.path.join(s.store, n)) > (4 << 20)]
-            time.sleep(0.01)
-        p.kill()
-        p.wait()
+        _, temp = s.kill_backup_mid_upload(min_bytes=4 << 20)
         self.assertTrue(temp, "no upload in progress was seen")
         self.assertEqual(s.backups(), [])
         with open(record) as f:
-            backup_id, reason, started = f.read().split()
-        self.assertEqual(reason, "manual")
+            backup_id, reason, started, phase = f.read().split()
+        self.assertEqual((reason, phase), ("manual", "upload"))
         self.assertIn(backup_id, temp[0])
         r = s.run("--prepare")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -309,6 +302,50 @@ class Backup(StackTest):
         self.assertEqual([n for n in os.listdir(s.store) if ".tmp-" in n], [])
         self.assertFalse(os.path.exists(record))
         self.assertEqual(len(s.backups()), 1)
+
+    def test_a_backup_killed_in_its_pre_backup_hook_is_named_with_post_backup_not_run(self):
+        # A backup killed while pre_backup ran (it may pause the app or freeze a filesystem)
+        # left no word at all: the record was written only once the hook had ended.
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        began = os.path.join(s.root, "pre-began")
+        post = os.path.join(s.root, "post-ran")
+        edit_config(s.config, {"hooks.pre_backup": f'["/bin/sh", "-c", "echo $$ > {began}; exec sleep 600"]',
+                               "hooks.post_backup": f'["/bin/sh", "-c", "touch {post}"]'})
+        record = os.path.join(s.bartl_dir, "backup-running")
+        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + scaled(30)
+            while not (os.path.exists(began) and os.path.getsize(began)) and time.monotonic() < deadline \
+                    and p.poll() is None:
+                time.sleep(0.01)
+            self.assertTrue(os.path.exists(began), "pre_backup never ran")
+        finally:
+            # bartld and its hook (a process group of its own), as systemd kills the unit.
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            with open(began) as f:
+                hook_pid = int(f.read())
+            os.kill(hook_pid, signal.SIGKILL)
+            while session_members(p.pid):  # the hook is in bartld's session
+                time.sleep(0.01)
+        with open(record) as f:
+            backup_id, reason, started, phase = f.read().split()
+        self.assertEqual((reason, phase), ("manual", "pre_backup"))
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"warning: the backup {backup_id} started at {started} (manual) was interrupted in its "
+                      f"pre_backup hook: bartld was killed or the host went down before the hook ended; "
+                      f"post_backup never ran", r.stderr)
+        self.assertNotIn("partial upload", r.stderr)
+        self.assertFalse(os.path.exists(post))
+        self.assertFalse(os.path.exists(record))
+        # A pre_backup hook that fails ends the backup and leaves no record.
+        edit_config(s.config, {"hooks.pre_backup": '["/bin/false"]'})
+        self.assertNotEqual(s.run("--backup").returncode, 0)
+        self.assertFalse(os.path.exists(record), "a failed pre_backup left the record for the next start")
+        self.assertEqual(s.backups(), [])
 
     def test_backup_refuses_a_symlink_a_restore_would_refuse(self):
         s = self.stack("1.0.0")

@@ -61,16 +61,23 @@ TEST_CASE("a state path directly in a directory the system shares is named, one 
 
 TEST_CASE("the running-backup record round-trips and says what became of an interrupted backup", "[schedule]") {
     const RunningBackupRecord r{"0badc0de", "pre-migration", at("2026-12-01T22:10:03.250Z")};
-    CHECK(format_running_backup(r) == "0badc0de pre-migration 2026-12-01T22:10:03.250Z\n");
+    CHECK(format_running_backup(r) == "0badc0de pre-migration 2026-12-01T22:10:03.250Z upload\n");
     const auto back = parse_running_backup(format_running_backup(r));
     REQUIRE(back);
     CHECK(back->backup_id == "0badc0de");
     CHECK(back->reason == "pre-migration");
     CHECK(back->started == r.started);
+    CHECK(back->phase == RunningBackupRecord::Phase::upload);
+    // Written before the phase was: an upload.
+    const auto three = parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z\n");
+    REQUIRE(three);
+    CHECK(three->phase == RunningBackupRecord::Phase::upload);
     // A torn or foreign file says nothing rather than something wrong.
     CHECK_FALSE(parse_running_backup(""));
     CHECK_FALSE(parse_running_backup("0badc0de scheduled"));
     CHECK_FALSE(parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z extra"));
+    CHECK_FALSE(parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z upload extra"));
+    CHECK_FALSE(parse_running_backup("0badc0de  scheduled 2026-12-01T22:10:03Z"));
     CHECK_FALSE(parse_running_backup("0badc0de scheduled yesterday"));
     CHECK(interrupted_backup_message(r, "file:///srv/backups") ==
           "the backup 0badc0de started at 2026-12-01T22:10:03.250Z (pre-migration) was interrupted: bartld was "
@@ -80,4 +87,20 @@ TEST_CASE("the running-backup record round-trips and says what became of an inte
     CHECK(interrupted_backup_message(r, "s3://bucket/notes").find(
               "its unfinished multipart upload is aborted by the first backup a day after it began") !=
           std::string::npos);
+}
+
+TEST_CASE("a backup killed in its pre_backup hook: post_backup never ran, nothing was uploaded", "[schedule]") {
+    RunningBackupRecord r{"0badc0de", "scheduled", at("2026-12-01T22:10:03.250Z")};
+    r.phase = RunningBackupRecord::Phase::pre_backup;
+    CHECK(format_running_backup(r) == "0badc0de scheduled 2026-12-01T22:10:03.250Z pre_backup\n");
+    const auto back = parse_running_backup(format_running_backup(r));
+    REQUIRE(back);
+    CHECK(back->phase == RunningBackupRecord::Phase::pre_backup);
+    const auto text = interrupted_backup_message(r, "s3://bucket/notes");
+    CHECK(text.rfind("the backup 0badc0de started at 2026-12-01T22:10:03.250Z (scheduled) was interrupted in its "
+                     "pre_backup hook", 0) == 0);
+    CHECK(text.find("post_backup never ran") != std::string::npos);
+    CHECK(text.find("nothing was uploaded") != std::string::npos);
+    CHECK(text.find("multipart") == std::string::npos);
+    CHECK_FALSE(parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z hooks"));
 }
