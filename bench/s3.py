@@ -14,8 +14,10 @@ For each --size (default 2G): bench/backup.py's deterministic data set (generate
 
 Both sides talk to s3rver directly (--through-proxy puts tests/helpers/s3proxy.py, which
 verifies every signature, in front of both). Peak RSS of bartld comes from wait4(2)
-(ru_maxrss). Then the DR start: a bucket prefix holding 1,000 backups (one real, 999 older
-copies with their own sidecars, uploaded by `aws s3 cp --recursive`), and bartld --prepare
+(ru_maxrss). Each run also prints the CPU seconds of each upload's client (wait4(2)) and of
+s3rver meanwhile (/proc/PID/stat): on a small machine they share the CPUs. Then the DR
+start: a bucket prefix holding 1,000 backups (one real, 999 older copies with their own
+sidecars, uploaded by `aws s3 cp --recursive`), and bartld --prepare
 with no state through the proxy, which counts the requests before the first byte of the
 chosen blob is asked for.
 
@@ -71,6 +73,17 @@ def aws_argv(servers, endpoint, *args):
     return [aws_cli(), "--endpoint-url", endpoint, *args]
 
 
+def timed_cpu(servers, argv, workdir, env=None):
+    """timed(), and the CPU seconds s3rver used meanwhile as Result.server_cpu_s: on a small
+    machine the server shares the CPUs with the client, so the wall time is also a question
+    of whose client leaves the server more of them."""
+    before = bt.cpu_seconds(servers.s3rver.pid)
+    m = timed(argv, workdir, env)
+    after = bt.cpu_seconds(servers.s3rver.pid)
+    m.server_cpu_s = after - before if before is not None and after is not None else float("nan")
+    return m
+
+
 def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size, parts):
     root, state, bartl_dir = ensure_dataset(bartld, base, size, seed, env)
     nfiles = count_files(state)
@@ -90,7 +103,8 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             write_config(cfg_a, state, bartl_dir, "bench", endpoint, part_size, parts)
             clear_prefix(servers, "bench")
             must(timed([bartld, "--config", cfg_a, "--init-store"], work, env), "bartld --init-store")
-            m = must(timed([bartld, "--config", cfg_a, "--backup"], work, env), "bartld --backup")
+            m = must(timed_cpu(servers, [bartld, "--config", cfg_a, "--backup"], work, env), "bartld --backup")
+            cpu = f"bartld {m.cpu_s:.1f} + s3rver {m.server_cpu_s:.1f}"
             res["upload"].append(m.elapsed)
             res["upload_rss"].append(m.maxrss_kib)
             blobs = [n[:-len("._S3rver_object")] for n in os.listdir(os.path.join(servers.data, BUCKET, "bench"))
@@ -101,9 +115,10 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             local = os.path.join(ex, name)
             shutil.copyfile(s3_object_path(servers, "bench", name), local)  # untimed: the same bytes
             res["blob"] = os.path.getsize(local)
-            m = must(timed([shutil.which("nice") or "/usr/bin/nice", "-n", str(BACKUP_NICE)] +
-                           aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
-                                    f"s3://{BUCKET}/baseline/{name}"), work, env), "aws s3 cp (upload)")
+            m = must(timed_cpu(servers, [shutil.which("nice") or "/usr/bin/nice", "-n", str(BACKUP_NICE)] +
+                               aws_argv(servers, endpoint, "s3", "cp", "--only-show-errors", local,
+                                        f"s3://{BUCKET}/baseline/{name}"), work, env), "aws s3 cp (upload)")
+            cpu += f" vs aws {m.cpu_s:.1f} + s3rver {m.server_cpu_s:.1f} CPU-s"
             res["upload_base"].append(m.elapsed)
             os.unlink(local)
             clear_prefix(servers, "baseline")
@@ -132,7 +147,8 @@ def bench_size(bartld, servers, endpoint, base, size, seed, runs, env, part_size
             shutil.rmtree(ex)
             print(f"  run {run + 1}/{runs}: upload {res['upload'][-1]:.2f} s vs {res['upload_base'][-1]:.2f} s, "
                   f"restore {res['restore'][-1]:.2f} s vs {res['restore_base'][-1]:.2f} s, "
-                  f"RSS {res['upload_rss'][-1] / 1024:.1f} / {res['restore_rss'][-1] / 1024:.1f} MiB", flush=True)
+                  f"RSS {res['upload_rss'][-1] / 1024:.1f} / {res['restore_rss'][-1] / 1024:.1f} MiB\n"
+                  f"    upload CPU: {cpu}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         clear_prefix(servers, "bench")

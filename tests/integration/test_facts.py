@@ -15,7 +15,7 @@ import subprocess
 import time
 import unittest
 
-from bartltest import (BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_FOREIGN, EXIT_RUNTIME, PrivateBus, StackTest, edit_config, scaled,
+from bartltest import (BARTLD, EXAMPLES, EXIT_CONFIG, EXIT_FOREIGN, EXIT_RUNTIME, PrivateBus, StackTest, edit_config,
                        tree_digest)
 from bartltest import write_file as write
 
@@ -690,18 +690,10 @@ class Facts(StackTest):
         # Incompressible data at a slow level: the upload runs long enough to be killed in it.
         with open(os.path.join(s.state, "big"), "wb") as f:
             f.write(os.urandom(24 << 20))
-        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + scaled(30)
-        temp = []
-        while not temp and time.monotonic() < deadline and p.poll() is None:
-            temp = [n for n in os.listdir(s.store) if ".tmp-" in n]
-            time.sleep(0.005)
-        p.kill()
-        p.wait()
+        pid, temp = s.kill_backup_mid_upload(timeout=30)
         self.assertTrue(temp, "no temporary upload was seen before the backup finished")
         self.assertEqual(s.backups(), [])
-        self.assertIn(f"-{p.pid}-", temp[0], "the temporary upload does not name its writer's PID")
+        self.assertIn(f"-{pid}-", temp[0], "the temporary upload does not name its writer's PID")
         self.assertTrue(os.path.exists(os.path.join(s.store, temp[0])))
         os.remove(os.path.join(s.state, "big"))
         self.ok(s, "--backup")

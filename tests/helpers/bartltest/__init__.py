@@ -22,7 +22,8 @@ from .paths import (BARTLCTL, BARTLD, BUILD_ROOT, DBUS_POLICY, EXAMPLES, SOURCE_
                     require_bartld)
 from .memcheck import TIME_FACTOR, WRAPPER, CheckedTest, command, memory_reports, scaled
 from .procs import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Process, Result,
-                    SYSTEMD_VARIABLES, bartld_env, exited, kill_session, proc_status, session_members, spawn)
+                    SYSTEMD_VARIABLES, bartld_env, cpu_seconds, exited, kill_session, proc_status, session_members,
+                    spawn)
 from .notify import Datagrams, NotifyListener
 from .config import edit_config, position_of, toml_key, toml_value, write_config
 from .store import STORE_BOOKKEEPING, check_store, newest_first, sidecars, store_objects, temporaries

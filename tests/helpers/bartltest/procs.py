@@ -32,12 +32,13 @@ def bartld_env(log_level="debug", no_bus=None, extra=None):
 
 class Result(subprocess.CompletedProcess):
     """A finished process: subprocess.CompletedProcess (args, returncode, stdout and stderr as
-    text) with elapsed (wall seconds from start to exit), maxrss_kib (peak RSS in KiB) and
-    killed (the test killed it)."""
+    text) with elapsed (wall seconds from start to exit), maxrss_kib (peak RSS in KiB), killed
+    (the test killed it) and cpu_s (user + system CPU seconds of it and the descendants it
+    waited for, from wait4(2); None where not measured)."""
 
-    def __init__(self, args, returncode, stdout, stderr, elapsed, maxrss_kib, killed=False):
+    def __init__(self, args, returncode, stdout, stderr, elapsed, maxrss_kib, killed=False, cpu_s=None):
         super().__init__(args, returncode, stdout, stderr)
-        self.elapsed, self.maxrss_kib, self.killed = elapsed, maxrss_kib, killed
+        self.elapsed, self.maxrss_kib, self.killed, self.cpu_s = elapsed, maxrss_kib, killed, cpu_s
 
     def __repr__(self):
         return (f"Result(rc={self.returncode}, elapsed={self.elapsed:.2f}s, killed={self.killed})\n"
@@ -85,10 +86,22 @@ class Process:
         self.out.seek(0)
         self.err.seek(0)
         r = Result(self.argv, os.waitstatus_to_exitcode(status), self.out.read(), self.err.read(), elapsed,
-                   ru.ru_maxrss, killed)
+                   ru.ru_maxrss, killed, ru.ru_utime + ru.ru_stime)
         self.out.close()
         self.err.close()
         return r
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds process `pid` has used so far (utime + stime of /proc/PID/stat,
+    proc(5)), its threads included; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields after "comm)": state is fields[0], so utime (field 14) and stime (15) are [11], [12].
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status(pid, keys=("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "VmSize", "Threads")):

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.request
 
 from .instance import InstanceBase
@@ -122,6 +123,29 @@ class Stack(InstanceBase):
             self.proc = subprocess.Popen(self.argv(BARTLD, "--config", self.config, *args), stdout=log,
                                          stderr=subprocess.STDOUT, env=self.env(True, extra_env))
         return self.proc
+
+    def kill_backup_mid_upload(self, min_bytes=0, timeout=60):
+        """Runs bartld --backup and SIGKILLs it once a temporary upload (a ".tmp-" name) of more
+        than `min_bytes` bytes is in the file:// store; waits at most `timeout` seconds (scaled).
+        Returns (pid, names of the temporary uploads seen; [] when the backup ended first)."""
+        p = subprocess.Popen(self.argv(BARTLD, "--config", self.config, "--backup"), env=self.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + scaled(timeout)
+        temp = []
+        try:
+            while not temp and time.monotonic() < deadline and p.poll() is None:
+                temp = []
+                for n in os.listdir(self.store):
+                    try:
+                        if ".tmp-" in n and os.path.getsize(os.path.join(self.store, n)) > min_bytes:
+                            temp.append(n)
+                    except FileNotFoundError:  # renamed or removed between listdir and stat
+                        pass
+                time.sleep(0.005)
+        finally:
+            p.kill()
+            p.wait()
+        return p.pid, temp
 
     def wait_ready(self, timeout=60):
         if self.notify.wait_for("READY=1", timeout, alive=lambda: not self.proc or self.proc.poll() is None):
