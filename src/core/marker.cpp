@@ -75,6 +75,8 @@ std::string Marker::to_json() const {
                          {"binding", c.binding},
                          {"mount_point", c.mount_point},
                          {"filesystem_mount_point", c.filesystem_mount_point},
+                         {"bind_source", c.bind_source},
+                         {"bind_mount_point", c.bind_mount_point},
                          {"device", c.device},
                          {"inode", c.inode}});
     json migs = json::array();
@@ -120,6 +122,11 @@ Marker Marker::from_json(const std::string& text) {
             r.device = c.string("device");
             r.inode = c.unsigned_integer("inode");
             r.filesystem_mount_point = c.optional_string("filesystem_mount_point").value_or("");
+            r.bind_source = c.optional_string("bind_source").value_or("");
+            r.bind_mount_point = c.optional_string("bind_mount_point").value_or("");
+            if (r.bind_source.empty() != r.bind_mount_point.empty())
+                c.fail(r.bind_source.empty() ? "bind_source" : "bind_mount_point",
+                       "must be given with " + std::string(r.bind_source.empty() ? "bind_mount_point" : "bind_source"));
             m.components.push_back(std::move(r));
         }
         for (const auto& a : j.objects("migrations"))

@@ -35,6 +35,13 @@ struct ComponentRecord {
     /// directory of it (under the unit: "/mnt/disk" for "/mnt/disk/mt"); "" = `mount_point`
     /// or unknown (older markers). Only named in messages, never judged.
     std::string filesystem_mount_point;
+    /// When the mount that held it was a bind mount of another directory (fstab "bind":
+    /// "/srv/appdata" at "/var/lib/app"), that directory and where it was bound; "" otherwise
+    /// (a filesystem's root, a unit's ReadWritePaths= binding a directory onto itself, older
+    /// markers). Once recorded, the bind must be there again before a restore: without it the
+    /// state path is a bare directory of the filesystem underneath.
+    std::string bind_source{};
+    std::string bind_mount_point{};
 };
 
 /// The extended attribute that carries the state ID on a state directory. bartl's own

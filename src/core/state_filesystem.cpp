@@ -25,4 +25,12 @@ FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_poin
     return FilesystemPresence::present;
 }
 
+FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_device,
+                                    const BindView& now) {
+    if (!now.mounted) return FilesystemPresence::not_mounted;
+    if (now.source == recorded_source)
+        return now.device == recorded_device ? FilesystemPresence::present : FilesystemPresence::not_mounted;
+    return FilesystemPresence::replaced;
+}
+
 }  // namespace bartl

@@ -42,4 +42,25 @@ enum class FilesystemPresence {
 FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_point,
                                           const std::string& recorded_device, const FilesystemView& now);
 
+/// What the host shows now at the mount point of a bind mount the marker recorded.
+struct BindView {
+    /// The operator's mount is there: a mount at that point that is not just a unit's
+    /// ReadWritePaths= binding its parent's directory onto itself (util/mounts.hpp
+    /// effective_mount()).
+    bool mounted = false;
+    std::string source;  ///< the directory bound there now; "" when a filesystem's root is mounted there
+    std::string device;  ///< "MAJOR:MINOR" of what is mounted there
+};
+
+/// Judges the filesystem of a state directory that was held by a bind mount of
+/// `recorded_source` (a directory on `recorded_device`) at the recorded bind mount point.
+/// Without the bind the state path is a bare directory of the filesystem underneath, often
+/// the same one as the bound directory's, so the device cannot tell: a missing bind is
+/// not_mounted. The same directory bound there on another device (its own disk not mounted
+/// beneath it) is not_mounted too; the same directory on the same device is present (the
+/// state itself is lost); another directory or a filesystem mounted there is replaced (the
+/// operator gave the state a new home).
+FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_device,
+                                    const BindView& now);
+
 }  // namespace bartl

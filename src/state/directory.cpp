@@ -120,6 +120,40 @@ ComponentObservation DirectoryComponent::observe(const ComponentRecord* recorded
         now.holding_device = holding->device;
     }
     if (const auto root = mount_of(mounts, "/")) now.root_device = root->device;
+    if (!recorded->bind_source.empty()) {
+        BindView bind;
+        if (const auto at = mount_at(mounts, recorded->bind_mount_point)) {
+            const auto e = effective_mount(mounts, *at);
+            if (e.mount_point == recorded->bind_mount_point) {
+                bind.mounted = true;
+                bind.device = e.device;
+                if (const auto b = bind_mount_of(mounts, e)) bind.source = b->source;
+            }
+        }
+        const auto presence = judge_bind_mount(recorded->bind_source, recorded->device, bind);
+        if (presence == FilesystemPresence::not_mounted) {
+            o.finding = ComponentFinding::not_mounted;
+            o.detail = bind.mounted
+                           ? fmt::format("{} is {} and the filesystem of {} that held it ({}) is not mounted under "
+                                         "its bind mount at {}",
+                                         name_, exists ? "empty" : "missing", recorded->bind_source, recorded->device,
+                                         recorded->bind_mount_point)
+                           : fmt::format("{} is {} and the bind mount that held it ({} at {}) is not mounted", name_,
+                                         exists ? "empty" : "missing", recorded->bind_source,
+                                         recorded->bind_mount_point);
+            return o;
+        }
+        o.finding = ComponentFinding::lost;
+        o.detail = fmt::format("{} is {}{} ({}): state lost", name_, exists ? "empty" : "missing",
+                               presence == FilesystemPresence::replaced
+                                   ? fmt::format(" in {} now bound at {} (was {})",
+                                                 bind.source.empty() ? "a filesystem (" + bind.device + ")"
+                                                                     : bind.source,
+                                                 recorded->bind_mount_point, recorded->bind_source)
+                                   : "",
+                               carried);
+        return o;
+    }
     const auto presence = judge_state_filesystem(recorded->mount_point, recorded->device, now);
     if (presence == FilesystemPresence::not_mounted) {
         o.finding = ComponentFinding::not_mounted;
@@ -207,6 +241,10 @@ ComponentRecord DirectoryComponent::record() const {
     if (m) {
         const auto disk = filesystem_mount_point(mounts, *m);
         if (disk != r.mount_point) r.filesystem_mount_point = disk;
+        if (const auto b = bind_mount_of(mounts, *m)) {
+            r.bind_source = b->source;
+            r.bind_mount_point = b->mount_point;
+        }
     }
     r.device = device_text(st.st_dev);
     r.inode = st.st_ino;

@@ -84,6 +84,39 @@ std::string filesystem_mount_point(const std::vector<MountEntry>& mounts, const 
     return "";
 }
 
+MountEntry effective_mount(const std::vector<MountEntry>& mounts, const MountEntry& m) {
+    MountEntry e = m;
+    // Each step moves to a strictly shorter mount point: it ends.
+    while (e.mount_point != "/") {
+        const auto parent = mount_of(mounts, std::filesystem::path(e.mount_point).parent_path());
+        if (!parent || parent->device != e.device) break;
+        const auto rel = std::filesystem::path(e.mount_point).lexically_relative(parent->mount_point);
+        if (normal(std::filesystem::path(parent->root) / rel) != normal(e.root)) break;
+        e = *parent;
+    }
+    return e;
+}
+
+std::optional<BindMount> bind_mount_of(const std::vector<MountEntry>& mounts, const MountEntry& m) {
+    const MountEntry e = effective_mount(mounts, m);
+    if (e.root == "/") return std::nullopt;
+    for (const auto& r : mounts) {
+        if (r.device != e.device || r.root != "/") continue;
+        const std::string source = normal(std::filesystem::path(r.mount_point) / e.root.substr(1));
+        if (source == e.mount_point) return std::nullopt;
+        return BindMount{e.mount_point, source, e.device};
+    }
+    return std::nullopt;
+}
+
+std::optional<MountEntry> mount_at(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point) {
+    const std::string p = normal(mount_point);
+    std::optional<MountEntry> top;
+    for (const auto& m : mounts)
+        if (m.mount_point == p) top = m;
+    return top;
+}
+
 bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point) {
     const std::string p = normal(mount_point);
     for (const auto& m : mounts)

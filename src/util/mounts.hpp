@@ -34,6 +34,29 @@ std::optional<MountEntry> mount_of(const std::vector<MountEntry>& mounts, const 
 /// "/mnt/disk/mt" onto itself: the disk is at "/mnt/disk"); "" when unknown. Pure.
 std::string filesystem_mount_point(const std::vector<MountEntry>& mounts, const MountEntry& m);
 
+/// A bind mount of a directory at another path (fstab(5) "bind": /srv/appdata at /var/lib/app).
+struct BindMount {
+    std::string mount_point;  ///< where it is bound: "/var/lib/app"
+    std::string source;       ///< the directory bound there, as a path: "/srv/appdata"
+    std::string device;       ///< "MAJOR:MINOR" of that directory's filesystem
+};
+
+/// The mount `m` as the operator made it: a bind mount that only binds what its parent mount
+/// already shows at that path onto itself (a unit's ReadWritePaths= in its sandbox) is
+/// followed to that parent, and so on; `m` itself otherwise. Pure.
+MountEntry effective_mount(const std::vector<MountEntry>& mounts, const MountEntry& m);
+
+/// The bind mount of another directory that `m` is (after effective_mount()): its mount point,
+/// the bound directory as a path (through the mount of its filesystem's root) and device;
+/// std::nullopt for the root of a filesystem, a directory bound onto itself, or a directory
+/// that cannot be named as a path (no mount of its filesystem's root, e.g. a btrfs
+/// subvolume). Pure.
+std::optional<BindMount> bind_mount_of(const std::vector<MountEntry>& mounts, const MountEntry& m);
+
+/// The topmost mount at exactly `mount_point` (the last entry there: over-mounts come later);
+/// std::nullopt when it is no mount point. Pure.
+std::optional<MountEntry> mount_at(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point);
+
 /// True when `mount_point` is a mount point in `mounts`.
 bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point);
 

@@ -234,6 +234,65 @@ class Facts(StackTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("decision: serve", r.stderr)
 
+    def test_2_a_missing_bind_mount_of_a_directory_of_the_same_filesystem_is_not_mounted(self):
+        # fstab binds /srv/appdata at /var/lib/app. Without the bind, /var/lib/app is a bare
+        # directory of the very filesystem /srv/appdata is on: the device said "present", the
+        # state was taken for lost and restored underneath the missing bind, a second copy
+        # beside the real one.
+        if not can_mount() or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare to mount")
+        s = self.bare()
+        src = os.path.realpath(os.path.join(self.tmp, "srv-appdata"))
+        mnt = os.path.realpath(os.path.join(s.root, "var-lib-app"))
+        data = os.path.join(mnt, "data")
+        os.makedirs(src)
+        edit_config(s.config, {"state.paths": json.dumps([data])})
+        self.mount("--bind", src, mnt)
+
+        def unit(*args):  # bartld as under the unit: ReadWritePaths= binds mnt onto itself
+            argv = s.argv(BARTLD, "--config", s.config, *args)
+            return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', mnt, *argv],
+                                  capture_output=True, text=True, errors="replace", env=s.env(False))
+
+        self.ok(s, "--prepare")
+        c = s.marker()["components"][0]
+        self.assertEqual((c["bind_source"], c["bind_mount_point"]), (src, mnt))
+        write(os.path.join(data, "f"), "backed up\n")
+        self.ok(s, "--backup")
+        [b] = s.backups()
+        write(os.path.join(data, "f"), "changed after the backup\n")
+
+        self.umount(mnt)
+        self.assertEqual(os.stat(mnt).st_dev, os.stat(src).st_dev, "not the case this test is about")
+        missing = f"{data} is missing and the bind mount that held it ({src} at {mnt}) is not mounted"
+        for how, r in (("by hand", s.run("--prepare")), ("under the unit", unit("--prepare"))):
+            with self.subTest(how):
+                self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+                self.assertIn(missing, r.stderr)
+                self.assertIn("will not restore onto the filesystem underneath: mount it", r.stderr)
+                self.assertEqual(os.listdir(mnt), [], "something was restored underneath the bind mount")
+        self.assertIn("not mounted", s.run("--plan").stdout)
+        self.assertEqual(backup_ids(s), [b["id"]])
+
+        # The bind back, by hand and under the unit: served as it is, nothing rolled back.
+        self.mount("--bind", src, mnt)
+        for how, r in (("by hand", s.run("--prepare")), ("under the unit", unit("--prepare"))):
+            with self.subTest(how):
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("decision: serve", r.stderr)
+        self.assertEqual(read(os.path.join(src, "data", "f")), "changed after the backup\n")
+        self.umount(mnt)
+
+        # Another, empty directory bound there: the operator gave the state a new home.
+        new = os.path.realpath(os.path.join(self.tmp, "srv-newdata"))
+        os.makedirs(new)
+        self.mount("--bind", new, mnt)
+        self.assertIn(f"{data} is missing in {new} now bound at {mnt} (was {src})", s.run("--plan").stdout)
+        r = self.ok(s, "--prepare")
+        self.assertIn(f"decision: restore (no local state: restoring backup {b['id']}", r.stderr)
+        self.assertEqual(read(os.path.join(new, "data", "f")), "backed up\n")
+        self.assertEqual(read(os.path.join(src, "data", "f")), "changed after the backup\n", "the old copy changed")
+
     def test_2_state_lost_under_the_unit_is_lost_by_hand_too_and_the_reverse(self):
         if not can_mount() or not shutil.which("unshare"):
             self.skipTest("needs root and unshare to mount")

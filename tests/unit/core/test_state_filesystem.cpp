@@ -89,3 +89,27 @@ TEST_CASE("state filesystem: markers without a mount point or a device", "[core]
     CHECK(judge_state_filesystem("/mnt/notes", "8:17", view(true, "254:0", std::nullopt, "")) ==
           FilesystemPresence::present);
 }
+
+TEST_CASE("state filesystem: a bind mount of another directory must be there before a restore", "[core]") {
+    // Recorded: /srv/appdata (on "/", 254:0) bound at /var/lib/app by fstab.
+    auto bind = [](bool mounted, std::string source, std::string device) {
+        BindView v;
+        v.mounted = mounted;
+        v.source = std::move(source);
+        v.device = std::move(device);
+        return v;
+    };
+    // The bind is missing: /var/lib/app is a bare directory of "/", the very device of
+    // /srv/appdata, which judge_state_filesystem() would call present.
+    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(false, "", "")) == FilesystemPresence::not_mounted);
+    // The bind is there: the state itself is lost.
+    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "/srv/appdata", "254:0")) ==
+          FilesystemPresence::present);
+    // The same directory bound, its own disk not mounted beneath it (the root's bare directory).
+    CHECK(judge_bind_mount("/mnt/disk/appdata", "8:17", bind(true, "/mnt/disk/appdata", "254:0")) ==
+          FilesystemPresence::not_mounted);
+    // Another directory, or a disk, mounted there by the operator: a new home.
+    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "/srv/newdata", "254:0")) ==
+          FilesystemPresence::replaced);
+    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "", "8:33")) == FilesystemPresence::replaced);
+}
