@@ -269,6 +269,26 @@ class Lifecycle(StackTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(s.marker()["state_id"], owner)
 
+    def test_a_second_instance_on_the_same_store_does_not_fence_the_first(self):
+        # Found by a hostile operator: a second instance given the first one's store (same app)
+        # initialised and took the store over, fencing the first instance on the same host.
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        writer = json.load(open(os.path.join(s.store, "bartl-store.json")))["writer"]
+        other = os.path.join(self.tmp, "other.toml")
+        shutil.copy(s.config, other)
+        edit_config(other, {"state.bartl_dir": json.dumps(os.path.join(os.path.dirname(s.bartl_dir), "other")),
+                            "state.paths": json.dumps([os.path.join(self.tmp, "other-state", "data")])})
+        r = subprocess.run(command(BARTLD, "--config", other, "--prepare"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(60))
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, re.escape(other) + r":\d+:\d+: store file://" + re.escape(s.store) +
+                         r" is the store of instance notes \(marker " + re.escape(os.path.join(s.bartl_dir, "marker.json"))
+                         + rf"\) on this host \(state ID {writer['state_id']}, .*nothing was taken over")
+        self.assertEqual(json.load(open(os.path.join(s.store, "bartl-store.json")))["writer"], writer)
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_a_migration_killed_mid_step_is_named_at_the_next_start(self):
         s = self.stack("1.0.0")
         self.assertEqual(s.run("--prepare").returncode, 0)
