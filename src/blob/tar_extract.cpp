@@ -86,6 +86,9 @@ bool is_resource_error(int err) {
 /// anything else means the entry itself was unacceptable (e.g. writing through a symlink).
 [[noreturn]] void extract_failed(archive* disk, const std::string& label, const std::string& entry) {
     const int err = la::archive_errno(disk);
+    if (err == ENOSPC || err == EDQUOT)  // the caller knows which disk and adds its sizes
+        throw DiskFull(fmt::format("{}: cannot extract \"{}\": {}: {}", label, entry, la_error(disk),
+                                   std::strerror(err)));
     if (is_resource_error(err))
         throw RuntimeError(fmt::format("{}: cannot extract \"{}\": {}: {}", label, entry, la_error(disk),
                                        std::strerror(err)));

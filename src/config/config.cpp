@@ -1397,8 +1397,17 @@ Config load_config(const std::filesystem::path& file, const std::string& instanc
     // stdio rather than iostreams: errno is reliable after fopen/fread, and the message must
     // say why the file could not be read.
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
-    if (!f)
-        throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(errno)));
+    if (!f) {
+        const int err = errno;
+        // `ls /etc/bartl` shows a dangling link as a file: say that the link's target is missing.
+        std::error_code ec;
+        if (err == ENOENT && std::filesystem::is_symlink(file, ec)) {
+            const auto target = std::filesystem::read_symlink(file, ec);
+            throw ConfigError(fmt::format("{}: cannot read: it is a symbolic link to {}, which does not exist",
+                                          file.string(), ec ? std::string("a missing file") : target.string()));
+        }
+        throw ConfigError(fmt::format("{}: cannot read: {}", file.string(), std::strerror(err)));
+    }
     std::string text;
     char buf[8192];
     std::size_t n;

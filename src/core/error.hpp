@@ -111,6 +111,20 @@ public:
     ErrorKind kind() const noexcept override { return ErrorKind::store_read_only; }
 };
 
+/// A file system bartl writes to is full: ENOSPC or EDQUOT (exit 1, retried). The message
+/// names the file system and its sizes where the writer knows them.
+class DiskFull : public RuntimeError {
+public:
+    using RuntimeError::RuntimeError;
+};
+
+/// The store's disk is full: it answers reads, a backup does not fit (exit 1). Like
+/// StoreReadOnly a problem of writes, so only a backup that fits again clears it.
+class StoreFull : public StoreUnavailable {
+public:
+    using StoreUnavailable::StoreUnavailable;
+};
+
 /// A named object, backup or instance does not exist (exit 1).
 class NotFound : public RuntimeError {
 public:

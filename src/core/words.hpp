@@ -10,4 +10,7 @@ namespace bartl {
 /// exactly 1, else `plural`).
 std::string count_noun(unsigned long long n, std::string_view singular, std::string_view plural);
 
+/// "312 MiB", "1.2 GiB", "512 B": `bytes` in IEC units, one decimal below 10.
+std::string format_bytes(unsigned long long bytes);
+
 }  // namespace bartl

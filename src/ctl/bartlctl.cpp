@@ -57,6 +57,7 @@
 #include "core/decision.hpp"
 #include "core/error.hpp"
 #include "core/last_run.hpp"
+#include "core/unit_problem.hpp"
 #include "core/marker.hpp"
 #include "core/retention.hpp"
 #include "core/semver.hpp"
@@ -595,6 +596,77 @@ int cmd_status(const Options& o) {
     return 0;
 }
 
+/// The instances that should be on the bus: each /etc/bartl/NAME.toml and each bartld@NAME
+/// unit systemd has loaded (a failed or restarting one too), sorted. Either source may be
+/// missing (no systemd, no configuration directory).
+std::vector<std::string> known_instances() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(BARTL_SYSCONFDIR) / "bartl", ec)) {
+        const auto& p = e.path();
+        // bartl.toml belongs to the single-instance bartld.service, not to bartld@.
+        if (p.extension() != ".toml" || p.stem() == "bartl" || p.stem().string().empty()) continue;
+        try {
+            (void)instance_config_path(p.stem().string());  // throws for a name bartld refuses
+            out.push_back(p.stem().string());
+        } catch (const Error&) {
+        }
+    }
+    try {
+        auto conn = sdbus::createSystemBusConnection();
+        auto manager = sdbus::createProxy(*conn, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
+        std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, std::string,
+                                  sdbus::ObjectPath, std::uint32_t, std::string, sdbus::ObjectPath>>
+            units;
+        manager->callMethod("ListUnitsByPatterns")
+            .onInterface("org.freedesktop.systemd1.Manager")
+            .withArguments(std::vector<std::string>{}, std::vector<std::string>{"bartld@*.service"})
+            .storeResultsTo(units);
+        for (const auto& u : units) {
+            const std::string& unit = std::get<0>(u);
+            const std::string prefix = "bartld@", suffix = ".service";
+            if (unit.size() > prefix.size() + suffix.size())
+                out.push_back(unit.substr(prefix.size(), unit.size() - prefix.size() - suffix.size()));
+        }
+    } catch (const sdbus::Error&) {
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+/// One instance of the fleet view whose bartld is not on the bus: what systemd, its
+/// configuration and its state marker say (core/unit_problem.hpp).
+struct OfflineInstance {
+    std::string instance;
+    std::string state;  ///< the marker's state version, "" when none can be read
+    OfflineRow row;
+    json unit;  ///< unit_facts(), null without systemd
+    std::optional<std::string> config_error;
+};
+
+OfflineInstance offline_instance(const std::string& name) {
+    OfflineInstance out;
+    out.instance = name;
+    Options o;
+    o.instance = name;
+    try {
+        const Config config = load_instance_config(o);  // Instance keeps a reference to it
+        const Instance inst(config);
+        if (const auto mr = inst.read_marker(); mr.marker) out.state = mr.marker->version;
+    } catch (const Error& e) {
+        out.config_error = e.what();
+    }
+    out.unit = unit_facts(name).value_or(json(nullptr));
+    std::optional<UnitFacts> facts;
+    if (!out.unit.is_null())
+        facts = UnitFacts{out.unit["unit"].get<std::string>(), out.unit["active_state"].get<std::string>(),
+                          out.unit["sub_state"].get<std::string>(), out.unit["result"].get<std::string>(),
+                          out.unit["exit_status"].get<int>(), out.unit["restarts"].get<std::uint32_t>()};
+    out.row = offline_row(facts, out.config_error);
+    return out;
+}
+
 int cmd_instances(const Options& o) {
     Client c;
     json all = json::array();
@@ -604,16 +676,35 @@ int cmd_instances(const Options& o) {
             InstanceProxy p(c.conn(), name);
             infos.push_back(read_info(p, name));
         } catch (const sdbus::Error&) {
-            continue;  // it stopped between listing and asking
+            continue;  // it stopped between listing and asking (then it is listed as offline)
         }
     }
+    // A failed instance (a config typo, a start limit hit, a crash loop) is not on the bus,
+    // and is the one to look at: listed from its configuration and its unit.
+    std::vector<OfflineInstance> offline;
+    for (const auto& name : known_instances())
+        if (std::none_of(infos.begin(), infos.end(), [&](const Info& i) { return i.instance == name; }))
+            offline.push_back(offline_instance(name));
     if (o.json) {
-        for (const auto& i : infos) all.push_back(info_json(i));
+        for (const auto& i : infos) {
+            auto j = info_json(i);
+            j["running"] = true;
+            all.push_back(std::move(j));
+        }
+        for (const auto& f : offline)
+            all.push_back(json{{"instance", f.instance}, {"running", false}, {"phase", f.row.phase},
+                               {"state_version", f.state.empty() ? json(nullptr) : json(f.state)},
+                               {"problem", f.row.problem == "-" ? json(nullptr) : json(f.row.problem)},
+                               {"config_error", f.config_error ? json(*f.config_error) : json(nullptr)},
+                               {"systemd", f.unit}});
+        std::sort(all.begin(), all.end(),
+                  [](const json& a, const json& b) { return a["instance"].get<std::string>() < b["instance"].get<std::string>(); });
         print_json(all);
         return 0;
     }
     std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", "INSTANCE", "PHASE", "ENGINE", "STATE",
                              "LAST BACKUP", "PROBLEM");
+    std::vector<std::pair<std::string, std::string>> rows;  // (instance, line), sorted below
     for (const auto& i : infos) {
         std::string last = i.last_id.empty() ? "-" : fmt::format("{} ({})", ago(i.last_created), i.last_result);
         // At a glance: what `bartlctl status -i NAME` shows in full.
@@ -623,10 +714,20 @@ int cmd_instances(const Options& o) {
         else if (!i.store_problem.empty())
             problem = fmt::format("store unreachable for {}",
                                   span_text((now_usec() - static_cast<std::int64_t>(i.store_problem_since)) / 1000000));
-        std::cout << fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", i.instance, i.phase, i.engine,
-                                 i.state.empty() ? "-" : i.state, last, problem);
+        rows.emplace_back(i.instance, fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", i.instance, i.phase,
+                                                  i.engine, i.state.empty() ? "-" : i.state, last, problem));
     }
-    std::cout << fmt::format("\n{} instance{} listed.\n", infos.size(), infos.size() == 1 ? "" : "s");
+    for (const auto& f : offline)
+        rows.emplace_back(f.instance, fmt::format("{:<20} {:<11} {:<10} {:<10} {:<22} {}\n", f.instance, f.row.phase, "-",
+                                                  f.state.empty() ? "-" : f.state, "-", f.row.problem));
+    std::sort(rows.begin(), rows.end());
+    for (const auto& r : rows) std::cout << r.second;
+    const std::size_t down = std::count_if(offline.begin(), offline.end(), [](const OfflineInstance& f) {
+        return f.row.phase != "stopped" || f.row.problem != "-";
+    });
+    std::cout << fmt::format("\n{} instance{} listed", rows.size(), rows.size() == 1 ? "" : "s");
+    std::cout << (down ? fmt::format(", {} with a problem (bartlctl -i NAME status says more).\n", down)
+                       : std::string(".\n"));
     return 0;
 }
 

@@ -223,7 +223,8 @@ void Server::start_backup() {
             // The store's own failures (unreachable, not initialized, read-only) are shown as
             // StoreProblem until a look or a backup succeeds; a failing hook or dump is not.
             if (dynamic_cast<const StoreUnavailable*>(&e))
-                status_.set_store_problem(e.what(), dynamic_cast<const StoreReadOnly*>(&e) != nullptr);
+                status_.set_store_problem(e.what(), dynamic_cast<const StoreReadOnly*>(&e) != nullptr ||
+                                                         dynamic_cast<const StoreFull*>(&e) != nullptr);
             std::lock_guard<std::mutex> lock(backup_mutex_);
             backup_result_.reset();
             backup_error_ = e.what();

@@ -11,6 +11,7 @@
 #include "ops/catalog.hpp"
 #include "ops/instance.hpp"
 #include "state/declared.hpp"
+#include "state/directory.hpp"
 #include "util/lock.hpp"
 #include "util/log.hpp"
 #include "util/random.hpp"
@@ -110,6 +111,15 @@ AdoptResult adopt(const Config& config, const Version& version) {
                                        "restores or initialises empty state by itself)",
                                        config.instance));
     for (const auto& c : declared) c->check_target();
+    // Re-binding a path another instance serves would make that instance's state foreign.
+    for (const auto& c : declared)
+        if (c->tree())
+            if (const auto id = read_state_id_xattr(*c->tree()); id && !id->empty())
+                if (const auto owner = inst.other_owner(*id))
+                    throw ConfigError(fmt::format(
+                        "{}: {} holds the state of {} (state ID {}): two instances cannot share a state path, "
+                        "nothing adopted. Declare this instance's own paths in [state] paths",
+                        config.where("[state] paths[0]"), c->tree()->string(), *owner, *id));
     Marker& m = result.marker;
     m.app = config.app_name;
     m.version = version.str();

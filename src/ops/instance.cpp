@@ -38,6 +38,25 @@ MarkerRead Instance::read_marker() const {
     return r;
 }
 
+std::optional<std::string> Instance::other_owner(const std::string& state_id) const {
+    if (state_id.empty()) return std::nullopt;
+    std::error_code ec;
+    const auto own = std::filesystem::weakly_canonical(config_.bartl_dir, ec);
+    for (const auto& e : std::filesystem::directory_iterator(config_.bartl_dir.parent_path(), ec)) {
+        std::error_code ec2;
+        if (!e.is_directory(ec2) || std::filesystem::weakly_canonical(e.path(), ec2) == own) continue;
+        const auto marker = e.path() / "marker.json";
+        try {
+            const auto text = fs::read_file(marker);
+            if (text && Marker::from_json(*text).state_id == state_id)
+                return fmt::format("instance {} (marker {})", e.path().filename().string(), marker.string());
+        } catch (const std::exception&) {
+            continue;  // unreadable or damaged: not proof of anything
+        }
+    }
+    return std::nullopt;
+}
+
 void Instance::write_marker(const Marker& m) const {
     fs::make_dirs(config_.bartl_dir);
     fs::write_file_atomic(marker_path(), m.to_json());

@@ -36,6 +36,11 @@ public:
 
     /// Reads the marker. Throws RuntimeError on I/O errors other than "missing".
     MarkerRead read_marker() const;
+    /// The other instance on this host whose state carries `state_id`: "instance NAME (marker
+    /// PATH)" for the first marker.json in a sibling of bartl_dir (the default
+    /// /var/lib/bartl/NAME of each instance) that records it; std::nullopt when none does.
+    /// Two instances declaring the same state path see each other's state this way.
+    std::optional<std::string> other_owner(const std::string& state_id) const;
     /// Writes the marker atomically (creates bartl_dir). This is the commit point.
     void write_marker(const Marker& m) const;
     /// Moves a marker aside to marker.json.stale-<time> (state lost); returns the new path.

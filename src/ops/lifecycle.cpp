@@ -130,6 +130,13 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                 bartlctl_command(config, "restore-from", id), bartld_command(config), id, which));
         }
         case Action::refuse_foreign:
+            for (const auto& id : o.orphan_state_ids)
+                if (const auto owner = inst.other_owner(id))
+                    throw ConfigError(fmt::format(
+                        "{}: state path {} holds the state of {} (state ID {}): two instances cannot share a state "
+                        "path. Declare this instance's own paths in [state] paths (adopting or moving this data "
+                        "would take it from the other instance)",
+                        config.where("[state] paths[0]"), state_paths_text(config), *owner, id));
             if (!o.orphan_state_ids.empty()) {
                 throw ForeignStateError(fmt::format(
                     "foreign state refused: {}. This looks like bartl's own state whose marker is lost: it carries "

@@ -95,9 +95,21 @@ void do_migrate(const RunContext& rc, Marker marker) {
         in.to = rc.engine.str();
         inst.write_intent(in);
         intent = in;
-    } else if (intent->to != rc.engine.str()) {
-        intent->to = rc.engine.str();
-        inst.write_intent(*intent);
+    } else {
+        // An earlier run's record: that migration never finished (a kill leaves no other
+        // trace). Named once, with the step that now runs again.
+        if (intent->pid != static_cast<int>(::getpid()))
+            log::warn(fmt::format("the migration of {} from {} to {} started at {} by PID {} did not finish (a step "
+                                  "failed, bartld was stopped or killed, or the host went down); the state is at {} "
+                                  "(every step recorded in the marker completed), so it resumes with {}{}",
+                                  config.instance, intent->from, intent->to, intent->started, intent->pid, from.str(),
+                                  steps.empty() ? std::string("no step left") : "step " + steps.front().file_name,
+                                  steps.empty() ? "" : ", which runs again from its start (migration scripts must be "
+                                                       "safe to rerun)"));
+        if (intent->to != rc.engine.str()) {
+            intent->to = rc.engine.str();
+            inst.write_intent(*intent);
+        }
     }
     log::write(log::Level::notice,
                fmt::format("migration of {} from {} to {} started: {} step(s){}", config.instance, from.str(),

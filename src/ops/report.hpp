@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "core/words.hpp"  // format_bytes
+
 namespace bartl {
 
 /// Lifecycle phases (also the D-Bus Phase property values).
@@ -26,8 +28,5 @@ struct Reporter {
     void set_status(const std::string& s) const { if (status) status(s); }
     void alive() const { if (keepalive) keepalive(); }
 };
-
-/// "312 MiB", "1.2 GiB", "512 B" (IEC units).
-std::string format_bytes(unsigned long long bytes);
 
 }  // namespace bartl

@@ -15,6 +15,7 @@
 #include "state/declared.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/mounts.hpp"
 #include "util/random.hpp"
 #include "util/writeback.hpp"
 
@@ -46,6 +47,25 @@ std::vector<const Component*> map_by_name(const std::vector<std::unique_ptr<Comp
         out.push_back(found);
     }
     return out;
+}
+
+/// Runs `extract`; a DiskFull it throws is thrown again naming what the restore needs and
+/// what each state file system (`room`, measured before the restore wrote anything) held.
+template <typename F>
+auto extract_or_say_space(const BackupManifest& backup,
+                          const std::vector<std::pair<std::filesystem::path, FileSystemSpace>>& room, F&& extract) {
+    try {
+        return extract();
+    } catch (const DiskFull& e) {
+        std::string where;
+        for (const auto& [path, space] : room)
+            where += fmt::format("{}for state path {}, {}", where.empty() ? "" : "; ", path.string(),
+                                 space_text(space, path));
+        throw DiskFull(fmt::format("{}. Backup {} holds {} of files, and before this restore {}: free that much "
+                                   "there or grow it, then start again (nothing was restored; the backup in the "
+                                   "store is untouched)",
+                                   e.what(), backup.id, format_bytes(backup.bytes), where));
+    }
 }
 
 }  // namespace
@@ -92,6 +112,14 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
             staging.push_back(c->staging_path());
         }
         give_to_app_user(config, {}, new_parents);
+        // Measured before anything is written, for the message of a restore that does not fit.
+        std::vector<std::pair<std::filesystem::path, FileSystemSpace>> room;
+        for (std::size_t i = 0; i < trees.size(); ++i)
+            if (const auto sp = filesystem_space(staging[i]))
+                if (std::none_of(room.begin(), room.end(), [&](const auto& r) {
+                        return !sp->mount_point.empty() && r.second.mount_point == sp->mount_point;
+                    }))
+                    room.emplace_back(trees[i]->name(), *sp);
         // Each dump is loaded into a staging database while the blob streams in; the swap
         // waits until extract_blob() has verified the whole blob.
         std::vector<std::unique_ptr<DumpLoader>> loaders;
@@ -112,7 +140,7 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
         read_opts.on_file = [&](std::uint64_t bytes) {
             if (writeback) writeback->written(bytes);
         };
-        auto r = extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
+        auto r = extract_or_say_space(backup, room, [&] { return extract_blob(*src, backup.blob_size, backup.blob_sha256, staging,
                               [&](std::uint64_t done, std::uint64_t total) {
                                   // Staging is discarded below.
                                   rc.ctx.check(fmt::format("restore of backup {} abandoned after {} of {}", backup.id,
@@ -124,7 +152,7 @@ void do_restore(const RunContext& rc, const BackupManifest& backup) {
                                   rc.reporter.set_status(fmt::format("{}: {} of {}", what, format_bytes(done),
                                                                      format_bytes(total ? total : backup.bytes)));
                               },
-                              read_opts);
+                              read_opts); });
         const auto& am = r.archive_manifest;
         if (am.app != backup.app || am.id != backup.id || am.version != backup.version || am.paths != backup.paths)
             throw IntegrityError(fmt::format("backup {}: archive manifest (app {}, version {}, id {}) does not match "

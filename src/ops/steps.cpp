@@ -8,6 +8,7 @@
 #include "ops/instance.hpp"
 #include "state/declared.hpp"
 #include "store/identity.hpp"
+#include "util/host.hpp"
 #include "util/log.hpp"
 #include "util/random.hpp"
 
@@ -15,6 +16,17 @@ namespace bartl {
 
 void do_take_over(const RunContext& rc, Marker marker) {
     if (!rc.store) throw std::logic_error("do_take_over without a store");
+    // Another instance of this host still holding the store's writer state is a shared store,
+    // not a migration: taking it over would fence that instance.
+    const auto current = read_store_identity(*rc.store, rc.ctx, rc.config.app_name, rc.config.instance,
+                                             init_store_commands(rc.config));
+    if (const auto& w = current.identity.writer; w && w->state_id != marker.state_id && w->host == host_name())
+        if (const auto owner = Instance(rc.config).other_owner(w->state_id))
+            throw ConfigError(fmt::format(
+                "{}: store {} is the store of {} on this host (state ID {}, its writer since {}): two instances "
+                "cannot share a store, and taking it over would fence that instance. Give this instance its own "
+                "store; nothing was taken over",
+                rc.config.where("[backup] store"), rc.store->url(), *owner, w->state_id, w->since));
     StoreClaim claim;
     try {
         claim = take_over_store(*rc.store, rc.ctx, rc.config.app_name, rc.config.instance, marker.state_id,

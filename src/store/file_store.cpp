@@ -19,6 +19,9 @@
 
 #include <fmt/format.h>
 
+#include "core/words.hpp"
+#include "util/mounts.hpp"
+
 namespace bartl {
 namespace {
 
@@ -68,8 +71,9 @@ private:
 
 class FileWriter : public ObjectWriter {
 public:
-    FileWriter(std::string url, int dirfd, int fd, std::string tmp, std::string name)
-        : url_(std::move(url)), dirfd_(dirfd), fd_(fd), tmp_(std::move(tmp)), name_(std::move(name)) {}
+    FileWriter(std::string url, std::filesystem::path dir, int dirfd, int fd, std::string tmp, std::string name)
+        : url_(std::move(url)), dir_(std::move(dir)), dirfd_(dirfd), fd_(fd), tmp_(std::move(tmp)),
+          name_(std::move(name)) {}
 
     ~FileWriter() override {
         // Local and cheap, so done here as well as in abort(): the temporary file is never
@@ -129,10 +133,19 @@ public:
 
 private:
     [[noreturn]] void fail(const char* action, int err) const {
+        // A full store is the store's problem, shown as such until a backup fits again.
+        if (err == ENOSPC || err == EDQUOT) {
+            const auto space = filesystem_space(dir_);
+            throw StoreFull(fmt::format("store {}: {} {} after {}: {}{}", url_, action, name_, format_bytes(written_),
+                                        errno_text(err),
+                                        space ? fmt::format(" ({})", space_text(*space, dir_))
+                                              : std::string()));
+        }
         throw RuntimeError(fmt::format("store {}: {} {}: {}", url_, action, name_, errno_text(err)));
     }
 
     std::string url_;
+    std::filesystem::path dir_;  // for the message of a full store
     int dirfd_;
     int fd_;
     std::string tmp_;
@@ -352,7 +365,7 @@ std::unique_ptr<ObjectWriter> FileStore::create(const Context& ctx, const std::s
         std::string tmp = upload_temp_name(name);
         // 0600: backups hold the application's data, including whatever secrets it keeps.
         int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) return std::make_unique<FileWriter>(url_, dirfd, fd, std::move(tmp), name);
+        if (fd >= 0) return std::make_unique<FileWriter>(url_, dir_, dirfd, fd, std::move(tmp), name);
         if (errno == EEXIST) continue;
         int err = errno;
         ::close(dirfd);

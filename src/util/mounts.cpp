@@ -2,9 +2,12 @@
 
 #include <sstream>
 
+#include <sys/statvfs.h>
+
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/words.hpp"
 #include "util/fs.hpp"
 
 namespace bartl {
@@ -122,6 +125,28 @@ bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem
     for (const auto& m : mounts)
         if (m.mount_point == p) return true;
     return false;
+}
+
+std::optional<FileSystemSpace> filesystem_space(const std::filesystem::path& path) {
+    struct statvfs v {};
+    if (::statvfs(path.c_str(), &v) != 0) return std::nullopt;
+    FileSystemSpace s;
+    s.size = static_cast<std::uint64_t>(v.f_blocks) * v.f_frsize;
+    s.available = static_cast<std::uint64_t>(v.f_bavail) * v.f_frsize;
+    try {  // only for the message: a mount table that cannot be read leaves it out
+        std::error_code ec;
+        const auto canonical = std::filesystem::weakly_canonical(path, ec);
+        const auto mounts = read_mounts();
+        if (const auto m = mount_of(mounts, ec ? path : canonical)) s.mount_point = filesystem_mount_point(mounts, *m);
+    } catch (const std::exception&) {
+    }
+    return s;
+}
+
+std::string space_text(const FileSystemSpace& space, const std::filesystem::path& path) {
+    return fmt::format("the file system {} {} holds {}, {} of it free",
+                       space.mount_point.empty() ? "of" : "at", space.mount_point.empty() ? path.string() : space.mount_point,
+                       format_bytes(space.size), format_bytes(space.available));
 }
 
 }  // namespace bartl

@@ -1,6 +1,7 @@
 // The mount table as the kernel reports it (/proc/self/mountinfo, proc(5)).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -59,5 +60,19 @@ std::optional<MountEntry> mount_at(const std::vector<MountEntry>& mounts, const 
 
 /// True when `mount_point` is a mount point in `mounts`.
 bool is_mount_point(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point);
+
+/// The size and room of the file system holding a path (statvfs(3)).
+struct FileSystemSpace {
+    std::uint64_t size = 0;       ///< bytes, f_blocks * f_frsize
+    std::uint64_t available = 0;  ///< bytes an unprivileged writer may still use, f_bavail * f_frsize
+    std::string mount_point;      ///< where it is mounted (filesystem_mount_point()); "" when unknown
+};
+
+/// The FileSystemSpace of the file system holding `path`; std::nullopt when statvfs(3) fails.
+std::optional<FileSystemSpace> filesystem_space(const std::filesystem::path& path);
+
+/// "the file system at /srv/big holds 6.5 MiB, 1.9 MiB of it free" for `space` (of `path`
+/// when its mount point is unknown), for messages about a full disk.
+std::string space_text(const FileSystemSpace& space, const std::filesystem::path& path);
 
 }  // namespace bartl

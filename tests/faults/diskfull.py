@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Full disk and I/O errors, on real small tmpfs mounts (needs root: mount -t tmpfs).
 
-  store-enospc      backup into a store too small: exit 1 naming ENOSPC, no new sidecar,
+  store-enospc      backup into a store too small: exit 1 naming ENOSPC and the store's file
+                    system with its size, no new sidecar,
                     no temporary left, the older backup intact; after growing the store
                     (remount,size=) the next backup succeeds
-  state-enospc      restore into a state filesystem too small: exit 1, staging removed, no
+  state-enospc      restore into a state filesystem too small: exit 1 naming the file system,
+                    its size and free space and what the backup holds, staging removed, no
                     marker, never an init; after growing it the restore succeeds, identical
   migrate-enospc    a migration script that fills the state disk fails: exit 1, marker at the
                     last completed step; after growing it the migration completes
@@ -15,6 +17,7 @@
 Usage: diskfull.py [--long] [--seed N]
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +95,8 @@ def main(argv):
         r = inst.run("--backup")
         ok = check(case, r.returncode == 1, f"exit {r.returncode}, expected 1", r)
         ok &= check(case, "No space left" in r.stderr, "error does not name ENOSPC", r)
+        ok &= check(case, f"(the file system at {storefs} holds 40 MiB, " in r.stderr,
+                    "error does not name the store's file system and its size", r)
         ok &= check(case, inst.sidecars() == before, "sidecars changed")
         ok &= check(case, not bt.temporaries(storefs), f"temporaries left: {bt.temporaries(storefs)}")
         ok &= check(case, objects(storefs) == sorted([b for b in before] + [b + ".json" for b in before]),
@@ -133,6 +138,11 @@ def main(argv):
         r = b.run("--prepare")  # restores inst's newest backup (same app, same store)... into 20 MiB
         ok = check(case, r.returncode == 1, f"exit {r.returncode}, expected 1", r)
         ok &= check(case, "No space left" in r.stderr, "error does not name ENOSPC", r)
+        full = re.search(r"Backup \w+ holds [\d.]+ MiB of files, and before this restore for state path "
+                         + re.escape(os.path.join(statefs, "fapp")) + r", the file system at " + re.escape(statefs)
+                         + r" holds 20 MiB, [\d.]+ MiB of it free", r.stderr)
+        ok &= check(case, full is not None,
+                    "error does not name the state's file system, its size and what the backup needs", r)
         ok &= check(case, b.marker() is None, "a marker was written")
         ok &= check(case, not os.listdir(statefs), f"left on the state disk: {os.listdir(statefs)}")
         ok &= check(case, "init of" not in r.stderr, "an init ran", r)

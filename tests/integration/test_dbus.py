@@ -99,6 +99,34 @@ class DBus(StackTest):
             st = json.loads(self.ctl("status", "--json").stdout)
         return st
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a small tmpfs store")
+    def test_a_full_store_is_a_store_problem_until_a_backup_fits_again(self):
+        # Found by a hostile operator: a backup that filled the store's disk was only a failed
+        # backup; status showed the store as fine, and a fence look (a read) would have said so.
+        s = self.stack()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", s.store], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", s.store], stderr=subprocess.DEVNULL)
+        s.init_store()
+        edit_config(s.config, {"backup.fence_check": '"1s"'})
+        s.start(extra_env=self.bus.env())
+        s.wait_ready()
+        s.post_note(os.urandom(96 * 1024).hex())  # does not compress into 64 KiB
+        r = self.ctl("backup", "--wait", ok=False)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("No space left on device", r.stderr)
+        self.assertIn(f"(the file system at {s.store} holds 64 KiB, ", r.stderr)
+        st = json.loads(self.ctl("status", "--json").stdout)
+        self.assertIsNotNone(st["store_problem"], st)
+        self.assertIn("No space left on device", st["store_problem"]["error"])
+        time.sleep(scaled(2.5))  # fence looks read the store fine meanwhile
+        self.assertIsNotNone(json.loads(self.ctl("status", "--json").stdout)["store_problem"])
+        self.assertTrue(self.ctl("status").stdout.startswith("×"))
+        self.assertRegex(self.ctl("instances").stdout, r"notes .* store unreachable for \d+s\n")
+        self.assertEqual([n for n in os.listdir(s.store) if n.endswith(".json") and n != "bartl-store.json"], [])
+        subprocess.run(["mount", "-o", "remount,size=4m", s.store], check=True)
+        self.ctl("backup", "--wait")
+        self.assertIsNone(json.loads(self.ctl("status", "--json").stdout)["store_problem"])
+
     def test_status_shows_a_store_the_fence_watch_cannot_read_and_since_when(self):
         # Found on a real systemd: the fence watch warned in the journal that the store could
         # not be read, but status (and its --json, and instances) showed nothing.

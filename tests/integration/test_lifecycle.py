@@ -2,13 +2,14 @@
 """The startup decision end to end: init, reboot, migrate, downgrade, foreign, partial, config errors."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 import unittest
 
-from bartltest import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_RUNTIME, EXIT_USAGE, BARTLD, StackTest,
-                       command, edit_config, scaled, tree_digest)
+from bartltest import (EXIT_CONFIG, EXIT_DOWNGRADE, EXIT_FOREIGN, EXIT_RUNTIME, EXIT_USAGE, BARTLCTL, BARTLD,
+                       StackTest, command, edit_config, scaled, tree_digest)
 
 
 class Lifecycle(StackTest):
@@ -237,6 +238,106 @@ class Lifecycle(StackTest):
         self.assertNotIn("bartl did not create this data", r.stderr)
         self.assertEqual(tree_digest(s.state), before)
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
+
+    def test_a_second_instance_on_the_same_state_path_is_a_config_error_and_adopt_refuses(self):
+        # Found by a hostile operator: the second instance's refusal advised `bartlctl adopt`,
+        # which re-bound the first instance's live state to the second (the first then
+        # refused its own data as foreign, exit 66).
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        owner = s.marker()["state_id"]
+        before = tree_digest(s.state)
+        dup = os.path.join(self.tmp, "dup.toml")
+        shutil.copy(s.config, dup)
+        edit_config(dup, {"state.bartl_dir": json.dumps(os.path.join(os.path.dirname(s.bartl_dir), "dup")),
+                          "backup.store": json.dumps("file://" + os.path.join(self.tmp, "dup-store"))})
+        r = subprocess.run(command(BARTLD, "--config", dup, "--prepare"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(60))
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, re.escape(dup) + r":\d+:\d+: state path " + re.escape(s.state) +
+                         r" holds the state of instance notes \(marker " +
+                         re.escape(os.path.join(s.bartl_dir, "marker.json")) + rf"\) \(state ID {owner}\)")
+        [error] = [line for line in r.stderr.splitlines() if line.startswith("bartld: error: ")]
+        self.assertNotIn("adopt VERSION", error)
+        r = subprocess.run(command(BARTLCTL, "adopt", "-c", dup, "1.0.0"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(60), stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stdout + r.stderr)
+        self.assertIn("two instances cannot share a state path, nothing adopted", r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+        # The first instance still owns and serves its state.
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(s.marker()["state_id"], owner)
+
+    def test_a_second_instance_on_the_same_store_does_not_fence_the_first(self):
+        # Found by a hostile operator: a second instance given the first one's store (same app)
+        # initialised and took the store over, fencing the first instance on the same host.
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        writer = json.load(open(os.path.join(s.store, "bartl-store.json")))["writer"]
+        other = os.path.join(self.tmp, "other.toml")
+        shutil.copy(s.config, other)
+        edit_config(other, {"state.bartl_dir": json.dumps(os.path.join(os.path.dirname(s.bartl_dir), "other")),
+                            "state.paths": json.dumps([os.path.join(self.tmp, "other-state", "data")])})
+        r = subprocess.run(command(BARTLD, "--config", other, "--prepare"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(60))
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertRegex(r.stderr, re.escape(other) + r":\d+:\d+: store file://" + re.escape(s.store) +
+                         r" is the store of instance notes \(marker " + re.escape(os.path.join(s.bartl_dir, "marker.json"))
+                         + rf"\) on this host \(state ID {writer['state_id']}, .*nothing was taken over")
+        self.assertEqual(json.load(open(os.path.join(s.store, "bartl-store.json")))["writer"], writer)
+        r = s.run("--backup")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_a_migration_killed_mid_step_is_named_at_the_next_start(self):
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        mig = os.path.join(self.tmp, "migrations")
+        os.makedirs(mig)
+        started, release, done = (os.path.join(self.tmp, n) for n in ("step-started", "step-release", "step-done"))
+        with open(os.path.join(mig, "2.0.0_reindex"), "w") as f:
+            f.write(f"#!/bin/sh\ntouch {started}\ni=0; while [ ! -e {release} ] && [ $i -lt 1200 ]; do sleep 0.05; "
+                    f"i=$((i+1)); done\ntouch {done}\n")
+        os.chmod(os.path.join(mig, "2.0.0_reindex"), 0o755)
+        s.render("2.0.0", **{"hooks.migrations": json.dumps(mig)})
+        p = subprocess.Popen(command(BARTLD, "--config", s.config, "--prepare"), env=s.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + scaled(30)
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(started), "the migration step never started")
+        p.kill()
+        p.wait()
+        open(release, "w").close()  # the orphaned step ends and lets go of the instance lock
+        deadline = time.monotonic() + scaled(10)
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, rf"the migration of notes from 1\.0\.0 to 2\.0\.0 started at \S+ by PID {p.pid} "
+                                   r"did not finish .*; the state is at 1\.0\.0 .*resumes with step 2\.0\.0_reindex, "
+                                   r"which runs again")
+        self.assertEqual(r.stderr.count("did not finish"), 1, r.stderr)
+        self.assertEqual(s.marker()["version"], "2.0.0")
+        # A migration that was not interrupted says nothing of the kind.
+        t = self.stack("1.0.0")
+        self.assertEqual(t.run("--prepare").returncode, 0)
+        open(release, "w").close()
+        t.render("2.0.0", **{"hooks.migrations": json.dumps(mig)})
+        r = t.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("migration step 2.0.0_reindex done", r.stderr)
+        self.assertNotIn("did not finish", r.stderr)
+
+    def test_a_config_that_is_a_dangling_symlink_names_the_missing_target(self):
+        s = self.stack("1.0.0")
+        link, missing = os.path.join(self.tmp, "link.toml"), os.path.join(self.tmp, "gone", "notes.toml")
+        os.symlink(missing, link)
+        r = subprocess.run(command(BARTLD, "--config", link, "--check-config"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(30))
+        self.assertEqual(r.returncode, EXIT_CONFIG, r.stderr)
+        self.assertIn(f"{link}: cannot read: it is a symbolic link to {missing}, which does not exist", r.stderr)
 
     def test_partial_init_proven_by_intent_is_cleaned_and_redone(self):
         s = self.stack("1.0.0")

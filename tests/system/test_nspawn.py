@@ -879,6 +879,52 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(nice(app), nice(main))
         self.c.run("systemctl", "stop", unit, timeout=120)
 
+    def test_10_instances_lists_the_failed_instances_too(self):
+        """bartlctl instances once listed only the bartlds on the bus: an instance failed on a
+        config typo or stopped at the unit's start limit, the one an operator must look at,
+        was missing from the fleet view. Each row now says what systemd says and what to do."""
+        def conf(name, app_exec, extra=""):
+            return (f'[app]\nname = "{name}"\nversion = "1.0.0"\nexec = {json.dumps(app_exec)}\nready = "started"\n'
+                    f'{extra}\n[state]\npaths = ["/var/lib/{name}/data"]\n')
+        self.c.run("tee", "/etc/bartl/fleetok.toml", input=conf("fleetok", ["/bin/sleep", "infinity"]))
+        self.c.run("tee", "/etc/bartl/fleettypo.toml", input=conf("fleettypo", ["/bin/sleep", "infinity"], 'redy = "x"'))
+        self.c.run("tee", "/etc/bartl/fleetcrash.toml", input=conf("fleetcrash", ["/bin/sh", "-c", "exit 3"]))
+        # The shipped RestartSec=10s would take a minute to reach the limit of 5 starts.
+        self.c.sh("mkdir -p /run/systemd/system/bartld@fleetcrash.service.d && printf '[Service]\\nRestartSec=100ms\\n' "
+                  ">/run/systemd/system/bartld@fleetcrash.service.d/fast.conf")
+        self.c.run("systemctl", "daemon-reload")
+        units = [f"bartld@{n}.service" for n in ("fleetok", "fleettypo", "fleetcrash")]
+        try:
+            self.c.run("systemctl", "start", units[0], timeout=120)
+            for u in units[1:]:
+                self.c.run("systemctl", "start", "--no-block", u)
+            deadline = time.monotonic() + 60
+            while any(self.c.show(u, "ActiveState")["ActiveState"] != "failed" for u in units[1:]):
+                self.assertLess(time.monotonic(), deadline, [self.c.show(u, "ActiveState", "NRestarts") for u in units])
+                time.sleep(0.2)
+            out = self.c.run("bartlctl", "instances").stdout
+            row = lambda name: next((l for l in out.splitlines() if l.startswith(name + " ")), None)
+            self.assertRegex(row("fleetok") or "", r"^fleetok +serving +1\.0\.0 +1\.0\.0 ", out)
+            self.assertRegex(row("fleettypo") or "", r"^fleettypo +failed +- +- +- +configuration error \(exit 78\): "
+                                                     r"/etc/bartl/fleettypo\.toml:\d+:\d+: .*redy", out)
+            self.assertRegex(row("fleetcrash") or "", r"^fleetcrash +failed +- +1\.0\.0 +- +start limit hit after \d+ "
+                                                      r"restart\(s\), last run: runtime failure \(exit 1\); fix it, then "
+                                                      r"systemctl reset-failed bartld@fleetcrash\.service and start it", out)
+            self.assertRegex(out, r"instances listed, \d+ with a problem \(bartlctl -i NAME status says more\)\.\n$")
+            rows = {e["instance"]: e for e in json.loads(self.c.run("bartlctl", "instances", "--json").stdout)}
+            self.assertEqual((rows["fleetok"]["running"], rows["fleetok"]["phase"]), (True, "serving"), rows)
+            self.assertEqual((rows["fleettypo"]["running"], rows["fleettypo"]["phase"]), (False, "failed"), rows)
+            self.assertIn("redy", rows["fleettypo"]["config_error"])
+            self.assertEqual(rows["fleetcrash"]["systemd"]["exit_status"], 1, rows)
+            self.assertTrue(rows["fleetcrash"]["problem"].startswith("start limit hit"), rows)
+        finally:
+            for u in units:
+                self.c.run("systemctl", "stop", u, check=False)
+                self.c.run("systemctl", "reset-failed", u, check=False)
+            self.c.run("rm", "-rf", "/etc/bartl/fleetok.toml", "/etc/bartl/fleettypo.toml", "/etc/bartl/fleetcrash.toml",
+                       "/run/systemd/system/bartld@fleetcrash.service.d")
+            self.c.run("systemctl", "daemon-reload")
+
 
 if __name__ == "__main__":
     try:
