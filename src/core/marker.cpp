@@ -77,6 +77,7 @@ std::string Marker::to_json() const {
                          {"filesystem_mount_point", c.filesystem_mount_point},
                          {"bind_source", c.bind_source},
                          {"bind_mount_point", c.bind_mount_point},
+                         {"bind_filesystem", c.bind_filesystem},
                          {"device", c.device},
                          {"inode", c.inode}});
     json migs = json::array();
@@ -124,6 +125,7 @@ Marker Marker::from_json(const std::string& text) {
             r.filesystem_mount_point = c.optional_string("filesystem_mount_point").value_or("");
             r.bind_source = c.optional_string("bind_source").value_or("");
             r.bind_mount_point = c.optional_string("bind_mount_point").value_or("");
+            r.bind_filesystem = c.optional_string("bind_filesystem").value_or("");
             if (r.bind_source.empty() != r.bind_mount_point.empty())
                 c.fail(r.bind_source.empty() ? "bind_source" : "bind_mount_point",
                        "must be given with " + std::string(r.bind_source.empty() ? "bind_mount_point" : "bind_source"));

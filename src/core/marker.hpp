@@ -42,6 +42,11 @@ struct ComponentRecord {
     /// state path is a bare directory of the filesystem underneath.
     std::string bind_source{};
     std::string bind_mount_point{};
+    /// Where the filesystem of `bind_source` was mounted (util/mounts.hpp
+    /// BindMount::filesystem: "/mnt/disk"); "" with no bind, or from a marker written before
+    /// it was recorded. A device number would not do: btrfs gives files another st_dev than
+    /// the mount table shows, and NVMe, device-mapper or NFS numbers change across reboots.
+    std::string bind_filesystem{};
 };
 
 /// The extended attribute that carries the state ID on a state directory. bartl's own

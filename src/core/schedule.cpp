@@ -31,8 +31,11 @@ std::optional<LastBackupRecord> parse_last_backup(std::string_view text) {
 }
 
 std::string format_running_backup(const RunningBackupRecord& r) {
+    using Phase = RunningBackupRecord::Phase;
     return fmt::format("{} {} {} {}\n", r.backup_id, r.reason, format_rfc3339_ms(r.started),
-                       r.phase == RunningBackupRecord::Phase::pre_backup ? "pre_backup" : "upload");
+                       r.phase == Phase::pre_backup    ? "pre_backup"
+                       : r.phase == Phase::post_backup ? "post_backup"
+                                                       : "upload");
 }
 
 std::optional<RunningBackupRecord> parse_running_backup(std::string_view text) {
@@ -58,6 +61,8 @@ std::optional<RunningBackupRecord> parse_running_backup(std::string_view text) {
     if (fields.size() == 4) {
         if (fields[3] == "pre_backup")
             r.phase = RunningBackupRecord::Phase::pre_backup;
+        else if (fields[3] == "post_backup")
+            r.phase = RunningBackupRecord::Phase::post_backup;
         else if (fields[3] != "upload")
             return std::nullopt;
     }
@@ -69,8 +74,11 @@ std::string interrupted_backup_message(const RunningBackupRecord& r, const std::
                                   format_rfc3339_ms(r.started), r.reason);
     if (r.phase == RunningBackupRecord::Phase::pre_backup)
         return head + " in its pre_backup hook: bartld was killed or the host went down before the hook ended; "
-                      "post_backup never ran, so whatever pre_backup did to the app (paused it, froze a "
-                      "filesystem, left a dump) was not undone by it; nothing was uploaded";
+                      "post_backup never ran and nothing was uploaded: what the hook had begun (pausing the "
+                      "app, freezing a filesystem, a dump) may be left half done";
+    if (r.phase == RunningBackupRecord::Phase::post_backup)
+        return head + " in its post_backup hook: bartld was killed or the host went down before the hook "
+                      "ended; the backup itself is stored and listed";
     const bool s3 = store_url.rfind("s3://", 0) == 0;
     return fmt::format("{}: bartld was killed or the host went down before it ended; {}", head,
                        s3 ? "its unfinished multipart upload is aborted by the first backup a day after it began"

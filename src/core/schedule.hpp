@@ -27,8 +27,8 @@ std::optional<LastBackupRecord> parse_last_backup(std::string_view text);
 /// it ends, so that the next start can say one was killed (bartl(7) STORES).
 struct RunningBackupRecord {
     /// Where the backup was: in its pre_backup hook (nothing uploaded yet, and post_backup
-    /// never ran), or capturing and uploading.
-    enum class Phase { pre_backup, upload };
+    /// never ran), capturing and uploading, or in its post_backup hook (the backup is stored).
+    enum class Phase { pre_backup, upload, post_backup };
     std::string backup_id;
     std::string reason;   ///< "scheduled", "manual", "pre-migration"
     std::chrono::sys_time<std::chrono::milliseconds> started{};
@@ -36,7 +36,7 @@ struct RunningBackupRecord {
 };
 
 /// The record's file content: "ID REASON STARTED PHASE\n" (STARTED RFC 3339 UTC, PHASE
-/// "pre_backup" or "upload").
+/// "pre_backup", "upload" or "post_backup").
 std::string format_running_backup(const RunningBackupRecord& r);
 
 /// Parses format_running_backup()'s text, and a record of three fields, written before the
@@ -45,10 +45,10 @@ std::optional<RunningBackupRecord> parse_running_backup(std::string_view text);
 
 /// The journal line for a record found at the start (its backup never ended): which backup,
 /// when and why it started, and, killed in its pre_backup hook, that post_backup never ran
-/// (what the hook did to the app was not undone by it); killed later, what becomes of its
-/// partial upload in the store at `store_url` (file:// and sftp:// temporaries of a dead
-/// writer go at the next backup; an S3 multipart upload is aborted by the first backup a day
-/// after it began).
+/// and nothing was uploaded; killed uploading, what becomes of its partial upload in the
+/// store at `store_url` (file:// and sftp:// temporaries of a dead writer go at the next
+/// backup; an S3 multipart upload is aborted by the first backup a day after it began);
+/// killed in its post_backup hook, that the backup itself is stored.
 std::string interrupted_backup_message(const RunningBackupRecord& r, const std::string& store_url);
 
 /// How long after serving starts the first scheduled backup is due: `interval` after the

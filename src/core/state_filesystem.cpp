@@ -25,12 +25,15 @@ FilesystemPresence judge_state_filesystem(const std::string& recorded_mount_poin
     return FilesystemPresence::present;
 }
 
-FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_device,
+FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_filesystem,
                                     const BindView& now) {
     if (!now.mounted) return FilesystemPresence::not_mounted;
-    if (now.source == recorded_source)
-        return now.device == recorded_device ? FilesystemPresence::present : FilesystemPresence::not_mounted;
-    return FilesystemPresence::replaced;
+    if (now.source != recorded_source) return FilesystemPresence::replaced;
+    // Both mount points lie on the path of the same directory: the one now mounted is the
+    // recorded one's parent when the filesystem that held it is gone and what lies underneath
+    // shows. One mounted deeper than the recorded one is a new disk the operator put there.
+    const bool underneath = !recorded_filesystem.empty() && now.filesystem.size() < recorded_filesystem.size();
+    return underneath ? FilesystemPresence::not_mounted : FilesystemPresence::present;
 }
 
 }  // namespace bartl

@@ -49,18 +49,25 @@ struct BindView {
     /// effective_mount()).
     bool mounted = false;
     std::string source;  ///< the directory bound there now; "" when a filesystem's root is mounted there
-    std::string device;  ///< "MAJOR:MINOR" of what is mounted there
+    std::string filesystem;  ///< where the filesystem of `source` is mounted (BindMount::filesystem)
+    std::string device;  ///< "MAJOR:MINOR" of what is mounted there, for messages
 };
 
 /// Judges the filesystem of a state directory that was held by a bind mount of
-/// `recorded_source` (a directory on `recorded_device`) at the recorded bind mount point.
+/// `recorded_source` (a directory of the filesystem mounted at `recorded_filesystem`,
+/// ComponentRecord::bind_filesystem; "" from a marker that did not record it) at the
+/// recorded bind mount point.
 /// Without the bind the state path is a bare directory of the filesystem underneath, often
 /// the same one as the bound directory's, so the device cannot tell: a missing bind is
-/// not_mounted. The same directory bound there on another device (its own disk not mounted
-/// beneath it) is not_mounted too; the same directory on the same device is present (the
-/// state itself is lost); another directory or a filesystem mounted there is replaced (the
-/// operator gave the state a new home).
-FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_device,
+/// not_mounted. The same directory bound there through another mount (its own disk not
+/// mounted beneath it: /mnt/disk/appdata of "/", a mount point above the recorded one) is
+/// not_mounted too; through the same mount it is present (the state itself is lost, or a new
+/// disk is mounted there in place of a broken one: restored onto it), and so through a mount
+/// below the recorded one (a disk the operator mounted at /srv since: nothing can lie
+/// underneath it); another directory or a filesystem mounted there is
+/// replaced (the operator gave the state a new home). Devices are not compared: their
+/// numbers change across reboots, and on btrfs a file's st_dev is not the mount table's.
+FilesystemPresence judge_bind_mount(const std::string& recorded_source, const std::string& recorded_filesystem,
                                     const BindView& now);
 
 }  // namespace bartl

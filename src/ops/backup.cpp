@@ -285,10 +285,23 @@ BackupManifest take_backup_here(const Config& config, Store& store, const Contex
     } catch (const Error& e) {
         log::warn(fmt::format("backup {}: cannot record it as the last backup: {}", m.id, e.what()));
     }
+    // The backup is stored: killed from here on, the next start must not call it interrupted
+    // in its upload. Killed in post_backup, it says so.
+    try {
+        if (config.hook_post_backup.empty())
+            instance.clear_running_backup();
+        else
+            instance.write_running_backup(
+                RunningBackupRecord{m.id, m.reason, hook_started, RunningBackupRecord::Phase::post_backup});
+    } catch (const std::exception& e) {
+        instance.clear_running_backup();
+        log::warn(fmt::format("backup {}: cannot record that its post_backup hook runs: {}", m.id, e.what()));
+    }
     env["BARTL_BACKUP_ID"] = m.id;
     env["BARTL_BACKUP_NAME"] = m.blob_name;
     // The backup is committed: stopping its post_backup would leave it half-announced.
     run_hook(config, "post_backup", config.hook_post_backup, env, ctx.cancel, /*stoppable=*/false);
+    instance.clear_running_backup();
     try {
         apply_retention(config, store, ctx, marker.state_id);
         // A day is far longer than any upload or the gap between a blob and its sidecar.

@@ -127,17 +127,20 @@ ComponentObservation DirectoryComponent::observe(const ComponentRecord* recorded
             if (e.mount_point == recorded->bind_mount_point) {
                 bind.mounted = true;
                 bind.device = e.device;
-                if (const auto b = bind_mount_of(mounts, e)) bind.source = b->source;
+                if (const auto b = bind_mount_of(mounts, e)) {
+                    bind.source = b->source;
+                    bind.filesystem = b->filesystem;
+                }
             }
         }
-        const auto presence = judge_bind_mount(recorded->bind_source, recorded->device, bind);
+        const auto presence = judge_bind_mount(recorded->bind_source, recorded->bind_filesystem, bind);
         if (presence == FilesystemPresence::not_mounted) {
             o.finding = ComponentFinding::not_mounted;
             o.detail = bind.mounted
-                           ? fmt::format("{} is {} and the filesystem of {} that held it ({}) is not mounted under "
-                                         "its bind mount at {}",
-                                         name_, exists ? "empty" : "missing", recorded->bind_source, recorded->device,
-                                         recorded->bind_mount_point)
+                           ? fmt::format("{} is {} and the filesystem of {} that held it (mounted at {}) is not "
+                                         "mounted under its bind mount at {}",
+                                         name_, exists ? "empty" : "missing", recorded->bind_source,
+                                         recorded->bind_filesystem, recorded->bind_mount_point)
                            : fmt::format("{} is {} and the bind mount that held it ({} at {}) is not mounted", name_,
                                          exists ? "empty" : "missing", recorded->bind_source,
                                          recorded->bind_mount_point);
@@ -244,6 +247,7 @@ ComponentRecord DirectoryComponent::record() const {
         if (const auto b = bind_mount_of(mounts, *m)) {
             r.bind_source = b->source;
             r.bind_mount_point = b->mount_point;
+            r.bind_filesystem = b->filesystem;
         }
     }
     r.device = device_text(st.st_dev);

@@ -103,13 +103,26 @@ MountEntry effective_mount(const std::vector<MountEntry>& mounts, const MountEnt
 std::optional<BindMount> bind_mount_of(const std::vector<MountEntry>& mounts, const MountEntry& m) {
     const MountEntry e = effective_mount(mounts, m);
     if (e.root == "/") return std::nullopt;
+    // The bound directory is named through the mount of its filesystem that shows the
+    // nearest ancestor of it: the filesystem's root, or on btrfs, where that is often mounted
+    // nowhere, a subvolume ("/" showing /@rootfs names /@rootfs/srv/appdata "/srv/appdata").
+    // A mount of the very same directory counts only when it came first (/srv/media bound
+    // at /var/lib/media, not the reverse).
+    const MountEntry* via = nullptr;
+    bool seen_e = false;
     for (const auto& r : mounts) {
-        if (r.device != e.device || r.root != "/") continue;
-        const std::string source = normal(std::filesystem::path(r.mount_point) / e.root.substr(1));
-        if (source == e.mount_point) return std::nullopt;
-        return BindMount{e.mount_point, source, e.device};
+        if (r.mount_point == e.mount_point) {
+            seen_e = seen_e || (r.root == e.root && r.device == e.device);
+            continue;
+        }
+        if (r.device != e.device || !is_prefix(r.root, e.root) || (r.root == e.root && seen_e)) continue;
+        if (!via || r.root.size() > via->root.size()) via = &r;
     }
-    return std::nullopt;
+    if (!via) return std::nullopt;
+    const auto rel = std::filesystem::path(e.root).lexically_relative(via->root);
+    const std::string source = normal(std::filesystem::path(via->mount_point) / rel);
+    if (source == e.mount_point) return std::nullopt;
+    return BindMount{e.mount_point, source, e.device, effective_mount(mounts, *via).mount_point};
 }
 
 std::optional<MountEntry> mount_at(const std::vector<MountEntry>& mounts, const std::filesystem::path& mount_point) {

@@ -40,6 +40,12 @@ struct BindMount {
     std::string mount_point;  ///< where it is bound: "/var/lib/app"
     std::string source;       ///< the directory bound there, as a path: "/srv/appdata"
     std::string device;       ///< "MAJOR:MINOR" of that directory's filesystem
+    /// Where the mount that names `source` is (after effective_mount()): "/mnt/disk" for
+    /// /mnt/disk/appdata on a disk there, "/" once that disk is not mounted and the bind shows
+    /// the root filesystem's bare /mnt/disk/appdata. Unlike `device` (a number the kernel
+    /// hands out at mount time, another after a reboot for NVMe, device-mapper, NFS or btrfs),
+    /// it tells the two apart across reboots.
+    std::string filesystem;
 };
 
 /// The mount `m` as the operator made it: a bind mount that only binds what its parent mount
@@ -48,10 +54,11 @@ struct BindMount {
 MountEntry effective_mount(const std::vector<MountEntry>& mounts, const MountEntry& m);
 
 /// The bind mount of another directory that `m` is (after effective_mount()): its mount point,
-/// the bound directory as a path (through the mount of its filesystem's root) and device;
-/// std::nullopt for the root of a filesystem, a directory bound onto itself, or a directory
-/// that cannot be named as a path (no mount of its filesystem's root, e.g. a btrfs
-/// subvolume). Pure.
+/// the bound directory as a path (through the mount of its filesystem that shows its nearest
+/// ancestor: the filesystem's root, or a btrfs subvolume such as "/" of /@rootfs) and device
+/// (as mountinfo shows it: on btrfs not the st_dev of its files); std::nullopt for the root
+/// of a filesystem, a directory bound onto itself, or a directory that cannot be named as a
+/// path (no mount shows an ancestor of it: a container's bind of a host directory). Pure.
 std::optional<BindMount> bind_mount_of(const std::vector<MountEntry>& mounts, const MountEntry& m);
 
 /// The topmost mount at exactly `mount_point` (the last entry there: over-mounts come later);

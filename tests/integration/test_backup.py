@@ -303,6 +303,30 @@ class Backup(StackTest):
         self.assertFalse(os.path.exists(record))
         self.assertEqual(len(s.backups()), 1)
 
+    def kill_backup_in_hook(self, s, began, hook):
+        """Runs bartld --backup, waits until `hook` (which writes its PID to `began`, then
+        sleeps) runs, and SIGKILLs bartld and the hook, as systemd kills the unit."""
+        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + scaled(30)
+            while not (os.path.exists(began) and os.path.getsize(began)) and time.monotonic() < deadline \
+                    and p.poll() is None:
+                time.sleep(0.01)
+            self.assertTrue(os.path.exists(began), f"{hook} never ran")
+        finally:
+            # bartld and its hook (a process group of its own).
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            hook_pid = ""
+            if os.path.exists(began):
+                with open(began) as f:
+                    hook_pid = f.read().strip()
+            if hook_pid:
+                os.kill(int(hook_pid), signal.SIGKILL)
+            while session_members(p.pid):  # the hook is in bartld's session
+                time.sleep(0.01)
+
     def test_a_backup_killed_in_its_pre_backup_hook_is_named_with_post_backup_not_run(self):
         # A backup killed while pre_backup ran (it may pause the app or freeze a filesystem)
         # left no word at all: the record was written only once the hook had ended.
@@ -313,23 +337,7 @@ class Backup(StackTest):
         edit_config(s.config, {"hooks.pre_backup": f'["/bin/sh", "-c", "echo $$ > {began}; exec sleep 600"]',
                                "hooks.post_backup": f'["/bin/sh", "-c", "touch {post}"]'})
         record = os.path.join(s.bartl_dir, "backup-running")
-        p = subprocess.Popen(s.argv(BARTLD, "--config", s.config, "--backup"), env=s.env(notify=False),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + scaled(30)
-            while not (os.path.exists(began) and os.path.getsize(began)) and time.monotonic() < deadline \
-                    and p.poll() is None:
-                time.sleep(0.01)
-            self.assertTrue(os.path.exists(began), "pre_backup never ran")
-        finally:
-            # bartld and its hook (a process group of its own), as systemd kills the unit.
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            with open(began) as f:
-                hook_pid = int(f.read())
-            os.kill(hook_pid, signal.SIGKILL)
-            while session_members(p.pid):  # the hook is in bartld's session
-                time.sleep(0.01)
+        self.kill_backup_in_hook(s, began, "pre_backup")
         with open(record) as f:
             backup_id, reason, started, phase = f.read().split()
         self.assertEqual((reason, phase), ("manual", "pre_backup"))
@@ -346,6 +354,31 @@ class Backup(StackTest):
         self.assertNotEqual(s.run("--backup").returncode, 0)
         self.assertFalse(os.path.exists(record), "a failed pre_backup left the record for the next start")
         self.assertEqual(s.backups(), [])
+
+    def test_a_backup_killed_in_its_post_backup_hook_is_named_as_stored_not_as_a_partial_upload(self):
+        # The record stayed through post_backup: a backup killed there, already stored and
+        # listed, was named at the next start as interrupted with a partial upload.
+        s = self.stack("1.0.0")
+        s.run("--prepare")
+        began = os.path.join(s.root, "post-began")
+        edit_config(s.config, {"hooks.post_backup": f'["/bin/sh", "-c", "echo $$ > {began}; exec sleep 600"]'})
+        record = os.path.join(s.bartl_dir, "backup-running")
+        self.kill_backup_in_hook(s, began, "post_backup")
+        [b] = s.backups()
+        with open(record) as f:
+            backup_id, reason, started, phase = f.read().split()
+        self.assertEqual((backup_id, reason, phase), (b["id"], "manual", "post_backup"))
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"warning: the backup {backup_id} started at {started} (manual) was interrupted in its "
+                      f"post_backup hook: bartld was killed or the host went down before the hook ended; the "
+                      f"backup itself is stored and listed", r.stderr)
+        self.assertNotIn("partial upload", r.stderr)
+        self.assertFalse(os.path.exists(record))
+        # A backup whose post_backup ends leaves no record.
+        edit_config(s.config, {"hooks.post_backup": '["/bin/true"]'})
+        self.assertEqual(s.run("--backup").returncode, 0)
+        self.assertFalse(os.path.exists(record))
 
     def test_backup_refuses_a_symlink_a_restore_would_refuse(self):
         s = self.stack("1.0.0")

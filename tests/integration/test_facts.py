@@ -293,6 +293,51 @@ class Facts(StackTest):
         self.assertEqual(read(os.path.join(new, "data", "f")), "backed up\n")
         self.assertEqual(read(os.path.join(src, "data", "f")), "changed after the backup\n", "the old copy changed")
 
+    def test_2_a_state_lost_in_a_bind_of_a_btrfs_directory_is_restored_not_called_unmounted(self):
+        # A btrfs data disk, a directory of it bound at the state's parent. btrfs gives its
+        # files an st_dev of their subvolume, never the device /proc/self/mountinfo shows:
+        # the bind's device was judged against the state's st_dev, so with the bind there and
+        # the state deleted, bartld said "not mounted" at every start (exit 1, forever).
+        if not can_mount() or not shutil.which("mkfs.btrfs"):
+            self.skipTest("needs root and mkfs.btrfs to mount a btrfs disk")
+        s = self.bare()
+        image = os.path.join(self.tmp, "btrfs.img")
+        with open(image, "wb") as f:
+            f.truncate(128 << 20)
+        subprocess.run(["mkfs.btrfs", "-q", image], check=True, capture_output=True)
+        disk = os.path.realpath(os.path.join(self.tmp, "disk"))
+        self.mount("-o", "loop", image, disk)
+        src = os.path.join(disk, "appdata")
+        mnt = os.path.realpath(os.path.join(s.root, "var-lib-app"))
+        data = os.path.join(mnt, "data")
+        os.makedirs(src)
+        self.mount("--bind", src, mnt)
+        edit_config(s.config, {"state.paths": json.dumps([data])})
+        self.ok(s, "--prepare")
+        c = s.marker()["components"][0]
+        self.assertEqual((c["bind_source"], c["bind_mount_point"]), (src, mnt))
+        self.assertEqual(c["bind_filesystem"], disk)
+        with open("/proc/self/mountinfo") as f:
+            table_device = next(line.split()[2] for line in f if line.split()[4] == disk)
+        st = os.stat(data)
+        self.assertNotEqual(table_device, f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}",
+                            "btrfs gave its files the mount table's device: not the case this test is about")
+        write(os.path.join(data, "f"), "backed up\n")
+        self.ok(s, "--backup")
+        [b] = s.backups()
+
+        shutil.rmtree(data)  # the state lost, the bind and its disk there
+        r = self.ok(s, "--prepare")
+        self.assertIn(f"decision: restore (no local state: restoring backup {b['id']}", r.stderr)
+        self.assertEqual(read(os.path.join(src, "data", "f")), "backed up\n")
+
+        # The bind missing is still "not mounted".
+        self.umount(mnt)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_RUNTIME, r.stderr)
+        self.assertIn(f"the bind mount that held it ({src} at {mnt}) is not mounted", r.stderr)
+        self.assertEqual(os.listdir(mnt), [])
+
     def test_2_state_lost_under_the_unit_is_lost_by_hand_too_and_the_reverse(self):
         if not can_mount() or not shutil.which("unshare"):
             self.skipTest("needs root and unshare to mount")

@@ -24,7 +24,7 @@ Marker sample_marker() {
     m.origin = "restore:notes-20261130T030904Z-2.0.0-abc";
     m.components = {{"path", "/var/lib/notes", "xattr", "/var/lib", "8:1", 1234, ""},
                     {"path", "/srv/notes files/ü", "inode", "/srv/notes files", "0:42", 99, "/srv", "/data/notes files",
-                     "/srv/notes files"}};
+                     "/srv/notes files", "/data"}};
     m.migrations = {{"2.1.0-rc.1_add-tags", std::string(64, 'a'), "2026-11-30T03:10:00Z", "2.1.0-rc.1+b5"}};
     m.writer = {"fedcba9876543210fedcba9876543210", 3, ""};
     m.history = {{"2026-11-30T03:09:04Z", "restore", "", "2.0.0", "notes-20261130T030904Z-2.0.0-abc"},
@@ -84,6 +84,7 @@ TEST_CASE("marker: round trip keeps every field", "[marker]") {
     CHECK(back.components[0].bind_source.empty());
     CHECK(back.components[1].bind_source == "/data/notes files");
     CHECK(back.components[1].bind_mount_point == "/srv/notes files");
+    CHECK(back.components[1].bind_filesystem == "/data");
     REQUIRE(back.migrations.size() == 1);
     CHECK(back.migrations[0].name == "2.1.0-rc.1_add-tags");
     CHECK(back.migrations[0].engine == "2.1.0-rc.1+b5");

@@ -104,3 +104,16 @@ TEST_CASE("a backup killed in its pre_backup hook: post_backup never ran, nothin
     CHECK(text.find("multipart") == std::string::npos);
     CHECK_FALSE(parse_running_backup("0badc0de scheduled 2026-12-01T22:10:03Z hooks"));
 }
+
+TEST_CASE("a backup killed in its post_backup hook is stored, not a partial upload", "[schedule]") {
+    RunningBackupRecord r{"0badc0de", "manual", at("2026-12-01T22:10:03.250Z")};
+    r.phase = RunningBackupRecord::Phase::post_backup;
+    CHECK(format_running_backup(r) == "0badc0de manual 2026-12-01T22:10:03.250Z post_backup\n");
+    const auto back = parse_running_backup(format_running_backup(r));
+    REQUIRE(back);
+    CHECK(back->phase == RunningBackupRecord::Phase::post_backup);
+    const auto text = interrupted_backup_message(r, "file:///srv/backups");
+    CHECK(text == "the backup 0badc0de started at 2026-12-01T22:10:03.250Z (manual) was interrupted in its "
+                  "post_backup hook: bartld was killed or the host went down before the hook ended; the backup "
+                  "itself is stored and listed");
+}

@@ -91,25 +91,48 @@ TEST_CASE("state filesystem: markers without a mount point or a device", "[core]
 }
 
 TEST_CASE("state filesystem: a bind mount of another directory must be there before a restore", "[core]") {
-    // Recorded: /srv/appdata (on "/", 254:0) bound at /var/lib/app by fstab.
-    auto bind = [](bool mounted, std::string source, std::string device) {
+    // Recorded: /srv/appdata (of "/") bound at /var/lib/app by fstab, or /mnt/disk/appdata
+    // (of the disk at /mnt/disk).
+    auto bind = [](bool mounted, std::string source, std::string filesystem, std::string device = "254:0") {
         BindView v;
         v.mounted = mounted;
         v.source = std::move(source);
+        v.filesystem = std::move(filesystem);
         v.device = std::move(device);
         return v;
     };
     // The bind is missing: /var/lib/app is a bare directory of "/", the very device of
     // /srv/appdata, which judge_state_filesystem() would call present.
-    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(false, "", "")) == FilesystemPresence::not_mounted);
+    CHECK(judge_bind_mount("/srv/appdata", "/", bind(false, "", "", "")) == FilesystemPresence::not_mounted);
     // The bind is there: the state itself is lost.
-    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "/srv/appdata", "254:0")) ==
-          FilesystemPresence::present);
+    CHECK(judge_bind_mount("/srv/appdata", "/", bind(true, "/srv/appdata", "/")) == FilesystemPresence::present);
     // The same directory bound, its own disk not mounted beneath it (the root's bare directory).
-    CHECK(judge_bind_mount("/mnt/disk/appdata", "8:17", bind(true, "/mnt/disk/appdata", "254:0")) ==
+    CHECK(judge_bind_mount("/mnt/disk/appdata", "/mnt/disk", bind(true, "/mnt/disk/appdata", "/")) ==
           FilesystemPresence::not_mounted);
     // Another directory, or a disk, mounted there by the operator: a new home.
-    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "/srv/newdata", "254:0")) ==
-          FilesystemPresence::replaced);
-    CHECK(judge_bind_mount("/srv/appdata", "254:0", bind(true, "", "8:33")) == FilesystemPresence::replaced);
+    CHECK(judge_bind_mount("/srv/appdata", "/", bind(true, "/srv/newdata", "/")) == FilesystemPresence::replaced);
+    CHECK(judge_bind_mount("/srv/appdata", "/", bind(true, "", "", "8:33")) == FilesystemPresence::replaced);
+    // A disk mounted at /srv since, holding the directory now: nothing lies underneath it.
+    CHECK(judge_bind_mount("/srv/appdata", "/", bind(true, "/srv/appdata", "/srv", "8:33")) ==
+          FilesystemPresence::present);
+    // A marker that did not record where the directory's filesystem was: the bind decides.
+    CHECK(judge_bind_mount("/srv/appdata", "", bind(true, "/srv/appdata", "/")) == FilesystemPresence::present);
+}
+
+TEST_CASE("state filesystem: a bind's device numbers do not decide", "[core]") {
+    // The bind and its disk are there, the state was deleted: a restore, never "not mounted"
+    // at every start. The device numbers differ from the recorded st_dev: btrfs gives files
+    // another st_dev (0:54) than the mount table shows (0:53), and after a reboot an NVMe
+    // partition (259:N), a device-mapper volume or an NFS mount may get another number.
+    BindView v;
+    v.mounted = true;
+    v.source = "/mnt/disk/appdata";
+    v.filesystem = "/mnt/disk";
+    for (const char* device : {"0:53", "259:7", "254:3"}) {
+        v.device = device;
+        CHECK(judge_bind_mount("/mnt/disk/appdata", "/mnt/disk", v) == FilesystemPresence::present);
+    }
+    // A new disk mounted in place of a broken one, its appdata bound again: restored onto it.
+    v.device = "8:33";
+    CHECK(judge_bind_mount("/mnt/disk/appdata", "/mnt/disk", v) == FilesystemPresence::present);
 }

@@ -75,10 +75,20 @@ TEST_CASE("mountinfo: a unit's ReadWritePaths= binding is followed to the mount 
     CHECK(app->mount_point == "/var/lib/app");
     CHECK(app->source == "/srv/appdata");
     CHECK(app->device == "254:0");
+    CHECK(app->filesystem == "/");
     const auto elsewhere = bind_mount_of(m, m[6]);
     REQUIRE(elsewhere);
     CHECK(elsewhere->source == "/mnt/disk/appdata");
     CHECK(elsewhere->mount_point == "/srv/app");
+    CHECK(elsewhere->filesystem == "/mnt/disk");
+    // That disk not mounted, fstab's bind shows the root filesystem's bare /mnt/disk/appdata:
+    // the same path, through another mount.
+    const auto bare = parse_mountinfo("22 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                                      "42 22 254:0 /mnt/disk/appdata /srv/app rw - ext4 /dev/vda rw\n");
+    const auto underneath = bind_mount_of(bare, bare[1]);
+    REQUIRE(underneath);
+    CHECK(underneath->source == "/mnt/disk/appdata");
+    CHECK(underneath->filesystem == "/");
     // Not binds of another directory: a filesystem's root, a directory bound onto itself,
     // one that cannot be named.
     CHECK_FALSE(bind_mount_of(m, m[0]));
@@ -98,4 +108,58 @@ TEST_CASE("mountinfo: the topmost of two mounts at one point", "[mounts]") {
         "51 50 0:30 / /var/lib/app rw - tmpfs tmpfs rw\n");
     CHECK(mount_at(m, "/var/lib/app")->device == "0:30");
     CHECK_FALSE(bind_mount_of(m, *mount_at(m, "/var/lib/app")));
+}
+
+TEST_CASE("mountinfo: a bind on btrfs whose top level is mounted nowhere is named through a subvolume", "[mounts]") {
+    // The Debian installer's btrfs layout: "/" is the subvolume @rootfs, /home is @home, and
+    // no mount shows the top level (subvolid 5). fstab binds /srv/appdata at /var/lib/app.
+    // The bind was not recorded at all: without it /var/lib/app is a bare directory of "/",
+    // the very filesystem of /srv/appdata, and the state was restored underneath it.
+    const auto m = parse_mountinfo(
+        "26 1 0:25 /@rootfs / rw,relatime shared:1 - btrfs /dev/vda2 rw,space_cache=v2,subvolid=256,subvol=/@rootfs\n"
+        "27 26 0:25 /@home /home rw,relatime shared:2 - btrfs /dev/vda2 rw,space_cache=v2,subvolid=257,subvol=/@home\n"
+        "60 26 0:25 /@rootfs/srv/appdata /var/lib/app rw,relatime shared:1 - btrfs /dev/vda2 rw,subvolid=256\n"
+        // The unit's ReadWritePaths=/var/lib/app/data, and its PrivateTmp=.
+        "70 60 0:25 /@rootfs/srv/appdata/data /var/lib/app/data rw,relatime - btrfs /dev/vda2 rw,subvolid=256\n"
+        "71 26 0:25 /@rootfs/tmp/systemd-private-0f1e-bartld@notes.service-Ab12/tmp /tmp rw - btrfs /dev/vda2 rw\n"
+        // A subvolume mounted at /srv/media, bound at /var/lib/media.
+        "28 26 0:25 /@media /srv/media rw,relatime shared:3 - btrfs /dev/vda2 rw,subvolid=258,subvol=/@media\n"
+        "61 26 0:25 /@media /var/lib/media rw,relatime shared:3 - btrfs /dev/vda2 rw,subvolid=258,subvol=/@media\n");
+    REQUIRE(m.size() == 7);
+    const auto app = bind_mount_of(m, m[3]);
+    REQUIRE(app);
+    CHECK(app->mount_point == "/var/lib/app");
+    CHECK(app->source == "/srv/appdata");
+    CHECK(app->device == "0:25");
+    CHECK(app->filesystem == "/");
+    const auto tmp = bind_mount_of(m, m[4]);
+    REQUIRE(tmp);
+    CHECK(tmp->source == "/tmp/systemd-private-0f1e-bartld@notes.service-Ab12/tmp");
+    const auto media = bind_mount_of(m, m[6]);
+    REQUIRE(media);
+    CHECK(media->source == "/srv/media");
+    CHECK(media->filesystem == "/srv/media");
+    // Subvolumes mounted as such, and a directory of "/" bound onto itself, are no binds.
+    CHECK_FALSE(bind_mount_of(m, m[0]));
+    CHECK_FALSE(bind_mount_of(m, m[1]));
+    CHECK_FALSE(bind_mount_of(m, m[5]));
+    CHECK_FALSE(bind_mount_of(m, MountEntry{"/var/lib/notes", "0:25", "btrfs", "/@rootfs/var/lib/notes"}));
+}
+
+TEST_CASE("mountinfo: container roots name no bind of a directory they cannot see", "[mounts]") {
+    // systemd-nspawn of a directory tree, --bind=/srv/appdata:/var/lib/app: the host's "/"
+    // is not in the container's table.
+    const auto nspawn = parse_mountinfo(
+        "380 300 254:0 /var/lib/machines/app / rw,relatime shared:200 master:1 - ext4 /dev/vda1 rw\n"
+        "390 380 254:0 /srv/appdata /var/lib/app rw,relatime shared:201 master:1 - ext4 /dev/vda1 rw\n"
+        "391 380 0:60 / /tmp rw,nosuid,nodev - tmpfs tmpfs rw\n");
+    CHECK_FALSE(bind_mount_of(nspawn, nspawn[0]));
+    CHECK_FALSE(bind_mount_of(nspawn, nspawn[1]));
+    // A docker/podman volume over an overlayfs root.
+    const auto docker = parse_mountinfo(
+        "600 500 0:70 / / rw,relatime - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/A,upperdir=/u,workdir=/w\n"
+        "610 600 254:0 /var/lib/docker/containers/c0ffee/hosts /etc/hosts rw,relatime - ext4 /dev/vda1 rw\n"
+        "611 600 254:0 /srv/appdata /var/lib/app rw,relatime - ext4 /dev/vda1 rw\n");
+    CHECK_FALSE(bind_mount_of(docker, docker[0]));
+    CHECK_FALSE(bind_mount_of(docker, docker[2]));
 }
