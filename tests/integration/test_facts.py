@@ -306,7 +306,10 @@ class Facts(StackTest):
             f.truncate(128 << 20)
         subprocess.run(["mkfs.btrfs", "-q", image], check=True, capture_output=True)
         disk = os.path.realpath(os.path.join(self.tmp, "disk"))
-        self.mount("-o", "loop", image, disk)
+        try:
+            self.mount("-o", "loop", image, disk)
+        except subprocess.CalledProcessError:  # no loop devices here (a container without /dev/loop*)
+            self.skipTest("cannot mount a loop device here")
         src = os.path.join(disk, "appdata")
         mnt = os.path.realpath(os.path.join(s.root, "var-lib-app"))
         data = os.path.join(mnt, "data")

@@ -791,6 +791,7 @@ class RealSystemd(unittest.TestCase):
                 self.c.run("tee", conf, input=chatty)
                 self.c.run("systemctl", "start", unit, timeout=120)
                 self.assert_serving(unit, OTHER_PORT, "2.0.0", "2.0.0")
+                self.c.run("journalctl", "--sync")
                 lines = self.c.run("journalctl", "BARTL_INSTANCE=other", "-o", "cat", "--no-pager").stdout
                 self.assertIn("chatty line 3000", lines)
                 self.c.run("systemctl", "stop", unit)
