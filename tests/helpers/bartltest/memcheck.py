@@ -23,6 +23,23 @@ TIME_FACTOR = float(os.environ.get("BARTL_TEST_TIMEOUT_FACTOR") or (10 if WRAPPE
 # tests run bartlctl as nobody.
 REPORT_DIR = tempfile.mkdtemp(prefix="bartl-reports-")
 os.chmod(REPORT_DIR, 0o1777)
+# A sanitizer that cannot read its suppressions file aborts the program at start. Tests that
+# run bartld or bartlctl as nobody would meet a checkout in a 0700 home, or files cloned under
+# umask 077: they read world-readable copies here instead.
+SUPPRESSIONS_DIR = tempfile.mkdtemp(prefix="bartl-suppressions-")
+os.chmod(SUPPRESSIONS_DIR, 0o755)
+for _var in ("ASAN_OPTIONS", "LSAN_OPTIONS"):
+    _opts = []
+    for _opt in os.environ.get(_var, "").split(":"):
+        _key, _, _path = _opt.partition("=")
+        if _key == "suppressions" and os.path.isfile(_path):
+            _copy = os.path.join(SUPPRESSIONS_DIR, _var.split("_")[0].lower() + "-" + os.path.basename(_path))
+            shutil.copyfile(_path, _copy)
+            os.chmod(_copy, 0o644)
+            _opt = "suppressions=" + _copy
+        _opts.append(_opt)
+    if _var in os.environ:
+        os.environ[_var] = ":".join(_opts)
 for _var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
     # The last log_path wins; the sanitizer appends ".PID". No effect on binaries built
     # without sanitizers.
@@ -98,8 +115,10 @@ def _reports_at_exit():
         sys.stderr.flush()
         sys.stdout.flush()
         shutil.rmtree(REPORT_DIR, ignore_errors=True)
+        shutil.rmtree(SUPPRESSIONS_DIR, ignore_errors=True)
         os._exit(1)
     shutil.rmtree(REPORT_DIR, ignore_errors=True)
+    shutil.rmtree(SUPPRESSIONS_DIR, ignore_errors=True)
 
 
 class CheckedTest(unittest.TestCase):
