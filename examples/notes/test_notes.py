@@ -25,6 +25,9 @@ ENGINE = {v: os.path.join(HERE, "engine", v, "notes.py") for v in ("1.0.0", "2.0
 INIT = os.path.join(HERE, "bartl", "init")
 MIGRATION = os.path.join(HERE, "bartl", "migrations", "2.0.0-add-tags")
 RENDER = os.path.join(HERE, "render-config")
+# Waits scale as the project's tests do (a sanitizer build sets 3): a loaded machine may take
+# seconds to start Python and open SQLite before the app handles a signal.
+TIME_FACTOR = float(os.environ.get("BARTL_TEST_TIMEOUT_FACTOR") or 1)
 
 
 def free_port():
@@ -102,6 +105,7 @@ class Service:
 
     def wait_ready(self, timeout=5.0):
         """Waits for READY=1; returns the seconds it took (fails the test on timeout)."""
+        timeout *= TIME_FACTOR
         fields = self.notify.wait_for("READY", timeout)
         if fields is None:
             raise AssertionError(f"no READY=1 within {timeout}s; log:\n{self.output()}")
@@ -122,6 +126,7 @@ class Service:
 
     def stop(self, timeout=5.0):
         """SIGTERM; returns the exit status."""
+        timeout *= TIME_FACTOR
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
