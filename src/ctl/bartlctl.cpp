@@ -1048,6 +1048,9 @@ int main(int argc, char** argv) {
     forget->add_option("-c,--config", o.config_file, "configuration file (default: by -i NAME)")->type_name("FILE");
     if (auto code = parse_command_line(cli, argc, argv)) return *code;
     try {
+        // A name bartld refuses is a usage error (64) for every verb, before any bus or
+        // offline lookup could report it as an instance that is not running (3).
+        if (!o.instance.empty()) (void)instance_config_path(o.instance);
         if (status->parsed()) return cmd_status(o);
         if (backup->parsed()) return cmd_backup(o);
         if (backups->parsed()) return cmd_backups(o);

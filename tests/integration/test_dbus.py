@@ -312,6 +312,11 @@ class DBus(StackTest):
         self.assertEqual(r.returncode, EXIT_USAGE)
         self.assertIn("choose one with -i", r.stderr)
         self.assertEqual(json.loads(self.ctl("-i", "2nd-notes", "status", "--json").stdout)["app"], "2nd-notes")
+        # A name bartld would refuse is a usage error, not an instance that is not running (3).
+        for verb in ("status", "backup", "history"):
+            r = self.ctl("-i", "a b", verb, ok=False)
+            self.assertEqual(r.returncode, EXIT_USAGE, f"{verb}: {r.stdout}{r.stderr}")
+            self.assertIn('invalid instance name "a b": use lowercase letters', r.stderr)
         # A second bartld for "notes" (another root, so not the same lock) cannot take the name.
         dup = self.stack()
         r = dup.run(extra_env=self.bus.env())
