@@ -84,13 +84,13 @@ AdoptResult adopt(const Config& config, const Version& version) {
     InstanceLock lock(config.bartl_dir, config.instance);
     Instance inst(config);
     auto mr = inst.read_marker();
-    if (mr.exists)
-        throw RuntimeError(fmt::format("instance {} already has a state marker {} ({}): its state is bartl's, "
-                                       "nothing to adopt",
-                                       config.instance, inst.marker_path().string(),
-                                       mr.marker ? fmt::format("state {}, origin {}", mr.marker->version,
-                                                               mr.marker->origin)
-                                                 : "does not parse: " + mr.error));
+    // A marker that does not parse proves nothing (bartld refuses the data as foreign and
+    // offers adopt): it is moved aside, kept for a post-mortem, once the data is adopted.
+    if (mr.exists && mr.marker)
+        throw RuntimeError(fmt::format("instance {} already has a state marker {} (state {}, origin {}): its state "
+                                       "is bartl's, nothing to adopt",
+                                       config.instance, inst.marker_path().string(), mr.marker->version,
+                                       mr.marker->origin));
     if (auto intent = inst.read_intent())
         throw RuntimeError(fmt::format("instance {} has an unfinished {} of bartl ({}): that data is bartl's own "
                                        "half-done work, which bartld cleans up at its next start; nothing to adopt",
@@ -128,6 +128,7 @@ AdoptResult adopt(const Config& config, const Version& version) {
     const Owner owner = app_owner(config);
     for (const auto& c : declared) m.components.push_back(c->bind_live(m.state_id, owner));
     add_history(m, "adopt", "", m.version, "adopted by bartlctl: " + summary);
+    if (mr.exists) inst.retire_marker("it did not parse (" + mr.error + "); the data was adopted as state " + m.version);
     inst.write_marker(m);
     log::notice(fmt::format("instance {} adopted as state {} (state ID {}): {}", config.instance, m.version,
                             m.state_id, summary));

@@ -137,15 +137,21 @@ LoopResult run_lifecycle(const Config& config, const Version& engine, Store* sto
                         "path. Declare this instance's own paths in [state] paths (adopting or moving this data "
                         "would take it from the other instance)",
                         config.where("[state] paths[0]"), state_paths_text(config), *owner, id));
-            if (!o.orphan_state_ids.empty()) {
+            if (!o.orphan_state_ids.empty() || o.marker_damaged) {
+                const auto marker = inst.marker_path().string();
+                const auto looks = o.orphan_state_ids.empty()
+                                       ? fmt::format("The marker {} is damaged and the data carries no state ID", marker)
+                                       : fmt::format("This looks like bartl's own state whose marker is {}: it carries "
+                                                     "state ID {}, but {} {}",
+                                                     o.marker_damaged ? "damaged" : "lost",
+                                                     fmt::join(o.orphan_state_ids, ", "), marker,
+                                                     o.marker_damaged ? "does not parse" : "does not exist");
                 throw ForeignStateError(fmt::format(
-                    "foreign state refused: {}. This looks like bartl's own state whose marker is lost: it carries "
-                    "state ID {}, but {} does not exist, so nothing proves which state and version it is; bartl will "
-                    "not touch it. If the data is good, run `{}` with the version of the data; if not, stop bartld, "
-                    "move the state paths ({}) aside and start it again: with no state it restores the newest backup "
+                    "foreign state refused: {}. {}, so nothing proves which state and version it is; bartl will not "
+                    "touch it. If the data is good, run `{}` with the version of the data; if not, stop bartld, move "
+                    "the state paths ({}) aside and start it again: with no state it restores the newest backup "
                     "from the store",
-                    o.state_detail, fmt::join(o.orphan_state_ids, ", "), inst.marker_path().string(),
-                    bartlctl_command(config, "adopt", "VERSION"), state_paths_text(config)));
+                    o.state_detail, looks, bartlctl_command(config, "adopt", "VERSION"), state_paths_text(config)));
             }
             throw ForeignStateError(fmt::format(
                 "foreign state refused: {}. bartl did not create this data and will not touch it. To bring an "

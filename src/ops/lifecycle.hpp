@@ -42,9 +42,12 @@ struct Observation {
     std::string pinned;          ///< the pinned backup id in force, if any
     std::optional<BackupManifest> candidate;  ///< the backup restore would take (its sidecar read)
     std::vector<std::string> warnings;        ///< e.g. changed applied migrations, skipped backups
-    /// State IDs that components holding data carry while there is no marker: bartl's own
-    /// state whose marker is lost (still refused as foreign: no marker proves it).
+    /// State IDs that components holding data carry while there is no marker, or one that
+    /// does not parse: bartl's own state whose marker is lost or damaged (still refused as
+    /// foreign: no marker proves it).
     std::vector<std::string> orphan_state_ids;
+    /// The marker exists but does not parse (its parse error is in state_detail).
+    bool marker_damaged = false;
 };
 
 /// Observes the facts without changing anything. `rejected` holds backup ids rejected earlier

@@ -98,6 +98,19 @@ void observe_backups(Observation& o, const Config& config, Store* store, const C
                                   why.empty() ? "" : ": ", join(why));
 }
 
+/// Adds to o.orphan_state_ids the state IDs that the declared components holding data carry
+/// with no marker to prove them (none, or one that does not parse), each once.
+void note_orphan_ids(Observation& o, const std::vector<std::unique_ptr<Component>>& declared) {
+    for (const auto& c : declared) {
+        if (!c->holds_data()) continue;
+        const auto seen = c->observe(nullptr, "");
+        if (!seen.carried_id.empty() &&
+            std::find(o.orphan_state_ids.begin(), o.orphan_state_ids.end(), seen.carried_id) ==
+                o.orphan_state_ids.end())
+            o.orphan_state_ids.push_back(seen.carried_id);
+    }
+}
+
 }  // namespace
 
 Observation observe(const Config& config, const Version& engine, Store* store, const Context& ctx,
@@ -132,8 +145,10 @@ Observation observe(const Config& config, const Version& engine, Store* store, c
                                          inst.marker_path().string(), mr.error);
         } else {
             f.state = StateFact::foreign;
+            o.marker_damaged = true;
             o.state_detail = fmt::format("marker {} does not parse ({}) and {} hold data", inst.marker_path().string(),
                                          mr.error, join(with_data, ", "));
+            note_orphan_ids(o, declared);
         }
     } else if (mr.marker) {
         const Marker& m = *mr.marker;
@@ -207,14 +222,8 @@ Observation observe(const Config& config, const Version& engine, Store* store, c
     } else {
         std::vector<std::string> details;
         for (const auto& c : declared)
-            if (c->holds_data()) {
-                const auto seen = c->observe(nullptr, "");
-                details.push_back(seen.detail);
-                if (!seen.carried_id.empty() &&
-                    std::find(o.orphan_state_ids.begin(), o.orphan_state_ids.end(), seen.carried_id) ==
-                        o.orphan_state_ids.end())
-                    o.orphan_state_ids.push_back(seen.carried_id);
-            }
+            if (c->holds_data()) details.push_back(c->observe(nullptr, "").detail);
+        note_orphan_ids(o, declared);
         if (!details.empty()) {
             f.state = StateFact::foreign;
             o.state_detail = fmt::format("{} (no marker {})", join(details), inst.marker_path().string());

@@ -239,6 +239,39 @@ class Lifecycle(StackTest):
         self.assertEqual(tree_digest(s.state), before)
         self.assertFalse(os.path.exists(os.path.join(s.bartl_dir, "marker.json")))
 
+    def test_a_damaged_marker_over_bartls_own_state_names_it_and_adopt_takes_the_data(self):
+        # Found by a hostile operator: a truncated marker over bartl's own state was refused as
+        # data "bartl did not create", and the adopt it advised refused too ("already has a
+        # state marker ... its state is bartl's, nothing to adopt").
+        s = self.stack("1.0.0")
+        self.assertEqual(s.run("--prepare").returncode, 0)
+        state_id = s.marker()["state_id"]
+        marker = os.path.join(s.bartl_dir, "marker.json")
+        with open(marker, "r+") as f:
+            f.truncate(100)
+        before = tree_digest(s.state)
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, EXIT_FOREIGN, r.stderr)
+        self.assertIn(f"This looks like bartl's own state whose marker is damaged: it carries state ID {state_id}, "
+                      f"but {marker} does not parse", r.stderr)
+        self.assertNotIn("bartl did not create this data", r.stderr)
+        self.assertIn(f"run `bartlctl adopt -c {s.config} VERSION` with the version of the data", r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+        with open(marker, "rb") as f:
+            damaged = f.read()
+        r = subprocess.run(command(BARTLCTL, "adopt", "-c", s.config, "1.0.0"), capture_output=True, text=True,
+                           env=s.env(notify=False), timeout=scaled(60))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        aside = [n for n in os.listdir(s.bartl_dir) if n.startswith("marker.json.stale-")]
+        self.assertEqual(len(aside), 1, os.listdir(s.bartl_dir))
+        with open(os.path.join(s.bartl_dir, aside[0]), "rb") as f:
+            self.assertEqual(f.read(), damaged, "the damaged marker was not kept as it was")
+        self.assertEqual(s.marker()["origin"], "adopt")
+        r = s.run("--prepare")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("decision: serve", r.stderr)
+        self.assertEqual(tree_digest(s.state), before)
+
     def test_a_second_instance_on_the_same_state_path_is_a_config_error_and_adopt_refuses(self):
         # Found by a hostile operator: the second instance's refusal advised `bartlctl adopt`,
         # which re-bound the first instance's live state to the second (the first then
