@@ -16,7 +16,8 @@ suite does (tests/system/README.md):
   tools/install-deps installs are downloaded once (they are still installed every run).
 
 Needs root; missing systemd-nspawn or debootstrap are installed with apt-get; when that is not
-possible, or when not root, the test is skipped (exit 77). Takes about 17 minutes on 2 cores.
+possible, or when not root, the test is skipped (exit 77). Takes about 40 minutes on 2 quiet
+cores (an hour on a loaded machine).
 """
 import os
 import re
@@ -100,7 +101,7 @@ class Pristine(unittest.TestCase):
         cls.addClassCleanup(shutil.rmtree, cls.work, ignore_errors=True)
         clone_head(cls.work)
         os.makedirs(os.path.join(ARCHIVES, "partial"), exist_ok=True)
-        log("systemd-nspawn: tools/demo, then tools/run-tests (about 17 minutes on 2 cores)")
+        log("systemd-nspawn: tools/demo, then tools/run-tests (about 40 minutes on 2 quiet cores)")
         t0 = time.monotonic()
         # The command of tests/pristine/README.md, plus the download cache.
         r = subprocess.run(["systemd-nspawn", "-q", "-D", cls.root, "--register=no", "--keep-unit",
