@@ -111,9 +111,10 @@ AdoptResult adopt(const Config& config, const Version& version) {
                                        "restores or initialises empty state by itself)",
                                        config.instance));
     for (const auto& c : declared) c->check_target();
-    // Re-binding a path another instance serves would make that instance's state foreign.
+    // Re-binding a path another instance serves would make that instance's state foreign. A
+    // path that does not exist yet (the data is all in a database) carries nobody's ID.
     for (const auto& c : declared)
-        if (c->tree())
+        if (std::error_code ec; c->tree() && std::filesystem::is_directory(*c->tree(), ec))
             if (const auto id = read_state_id_xattr(*c->tree()); id && !id->empty())
                 if (const auto owner = inst.other_owner(*id))
                     throw ConfigError(fmt::format(
